@@ -1,0 +1,43 @@
+# mlmon: every target a user or CI needs. `make help` lists them.
+# Area-specific targets (servers, generators, the stack) live in mk/*.mk, one file per area.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTHON ?= python3
+
+.DEFAULT_GOAL := help
+.PHONY: help install test unit-test bench generate check-generated lint
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+install: $(PY) ## create .venv and install mlmon with its dev extras
+	$(PIP) install --quiet -e '.[dev]'
+
+test: ## run every test, unit and integration (starts real Prometheus, Alertmanager, Elasticsearch)
+	$(PY) -m pytest
+
+unit-test: ## run the tests that start no server
+	$(PY) -m pytest -m 'not integration'
+
+bench: ## run the benchmarks; tables on stdout, JSON under bench/results/
+	@mkdir -p bench/results
+	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b --out bench/results; done
+
+lint: ## ruff
+	$(VENV)/bin/ruff check exporter log_shipper alerting demo tests bench
+
+generate: ## regenerate committed files (rules, dashboards, saved objects)
+
+check-generated: generate ## fail when regenerating changes a committed file
+	@git diff --exit-code --stat -- prometheus alerting grafana kibana || \
+	  { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+
+-include mk/*.mk

@@ -1,0 +1,71 @@
+"""The `mlmon` command: one entry point, one module per subcommand.
+
+Each subcommand module exposes `add_arguments(parser)` and `run(args) -> int`. Modules are
+imported only when their subcommand runs, so `mlmon profile` never pays for the log shipper's
+imports and a missing optional dependency only affects the subcommand that needs it.
+
+Errors a user can fix (bad data, a corrupt profile, an unreachable server) are raised as
+`CliError` or `ProfileError` and printed as one line, with exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help). Configuration as data: adding a subcommand is one line here.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "profile": ("exporter.cli_profile", "build a reference profile from training data"),
+    "serve": ("exporter.cli_serve", "serve /metrics for a profile, with optional synthetic traffic"),
+    "demo": ("demo.cli", "run the demo model service (FastAPI) with exporter and shipper"),
+    "traffic": ("demo.traffic", "send steady traffic and scheduled drift to the demo service"),
+    "es-setup": ("log_shipper.cli_es", "install the Elasticsearch index template and data stream"),
+    "kibana-objects": ("log_shipper.cli_kibana", "generate or import Kibana saved objects"),
+    "sink": ("alerting.sink", "receive Alertmanager webhooks and print / record them"),
+}
+
+
+class CliError(Exception):
+    """An error the user can act on; printed as one line without a traceback."""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlmon", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (_module, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    if not argv or argv[0] not in SUBCOMMANDS:
+        parser.parse_args(argv)  # prints usage / help and exits
+        return 2
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = SUBCOMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(f"mlmon {name}: unavailable ({exc}); try: pip install 'mlmon[dev]'", file=sys.stderr)
+        return 2
+    sub_parser = argparse.ArgumentParser(prog=f"mlmon {name}", description=help_text)
+    module.add_arguments(sub_parser)
+    args = sub_parser.parse_args(rest)
+    from exporter.profile import ProfileError
+
+    try:
+        return int(module.run(args) or 0)
+    except (CliError, ProfileError) as exc:
+        print(f"mlmon {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

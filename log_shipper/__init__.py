@@ -1,0 +1,1 @@
+"""mlmon log shipper: every input record into Elasticsearch, none lost."""

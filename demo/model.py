@@ -1,0 +1,120 @@
+"""The demo model: a small regressor on scikit-learn's bundled diabetes data (no downloads).
+
+The data set has ten numeric columns and a disease-progression target. To show categorical
+drift we add two synthetic categorical features, drawn with a fixed seed so that every process
+(service, traffic generator, tests) sees the same rows:
+- `clinic`: four common values and one rare one (`island`, ~2 %) that the drift makes common;
+- `channel`: three values; the drift adds values never seen in training.
+`sex` (coded 1/2 in the data) is kept as a categorical feature too.
+
+Training takes a few milliseconds, so the service trains at start-up instead of shipping a pickle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_diabetes
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+MODEL_NAME = "diabetes"
+MODEL_VERSION = "1"
+SEED = 7
+
+NUMERIC_FEATURES = ("age", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
+CATEGORICAL_FEATURES = ("sex", "clinic", "channel")
+FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+
+# value -> probability; `island` is the rare category the drift scenario makes common.
+CLINICS = {"north": 0.40, "south": 0.30, "east": 0.18, "west": 0.10, "island": 0.02}
+CHANNELS = {"web": 0.5, "app": 0.3, "phone": 0.2}
+# A small effect so the synthetic features matter to the model (and to its predictions).
+_CLINIC_EFFECT = {"north": 0.0, "south": 8.0, "east": -6.0, "west": 4.0, "island": 25.0}
+
+
+def reference_frame(seed: int = SEED) -> pd.DataFrame:
+    """The full data set with the synthetic columns and the `target`, deterministic for a seed."""
+    data = load_diabetes(scaled=False, as_frame=True).frame
+    rng = np.random.default_rng(seed)
+    n = len(data)
+    frame = data[list(NUMERIC_FEATURES)].astype(float).copy()
+    frame["sex"] = data["sex"].astype(int).astype(str)
+    frame["clinic"] = rng.choice(list(CLINICS), size=n, p=list(CLINICS.values()))
+    frame["channel"] = rng.choice(list(CHANNELS), size=n, p=list(CHANNELS.values()))
+    frame["target"] = data["target"].astype(float) + frame["clinic"].map(_CLINIC_EFFECT)
+    return frame
+
+
+def _pipeline() -> Pipeline:
+    # Imputation and handle_unknown="ignore" keep the model answering on the drifted inputs
+    # (nulls, unseen categories): monitoring should see the drift, not a crashing service.
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categorical = Pipeline([
+        ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+        ("onehot", OneHotEncoder(handle_unknown="ignore")),
+    ])
+    columns = ColumnTransformer([
+        ("numeric", numeric, list(NUMERIC_FEATURES)),
+        ("categorical", categorical, list(CATEGORICAL_FEATURES)),
+    ])
+    return Pipeline([("columns", columns), ("ridge", Ridge(alpha=1.0))])
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """A trained pipeline plus the reference rows it was trained on.
+
+    >>> model = train()
+    >>> round(model.predict_one(model.records()[0])) > 0
+    True
+    """
+
+    pipeline: Pipeline
+    reference: pd.DataFrame  # features and target of the training rows
+    name: str = MODEL_NAME
+    version: str = MODEL_VERSION
+
+    def features(self) -> pd.DataFrame:
+        return self.reference[list(FEATURES)]
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.pipeline.predict(frame[list(FEATURES)])
+
+    def predict_one(self, record: dict[str, Any]) -> float:
+        """Predict one record; absent, null or wrongly typed values become nulls for the model."""
+        return float(self.predict(to_frame([record]))[0])
+
+    def records(self) -> list[dict[str, Any]]:
+        """The reference rows as JSON-ready dicts (what the traffic generator replays)."""
+        return self.features().to_dict(orient="records")
+
+
+def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Records to a model-ready frame: numbers as float (else NaN), categories as str (else NaN)."""
+    rows = []
+    for record in records:
+        row: dict[str, Any] = {}
+        for name in NUMERIC_FEATURES:
+            value = record.get(name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            row[name] = float(value) if ok and math.isfinite(value) else np.nan
+        for name in CATEGORICAL_FEATURES:
+            value = record.get(name)
+            row[name] = str(value) if value is not None else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(FEATURES))
+
+
+def train(seed: int = SEED) -> DemoModel:
+    """Train on the whole data set: the demo shows monitoring, not model selection."""
+    frame = reference_frame(seed)
+    pipeline = _pipeline().fit(frame[list(FEATURES)], frame["target"])
+    return DemoModel(pipeline=pipeline, reference=frame)

@@ -1,0 +1,140 @@
+"""`mlmon traffic`: steady traffic to the demo service, then the scheduled drift scenario.
+
+The loop is bounded by the schedule (healthy phase + drift phase) and sends to a loopback
+address only, unless `--allow-remote` is given (docker-compose, where the service is `demo`
+on the private compose network). Failed requests are counted, never fatal: the generator must
+keep going while the service restarts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from demo.scenario import Schedule, next_record
+
+Sender = Callable[[dict[str, Any]], bool]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default="http://127.0.0.1:8000",
+                        help="the demo service base URL (default %(default)s)")
+    parser.add_argument("--rate", type=float, default=10.0,
+                        help="requests per second (default %(default)s)")
+    parser.add_argument("--healthy-s", type=float, default=300.0,
+                        help="seconds of reference-like traffic first (default %(default)s)")
+    parser.add_argument("--drift-s", type=float, default=600.0,
+                        help="seconds of drifted traffic after that (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--wait-ready-s", type=float, default=60.0,
+                        help="wait this long for /healthz first (default %(default)s)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a non-loopback service address (for docker-compose)")
+
+
+def check_target(url: str, allow_remote: bool) -> None:
+    """Refuse anything but http(s) to a loopback host unless remote targets are allowed."""
+    from exporter.cli import CliError
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CliError(f"--url must be an http(s) URL, got {url!r}")
+    if allow_remote or parts.hostname == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise CliError(f"{parts.hostname} is not a loopback address (see --allow-remote)")
+
+
+def drive(send: Sender, records: list[dict[str, Any]], schedule: Schedule, rate: float,
+          rng: random.Random, clock: Callable[[], float] = time.monotonic,
+          sleep: Callable[[float], None] = time.sleep,
+          on_phase: Callable[[str], None] | None = None) -> Counter[str]:
+    """Send records at `rate` per second until the schedule ends; counts `<phase>_ok|_failed`."""
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    counts: Counter[str] = Counter()
+    start = clock()
+    current: str | None = None
+    for i in range(int(schedule.duration_s * rate) + 1):
+        # Pace against the start time, not the previous request, so slow requests do not
+        # lower the average rate.
+        due = start + i / rate
+        now = clock()
+        if due > now:
+            sleep(due - now)
+        phase = schedule.phase(clock() - start)
+        if phase is None:
+            break
+        if phase != current:
+            current = phase
+            if on_phase is not None:
+                on_phase(phase)
+        ok = send(next_record(records, phase, rng))
+        counts[f"{phase}_{'ok' if ok else 'failed'}"] += 1
+    return counts
+
+
+def http_sender(url: str, timeout_s: float = 5.0) -> Sender:
+    import requests
+
+    session = requests.Session()
+    endpoint = url.rstrip("/") + "/predict"
+
+    def send(record: dict[str, Any]) -> bool:
+        try:
+            return session.post(endpoint, json={"features": record}, timeout=timeout_s).ok
+        except requests.RequestException:
+            return False
+
+    return send
+
+
+def wait_ready(url: str, timeout_s: float) -> bool:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if requests.get(url.rstrip("/") + "/healthz", timeout=2).ok:
+                return True
+        except requests.RequestException:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
+def run(args: argparse.Namespace) -> int:
+    from demo.model import FEATURES, reference_frame
+    from exporter.cli import CliError
+
+    check_target(args.url, args.allow_remote)
+    try:
+        schedule = Schedule(healthy_s=args.healthy_s, drift_s=args.drift_s)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if args.rate <= 0:
+        raise CliError(f"--rate must be > 0, got {args.rate}")
+    if not wait_ready(args.url, args.wait_ready_s):
+        raise CliError(f"{args.url}/healthz did not answer within {args.wait_ready_s:g} s")
+    records = reference_frame()[list(FEATURES)].to_dict(orient="records")
+
+    def announce(phase: str) -> None:
+        print(f"mlmon traffic: phase {phase} at {time.time():.3f}", file=sys.stderr, flush=True)
+
+    counts = drive(http_sender(args.url), records, schedule, args.rate,
+                   random.Random(args.seed), on_phase=announce)
+    print("mlmon traffic: done " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+          file=sys.stderr, flush=True)
+    return 0

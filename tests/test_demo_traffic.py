@@ -1,0 +1,82 @@
+"""The traffic schedule, the drift scenario and the generator loop (fake clock, no network)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from demo import scenario
+from demo.scenario import DRIFT, HEALTHY, Schedule, drifted
+from demo.traffic import check_target, drive
+from exporter.cli import CliError
+
+RECORD = {"bmi": 25.0, "bp": 90.0, "clinic": "north", "channel": "web", "sex": "1"}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
+def test_schedule_phases_and_end() -> None:
+    schedule = Schedule(healthy_s=10, drift_s=5)
+    assert [schedule.phase(t) for t in (0, 9.99, 10, 14.99, 15)] == [HEALTHY, HEALTHY, DRIFT,
+                                                                     DRIFT, None]
+    with pytest.raises(ValueError, match=">= 0"):
+        Schedule(healthy_s=-1, drift_s=5)
+
+
+def test_drift_applies_every_change_at_its_share() -> None:
+    rng = random.Random(0)
+    out = [drifted(RECORD, rng) for _ in range(4000)]
+    assert all(r["bmi"] == 25.0 + scenario.BMI_SHIFT for r in out)
+    share = {
+        "rare": sum(r["clinic"] == scenario.RARE_CATEGORY for r in out) / len(out),
+        "unseen": sum(r["channel"] in scenario.UNSEEN_CHANNELS for r in out) / len(out),
+        "null": sum(r[scenario.NULL_FEATURE] is None for r in out) / len(out),
+    }
+    assert share["rare"] == pytest.approx(scenario.RARE_SHARE, abs=0.03)
+    assert share["unseen"] == pytest.approx(scenario.UNSEEN_SHARE, abs=0.03)
+    assert share["null"] == pytest.approx(scenario.NULL_SHARE, abs=0.03)
+    assert RECORD["bmi"] == 25.0  # the input is left alone
+
+
+def test_drive_sends_at_the_rate_and_switches_phase_on_schedule() -> None:
+    clock = FakeClock()
+    sent: list[tuple[float, dict[str, Any]]] = []
+    phases: list[str] = []
+
+    def send(record: dict[str, Any]) -> bool:
+        sent.append((clock.now - 100.0, record))
+        return len(sent) % 10 != 0  # every tenth request fails, and is counted
+
+    counts = drive(send, [RECORD], Schedule(healthy_s=2, drift_s=1), rate=10.0,
+                   rng=random.Random(1), clock=clock, sleep=clock.sleep, on_phase=phases.append)
+    assert phases == [HEALTHY, DRIFT]
+    assert len(sent) == 30
+    assert counts[f"{HEALTHY}_ok"] + counts[f"{HEALTHY}_failed"] == 20
+    assert counts[f"{DRIFT}_failed"] + counts[f"{HEALTHY}_failed"] == 3
+    assert all(r["bmi"] == 25.0 for t, r in sent if t < 2)
+    assert all(r["bmi"] == 25.0 + scenario.BMI_SHIFT for t, r in sent if t >= 2)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:1", "http://[::1]:80"])
+def test_loopback_targets_are_allowed(url: str) -> None:
+    check_target(url, allow_remote=False)
+
+
+@pytest.mark.parametrize("url", ["http://example.com", "http://10.0.0.1:8000", "ftp://127.0.0.1"])
+def test_other_targets_are_refused_without_allow_remote(url: str) -> None:
+    with pytest.raises(CliError):
+        check_target(url, allow_remote=False)
+    if url.startswith("http"):
+        check_target(url, allow_remote=True)

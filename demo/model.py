@@ -5,7 +5,8 @@ drift we add two synthetic categorical features, drawn with a fixed seed so that
 (service, traffic generator, tests) sees the same rows:
 - `clinic`: four common values and one rare one (`island`, ~2 %) that the drift makes common;
 - `channel`: three values; the drift adds values never seen in training.
-`sex` (coded 1/2 in the data) is kept as a categorical feature too.
+`sex` (coded 1/2 in the data) is kept as a categorical feature too, and a free-text `note`
+(short phrases from a small vocabulary) shows out-of-vocabulary drift; the model ignores it.
 
 Training takes a few milliseconds, so the service trains at start-up instead of shipping a pickle.
 """
@@ -31,11 +32,15 @@ SEED = 7
 
 NUMERIC_FEATURES = ("age", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 CATEGORICAL_FEATURES = ("sex", "clinic", "channel")
-FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+TEXT_FEATURES = ("note",)
+MODEL_FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+FEATURES = MODEL_FEATURES + TEXT_FEATURES
 
 # value -> probability; `island` is the rare category the drift scenario makes common.
 CLINICS = {"north": 0.40, "south": 0.30, "east": 0.18, "west": 0.10, "island": 0.02}
 CHANNELS = {"web": 0.5, "app": 0.3, "phone": 0.2}
+NOTES = ("routine check", "follow up visit", "reports fatigue", "asks about diet",
+         "routine check with lab results", "medication review")
 # A small effect so the synthetic features matter to the model (and to its predictions).
 _CLINIC_EFFECT = {"north": 0.0, "south": 8.0, "east": -6.0, "west": 4.0, "island": 25.0}
 
@@ -49,6 +54,7 @@ def reference_frame(seed: int = SEED) -> pd.DataFrame:
     frame["sex"] = data["sex"].astype(int).astype(str)
     frame["clinic"] = rng.choice(list(CLINICS), size=n, p=list(CLINICS.values()))
     frame["channel"] = rng.choice(list(CHANNELS), size=n, p=list(CHANNELS.values()))
+    frame["note"] = rng.choice(NOTES, size=n)
     frame["target"] = data["target"].astype(float) + frame["clinic"].map(_CLINIC_EFFECT)
     return frame
 
@@ -64,7 +70,7 @@ def _pipeline() -> Pipeline:
     columns = ColumnTransformer([
         ("numeric", numeric, list(NUMERIC_FEATURES)),
         ("categorical", categorical, list(CATEGORICAL_FEATURES)),
-    ])
+    ])  # remainder="drop": the text note is monitored, not used
     return Pipeline([("columns", columns), ("ridge", Ridge(alpha=1.0))])
 
 
@@ -86,7 +92,7 @@ class DemoModel:
         return self.reference[list(FEATURES)]
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.pipeline.predict(frame[list(FEATURES)])
+        return self.pipeline.predict(frame[list(MODEL_FEATURES)])
 
     def predict_one(self, record: dict[str, Any]) -> float:
         """Predict one record; absent, null or wrongly typed values become nulls for the model."""
@@ -109,6 +115,8 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         for name in CATEGORICAL_FEATURES:
             value = record.get(name)
             row[name] = str(value) if value is not None else np.nan
+        for name in TEXT_FEATURES:
+            row[name] = record.get(name) if isinstance(record.get(name), str) else None
         rows.append(row)
     return pd.DataFrame(rows, columns=list(FEATURES))
 
@@ -116,5 +124,5 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 def train(seed: int = SEED) -> DemoModel:
     """Train on the whole data set: the demo shows monitoring, not model selection."""
     frame = reference_frame(seed)
-    pipeline = _pipeline().fit(frame[list(FEATURES)], frame["target"])
+    pipeline = _pipeline().fit(frame[list(MODEL_FEATURES)], frame["target"])
     return DemoModel(pipeline=pipeline, reference=frame)

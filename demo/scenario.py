@@ -5,7 +5,8 @@ changed in the four ways the dashboards and alerts are meant to catch:
 - a shifted numeric feature (`bmi` + `BMI_SHIFT`, far past most reference bins);
 - a rare category becoming common (`clinic` = `island` for `RARE_SHARE` of the records);
 - unseen categories (`channel` takes values never seen in training for `UNSEEN_SHARE`);
-- nulls in one feature (`bp` is None for `NULL_SHARE` of the records).
+- nulls in one feature (`bp` is None for `NULL_SHARE` of the records);
+- words never seen in training in the free-text `note` (for `OOV_SHARE` of the records).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ UNSEEN_CHANNELS = ("kiosk", "voice", "fax")
 UNSEEN_SHARE = 0.4
 NULL_FEATURE = "bp"
 NULL_SHARE = 0.4
+OOV_NOTES = ("telehealth wearable sync", "insurance portal upload")
+OOV_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ def drifted(record: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         out["channel"] = rng.choice(UNSEEN_CHANNELS)
     if rng.random() < NULL_SHARE:
         out[NULL_FEATURE] = None
+    if rng.random() < OOV_SHARE:
+        out["note"] = rng.choice(OOV_NOTES)
     return out
 
 

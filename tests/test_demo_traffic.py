@@ -12,7 +12,8 @@ from demo.scenario import DRIFT, HEALTHY, Schedule, drifted
 from demo.traffic import check_target, drive
 from exporter.cli import CliError
 
-RECORD = {"bmi": 25.0, "bp": 90.0, "clinic": "north", "channel": "web", "sex": "1"}
+RECORD = {"bmi": 25.0, "bp": 90.0, "clinic": "north", "channel": "web", "sex": "1",
+          "note": "routine check"}
 
 
 class FakeClock:
@@ -43,7 +44,9 @@ def test_drift_applies_every_change_at_its_share() -> None:
         "rare": sum(r["clinic"] == scenario.RARE_CATEGORY for r in out) / len(out),
         "unseen": sum(r["channel"] in scenario.UNSEEN_CHANNELS for r in out) / len(out),
         "null": sum(r[scenario.NULL_FEATURE] is None for r in out) / len(out),
+        "oov": sum(r["note"] in scenario.OOV_NOTES for r in out) / len(out),
     }
+    assert share["oov"] == pytest.approx(scenario.OOV_SHARE, abs=0.03)
     assert share["rare"] == pytest.approx(scenario.RARE_SHARE, abs=0.03)
     assert share["unseen"] == pytest.approx(scenario.UNSEEN_SHARE, abs=0.03)
     assert share["null"] == pytest.approx(scenario.NULL_SHARE, abs=0.03)

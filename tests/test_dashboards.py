@@ -1,0 +1,95 @@
+"""Generated Grafana dashboards: up to date, stable, consistent with provisioning and metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+GRAFANA = REPO / "grafana"
+sys.path.insert(0, str(GRAFANA))
+
+import generate  # noqa: E402
+from panels import expressions  # noqa: E402
+
+SOURCES = generate.sources()
+EXPECTED_UIDS = {"mlmon-model-overview", "mlmon-feature-drill-down", "mlmon-service-health"}
+
+
+def _load(path: Path) -> dict:
+    return json.loads(generate.target(path).read_text())
+
+
+def test_committed_json_matches_the_generator() -> None:
+    assert generate.main(["--check"]) == 0
+
+
+def test_generation_is_deterministic() -> None:
+    assert [generate.render(p) for p in SOURCES] == [generate.render(p) for p in SOURCES]
+
+
+def test_the_three_dashboards_exist_with_stable_unique_uids() -> None:
+    assert {_load(p)["uid"] for p in SOURCES} == EXPECTED_UIDS
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_variables_model_version_and_feature(path: Path) -> None:
+    names = [v["name"] for v in _load(path)["templating"]["list"]]
+    assert names[:2] == ["model", "model_version"]
+    if "feature" in path.name:
+        assert names[2] == "feature"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_panels_do_not_overlap(path: Path) -> None:
+    cells: set[tuple[int, int]] = set()
+    for panel in _load(path)["panels"]:
+        grid = panel["gridPos"]
+        area = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
+                for y in range(grid["y"], grid["y"] + grid["h"])}
+        assert not area & cells, panel["title"]
+        assert grid["x"] + grid["w"] <= 24
+        cells |= area
+
+
+def test_every_datasource_uid_is_provisioned() -> None:
+    provisioned = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "mlmon.yml").read_text())["datasources"]
+    uids = {d["uid"] for d in provisioned}
+    used = set()
+    for path in SOURCES:
+        text = generate.target(path).read_text()
+        used |= set(re.findall(r'"uid": "(mlmon-[a-z]+)"', text)) - EXPECTED_UIDS
+    assert used and used <= uids
+
+
+def _known_metrics() -> set[str]:
+    """Metric names in docs/design.md section 3, with histogram suffixes."""
+    design = (REPO / "docs" / "design.md").read_text()
+    names = set(re.findall(r"`(mlmon_[a-z_]+)`", design))
+    for base in [n for n in names if n.endswith(("_value", "_seconds", "_score"))]:
+        names |= {base + s for s in ("_bucket", "_count", "_sum")}
+    return names | {"mlmon_prediction_window_min", "mlmon_prediction_window_max"}
+
+
+def test_mlmon_metric_names_are_the_designed_ones() -> None:
+    known = _known_metrics()
+    for path in SOURCES:
+        for expr in expressions(_load(path)):
+            for name in re.findall(r"(?<![:\w])(mlmon_[a-z_]+)", expr):
+                if not name.startswith("mlmon_shipper_"):  # the shipper's own health series
+                    assert name in known, f"{path.name}: {name} is not in docs/design.md"
+
+
+def test_prometheus_panels_have_expressions_and_titles() -> None:
+    for path in SOURCES:
+        data = _load(path)
+        assert expressions(data)
+        for panel in data["panels"]:
+            assert panel["title"]
+            assert panel["targets"], panel["title"]

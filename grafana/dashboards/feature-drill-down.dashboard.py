@@ -9,7 +9,9 @@ from panels import (
     bars,
     dashboard,
     layout,
+    live_distribution,
     q,
+    reference_distribution,
     steps,
     timeseries,
     version_annotation,
@@ -26,22 +28,10 @@ observations = f"sum by ({by}) (rate(mlmon_observations_total{{{MODEL}}}[$__rate
 categories = f"rate(mlmon_feature_category_total{{{FEATURE}}}[$__rate_interval])"
 
 
-def live_distribution() -> str:
-    """Numeric: share of values <= each edge; categorical: share of each category."""
-    window = "[$__range]"
-    cumulative = (f"sum by (le) (increase(mlmon_feature_value_bucket{{{FEATURE}}}{window})) "
-                  f"/ scalar(sum(increase(mlmon_feature_value_count{{{FEATURE}}}{window})))")
-    shares = (f"sum by (category) (increase(mlmon_feature_category_total{{{FEATURE}}}{window})) "
-              f"/ scalar(sum(increase(mlmon_feature_category_total{{{FEATURE}}}{window})))")
-    return (f'label_replace({cumulative}, "bin", "<= $1", "le", "(.*)") '
-            f'or label_replace({shares}, "bin", "$1", "category", "(.*)")')
-
-
-def reference_distribution() -> str:
-    return (f'label_replace(avg by (le) (mlmon_feature_reference_cumulative_share{{{FEATURE}}}),'
-            f' "bin", "<= $1", "le", "(.*)") or label_replace(avg by (category) '
-            f'(mlmon_feature_category_reference_share{{{FEATURE}}}), "bin", "$1", "category", '
-            '"(.*)")')
+live = live_distribution("mlmon_feature_value", "mlmon_feature_category_total", "category",
+                         FEATURE)
+reference = reference_distribution("mlmon_feature_reference_cumulative_share",
+                                   "mlmon_feature_category_reference_share", "category", FEATURE)
 
 
 def over_windows(stat_name: str) -> list:
@@ -51,11 +41,11 @@ def over_windows(stat_name: str) -> list:
 
 
 panels = layout([
-    [(bars("$feature, live (time range)", [q(live_distribution(), "{{bin}}", instant=True)],
+    [(bars("$feature, live (time range)", [q(live, "{{bin}}", instant=True)],
            description="Numeric: share of values <= each reference edge (the KS distance is "
                        "the largest gap to the reference); categorical: share of each category."),
       12),
-     (bars("$feature, reference", [q(reference_distribution(), "{{bin}}", instant=True)]), 12)],
+     (bars("$feature, reference", [q(reference, "{{bin}}", instant=True)]), 12)],
     [(timeseries("PSI", over_windows("psi"), thresholds=PSI), 8),
      (timeseries("KS distance", over_windows("ks"), soft_max=0.2), 8),
      (timeseries("Jensen-Shannon distance", over_windows("js"), soft_max=0.2), 8)],

@@ -9,7 +9,9 @@ from panels import (
     bars,
     dashboard,
     layout,
+    live_distribution,
     q,
+    reference_distribution,
     stat,
     steps,
     table,
@@ -41,21 +43,10 @@ def latency(quantile: float) -> str:
             f"(rate(mlmon_inference_latency_seconds_bucket{{{MODEL}}}[$__rate_interval])))")
 
 
-def live_distribution() -> str:
-    """Regression: share of predictions <= each edge; classification: share of each class."""
-    window = "[$__range]"
-    cumulative = (f"sum by (le) (increase(mlmon_prediction_value_bucket{{{MODEL}}}{window})) "
-                  f"/ scalar(sum(increase(mlmon_prediction_value_count{{{MODEL}}}{window})))")
-    classes = (f"sum by (class) (increase(mlmon_prediction_class_total{{{MODEL}}}{window})) "
-               f"/ scalar(sum(increase(mlmon_prediction_class_total{{{MODEL}}}{window})))")
-    return (f'label_replace({cumulative}, "bin", "<= $1", "le", "(.*)") '
-            f'or label_replace({classes}, "bin", "$1", "class", "(.*)")')
-
-
-def reference_distribution() -> str:
-    return (f'label_replace(avg by (le) (mlmon_prediction_reference_cumulative_share{{{MODEL}}}),'
-            f' "bin", "<= $1", "le", "(.*)") or label_replace(avg by (class) '
-            f'(mlmon_prediction_class_reference_share{{{MODEL}}}), "bin", "$1", "class", "(.*)")')
+live = live_distribution("mlmon_prediction_value", "mlmon_prediction_class_total", "class",
+                         MODEL)
+reference = reference_distribution("mlmon_prediction_reference_cumulative_share",
+                                   "mlmon_prediction_class_reference_share", "class", MODEL)
 
 
 def drift(stat_name: str, window: str) -> str:
@@ -89,10 +80,10 @@ panels = layout([
            "min {{model_version}}", "A"),
          q(f"max by (model_version) (mlmon_prediction_window_max{{{MODEL}}})",
            "max {{model_version}}", "B")]), 12)],
-    [(bars("Predictions, live (time range)", [q(live_distribution(), "{{bin}}", instant=True)],
+    [(bars("Predictions, live (time range)", [q(live, "{{bin}}", instant=True)],
            description="Regression: share of predictions <= each reference edge; "
                        "classification: share of each predicted class."), 12),
-     (bars("Predictions, reference", [q(reference_distribution(), "{{bin}}", instant=True)]),
+     (bars("Predictions, reference", [q(reference, "{{bin}}", instant=True)]),
       12)],
     [(table("Feature drift", [
         q(drift("psi", "5m"), "PSI 5m", "A", instant=True, table=True),

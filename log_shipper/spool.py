@@ -1,0 +1,287 @@
+"""Append-only disk spool: records wait here while Elasticsearch is down or behind.
+
+Layout: a directory of segment files `00000000000000000001.seg`, ... and `cursor.json`, the
+position up to which records were delivered. Each record is one line
+`<crc32 hex> <length> <payload>\n`; a line whose checksum or length does not match (a write torn
+by a crash or power loss) is skipped and counted, never replayed as garbage. A process always
+writes to a fresh segment, so a torn tail left by a previous process is never glued to new data.
+
+Durability (`fsync`):
+- `always`: every `append` is fsynced before it returns: survives power loss.
+- `interval`: fsync at most every `fsync_interval_s` (and on `sync()`/`close()`): power loss
+  loses up to that interval.
+- `never`: the OS writes back when it likes (Linux: ~30 s).
+Every policy survives a process crash (SIGKILL): data is handed to the kernel with `os.write`,
+never held in a user-space buffer.
+
+The spool is single-threaded by design: the shipper's worker is its only user.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FSYNC_POLICIES = ("always", "interval", "never")
+_SUFFIX = ".seg"
+_CURSOR = "cursor.json"
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A byte offset inside a segment."""
+
+    segment: int
+    offset: int
+
+
+@dataclass
+class SpoolBatch:
+    """Records read from the head of the spool, and where the next read starts."""
+
+    records: list[bytes] = field(default_factory=list)
+    end: Position = Position(0, 0)
+    nbytes: int = 0
+
+
+def encode_line(payload: bytes) -> bytes:
+    """`payload` framed with its checksum and length; the payload must not contain a newline."""
+    return b"%08x %d " % (zlib.crc32(payload), len(payload)) + payload + b"\n"
+
+
+def decode_line(line: bytes) -> bytes | None:
+    """The payload of a framed line, or None when the line is torn or corrupt."""
+    if not line.endswith(b"\n"):
+        return None
+    head = line.split(b" ", 2)
+    if len(head) != 3:
+        return None
+    crc, length, payload = head[0], head[1], head[2][:-1]
+    try:
+        if int(length) != len(payload) or int(crc, 16) != zlib.crc32(payload):
+            return None
+    except ValueError:
+        return None
+    return payload
+
+
+class Spool:
+    """A bounded, append-only, crash-safe queue of byte records on disk.
+
+    >>> spool = Spool("/var/lib/mlmon/spool", max_bytes=1 << 30, fsync="always")
+    >>> spool.append([b'{"a": 1}'])          # number of records written
+    >>> batch = spool.peek(500, 5 << 20)      # oldest records first
+    >>> spool.ack(batch.end)                  # delivered: never read again
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 16 << 20,
+        fsync: str = "interval",
+        fsync_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, not {fsync!r}")
+        if max_bytes < 1 or segment_bytes < 1:
+            raise ValueError("max_bytes and segment_bytes must be positive")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self.fsync_interval_s = fsync_interval_s
+        self._clock = clock
+        self.corrupt = 0  # torn or corrupt lines skipped
+        self._sizes: dict[int, int] = {
+            int(p.stem): p.stat().st_size for p in self.directory.glob("*" + _SUFFIX)
+            if p.stem.isdigit()
+        }
+        self._cursor = self._load_cursor()
+        self._fd: int | None = None  # the segment this process appends to
+        self._active = max(self._sizes, default=0)  # never appended to: see module docstring
+        self._dirty = False
+        self._last_sync = clock()
+
+    # ---- state ---------------------------------------------------------------------------
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes written but not yet acknowledged."""
+        total = sum(size for seg, size in self._sizes.items() if seg >= self._cursor.segment)
+        return max(0, total - self._cursor.offset)
+
+    def __bool__(self) -> bool:
+        """True while records wait to be delivered."""
+        return self.pending_bytes > 0
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def append(self, payloads: Sequence[bytes]) -> int:
+        """Write records in order; return how many fit under `max_bytes` (the rest are not)."""
+        lines = [encode_line(p) for p in payloads]
+        room = self.max_bytes - self.pending_bytes
+        count, size = 0, 0
+        for line in lines:
+            if size + len(line) > room:
+                break
+            count, size = count + 1, size + len(line)
+        if not count:
+            return 0
+        fd = self._writable_fd()
+        data = b"".join(lines[:count])
+        view = memoryview(data)
+        while view:  # os.write may write less than asked
+            written = os.write(fd, view)
+            view = view[written:]
+        self._sizes[self._active] += len(data)
+        self._dirty = True
+        if self.fsync == "always":
+            os.fsync(fd)
+            self._dirty = False
+        else:
+            self.tick()
+        return count
+
+    def tick(self) -> None:
+        """Fsync under the `interval` policy when the interval has passed; call now and then."""
+        if self.fsync == "interval" and self._dirty:
+            now = self._clock()
+            if now - self._last_sync >= self.fsync_interval_s:
+                self.sync()
+
+    def sync(self) -> None:
+        """Force written records to stable storage (not for `never`)."""
+        if self._fd is not None and self._dirty and self.fsync != "never":
+            os.fsync(self._fd)
+        self._dirty = False
+        self._last_sync = self._clock()
+
+    def _writable_fd(self) -> int:
+        if self._fd is not None and self._sizes[self._active] >= self.segment_bytes:
+            self._close_fd()
+        if self._fd is None:
+            self._active += 1
+            path = self._segment_path(self._active)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
+            self._sizes[self._active] = 0
+            if self.fsync == "always":  # the new file's directory entry must survive too
+                self._fsync_directory()
+        return self._fd
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            self.sync()
+            os.close(self._fd)
+            self._fd = None
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def peek(self, max_records: int, max_bytes: int) -> SpoolBatch:
+        """The oldest unacknowledged records (at least one if any); does not consume them."""
+        batch = SpoolBatch(end=self._cursor)
+        position = self._cursor
+        while len(batch.records) < max_records and batch.nbytes < max_bytes:
+            segment = self._next_segment(position)
+            if segment is None:
+                break
+            if segment != position.segment:
+                position = Position(segment, 0)
+            position, done = self._read_segment(position, batch, max_records, max_bytes)
+            batch.end = position
+            if not done:
+                break
+        return batch
+
+    def _next_segment(self, position: Position) -> int | None:
+        """The segment holding the next record at or after `position`."""
+        for seg in sorted(s for s in self._sizes if s >= position.segment):
+            start = position.offset if seg == position.segment else 0
+            if self._sizes[seg] > start:
+                return seg
+        return None
+
+    def _read_segment(self, position: Position, batch: SpoolBatch, max_records: int,
+                      max_bytes: int) -> tuple[Position, bool]:
+        """Read records from one segment into `batch`; True when the segment was finished."""
+        offset = position.offset
+        size = self._sizes[position.segment]
+        with open(self._segment_path(position.segment), "rb") as f:
+            f.seek(offset)
+            while offset < size:
+                if len(batch.records) >= max_records or batch.nbytes >= max_bytes:
+                    return Position(position.segment, offset), False
+                line = f.readline(size - offset)
+                if not line:
+                    break
+                if not line.endswith(b"\n") and position.segment == self._active and self._fd:
+                    break  # cannot happen (whole lines are written), but never read half a line
+                offset += len(line)
+                payload = decode_line(line)
+                if payload is None:
+                    self.corrupt += 1
+                    log.warning("spool %s: skipped a torn or corrupt record at %d:%d",
+                                self.directory, position.segment, offset - len(line))
+                    continue
+                batch.records.append(payload)
+                batch.nbytes += len(payload)
+        return Position(position.segment, offset), True
+
+    def ack(self, end: Position) -> None:
+        """Everything before `end` was delivered: drop finished segments and move the cursor."""
+        if end <= self._cursor:
+            return
+        self._cursor = end
+        for seg in sorted(self._sizes):
+            finished = seg < end.segment or (seg == end.segment and end.offset >= self._sizes[seg])
+            if not finished or (seg == self._active and self._fd is not None):
+                continue
+            self._segment_path(seg).unlink(missing_ok=True)
+            del self._sizes[seg]
+        self._save_cursor()
+
+    # ---- cursor --------------------------------------------------------------------------
+
+    def _load_cursor(self) -> Position:
+        oldest = Position(min(self._sizes, default=0), 0)
+        try:
+            data = json.loads((self.directory / _CURSOR).read_text())
+            cursor = Position(int(data["segment"]), int(data["offset"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return oldest  # lost cursor: replay everything; `create` makes re-sends harmless
+        if cursor.segment not in self._sizes:
+            return oldest  # its segment was finished and deleted
+        return cursor
+
+    def _save_cursor(self) -> None:
+        # Not fsynced: a cursor lost at power failure only means re-sending delivered records,
+        # which Elasticsearch answers with 409 (already exists) because of op_type create.
+        tmp = self.directory / (_CURSOR + ".tmp")
+        tmp.write_text(json.dumps({"segment": self._cursor.segment,
+                                   "offset": self._cursor.offset}))
+        os.replace(tmp, self.directory / _CURSOR)
+
+    def _segment_path(self, seg: int) -> Path:
+        return self.directory / f"{seg:020d}{_SUFFIX}"
+
+    def _fsync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Sync and close the segment being written."""
+        self._close_fd()

@@ -1,0 +1,81 @@
+"""The ECS record builder: typing by profile, ids, timestamps, prediction shapes."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+
+import numpy as np
+
+from exporter.profile import Profile
+from log_shipper.record import RecordBuilder, index_name, utc_timestamp
+from tests.profiles import sample_profile_dict
+
+NOW = datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=timezone.utc).timestamp()
+
+
+def _builder(profile: Profile | None = None, **kw: object) -> RecordBuilder:
+    return RecordBuilder(model="churn", model_version="3", service_name="churn-api",
+                         environment="prod", profile=profile, clock=lambda: NOW,
+                         new_id=lambda: "fixed-id", **kw)
+
+
+def test_record_matches_the_design_schema(sample_profile: Profile) -> None:
+    doc = _builder(sample_profile).build(
+        {"age": 42, "income": np.float64(1500.5), "city": "paris", "review": "the good",
+         "colour": "red"},
+        0.73, latency_s=0.012, flags={"age": ("out_of_range",), "city": ("unseen",)},
+    )
+    assert doc == {
+        "@timestamp": "2026-11-22T10:00:00.123Z",
+        "event": {"id": "fixed-id", "kind": "event", "dataset": "mlmon.prediction",
+                  "duration": 12_000_000},
+        "service": {"name": "churn-api", "environment": "prod"},
+        "model": {"name": "churn", "version": "3"},
+        "features": {"age": 42.0, "income": 1500.5, "city": "paris", "review": "the good"},
+        "prediction": {"value": 0.73},
+        "flags": {"age": ["out_of_range"], "city": ["unseen"]},
+        "flagged": ["age", "city"],
+        "unknown_features": ["colour"],
+    }
+    json.dumps(doc, allow_nan=False)  # JSON-safe
+
+
+def test_values_elasticsearch_would_reject_become_null(sample_profile: Profile) -> None:
+    doc = _builder(sample_profile).build(
+        {"age": "forty", "income": math.nan, "city": 3.0, "review": 17}, math.inf)
+    assert doc["features"] == {"age": None, "income": None, "city": "3", "review": None}
+    assert doc["prediction"] == {"invalid": "inf"}
+    assert "duration" not in doc["event"]
+
+
+def test_request_id_is_the_stable_id() -> None:
+    doc = _builder().build({"a": 1}, 1.0, request_id="req-7")
+    assert doc["event"]["id"] == "req-7"
+
+
+def test_default_ids_are_unique_uuids() -> None:
+    builder = RecordBuilder(model="m", model_version="1", service_name="s", environment="e")
+    ids = {builder.build({}, None)["event"]["id"] for _ in range(100)}
+    assert len(ids) == 100 and all(len(i) == 36 for i in ids)
+
+
+def test_classification_label_takes_the_score_of_its_class() -> None:
+    profile = Profile.from_dict(sample_profile_dict(classification=True))
+    doc = _builder(profile).build({}, "yes", scores={"yes": 0.8, "no": 0.2})
+    assert doc["prediction"] == {"label": "yes", "value": 0.8,
+                                 "scores": {"no": 0.2, "yes": 0.8}}
+    assert _builder(profile).build({}, 1)["prediction"] == {"label": "1"}
+
+
+def test_without_profile_only_json_scalars_pass() -> None:
+    doc = _builder().build({"a": 1, "b": "x", "c": math.nan, "d": [1, 2]}, None)
+    assert doc["features"] == {"a": 1, "b": "x", "c": None, "d": None}
+    assert doc["prediction"] == {}
+
+
+def test_timestamps_are_utc_milliseconds() -> None:
+    assert utc_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
+    assert utc_timestamp(1.9999) == "1970-01-01T00:00:01.999Z"
+    assert index_name("Churn") == "mlmon-predictions-churn"

@@ -1,0 +1,145 @@
+"""Reading CSV and Parquet files in chunks, with an optional progress bar on stderr.
+
+Null cells are the ones pandas reads as NaN (empty, `NA`, `null`, `NaN`, `None`, ...), so a file
+profiles the same as `pd.read_csv(path)` given to `profile_data`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
+
+import pandas as pd
+
+from exporter.profiling_columns import ProfilingError
+
+CSV, PARQUET = "csv", "parquet"
+_SUFFIXES = {".csv": CSV, ".parquet": PARQUET, ".pq": PARQUET}
+
+
+def file_format(path: str | os.PathLike[str]) -> str:
+    """csv or parquet, from the file name."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in _SUFFIXES:
+        raise ProfilingError(f"unsupported file type {suffix!r}; use .csv or .parquet")
+    return _SUFFIXES[suffix]
+
+
+def read_head(path: str | os.PathLike[str], rows: int) -> pd.DataFrame:
+    """The first `rows` rows, parsed the default way: used to infer the column kinds."""
+    return next(iter(read_chunks(path, rows, string_columns=())))
+
+
+def read_chunks(
+    path: str | os.PathLike[str],
+    rows: int,
+    string_columns: Sequence[str],
+    progress: Progress | None = None,
+) -> Iterator[pd.DataFrame]:
+    """DataFrames of at most `rows` rows; `string_columns` are read as text, not re-guessed."""
+    try:
+        if file_format(path) == CSV:
+            yield from _csv_chunks(path, rows, string_columns, progress)
+        else:
+            yield from _parquet_chunks(path, rows, progress)
+    except ProfilingError:
+        raise
+    except OSError as exc:
+        raise ProfilingError(f"cannot read: {exc.strerror or exc}") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise ProfilingError("the file is empty") from exc
+    except UnicodeDecodeError as exc:
+        raise ProfilingError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (pd.errors.ParserError, ValueError) as exc:
+        # pyarrow's ArrowInvalid is a ValueError too; its messages can span lines.
+        detail = " ".join(str(exc).split())
+        kind = "CSV" if file_format(path) == CSV else "Parquet"
+        raise ProfilingError(f"not a valid {kind} file: {detail}") from exc
+
+
+def _csv_chunks(
+    path: str | os.PathLike[str],
+    rows: int,
+    string_columns: Sequence[str],
+    progress: Progress | None,
+) -> Iterator[pd.DataFrame]:
+    with open(path, "rb") as fh:
+        if progress:
+            progress.start(os.fstat(fh.fileno()).st_size, _position(fh))
+        dtype: Any = {name: str for name in string_columns}
+        seen = 0
+        with pd.read_csv(fh, chunksize=rows, dtype=dtype, encoding="utf-8") as reader:
+            for chunk in reader:
+                seen += len(chunk)
+                if progress:
+                    progress.update(seen)
+                yield chunk
+        if not seen:
+            raise ProfilingError("no data rows (only a header)")
+
+
+def _parquet_chunks(
+    path: str | os.PathLike[str], rows: int, progress: Progress | None
+) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq  # only Parquet needs pyarrow
+
+    if not os.path.isfile(path):  # pyarrow's own message for a missing file is long
+        raise ProfilingError("cannot read: no such file")
+    parquet = pq.ParquetFile(path)
+    total = parquet.metadata.num_rows
+    if progress:
+        progress.start(total, lambda seen: seen)
+    if not total:
+        raise ProfilingError("no data rows")
+    seen = 0
+    for batch in parquet.iter_batches(batch_size=rows):
+        seen += batch.num_rows
+        if progress:
+            progress.update(seen)
+        yield batch.to_pandas()
+
+
+def _position(fh: IO[bytes]) -> Any:
+    """Bytes the CSV parser has consumed so far: its file position."""
+    return lambda _seen: fh.tell()
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most a few times a second."""
+
+    def __init__(self, label: str, stream: IO[str] | None = None, interval_s: float = 0.25):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.interval_s = interval_s
+        self._total = 0
+        self._done: Any = None
+        self._last = 0.0
+        self._rows = 0
+
+    def start(self, total: int, done: Any) -> None:
+        """`total` units of work; `done(rows_seen)` says how many are done."""
+        self._total, self._done = total, done
+        self._last = time.monotonic()
+        self._draw(0)
+
+    def update(self, rows: int) -> None:
+        self._rows = rows
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            self._draw(rows)
+
+    def finish(self) -> None:
+        if self._done is not None:
+            self._draw(self._rows, final=True)
+
+    def _draw(self, rows: int, final: bool = False) -> None:
+        fraction = 1.0 if final or not self._total else min(self._done(rows) / self._total, 1.0)
+        width = 30
+        bar = "#" * int(fraction * width)
+        end = "\n" if final else ""
+        self.stream.write(f"\r{self.label} [{bar:<{width}}] {fraction:4.0%} {rows:,} rows{end}")
+        self.stream.flush()

@@ -1,0 +1,132 @@
+"""The prediction side of a profile: distribution, classes, scores, baseline metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from exporter.profile import (
+    CLASSIFICATION,
+    ClassificationPrediction,
+    Prediction,
+    RegressionPrediction,
+)
+from exporter.profiling_columns import (
+    FloatValues,
+    ProfilingError,
+    binned,
+    category_counts,
+    null_mask,
+    to_float,
+)
+from exporter.values import canonical_category
+
+
+def categories(series: pd.Series) -> list[str | None]:
+    """Canonical category per cell, None for nulls (row-aligned, unlike category_counts)."""
+    nulls = null_mask(series)
+    return [
+        None if null else (str(v) if isinstance(v, str) else canonical_category(v))
+        for v, null in zip(series.to_numpy(dtype=object), nulls, strict=True)
+    ]
+
+
+def scores_from_probabilities(
+    prediction: pd.Series, probabilities: np.ndarray, classes: Sequence[str] | None
+) -> np.ndarray:
+    """The probability of each row's predicted class (the row maximum when classes are unknown)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[0] != len(prediction):
+        raise ProfilingError(
+            f"probabilities: expected {len(prediction)} rows of class probabilities, "
+            f"got shape {probabilities.shape}"
+        )
+    if classes is None:
+        with np.errstate(invalid="ignore"):
+            return np.where(null_mask(prediction), np.nan, np.fmax.reduce(probabilities, axis=1))
+    if len(classes) != probabilities.shape[1]:
+        raise ProfilingError(
+            f"probabilities: {probabilities.shape[1]} columns for {len(classes)} classes"
+        )
+    column_of = {name: i for i, name in enumerate(classes)}
+    scores = np.full(len(prediction), np.nan)
+    for row, category in enumerate(categories(prediction)):
+        if category is None:
+            continue
+        if category not in column_of:
+            raise ProfilingError(f"predicted class {category!r} has no probability column")
+        scores[row] = probabilities[row, column_of[category]]
+    return scores
+
+
+class PredictionColumn:
+    """Predictions (and optional scores and targets) gathered chunk by chunk."""
+
+    def __init__(self, name: str, kind: str, target_name: str | None) -> None:
+        self.name, self.kind, self.target_name = name, kind, target_name
+        self.classes: Counter[str] = Counter()
+        self.values = FloatValues(name)
+        self.scores = FloatValues(f"{name} score")
+        self.has_scores = False
+        self.errors = FloatValues(f"{name} - {target_name}")  # regression residuals
+        self.compared = self.correct = 0  # classification rows with a target, and hits
+
+    def add(
+        self,
+        prediction: pd.Series,
+        scores: np.ndarray | None,
+        target: pd.Series | None,
+        offset: int,
+    ) -> None:
+        if self.kind == CLASSIFICATION:
+            self.classes.update(category_counts(prediction, self.name))
+            if scores is not None:
+                self.has_scores = True
+                self.scores.add_floats(np.asarray(scores, dtype=np.float64))
+            if target is not None:
+                pairs = zip(categories(prediction), categories(target), strict=True)
+                both = [(p, t) for p, t in pairs if p is not None and t is not None]
+                self.compared += len(both)
+                self.correct += sum(p == t for p, t in both)
+            return
+        if scores is not None:
+            raise ProfilingError("scores and probabilities are for classifiers only")
+        values = to_float(prediction, self.name, offset)
+        self.values.add_floats(values)
+        if target is not None:
+            self.errors.add_floats(values - to_float(target, str(self.target_name), offset))
+
+    def finish(self, bins: int) -> Prediction:
+        if self.kind != CLASSIFICATION:
+            values = self.values.take()
+            return RegressionPrediction(int(values.size), binned(values, bins))
+        total = sum(self.classes.values())
+        if not total:
+            raise ProfilingError(f"column {self.name!r}: every prediction is null")
+        classes = sorted(self.classes)
+        score = binned(self.scores.take(), bins) if self.has_scores else None
+        return ClassificationPrediction(
+            count=total,
+            classes=tuple(classes),
+            class_shares=tuple(self.classes[c] / total for c in classes),
+            score=score,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """Baseline metrics against the target: accuracy, or MAE and RMSE."""
+        if self.target_name is None:
+            return {}
+        if self.kind == CLASSIFICATION:
+            return {"accuracy": self.correct / self.compared} if self.compared else {}
+        if not self.errors.rows - self.errors.nulls:
+            return {}
+        errors = self.errors.take()
+        with np.errstate(over="ignore"):
+            metrics = {
+                "mae": float(np.mean(np.abs(errors))),
+                "rmse": float(np.sqrt(np.mean(np.square(errors)))),
+            }
+        return {name: value for name, value in metrics.items() if np.isfinite(value)}

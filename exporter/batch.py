@@ -1,0 +1,369 @@
+"""ModelMonitor.observe_batch: many records at once, vectorised with numpy.
+
+Counts are computed into a private delta array outside the lock (searchsorted + bincount per
+numeric column, one dict lookup per distinct category), then added to the shared counters in one
+numpy addition. The classification rules are those of `observe()` (docs/design.md section 2),
+except that a NaN in a float column means null here (`missing`), as numpy and pandas spell it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from exporter import layout as L
+from exporter.values import canonical_category, tokenize
+
+if TYPE_CHECKING:
+    from exporter.monitor import BatchObservation, ModelMonitor
+
+_NULL_TYPES = ("NAType", "NaTType")  # pandas' nulls, recognised without importing pandas
+
+
+def _is_null(v: Any) -> bool:
+    return v is None or (type(v) is float and v != v) or type(v).__name__ in _NULL_TYPES
+
+
+def _is_dataframe(x: Any) -> bool:
+    return type(x).__module__.startswith("pandas") and hasattr(x, "columns") and hasattr(x, "iloc")
+
+
+def _is_series(x: Any) -> bool:
+    return type(x).__module__.startswith("pandas") and hasattr(x, "dtype") and hasattr(x, "iloc")
+
+
+class BadBatch(Exception):
+    """The batch's structure is unusable; `reason` is a `mlmon_rejected_total` reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def observe_batch(monitor: ModelMonitor, features: Any, predictions: Any, scores: Any,
+                  columns: Any) -> BatchObservation:
+    from exporter.monitor import BatchObservation
+
+    if isinstance(features, (list, tuple)) and features and all(
+            isinstance(r, Mapping) for r in features):
+        return _rows(monitor, features, predictions, scores)
+    try:
+        cols, n = _columns(features, columns, monitor)
+        if predictions is not None and _length(predictions) != n:
+            raise BadBatch("batch_length_mismatch")
+        if scores is not None and _length(scores) != n:
+            raise BadBatch("batch_length_mismatch")
+    except BadBatch as exc:
+        monitor._reject(exc.reason)
+        return BatchObservation(0, (), exc.reason)
+    lay = monitor.layout
+    delta = np.zeros(lay.size)
+    for p in lay.numeric:
+        col = cols.get(p.name)
+        if col is None:
+            delta[p.base + L.NUM_MISSING] += n
+        else:
+            _count_numeric(delta, p, col, n)
+    for p in lay.categorical:
+        col = cols.get(p.name)
+        if col is None:
+            delta[p.base + L.CAT_MISSING] += n
+        else:
+            _count_categorical(delta, p, col)
+    for p in lay.text:
+        col = cols.get(p.name)
+        if col is None:
+            delta[p.base + L.TXT_MISSING] += n
+        else:
+            _count_text(delta, p, col)
+    names = {f.name for f in monitor.profile.features}
+    unknown = tuple(str(k)[:256] for k in cols if k not in names)
+    delta[lay.observations] += n
+    delta[lay.unknown_features] += n * len(unknown)
+    window = None
+    if predictions is not None and n:
+        window = _count_predictions(delta, lay, predictions, scores)
+    with monitor.storage.lock:
+        monitor.storage.array += delta
+        if window is not None:
+            _update_window(monitor, *window)
+    return BatchObservation(n, unknown)
+
+
+def _rows(monitor: ModelMonitor, rows: Sequence[Mapping[str, Any]], predictions: Any,
+          scores: Any) -> BatchObservation:
+    """A list of records: the exact per-record path, one observe() each."""
+    from exporter.monitor import BatchObservation
+
+    n = len(rows)
+    try:
+        preds = [None] * n if predictions is None else list(predictions)
+        score_list = [None] * n if scores is None else list(scores)
+    except TypeError:
+        preds, score_list = [], []
+    if len(preds) != n or len(score_list) != n:
+        monitor._reject("batch_length_mismatch")
+        return BatchObservation(0, (), "batch_length_mismatch")
+    unknown: dict[str, None] = {}
+    for row, y, s in zip(rows, preds, score_list, strict=True):
+        unknown.update(dict.fromkeys(monitor.observe(row, y, scores=s).unknown_features))
+    return BatchObservation(n, tuple(unknown))
+
+
+def _length(x: Any) -> int:
+    if isinstance(x, (str, bytes)) or not hasattr(x, "__len__"):
+        raise BadBatch("bad_batch")
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        raise BadBatch("bad_batch")
+    return len(x)
+
+
+def _columns(features: Any, columns: Any, monitor: ModelMonitor) -> tuple[dict[str, Any], int]:
+    """Name -> column (ndarray, pandas Series or list), and the common length."""
+    if _is_dataframe(features):
+        cols = {str(k): features[k] for k in features.columns}
+        n = len(features)
+    elif isinstance(features, Mapping):
+        cols = {k: v for k, v in features.items()}
+        lengths = {_length(v) for v in cols.values()}
+        if len(lengths) > 1:
+            raise BadBatch("batch_length_mismatch")
+        n = lengths.pop() if lengths else 0
+    elif isinstance(features, np.ndarray) and features.ndim == 2:
+        names = list(columns) if columns is not None else [
+            f.name for f in monitor.profile.features]
+        if len(names) != features.shape[1]:
+            raise BadBatch("bad_batch")
+        cols = {str(k): features[:, j] for j, k in enumerate(names)}
+        n = features.shape[0]
+    else:
+        raise BadBatch("bad_batch")
+    return cols, n
+
+
+# ---- numeric ------------------------------------------------------------------------------
+
+
+def _as_float_array(col: Any, null_is_nan: bool = True) -> tuple[np.ndarray, int]:
+    """Column -> float64 array (NaN = null) and the count of wrong-type values left out."""
+    if _is_series(col):
+        kind = col.dtype.kind
+        if kind in "fiu":
+            return col.to_numpy(dtype=np.float64, na_value=np.nan), 0
+        col = col.tolist()
+    if isinstance(col, np.ndarray):
+        col = col.ravel() if col.ndim != 1 else col
+        if col.dtype.kind in "fiu":
+            return col.astype(np.float64, copy=False), 0
+        if col.dtype.kind != "O":
+            return np.empty(0), len(col)  # strings, booleans, dates: all wrong_type
+        col = col.tolist()
+    if not isinstance(col, list):
+        col = list(col)
+    types = set(map(type, col))
+    if types <= {float, int}:
+        try:
+            return np.array(col, dtype=np.float64), 0
+        except OverflowError:
+            pass
+    from exporter.monitor import _as_float
+
+    out, wrong = [], 0
+    for v in col:
+        if type(v) is float:
+            out.append(v)
+        elif _is_null(v):
+            out.append(math.nan)
+        else:
+            f = _as_float(v)
+            if f is None:
+                wrong += 1
+            else:
+                out.append(f)
+    return np.array(out, dtype=np.float64), wrong
+
+
+def _bucket_counts(x: np.ndarray, edges: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Finite values and their per-bucket counts (`le` semantics: side='left')."""
+    finite = x if np.isfinite(x).all() else x[np.isfinite(x)]
+    idx = np.searchsorted(np.asarray(edges), finite, side="left")
+    return finite, np.bincount(idx, minlength=len(edges) + 1)
+
+
+def _count_numeric(delta: np.ndarray, p: L.NumericPlan, col: Any, n: int) -> None:
+    x, wrong = _as_float_array(col)
+    finite, counts = _bucket_counts(x, p.edges)
+    nan = int(np.count_nonzero(np.isnan(x))) if finite.size != x.size else 0
+    b = p.base
+    delta[b + L.NUM_MISSING] += nan
+    delta[b + L.NUM_INF] += x.size - finite.size - nan
+    delta[b + L.NUM_WRONG_TYPE] += wrong
+    delta[b + L.NUM_SUM] += float(finite.sum())
+    delta[b + L.NUM_OUT_OF_RANGE] += int(np.count_nonzero(finite < p.low)) + int(
+        np.count_nonzero(finite > p.high))
+    delta[b + L.NUM_BUCKETS:b + L.NUM_BUCKETS + counts.size] += counts
+
+
+# ---- categorical and text -------------------------------------------------------------------
+
+
+def _as_list(col: Any) -> list[Any]:
+    if _is_series(col) or isinstance(col, np.ndarray):
+        return list(col.tolist())
+    return col if isinstance(col, list) else list(col)
+
+
+def _codes(values: list[Any], code_of: Any) -> np.ndarray:
+    """Code of every value; `code_of(v)` runs once per distinct value when values hash."""
+    try:
+        distinct = dict.fromkeys(values)
+    except TypeError:  # unhashable values (dicts, lists): classify one by one
+        return np.fromiter((code_of(v) for v in values), dtype=np.intp, count=len(values))
+    if all(type(k) is str for k in distinct):
+        table = {k: code_of(k) for k in distinct}
+        return np.fromiter(map(table.__getitem__, values), dtype=np.intp, count=len(values))
+    # 1, 1.0 and True hash alike but are different categories: key on the type too
+    cache: dict[Any, int] = {}
+    out = np.empty(len(values), dtype=np.intp)
+    for i, v in enumerate(values):
+        try:
+            key = (type(v), v)
+            code = cache.get(key)
+            if code is None:
+                code = cache[key] = code_of(v)
+        except TypeError:
+            code = code_of(v)
+        out[i] = code
+    return out
+
+
+def _count_categorical(delta: np.ndarray, p: L.CategoricalPlan, col: Any) -> None:
+    # codes: 0..K+1 = slot offsets from the first category (top-K, other, unseen),
+    # K+2 = missing, K+3 = wrong_type; + width when the value is not allowed as well.
+    first = p.base + L.CAT_CATEGORIES
+    k2 = p.unseen_slot - first + 1
+    width = k2 + 2
+
+    def code_of(v: Any) -> int:
+        if _is_null(v):
+            return k2
+        cat = v if type(v) is str else canonical_category(v)
+        if cat is None:
+            return k2 + 1
+        slot = p.slots.get(cat)
+        code = p.unseen_slot - first if slot is None else slot - first
+        bad = (cat not in p.allowed) if p.allowed is not None else slot is None
+        return code + width * bad
+
+    counts = np.bincount(_codes(_as_list(col), code_of), minlength=2 * width)
+    both = counts[:width] + counts[width:]
+    delta[first:first + k2] += both[:k2]
+    delta[p.base + L.CAT_MISSING] += both[k2]
+    delta[p.base + L.CAT_WRONG_TYPE] += both[k2 + 1]
+    delta[p.base + L.CAT_NOT_ALLOWED] += counts[width:].sum()
+
+
+def _count_text(delta: np.ndarray, p: L.TextPlan, col: Any) -> None:
+    tokens = oov = missing = wrong = 0
+    vocabulary = p.vocabulary
+    for v in _as_list(col):
+        if isinstance(v, str):
+            toks = tokenize(v)
+            tokens += len(toks)
+            oov += sum(1 for t in toks if t not in vocabulary)
+        elif _is_null(v):
+            missing += 1
+        else:
+            wrong += 1
+    delta[p.base + L.TXT_TOKENS] += tokens
+    delta[p.base + L.TXT_OOV] += oov
+    delta[p.base + L.TXT_MISSING] += missing
+    delta[p.base + L.TXT_WRONG_TYPE] += wrong
+
+
+# ---- predictions ------------------------------------------------------------------------------
+
+
+def _count_predictions(delta: np.ndarray, lay: L.Layout, predictions: Any,
+                       scores: Any) -> tuple[float, float] | None:
+    """Count predictions; returns (min, max) of finite regression predictions for the window."""
+    if lay.prediction is not None:
+        y, wrong = _as_float_array(predictions)
+        finite, counts = _bucket_counts(y, lay.prediction.edges)
+        nan = int(np.count_nonzero(np.isnan(y))) if finite.size != y.size else 0
+        inv = lay.prediction_invalid
+        delta[inv["wrong_type"]] += wrong
+        delta[inv["nan"]] += nan
+        delta[inv["inf"]] += y.size - finite.size - nan
+        h = lay.prediction
+        delta[h.base:h.base + counts.size] += counts
+        delta[h.sum_slot] += float(finite.sum())
+        delta[lay.centered_sum_squares] += float(np.square(finite - lay.center).sum())
+        return (float(finite.min()), float(finite.max())) if finite.size else None
+    if lay.class_unseen >= 0:
+        _count_classes(delta, lay, predictions, scores)
+    return None
+
+
+def _count_classes(delta: np.ndarray, lay: L.Layout, predictions: Any, scores: Any) -> None:
+    first, n_classes = lay.class_unseen - len(lay.classes), len(lay.classes)
+    # codes: 0..C-1 classes, C unseen, C+1 nan, C+2 inf, C+3 wrong_type, C+4 null (not counted)
+
+    def code_of(v: Any) -> int:
+        if v is None or type(v).__name__ in _NULL_TYPES:
+            return n_classes + 4
+        if type(v) is float and v - v:
+            return n_classes + 1 if v != v else n_classes + 2
+        label = v if type(v) is str else canonical_category(v)
+        if label is None:
+            return n_classes + 3
+        slot = lay.class_slots.get(label)
+        return n_classes if slot is None else slot - first
+
+    codes = _codes(_as_list(predictions), code_of)
+    counts = np.bincount(codes, minlength=n_classes + 5)
+    delta[first:first + n_classes + 1] += counts[:n_classes + 1]
+    inv = lay.prediction_invalid
+    delta[inv["nan"]] += counts[n_classes + 1]
+    delta[inv["inf"]] += counts[n_classes + 2]
+    delta[inv["wrong_type"]] += counts[n_classes + 3]
+    if scores is not None and lay.score is not None:
+        _count_scores(delta, lay, codes, scores, n_classes)
+
+
+def _count_scores(delta: np.ndarray, lay: L.Layout, codes: np.ndarray, scores: Any,
+                  n_classes: int) -> None:
+    """Scores: the predicted class's probability per row, or an n x classes matrix."""
+    matrix = np.asarray(scores) if isinstance(scores, np.ndarray) or _is_dataframe(scores) else None
+    known = codes < n_classes  # rows whose class has a score column
+    if matrix is not None and matrix.ndim == 2 and matrix.dtype.kind in "fiu":
+        if matrix.shape[1] != n_classes:
+            delta[lay.rejected["bad_score"]] += int(known.sum())
+            return
+        rows = np.nonzero(known)[0]
+        s = matrix[rows, codes[rows]].astype(np.float64)
+    else:
+        s, wrong = _as_float_array(scores)
+        if wrong or s.size != codes.size:
+            delta[lay.rejected["bad_score"]] += int(known.sum())
+            return
+        s = s[codes <= n_classes]  # rows with a counted class
+    assert lay.score is not None
+    finite, counts = _bucket_counts(s, lay.score.edges)
+    delta[lay.rejected["bad_score"]] += s.size - finite.size
+    delta[lay.score.base:lay.score.base + counts.size] += counts
+    delta[lay.score.sum_slot] += float(finite.sum())
+
+
+def _update_window(monitor: ModelMonitor, lo: float, hi: float) -> None:
+    lay, c = monitor.layout, monitor.storage.values
+    slot_id = monitor.clock() // lay.slot_s
+    j = lay.window + 3 * int(slot_id % L.WINDOW_SLOTS)
+    if c[j] != slot_id:
+        c[j], c[j + 1], c[j + 2] = slot_id, lo, hi
+    else:
+        c[j + 1] = min(c[j + 1], lo)
+        c[j + 2] = max(c[j + 2], hi)

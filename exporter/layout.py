@@ -1,0 +1,211 @@
+"""Where every counter of a monitor lives in one flat array of doubles.
+
+The hot path (`exporter.monitor`) only adds to slots; the collector (`exporter.collector`) reads
+the same slots at scrape time. Both take their offsets from a `Layout`, computed once from the
+profile, so the per-request work is "find a slot, add to it" and nothing else.
+
+Slot order is a pure function of the profile and the options: processes that share a profile
+share a layout, which is what lets the multi-process collector sum their files element-wise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from exporter.profile import (
+    CategoricalFeature,
+    ClassificationPrediction,
+    NumericFeature,
+    Profile,
+    RegressionPrediction,
+    TextFeature,
+)
+
+# prometheus_client's default latency buckets: familiar to anyone reading a latency panel.
+DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+DEFAULT_WINDOW_S = 60.0
+# The prediction min/max window is kept in this many rotating time slots (window_s / slots each).
+WINDOW_SLOTS = 6
+
+# Fixed sets, so every labelled child can exist at 0 from start-up.
+REJECTED_REASONS = (
+    "not_a_mapping", "batch_length_mismatch", "bad_batch", "bad_score", "bad_latency",
+    "internal_error",
+)
+NUMERIC_REASONS = ("out_of_range", "nan", "inf", "wrong_type")
+CATEGORICAL_REASONS = ("not_allowed", "wrong_type")
+TEXT_REASONS = ("wrong_type",)
+PREDICTION_REASONS = ("nan", "inf", "wrong_type")
+OUTCOMES = ("ok", "error")
+OTHER, UNSEEN = "__other__", "__unseen__"
+
+# Offsets inside one numeric feature's block: missing, 4 reasons, sum, then the buckets.
+NUM_MISSING, NUM_OUT_OF_RANGE, NUM_NAN, NUM_INF, NUM_WRONG_TYPE, NUM_SUM, NUM_BUCKETS = range(7)
+# Categorical block: missing, not_allowed, wrong_type, then top-K categories, __other__, __unseen__.
+CAT_MISSING, CAT_NOT_ALLOWED, CAT_WRONG_TYPE, CAT_CATEGORIES = range(4)
+# Text block: missing, wrong_type, tokens, oov tokens.
+TXT_MISSING, TXT_WRONG_TYPE, TXT_TOKENS, TXT_OOV = range(4)
+
+
+@dataclass(frozen=True)
+class NumericPlan:
+    name: str
+    base: int
+    edges: tuple[float, ...]
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class CategoricalPlan:
+    name: str
+    base: int
+    categories: tuple[str, ...]       # top-K, then __other__, __unseen__
+    slots: dict[str, int]             # category -> absolute slot (top-K and other seen values)
+    unseen_slot: int
+    allowed: frozenset[str] | None    # None: "seen in training"
+
+
+@dataclass(frozen=True)
+class TextPlan:
+    name: str
+    base: int
+    vocabulary: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Bucket slots [base, base + len(edges) + 1) (non-cumulative, +Inf last) and a sum slot."""
+
+    base: int
+    edges: tuple[float, ...]
+    sum_slot: int
+
+
+class Layout:
+    """Slot offsets for one profile; `size` doubles in all."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        latency_buckets: tuple[float, ...] = DEFAULT_LATENCY_BUCKETS,
+        window_s: float = DEFAULT_WINDOW_S,
+    ) -> None:
+        self.profile = profile
+        self.latency_buckets = tuple(float(b) for b in latency_buckets)
+        self.window_s = float(window_s)
+        self.slot_s = self.window_s / WINDOW_SLOTS
+        self._next = 0
+        self.observations = self._take(1)
+        self.unknown_features = self._take(1)
+        self.rejected = {r: self._take(1) for r in REJECTED_REASONS}
+        self.requests = {o: self._take(1) for o in OUTCOMES}
+        self.in_flight = self._take(1)  # a gauge: cleared when a dead worker's file is retired
+        self.latency = self._histogram(self.latency_buckets)
+        self.numeric: list[NumericPlan] = []
+        self.categorical: list[CategoricalPlan] = []
+        self.text: list[TextPlan] = []
+        for feature in profile.features:
+            if isinstance(feature, NumericFeature):
+                self._numeric(feature)
+            elif isinstance(feature, CategoricalFeature):
+                self._categorical(feature)
+            elif isinstance(feature, TextFeature):
+                self.text.append(TextPlan(feature.name, self._take(4),
+                                          frozenset(feature.vocabulary)))
+        self.prediction_invalid: dict[str, int] = {}
+        self.prediction: Histogram | None = None
+        self.centered_sum_squares = -1
+        self.center = 0.0
+        self.window = -1  # WINDOW_SLOTS triples (slot id, min, max)
+        self.classes: tuple[str, ...] = ()
+        self.class_slots: dict[str, int] = {}
+        self.class_unseen = -1
+        self.score: Histogram | None = None
+        pred = profile.prediction
+        if pred is not None:
+            self.prediction_invalid = {r: self._take(1) for r in PREDICTION_REASONS}
+        if isinstance(pred, RegressionPrediction):
+            self.prediction = self._histogram(pred.binned.edges)
+            self.centered_sum_squares = self._take(1)
+            self.center = pred.binned.mean
+            self.window = self._take(3 * WINDOW_SLOTS)
+        elif isinstance(pred, ClassificationPrediction):
+            self.classes = pred.classes
+            base = self._take(len(pred.classes) + 1)
+            self.class_slots = {c: base + i for i, c in enumerate(pred.classes)}
+            self.class_unseen = base + len(pred.classes)
+            if pred.score is not None:
+                self.score = self._histogram(pred.score.edges)
+        self.size = self._next
+
+    def _take(self, n: int) -> int:
+        start, self._next = self._next, self._next + n
+        return start
+
+    def _histogram(self, edges: tuple[float, ...]) -> Histogram:
+        base = self._take(len(edges) + 1)
+        return Histogram(base, tuple(edges), self._take(1))
+
+    def _numeric(self, f: NumericFeature) -> None:
+        base = self._take(NUM_BUCKETS + len(f.binned.edges) + 1)
+        low, high = f.allowed_range
+        self.numeric.append(NumericPlan(f.name, base, f.binned.edges, low, high))
+
+    def _categorical(self, f: CategoricalFeature) -> None:
+        k = len(f.top_categories)
+        base = self._take(CAT_CATEGORIES + k + 2)
+        other = base + CAT_CATEGORIES + k
+        slots = {c: other for c in f.seen}
+        slots.update({c: base + CAT_CATEGORIES + i for i, c in enumerate(f.top_categories)})
+        allowed = None if f.allowed is None else frozenset(f.allowed)
+        self.categorical.append(CategoricalPlan(
+            f.name, base, (*f.top_categories, OTHER, UNSEEN), slots, other + 1, allowed,
+        ))
+
+    def options(self) -> dict[str, object]:
+        """What besides the profile decides the layout (stored with multi-process files)."""
+        return {"latency_buckets": list(self.latency_buckets), "window_s": self.window_s}
+
+
+def series_count(profile: Profile, latency_buckets: int = len(DEFAULT_LATENCY_BUCKETS)) -> int:
+    """Series one monitor exposes (process_* excluded), with the prediction window non-empty.
+
+    Kept as a closed formula, mirrored in docs/readme/exporter.md; a test checks it against the
+    rendered exposition.
+    """
+    # info, trained (if known), loaded, rows, observations, unknown, requests x2, in-flight
+    total = 9 + len(REJECTED_REASONS) + (latency_buckets + 3)
+    if trained_timestamp(profile) is None:
+        total -= 1
+    for f in profile.features:
+        if isinstance(f, NumericFeature):
+            total += 4 * len(f.binned.edges) + 12
+        elif isinstance(f, CategoricalFeature):
+            total += 2 * len(f.top_categories) + 9
+        else:
+            total += 7
+    pred = profile.prediction
+    if isinstance(pred, RegressionPrediction):
+        total += 4 * len(pred.binned.edges) + 12
+    elif isinstance(pred, ClassificationPrediction):
+        total += 2 * len(pred.classes) + 5
+        if pred.score is not None:
+            total += 4 * len(pred.score.edges) + 5
+    return total
+
+
+def trained_timestamp(profile: Profile) -> float | None:
+    """The profile's `trained_at` as Unix seconds, or None when absent or not ISO-8601."""
+    if not profile.trained_at:
+        return None
+    try:
+        when = datetime.fromisoformat(profile.trained_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()

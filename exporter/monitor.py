@@ -1,0 +1,435 @@
+"""ModelMonitor: counts what a model sees and predicts, in the request path.
+
+    monitor = ModelMonitor.from_profile("profile.json")        # registers on the default REGISTRY
+    with monitor.track_request():                               # in-flight, latency, ok / error
+        y = model.predict(x)
+        obs = monitor.observe({"age": 42, "city": "paris"}, y)
+    obs.flags            # {"city": ("unseen", "not_allowed")}: for the log record
+
+The hot path adds to slots of one flat array (offsets from `exporter.layout`) under one lock;
+cumulative buckets and labelled samples are assembled only at scrape time (`exporter.collector`).
+Classification rules: docs/design.md section 2. Nothing the caller passes can raise here:
+unusable input is counted under `mlmon_rejected_total` and reported on the `Observation`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import numbers
+import os
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from exporter import layout as L
+from exporter.layout import DEFAULT_LATENCY_BUCKETS, DEFAULT_WINDOW_S, Layout
+from exporter.multiprocess import multiproc_dir, open_storage
+from exporter.profile import Profile
+from exporter.values import canonical_category, tokenize
+
+_ABSENT = object()
+_FROM_ENV: Any = object()
+_MISSING = ("missing",)
+_OUT_OF_RANGE = ("out_of_range",)
+_NAN, _INF, _WRONG_TYPE = ("nan",), ("inf",), ("wrong_type",)
+_NOT_ALLOWED = ("not_allowed",)
+_UNSEEN, _UNSEEN_NOT_ALLOWED = ("unseen",), ("unseen", "not_allowed")
+_MAX_NAME = 256  # unknown feature names are reported, never labels; keep them short
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Observation:
+    """What one `observe()` call found.
+
+    `flags`: feature name -> tuple of flags among missing, out_of_range, not_allowed, unseen,
+    nan, inf, wrong_type (only flagged features appear). `unknown_features`: names the profile
+    does not know. `rejected`: the reason when the whole input was unusable, else None.
+    """
+
+    __slots__ = ("flags", "unknown_features", "rejected")
+
+    def __init__(self, flags: dict[str, tuple[str, ...]], unknown_features: tuple[str, ...] = (),
+                 rejected: str | None = None) -> None:
+        self.flags = flags
+        self.unknown_features = unknown_features
+        self.rejected = rejected
+
+    @property
+    def flagged(self) -> list[str]:
+        """Flagged feature names, sorted (the record's `flagged` field)."""
+        return sorted(self.flags)
+
+    def __repr__(self) -> str:
+        return (f"Observation(flags={self.flags!r}, unknown_features={self.unknown_features!r}, "
+                f"rejected={self.rejected!r})")
+
+
+def _as_float(v: Any) -> float | None:
+    """A non-float number as float (huge ints become inf); None for anything else."""
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+        try:
+            return float(v)
+        except OverflowError:
+            return math.inf if v > 0 else -math.inf
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+class ModelMonitor:
+    """Prometheus series for one model version, from its reference profile.
+
+    >>> monitor = ModelMonitor.from_profile("profile.json", registry=CollectorRegistry())
+    >>> monitor.observe({"age": 42.0, "city": "paris"}, 0.7).flags
+    {}
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        registry: CollectorRegistry | None = None,
+        *,
+        latency_buckets: tuple[float, ...] = DEFAULT_LATENCY_BUCKETS,
+        window_s: float = DEFAULT_WINDOW_S,
+        clock: Callable[[], float] = time.time,
+        multiproc_directory: str | None = _FROM_ENV,
+    ) -> None:
+        if list(latency_buckets) != sorted(set(latency_buckets)) or not all(
+            math.isfinite(b) for b in latency_buckets
+        ):
+            raise ValueError("latency_buckets must be finite and strictly increasing")
+        if not (window_s > 0 and math.isfinite(window_s)):
+            raise ValueError("window_s must be a positive number of seconds")
+        self.profile = profile
+        self.layout = Layout(profile, tuple(latency_buckets), window_s)
+        self.clock = clock
+        self.loaded_at = clock()
+        directory = multiproc_dir() if multiproc_directory is _FROM_ENV else multiproc_directory
+        self.storage = open_storage(self.layout, directory)
+        lay = self.layout
+        self._numeric = [(p.name, p.base, list(p.edges), p.low, p.high) for p in lay.numeric]
+        self._categorical = [(p.name, p.base, p.slots, p.unseen_slot, p.allowed)
+                             for p in lay.categorical]
+        self._text = [(p.name, p.base, p.vocabulary) for p in lay.text]
+        self._names = frozenset(f.name for f in profile.features)
+        self._n_features = len(self._names)
+        self._latency_edges = list(lay.latency_buckets)
+        self._slot_s = lay.slot_s
+        self.registry = REGISTRY if registry is None else registry
+        from exporter.collector import register_monitor  # collector imports this module
+
+        register_monitor(self.registry, self)
+
+    @classmethod
+    def from_profile(
+        cls, path_or_profile: Profile | str | os.PathLike[str],
+        registry: CollectorRegistry | None = None, **options: Any,
+    ) -> ModelMonitor:
+        """A monitor for a `Profile` or a profile file (raises ProfileError when it is bad)."""
+        profile = (path_or_profile if isinstance(path_or_profile, Profile)
+                   else Profile.load(path_or_profile))
+        return cls(profile, registry, **options)
+
+    @property
+    def model(self) -> str:
+        return self.profile.model_name
+
+    @property
+    def model_version(self) -> str:
+        return self.profile.model_version
+
+    def series_count(self) -> int:
+        """Series this monitor exposes (excluding process_*): a function of the profile only."""
+        return L.series_count(self.profile, len(self.layout.latency_buckets))
+
+    def unregister(self) -> None:
+        """Stop exposing this monitor's series (its counts stay in memory / on disk)."""
+        from exporter.collector import unregister_monitor
+
+        unregister_monitor(self.registry, self)
+
+    # ---- one record ------------------------------------------------------------------------
+
+    def observe(self, features: Mapping[str, Any], prediction: Any = None, *,
+                latency_s: float | None = None, scores: Any = None) -> Observation:
+        """Count one request's features and prediction; never raises.
+
+        `prediction=None` means no prediction was made (nothing counted for it). `scores`, for
+        classifiers: the predicted class's probability, or a mapping class -> probability.
+        """
+        storage = self.storage
+        try:
+            if type(features) is dict:
+                get = features.get
+            elif isinstance(features, Mapping):
+                get = features.get
+            else:
+                return self._reject("not_a_mapping")
+            with storage.lock:
+                c = storage.values
+                flags: dict[str, tuple[str, ...]] | None = None
+                absent = 0
+                for name, base, edges, low, high in self._numeric:
+                    v = get(name, _ABSENT)
+                    if type(v) is not float:
+                        if v is None or v is _ABSENT:
+                            c[base] += 1.0
+                            absent += v is _ABSENT
+                            if flags is None:
+                                flags = {}
+                            flags[name] = _MISSING
+                            continue
+                        v = _as_float(v)
+                        if v is None:
+                            c[base + L.NUM_WRONG_TYPE] += 1.0
+                            if flags is None:
+                                flags = {}
+                            flags[name] = _WRONG_TYPE
+                            continue
+                    if v - v:  # NaN or +-Inf (finite values give 0.0)
+                        if flags is None:
+                            flags = {}
+                        if v != v:
+                            c[base + L.NUM_NAN] += 1.0
+                            flags[name] = _NAN
+                        else:
+                            c[base + L.NUM_INF] += 1.0
+                            flags[name] = _INF
+                        continue
+                    c[base + 6 + bisect_left(edges, v)] += 1.0
+                    c[base + 5] += v
+                    if v < low or v > high:
+                        c[base + 1] += 1.0
+                        if flags is None:
+                            flags = {}
+                        flags[name] = _OUT_OF_RANGE
+                for name, base, slots, unseen, allowed in self._categorical:
+                    v = get(name, _ABSENT)
+                    if type(v) is not str:
+                        if v is None or v is _ABSENT:
+                            c[base] += 1.0
+                            absent += v is _ABSENT
+                            if flags is None:
+                                flags = {}
+                            flags[name] = _MISSING
+                            continue
+                        v = canonical_category(v)
+                        if v is None:
+                            c[base + L.CAT_WRONG_TYPE] += 1.0
+                            if flags is None:
+                                flags = {}
+                            flags[name] = _WRONG_TYPE
+                            continue
+                    slot = slots.get(v)
+                    if slot is not None:
+                        c[slot] += 1.0
+                        if allowed is not None and v not in allowed:
+                            c[base + 1] += 1.0
+                            if flags is None:
+                                flags = {}
+                            flags[name] = _NOT_ALLOWED
+                        continue
+                    c[unseen] += 1.0
+                    if flags is None:
+                        flags = {}
+                    if allowed is None or v not in allowed:
+                        c[base + 1] += 1.0
+                        flags[name] = _UNSEEN_NOT_ALLOWED
+                    else:
+                        flags[name] = _UNSEEN
+                for name, base, vocabulary in self._text:
+                    v = get(name, _ABSENT)
+                    if isinstance(v, str):
+                        tokens = tokenize(v)
+                        c[base + L.TXT_TOKENS] += len(tokens)
+                        c[base + L.TXT_OOV] += sum(1 for t in tokens if t not in vocabulary)
+                        continue
+                    if flags is None:
+                        flags = {}
+                    if v is None or v is _ABSENT:
+                        c[base] += 1.0
+                        absent += v is _ABSENT
+                        flags[name] = _MISSING
+                    else:
+                        c[base + L.TXT_WRONG_TYPE] += 1.0
+                        flags[name] = _WRONG_TYPE
+                c[self.layout.observations] += 1.0
+                unknown: tuple[str, ...] = ()
+                if len(features) != self._n_features - absent:
+                    names = self._names
+                    unknown = tuple(str(k)[:_MAX_NAME] for k in features if k not in names)
+                    c[self.layout.unknown_features] += len(unknown)
+                if prediction is not None:
+                    self._prediction(c, prediction, scores)
+                if latency_s is not None:
+                    self._latency(c, latency_s)
+            return Observation({} if flags is None else flags, unknown)
+        except Exception:  # noqa: BLE001 - the serving path must never see our failures
+            return self._reject("internal_error")
+
+    def _reject(self, reason: str) -> Observation:
+        with self.storage.lock:
+            self.storage.values[self.layout.rejected[reason]] += 1.0
+        return Observation({}, (), reason)
+
+    def _prediction(self, c: Any, y: Any, scores: Any) -> None:
+        lay = self.layout
+        if lay.prediction is not None:
+            if type(y) is not float:
+                y = _as_float(y)
+                if y is None:
+                    c[lay.prediction_invalid["wrong_type"]] += 1.0
+                    return
+            if y - y:
+                c[lay.prediction_invalid["nan" if y != y else "inf"]] += 1.0
+                return
+            hist = lay.prediction
+            c[hist.base + bisect_left(hist.edges, y)] += 1.0
+            c[hist.sum_slot] += y
+            c[lay.centered_sum_squares] += (y - lay.center) ** 2
+            slot_id = self.clock() // self._slot_s
+            j = lay.window + 3 * int(slot_id % L.WINDOW_SLOTS)
+            if c[j] != slot_id:
+                c[j], c[j + 1], c[j + 2] = slot_id, y, y
+            else:
+                if y < c[j + 1]:
+                    c[j + 1] = y
+                if y > c[j + 2]:
+                    c[j + 2] = y
+        elif lay.class_unseen >= 0:
+            if type(y) is float and y - y:
+                c[lay.prediction_invalid["nan" if y != y else "inf"]] += 1.0
+                return
+            label = y if type(y) is str else canonical_category(y)
+            if label is None:
+                c[lay.prediction_invalid["wrong_type"]] += 1.0
+                return
+            c[lay.class_slots.get(label, lay.class_unseen)] += 1.0
+            if scores is not None and lay.score is not None:
+                self._score(c, label, scores)
+
+    def _score(self, c: Any, label: str, scores: Any) -> None:
+        lay = self.layout
+        s = scores.get(label) if isinstance(scores, Mapping) else scores
+        s = s if type(s) is float else _as_float(s)
+        if s is None or s - s:
+            c[lay.rejected["bad_score"]] += 1.0
+            return
+        hist = lay.score
+        assert hist is not None
+        c[hist.base + bisect_left(hist.edges, s)] += 1.0
+        c[hist.sum_slot] += s
+
+    def _latency(self, c: Any, seconds: Any) -> None:
+        s = seconds if type(seconds) is float else _as_float(seconds)
+        if s is None or s - s or s < 0:
+            c[self.layout.rejected["bad_latency"]] += 1.0
+            return
+        hist = self.layout.latency
+        c[hist.base + bisect_left(self._latency_edges, s)] += 1.0
+        c[hist.sum_slot] += s
+
+    # ---- many records ----------------------------------------------------------------------
+
+    def observe_batch(self, features: Any, predictions: Any = None, *, scores: Any = None,
+                      columns: Any = None) -> BatchObservation:
+        """Count a batch (dict of columns, 2-D array + `columns`, DataFrame); never raises.
+
+        Vectorised with numpy. NaN in a float column is null there (`missing`).
+        """
+        from exporter.batch import observe_batch
+
+        try:
+            return observe_batch(self, features, predictions, scores, columns)
+        except Exception:  # noqa: BLE001 - the serving path must never see our failures
+            self._reject("internal_error")
+            return BatchObservation(0, (), "internal_error")
+
+    # ---- ops ----------------------------------------------------------------------------------
+
+    def track_request(self) -> RequestTracker:
+        """`with monitor.track_request():` or `@monitor.track_request()`: in-flight, latency,
+        outcome (error when the block raises, or after `tracker.error()`)."""
+        return RequestTracker(self)
+
+    def record_request(self, latency_s: float | None = None, *, ok: bool = True) -> None:
+        """Count a finished request measured elsewhere (e.g. by a framework middleware)."""
+        try:
+            with self.storage.lock:
+                c = self.storage.values
+                c[self.layout.requests["ok" if ok else "error"]] += 1.0
+                if latency_s is not None:
+                    self._latency(c, latency_s)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def record_error(self) -> None:
+        """Count a failed request (outcome=error)."""
+        self.record_request(ok=False)
+
+    def _in_flight(self, delta: float) -> None:
+        with self.storage.lock:
+            self.storage.values[self.layout.in_flight] += delta
+
+
+class BatchObservation:
+    """What one `observe_batch()` call counted: `rows`, `unknown_features`, `rejected`."""
+
+    __slots__ = ("rows", "unknown_features", "rejected")
+
+    def __init__(self, rows: int, unknown_features: tuple[str, ...] = (),
+                 rejected: str | None = None) -> None:
+        self.rows = rows
+        self.unknown_features = unknown_features
+        self.rejected = rejected
+
+    def __repr__(self) -> str:
+        return (f"BatchObservation(rows={self.rows}, unknown_features={self.unknown_features!r},"
+                f" rejected={self.rejected!r})")
+
+
+class RequestTracker:
+    """Context manager and decorator made by `ModelMonitor.track_request()`."""
+
+    def __init__(self, monitor: ModelMonitor) -> None:
+        self._monitor = monitor
+        self._start = 0.0
+        self._failed = False
+
+    def error(self) -> None:
+        """Mark the request failed without raising (e.g. an HTTP 5xx response)."""
+        self._failed = True
+
+    def __enter__(self) -> RequestTracker:
+        self._monitor._in_flight(1.0)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        elapsed = time.perf_counter() - self._start
+        self._monitor._in_flight(-1.0)
+        self._monitor.record_request(elapsed, ok=exc_type is None and not self._failed)
+
+    def __call__(self, fn: F) -> F:
+        monitor = self._monitor
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with monitor.track_request():
+                    return await fn(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with monitor.track_request():
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]

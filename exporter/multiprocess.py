@@ -1,0 +1,218 @@
+"""Counter storage: process memory, or one memory-mapped file per worker process.
+
+prometheus_client's multiprocess mode keys every value by name and labels in a dict-backed mmap;
+our hot path instead adds to a flat array of doubles, so we keep the same flat array in a file:
+
+    $MLMON_MULTIPROC_DIR/mlmon_<profile_sha>.json        profile + layout options (written once)
+    $MLMON_MULTIPROC_DIR/mlmon_<profile_sha>_<pid>.db    the worker's doubles, native byte order
+
+Writing through a `memoryview` of the mmap costs the same as writing to a bytearray, so workers
+pay nothing extra. `/metrics` in any process sums every file of a profile (`read_arrays`).
+
+Dead workers: their files are kept and summed, so counters keep counting across restarts, as
+with prometheus_client. The only gauge summed across files is in-flight requests (and the
+prediction window, which expires by itself); `mark_process_dead(pid)` zeroes both in a dead
+worker's files (call it from gunicorn's `child_exit` hook). A new process that gets a dead
+worker's pid continues that file and zeroes its gauges on open.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import mmap
+import os
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+from exporter.layout import WINDOW_SLOTS, Layout
+
+ENV_VARS = ("MLMON_MULTIPROC_DIR", "PROMETHEUS_MULTIPROC_DIR")
+_DOUBLE = 8
+
+
+def multiproc_dir() -> str | None:
+    """The multi-process directory from the environment, or None for single-process mode."""
+    for var in ENV_VARS:
+        value = os.environ.get(var)
+        if value:
+            return value
+    return None
+
+
+def open_storage(layout: Layout, directory: str | None) -> Storage:
+    """Storage for a monitor; in multi-process mode one per (directory, profile) per process."""
+    if directory is None:
+        return Storage(layout)
+    key = (os.path.abspath(directory), layout.profile.sha, os.getpid())
+    storage = _SHARED.get(key)
+    if storage is None or storage.pid != os.getpid():
+        storage = _SHARED[key] = Storage(layout, directory)
+    elif storage.layout.options() != layout.options():
+        raise ValueError(f"profile {layout.profile.sha} is already open with other options")
+    return storage
+
+
+class Storage:
+    """A flat array of doubles: `values` (memoryview, hot path) and `array` (numpy, batches)."""
+
+    def __init__(self, layout: Layout, directory: str | None = None) -> None:
+        self.layout = layout
+        self.directory = directory
+        self.lock = threading.Lock()
+        self._mmap: mmap.mmap | None = None
+        self._open(os.getpid())
+        _LIVE.add(self)
+
+    def _open(self, pid: int) -> None:
+        size = max(self.layout.size, 1) * _DOUBLE
+        self.pid = pid
+        if self.directory is None:
+            buffer: Any = bytearray(size)
+        else:
+            os.makedirs(self.directory, exist_ok=True)
+            _write_meta(self.directory, self.layout)
+            path = data_path(self.directory, self.layout.profile.sha, pid)
+            with open(path, "a+b") as fh:
+                if os.fstat(fh.fileno()).st_size < size:
+                    fh.truncate(size)
+                self._mmap = mmap.mmap(fh.fileno(), size)
+            buffer = self._mmap
+        self.values = memoryview(buffer).cast("d")
+        # Fresh file: empty window. A dead worker's file reused with its pid: its counters carry
+        # on, its in-flight gauge and window are not ours.
+        _zero_gauges(self.values, self.layout)
+        self.array = np.frombuffer(buffer, dtype=np.float64)
+
+    def reopen_after_fork(self) -> None:
+        """A forked child must not write into its parent's file: start its own."""
+        self.lock = threading.Lock()
+        if self.directory is not None:
+            self._open(os.getpid())
+
+    def snapshots(self) -> list[np.ndarray]:
+        """One array per process holding this profile's counters (just ours when single)."""
+        if self.directory is None:
+            return [self.array.copy()]
+        return read_arrays(self.directory, self.layout.profile.sha, self.layout.size)
+
+
+# Storages alive in this process, re-opened in forked children (gunicorn --preload forks after
+# the app, and with it a monitor, was created).
+_LIVE: weakref.WeakSet[Storage] = weakref.WeakSet()
+_SHARED: dict[tuple[str, str, int], Storage] = {}
+
+
+def _after_fork() -> None:
+    for storage in list(_LIVE):
+        storage.reopen_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def data_path(directory: str, sha: str, pid: int) -> str:
+    return os.path.join(directory, f"mlmon_{sha}_{pid}.db")
+
+
+def meta_path(directory: str, sha: str) -> str:
+    return os.path.join(directory, f"mlmon_{sha}.json")
+
+
+def _write_meta(directory: str, layout: Layout) -> None:
+    """Record the profile and options once, so any process can render the files."""
+    path = meta_path(directory, layout.profile.sha)
+    meta = {"profile": layout.profile.to_dict(), "options": layout.options()}
+    if os.path.exists(path):
+        existing = load_meta(path)
+        if existing is not None and existing.get("options") != meta["options"]:
+            raise ValueError(
+                f"{path}: another process uses this profile with options "
+                f"{existing.get('options')}, not {meta['options']}; use the same options"
+            )
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(meta, fh, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def load_meta(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def read_arrays(directory: str, sha: str, size: int) -> list[np.ndarray]:
+    """Copies of every worker's counters for one profile; short or unreadable files skipped."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(directory, f"mlmon_{sha}_*.db"))):
+        try:
+            data = np.fromfile(path, dtype=np.float64, count=size)
+        except (OSError, ValueError):
+            continue
+        if data.size == size:
+            out.append(data)
+    return out
+
+
+def _zero_gauges(values: Any, layout: Layout) -> None:
+    values[layout.in_flight] = 0.0
+    if layout.window >= 0:
+        # slot id -1 never matches a current slot, so the window reads as empty
+        for i in range(WINDOW_SLOTS):
+            values[layout.window + 3 * i] = -1.0
+
+
+def mark_process_dead(pid: int, directory: str | None = None) -> int:
+    """Zero the gauges (in-flight, prediction window) in a dead worker's files; counters stay.
+
+    Returns how many files were updated. Safe to call for a pid that never wrote anything.
+    """
+    from exporter.profile import Profile
+
+    directory = directory or multiproc_dir()
+    if directory is None:
+        return 0
+    done = 0
+    for path in glob.glob(os.path.join(directory, f"mlmon_*_{int(pid)}.db")):
+        sha = os.path.basename(path)[len("mlmon_"):].rsplit("_", 1)[0]
+        meta = load_meta(meta_path(directory, sha))
+        if meta is None:
+            continue
+        layout = Layout(Profile.from_dict(meta["profile"]), **_layout_kwargs(meta))
+        with open(path, "r+b") as fh:
+            if os.fstat(fh.fileno()).st_size < layout.size * _DOUBLE:
+                continue
+            with mmap.mmap(fh.fileno(), layout.size * _DOUBLE) as mm:
+                with memoryview(mm) as raw, raw.cast("d") as values:
+                    _zero_gauges(values, layout)
+        done += 1
+    return done
+
+
+def _layout_kwargs(meta: dict[str, Any]) -> dict[str, Any]:
+    options = meta.get("options") or {}
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()}
+
+
+def layouts_in(directory: str) -> list[Layout]:
+    """A layout per profile that has a metadata file in `directory` (for a scrape-only process)."""
+    from exporter.profile import Profile, ProfileError
+
+    layouts = []
+    for path in sorted(glob.glob(os.path.join(directory, "mlmon_*.json"))):
+        meta = load_meta(path)
+        if meta is None:
+            continue
+        try:
+            layouts.append(Layout(Profile.from_dict(meta["profile"]), **_layout_kwargs(meta)))
+        except (ProfileError, KeyError, TypeError, ValueError):
+            continue  # a broken file must not take /metrics down
+    return layouts

@@ -107,7 +107,7 @@ class RecordBuilder:
         prediction: Any,
         *,
         latency_s: float | None = None,
-        scores: Mapping[str, float] | None = None,
+        scores: Mapping[str, float] | float | None = None,
         request_id: str | None = None,
         flags: Mapping[str, Iterable[str]] | None = None,
         unknown_features: Iterable[str] | None = None,
@@ -160,7 +160,8 @@ class RecordBuilder:
                 typed[name] = value if isinstance(value, str) else None
         return typed, sorted(unknown)
 
-    def _prediction(self, prediction: Any, scores: Mapping[str, float] | None) -> dict[str, Any]:
+    def _prediction(self, prediction: Any,
+                    scores: Mapping[str, float] | float | None) -> dict[str, Any]:
         out: dict[str, Any] = {}
         value = _unwrap(prediction)
         if value is None:
@@ -175,7 +176,12 @@ class RecordBuilder:
             out["value"] = float(value)
         else:
             out["invalid"] = _invalid_reason(value)
-        if scores:
+        if scores is not None and not isinstance(scores, Mapping):
+            # A bare number: the predicted class's probability (as the exporter accepts it).
+            score = _finite_number(scores)
+            if score is not None and "value" not in out:
+                out["value"] = score
+        elif scores:
             clean = {str(k): _finite_number(v) for k, v in scores.items()}
             out["scores"] = {k: v for k, v in sorted(clean.items()) if v is not None}
             label = out.get("label")

@@ -1,0 +1,123 @@
+"""One call per prediction feeds the exporter (Prometheus) and the shipper (Elasticsearch).
+
+`PredictionLogger.record(...)` runs `ModelMonitor.observe()` for the metrics, builds the ECS
+record with the flags the monitor found, and hands it to the shipper and/or the JSON-lines log.
+It never raises: a failure is counted in `errors` and the prediction goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from log_shipper.logging_sink import JsonLinesSink
+from log_shipper.record import RecordBuilder, index_name
+from log_shipper.redact import Redactor
+from log_shipper.shipper import Shipper
+
+if TYPE_CHECKING:
+    from exporter.monitor import ModelMonitor
+    from exporter.profile import Profile
+
+log = logging.getLogger(__name__)
+
+
+class PredictionLogger:
+    """Exporter + shipper behind one call.
+
+    >>> logger = PredictionLogger.from_profile(profile, es_url="http://127.0.0.1:9200",
+    ...                                        spool_dir="/var/lib/mlmon/spool",
+    ...                                        service_name="churn-api", environment="prod")
+    >>> event_id = logger.record({"age": 42, "city": "paris"}, 0.73, latency_s=0.012)
+    >>> logger.close()
+    """
+
+    def __init__(self, builder: RecordBuilder, *, monitor: ModelMonitor | None = None,
+                 shipper: Shipper | None = None, log_sink: JsonLinesSink | None = None) -> None:
+        self.builder = builder
+        self.monitor = monitor
+        self.shipper = shipper
+        self.log_sink = log_sink
+        self.errors = 0  # record() calls that failed inside (the caller never sees them)
+
+    @classmethod
+    def from_profile(
+        cls,
+        profile: Profile,
+        *,
+        service_name: str,
+        environment: str,
+        es_url: str | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        log_sink: JsonLinesSink | None = None,
+        redactor: Redactor | None = None,
+        monitor: ModelMonitor | None = None,
+        registry: Any = None,
+        **shipper_options: Any,
+    ) -> PredictionLogger:
+        """Monitor, record builder and (with `es_url`) shipper for one profile.
+
+        `redactor` defaults to `Redactor.from_env()` (MLMON_REDACT, MLMON_REDACT_SALT);
+        the spool directory to `$MLMON_SPOOL_DIR/<index>`.
+        """
+        from exporter.monitor import ModelMonitor
+
+        if monitor is None:
+            monitor = ModelMonitor(profile, registry)
+        builder = RecordBuilder(model=profile.model_name, model_version=profile.model_version,
+                                service_name=service_name, environment=environment,
+                                profile=profile)
+        redactor = redactor if redactor is not None else Redactor.from_env()
+        shipper = None
+        if es_url is not None:
+            index = index_name(profile.model_name)
+            if spool_dir is None:
+                base = os.environ.get("MLMON_SPOOL_DIR")
+                if not base:
+                    raise ValueError("the shipper needs a spool directory: pass spool_dir or "
+                                     "set MLMON_SPOOL_DIR")
+                spool_dir = Path(base) / index
+            shipper = Shipper(es=es_url, index=index, spool_dir=spool_dir, redactor=redactor,
+                              **shipper_options)
+        return cls(builder, monitor=monitor, shipper=shipper, log_sink=log_sink)
+
+    def record(
+        self,
+        features: Mapping[str, Any],
+        prediction: Any,
+        *,
+        latency_s: float | None = None,
+        scores: Mapping[str, float] | float | None = None,
+        request_id: str | None = None,
+    ) -> str | None:
+        """Observe and ship one prediction; returns the record's id (None when it failed)."""
+        try:
+            flags: Mapping[str, tuple[str, ...]] = {}
+            unknown: tuple[str, ...] | None = None
+            if self.monitor is not None:
+                observation = self.monitor.observe(features, prediction, latency_s=latency_s,
+                                                   scores=scores)
+                flags, unknown = observation.flags, observation.unknown_features
+            record = self.builder.build(features, prediction, latency_s=latency_s,
+                                        scores=scores, request_id=request_id, flags=flags,
+                                        unknown_features=unknown)
+            if self.shipper is not None:
+                self.shipper.ship(record)
+            if self.log_sink is not None:
+                self.log_sink.emit(record)
+            return str(record["event"]["id"])
+        except Exception:  # noqa: BLE001 - monitoring must not break the prediction
+            self.errors += 1
+            return None
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Flush the shipper and the log sink; True when everything was delivered."""
+        delivered = True
+        if self.shipper is not None:
+            delivered = self.shipper.close(timeout)
+        if self.log_sink is not None:
+            self.log_sink.close()
+        return delivered

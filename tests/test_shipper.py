@@ -1,0 +1,143 @@
+"""The shipper without a reachable Elasticsearch: nothing is lost, nothing blocks, drops counted.
+
+Elasticsearch itself is exercised in tests/integration/test_shipper*.py; here the cluster URL
+points at a closed loopback port (a real "connection refused"), which is the outage case.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from log_shipper.metrics import ShipperCollector
+from log_shipper.redact import Redactor
+from log_shipper.sender import Document
+from log_shipper.shipper import Shipper, decode_spooled, encode_spooled
+from log_shipper.spool import Spool
+
+
+@pytest.fixture
+def closed_url() -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+
+
+def _record(i: int, **features: object) -> dict[str, object]:
+    return {"@timestamp": "2026-11-22T10:00:00.000Z", "event": {"id": f"r{i}"},
+            "features": {"n": i, **features}}
+
+
+def _shipper(url: str, spool_dir: Path, **options: object) -> Shipper:
+    defaults: dict[str, object] = dict(max_docs=10, max_age_s=0.05, initial_backoff_s=0.05,
+                                       max_backoff_s=0.2, max_retries=0, handle_signals=False,
+                                       sleep=lambda s: None)
+    defaults.update(options)
+    return Shipper(es=url, index="mlmon-predictions-test", spool_dir=spool_dir,
+                   **defaults)  # type: ignore[arg-type]
+
+
+def _spooled_ids(spool_dir: Path) -> list[str]:
+    spool = Spool(spool_dir)
+    batch = spool.peek(10_000, 1 << 30)
+    return [decode_spooled(p).id for p in batch.records]
+
+
+def test_an_outage_spools_every_record_in_order(closed_url: str, tmp_path: Path) -> None:
+    durable: list[str] = []
+    shipper = _shipper(closed_url, tmp_path, fsync="always", on_durable=durable.extend)
+    assert all(shipper.ship(_record(i)) for i in range(95))
+    assert shipper.close(timeout=0.5) is False  # nothing could be delivered
+    assert _spooled_ids(tmp_path) == [f"r{i}" for i in range(95)]
+    assert durable == [f"r{i}" for i in range(95)]
+    assert shipper.stats.spooled == 95 and shipper.stats.queued == 95
+    assert shipper.stats.shipped == 0 and sum(shipper.stats.dropped.values()) == 0
+
+
+def test_redaction_happens_before_the_spool(closed_url: str, tmp_path: Path) -> None:
+    redactor = Redactor({"features.email": "hash", "features.name": "drop"}, salt="x" * 16)
+    shipper = _shipper(closed_url, tmp_path, redactor=redactor)
+    shipper.ship(_record(1, email="ann@example.org", name="Ann Smith"))
+    shipper.close(timeout=0.2)
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("*.seg"))
+    assert b"r1" in raw
+    assert b"ann@example.org" not in raw and b"Ann Smith" not in raw
+
+
+def test_queue_overflow_and_ship_after_close_are_counted(closed_url: str,
+                                                         tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path, queue_size=1, max_age_s=60, max_docs=1000)
+    accepted = sum(shipper.ship(_record(i)) for i in range(2000))
+    assert accepted < 2000
+    assert shipper.stats.dropped["queue_full"] == 2000 - accepted
+    shipper.close(timeout=0.2)
+    assert shipper.ship(_record(0)) is False
+    assert shipper.stats.dropped["closed"] == 1
+
+
+def test_a_full_spool_drops_and_counts(closed_url: str, tmp_path: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    shipper = _shipper(closed_url, tmp_path, spool_max_bytes=2000)
+    for i in range(100):
+        shipper.ship(_record(i))
+    shipper.close(timeout=0.2)
+    kept = len(_spooled_ids(tmp_path))
+    assert 0 < kept < 100
+    assert shipper.stats.dropped["spool_full"] == 100 - kept
+    assert "dropped" in caplog.text
+
+
+def test_unserializable_records_are_dropped_not_fatal(closed_url: str, tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path)
+    shipper.ship({"event": {"id": "bad"}, "x": object()})
+    shipper.ship({"features": {"n": 1}})  # no id: one is assigned before spooling
+    shipper.close(timeout=0.2)
+    assert shipper.stats.dropped["unserializable"] == 1
+    (only,) = _spooled_ids(tmp_path)
+    assert len(only) == 36
+
+
+def test_health_series(closed_url: str, tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path)
+    for i in range(5):
+        shipper.ship(_record(i))
+    shipper.close(timeout=0.2)
+    registry = CollectorRegistry()
+    registry.register(ShipperCollector(shipper.stats, shipper.queue_depth, shipper.spool_bytes))
+    assert registry.get_sample_value("mlmon_shipper_queued_total") == 5
+    assert registry.get_sample_value("mlmon_shipper_spooled_total") == 5
+    assert registry.get_sample_value("mlmon_shipper_shipped_total") == 0
+    assert registry.get_sample_value("mlmon_shipper_dropped_total", {"reason": "spool_full"}) == 0
+    assert registry.get_sample_value("mlmon_shipper_queue_depth") == 0
+    assert registry.get_sample_value("mlmon_shipper_spool_bytes") == shipper.spool_bytes() > 0
+    assert registry.get_sample_value("mlmon_shipper_last_success_timestamp_seconds") is None
+
+
+def test_sigterm_closes_and_chains_to_the_previous_handler(closed_url: str,
+                                                           tmp_path: Path) -> None:
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        shipper = _shipper(closed_url, tmp_path, handle_signals=True, shutdown_timeout_s=0.2)
+        shipper.ship(_record(1))
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        handler(signal.SIGTERM, None)
+        assert seen == [signal.SIGTERM]
+        assert shipper.ship(_record(2)) is False  # closed
+        assert _spooled_ids(tmp_path) == ["r1"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_spool_payload_round_trip() -> None:
+    doc = Document("id:with:colons", b'{"a":1}')
+    assert decode_spooled(encode_spooled(doc)) == doc
+    assert json.loads(decode_spooled(encode_spooled(doc)).source) == {"a": 1}

@@ -1,0 +1,81 @@
+"""The JSON-lines sink (file, TCP) and the one-call facade over exporter + shipper."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from exporter.profile import Profile
+from log_shipper.facade import PredictionLogger
+from log_shipper.logging_sink import JsonLinesSink
+from log_shipper.redact import Redactor
+
+RECORD = {"@timestamp": "2026-11-22T10:00:00.000Z", "event": {"id": "e1"},
+          "features": {"city": "paris", "email": "ann@example.org"}}
+
+
+def test_file_sink_writes_the_record_as_one_sorted_json_line(tmp_path: Path) -> None:
+    path = tmp_path / "records.log"
+    sink = JsonLinesSink.file(str(path), logger_name="mlmon.test.file")
+    sink.emit(RECORD)
+    sink.emit({**RECORD, "event": {"id": "e2"}})
+    sink.close()
+    lines = path.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [RECORD, {**RECORD, "event": {"id": "e2"}}]
+    assert lines[0] == json.dumps(RECORD, sort_keys=True, separators=(",", ":"))
+
+
+def test_tcp_sink_speaks_json_lines_and_redacts(tmp_path: Path) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def accept() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while chunk := conn.recv(65536):
+                received.append(chunk)
+
+    reader = threading.Thread(target=accept)
+    reader.start()
+    redactor = Redactor({"features.email": "mask"})
+    sink = JsonLinesSink.tcp("127.0.0.1", server.getsockname()[1], redactor=redactor,
+                             logger_name="mlmon.test.tcp")
+    sink.emit(RECORD)
+    sink.close()
+    reader.join(5)
+    server.close()
+    (line,) = b"".join(received).splitlines()
+    assert json.loads(line)["features"] == {"city": "paris", "email": "***"}
+    assert RECORD["features"]["email"] == "ann@example.org"  # the caller's dict is untouched
+
+
+def test_facade_feeds_the_exporter_and_the_log_with_its_flags(
+        sample_profile: Profile, tmp_path: Path) -> None:
+    path = tmp_path / "records.log"
+    registry = CollectorRegistry()
+    logger = PredictionLogger.from_profile(
+        sample_profile, service_name="churn-api", environment="test", registry=registry,
+        log_sink=JsonLinesSink.file(str(path), logger_name="mlmon.test.facade"))
+    event_id = logger.record({"age": 200.0, "city": "oslo", "colour": "red"}, 0.5,
+                             latency_s=0.01, request_id="req-1")
+    assert event_id == "req-1"
+    assert logger.close() is True
+    (doc,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert doc["event"]["id"] == "req-1" and doc["event"]["duration"] == 10_000_000
+    assert doc["flags"]["age"] == ["out_of_range"]
+    assert "unseen" in doc["flags"]["city"]
+    assert "missing" in doc["flags"]["income"]
+    assert doc["unknown_features"] == ["colour"]
+    assert registry.get_sample_value("mlmon_observations_total",
+                                     {"model": "churn", "model_version": "3"}) == 1
+
+
+def test_facade_never_raises(sample_profile: Profile) -> None:
+    logger = PredictionLogger.from_profile(sample_profile, service_name="s", environment="e",
+                                           registry=CollectorRegistry())
+    assert logger.record(None, 1.0) is None  # type: ignore[arg-type]
+    assert logger.errors == 1

@@ -1,0 +1,144 @@
+"""The rules configuration (alerting/config.yaml): loaded and validated once, loudly.
+
+A missing or unknown key is an error, never a silent default: the config is the one place where
+thresholds live, so a typo must not quietly fall back to something else.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_PATH = Path(__file__).with_name("config.yaml")
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+SEVERITIES = ("critical", "warning", "info")
+QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+
+# alert name -> the keys its section must have (besides `for` and `severity`).
+ALERT_KEYS: dict[str, tuple[str, ...]] = {
+    "MlmonFeatureDrift": ("window", "alpha", "psi_floor"),
+    "MlmonPredictionDrift": ("window", "alpha", "psi_floor"),
+    "MlmonNotEnoughData": ("window",),
+    "MlmonFeatureMissing": ("window", "max_increase"),
+    "MlmonUnseenCategoriesRising": ("window", "max_share"),
+    "MlmonInvalidValuesRising": ("window", "reasons", "max_ratio"),
+    "MlmonTextOOVRising": ("window", "max_increase"),
+    "MlmonPredictionNaN": ("window",),
+    "MlmonMultipleModelVersions": (),
+    "MlmonUnexpectedModelVersion": ("expected_versions",),
+    "MlmonModelStale": ("max_age_days",),
+    "MlmonLatencySLOBreach": ("window", "quantile", "max_seconds"),
+    "MlmonHighErrorRatio": ("window", "max_ratio"),
+    "MlmonThroughputZero": ("window",),
+    "MlmonExporterDown": (),
+}
+_TOP_KEYS = ("windows", "restart_grace", "exporter_selector", "epsilon", "min_samples", "alerts",
+             "runbook_base_url")
+
+
+class ConfigError(ValueError):
+    """The rules configuration is missing a key, has an unknown one, or a bad value."""
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a Prometheus duration with a single unit (`5m`, `1h`)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(f"bad duration {text!r}: use one number and one unit, e.g. 5m or 1h")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration; `alerts[name]` is that alert's section as a dict."""
+
+    windows: tuple[str, ...]
+    restart_grace: str
+    exporter_selector: str
+    epsilon: float
+    min_samples: int
+    alerts: dict[str, dict[str, Any]]
+    runbook_base_url: str
+
+    def alert(self, name: str) -> dict[str, Any]:
+        return self.alerts[name]
+
+
+def _check_keys(section: dict[str, Any], required: tuple[str, ...], where: str) -> None:
+    missing = [k for k in required if k not in section]
+    unknown = [k for k in section if k not in required]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+
+
+def _check_alert(name: str, section: Any, windows: tuple[str, ...]) -> dict[str, Any]:
+    where = f"alerts.{name}"
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: must be a mapping")
+    _check_keys(section, (*ALERT_KEYS[name], "for", "severity"), where)
+    duration_seconds(section["for"])
+    if section["severity"] not in SEVERITIES:
+        raise ConfigError(f"{where}.severity: one of {', '.join(SEVERITIES)}")
+    if "window" in section and section["window"] not in windows:
+        raise ConfigError(f"{where}.window: {section['window']!r} is not in windows {windows}")
+    if "alpha" in section and not 0 < float(section["alpha"]) < 1:
+        raise ConfigError(f"{where}.alpha: must be in (0, 1)")
+    if "quantile" in section and section["quantile"] not in QUANTILES:
+        raise ConfigError(f"{where}.quantile: one of {', '.join(QUANTILES)}")
+    if "expected_versions" in section:
+        versions = section["expected_versions"]
+        if not isinstance(versions, dict) or not all(
+            isinstance(v, str) for v in versions.values()
+        ):
+            raise ConfigError(f"{where}.expected_versions: model -> version string (quote it)")
+    return section
+
+
+def parse(data: Any) -> Config:
+    """Validate a loaded YAML document."""
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a mapping")
+    _check_keys(data, _TOP_KEYS, "config")
+    windows = tuple(str(w) for w in data["windows"])
+    if not windows or len(set(windows)) != len(windows):
+        raise ConfigError("windows: a non-empty list of distinct durations")
+    for window in windows:
+        duration_seconds(window)
+    duration_seconds(data["restart_grace"])
+    alerts = data["alerts"]
+    if not isinstance(alerts, dict):
+        raise ConfigError("alerts: must be a mapping")
+    _check_keys(alerts, tuple(ALERT_KEYS), "alerts")
+    epsilon = float(data["epsilon"])
+    if not 0 < epsilon < 0.01:
+        raise ConfigError("epsilon: must be in (0, 0.01)")
+    return Config(
+        windows=windows,
+        restart_grace=str(data["restart_grace"]),
+        exporter_selector=str(data["exporter_selector"]),
+        epsilon=epsilon,
+        min_samples=int(data["min_samples"]),
+        alerts={name: _check_alert(name, alerts[name], windows) for name in ALERT_KEYS},
+        runbook_base_url=str(data["runbook_base_url"]),
+    )
+
+
+def load(path: str | Path = CONFIG_PATH) -> Config:
+    """Read and validate the config file; errors name the file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return parse(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

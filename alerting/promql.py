@@ -1,0 +1,95 @@
+"""PromQL building blocks shared by the recording and alert rules.
+
+Everything here returns PromQL text. The formulas are the ones of exporter/drift.py; keep them in
+step (tests compare the two on the same inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+LOADED = "mlmon_profile_loaded_timestamp_seconds"
+
+
+def by(labels: Sequence[str]) -> str:
+    return ", ".join(labels)
+
+
+def window_count(metric: str, window: str, window_s: int, grace_s: int,
+                 extra_labels: Sequence[str], counter: bool = True) -> str:
+    """Exact per-series change of `metric` over `window`, restart-aware.
+
+    - a process that loaded its profile within the window (+ grace) started from zero: take the
+      counter as it is;
+    - otherwise the exact difference with the value one window ago (no extrapolation, so shares
+      pooled over replicas scraped at different phases stay exact);
+    - and when there is no sample one window ago (Prometheus or the target is newer than the
+      window), fall back to increase(), the best estimate from what was scraped.
+    """
+    match = f"ignoring({by(extra_labels)}) " if extra_labels else ""
+    recent = f"({LOADED} > time() - {window_s + grace_s})"
+    fallback = "increase" if counter else "delta"  # a histogram _sum may go down
+    return (
+        f"(({metric} - {metric} offset {window}) unless {match}{recent})\n"
+        f"or ({metric} and {match}{recent})\n"
+        f"or {fallback}({metric}[{window}])"
+    )
+
+
+def summed_window_count(metric: str, window: str, window_s: int, grace_s: int,
+                        group: Sequence[str], extra_labels: Sequence[str],
+                        counter: bool = True) -> str:
+    """`window_count` summed over replicas, keeping `group`."""
+    inner = window_count(metric, window, window_s, grace_s, extra_labels, counter)
+    return f"sum by ({by(group)}) (\n{indent(inner, 2)}\n)"
+
+
+def reference(metric: str, group: Sequence[str]) -> str:
+    """A reference gauge, deduplicated over replicas (every replica exports the same value)."""
+    return f"max by ({by(group)}) ({metric})"
+
+
+def smoothed(expr: str, epsilon: float) -> str:
+    return f"clamp_min({expr}, {epsilon!r})"
+
+
+def psi(live: str, ref: str, group: Sequence[str], epsilon: float) -> str:
+    """Population stability index: sum (p - q) ln(p / q) over smoothed shares."""
+    p, q = smoothed(live, epsilon), smoothed(ref, epsilon)
+    return f"sum by ({by(group)}) (\n  ({p} - {q})\n  * ln({p} / {q})\n)"
+
+
+def js_distance(live: str, ref: str, group: Sequence[str], epsilon: float) -> str:
+    """Jensen-Shannon distance, base 2 (in [0, 1]), over smoothed shares.
+
+    Written per bin as p log2(2p / (p + q)) + q log2(2q / (p + q)), each term >= 0, so the sum
+    never goes below zero from rounding and sqrt() stays defined.
+    """
+    p, q = smoothed(live, epsilon), smoothed(ref, epsilon)
+    return (
+        f"sqrt(0.5 * sum by ({by(group)}) (\n"
+        f"    {p} * log2(2 * {p} / ({p} + {q}))\n"
+        f"  + {q} * log2(2 * {q} / ({p} + {q}))\n"
+        f"))"
+    )
+
+
+def ks_distance(live_cumulative: str, ref_cumulative: str, group: Sequence[str]) -> str:
+    """Binned Kolmogorov-Smirnov distance: max |F_live - F_ref| over the bucket edges."""
+    return f"max by ({by(group)}) (abs({live_cumulative} - {ref_cumulative}))"
+
+
+def total_variation(live: str, ref: str, group: Sequence[str]) -> str:
+    """Total-variation distance, KS's counterpart for unordered categories: 0.5 sum |p - q|."""
+    return f"0.5 * sum by ({by(group)}) (abs({live} - {ref}))"
+
+
+def chi_square(live: str, ref: str, count: str, group: Sequence[str], epsilon: float) -> str:
+    """Pearson's chi-square of live counts against the reference: n sum (p - q)^2 / q."""
+    q = smoothed(ref, epsilon)
+    return f"{count}\n* sum by ({by(group)}) (({live} - {q}) ^ 2 / {q})"
+
+
+def indent(text: str, spaces: int) -> str:
+    pad = " " * spaces
+    return "\n".join(pad + line if line else line for line in text.splitlines())

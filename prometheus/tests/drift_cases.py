@@ -1,0 +1,146 @@
+"""Builds drift_recording_test.yml: known inputs, expected values from exporter/drift.py.
+
+`python prometheus/tests/drift_cases.py` rewrites the file; tests/test_rules.py checks that the
+committed file equals `render()`, so the expected values always come from exporter/drift.py.
+
+Two replicas (instances a and b) of model churn version 3. Per-minute increments change at t=5m,
+so at t=10m the 5m window holds only the second phase and the 1h window both phases.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from prometheus_client.utils import floatToGoString
+
+from exporter import drift
+
+PATH = Path(__file__).with_name("drift_recording_test.yml")
+REPLICAS = ("a", "b")
+MODEL = {"model": "churn", "model_version": "3"}
+
+AGE_EDGES = [25.0, 35.0, 50.0]
+AGE_REF = [0.25, 0.25, 0.25, 0.25]
+# replica -> (bin increments per minute in phase 1, in phase 2)
+AGE = {"a": ([4, 6, 6, 4], [1, 2, 3, 14]), "b": ([6, 4, 4, 6], [0, 3, 7, 10])}
+CITY_REF = {"paris": 0.6, "rome": 0.3, "__other__": 0.1, "__unseen__": 0.0}
+CITY = {"a": ({"paris": 6, "rome": 3, "__other__": 1, "__unseen__": 0},
+              {"paris": 2, "rome": 3, "__other__": 1, "__unseen__": 4}),
+        "b": ({"paris": 12, "rome": 6, "__other__": 2, "__unseen__": 0},
+              {"paris": 4, "rome": 4, "__other__": 0, "__unseen__": 2})}
+PRED_EDGES = [-1.0, 0.0, 1.0]
+PRED_REF = [0.15, 0.35, 0.35, 0.15]
+PRED = {"a": ([3, 7, 7, 3], [0, 2, 8, 10]), "b": ([3, 7, 7, 3], [1, 1, 9, 9])}
+
+
+def _labels(d: dict[str, str]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in d.items()) + "}"
+
+
+def _counter(first: float, second: float) -> str:
+    """A counter from 0 rising by `first` per minute until 5m, then by `second` until 10m."""
+    return f"0+{first}x5 {5 * first + second}+{second}x4"
+
+
+def _gauge(value: float) -> str:
+    return f"{value!r}+0x10"
+
+
+def _les(edges: list[float]) -> list[str]:
+    return [floatToGoString(e) for e in edges] + ["+Inf"]
+
+
+def _histogram(series: list[tuple[str, str]], prefix: str, labels: dict[str, str],
+               edges: list[float], ref: list[float], bins: tuple[list[int], list[int]]) -> None:
+    les = _les(edges)
+    cum1, cum2 = np.cumsum(bins[0]), np.cumsum(bins[1])
+    ref_cum = np.cumsum(ref)
+    for i, le in enumerate(les):
+        at = labels | {"le": le}
+        series.append((f"{prefix}_value_bucket{_labels(at)}", _counter(cum1[i], cum2[i])))
+        series.append((f"{prefix}_reference_bin_share{_labels(at)}", _gauge(ref[i])))
+        series.append((f"{prefix}_reference_cumulative_share{_labels(at)}",
+                       _gauge(float(ref_cum[i]))))
+        if i:
+            series.append((f"{prefix}_bucket_previous_le_info"
+                           f"{_labels(at | {'previous_le': les[i - 1]})}", "1+0x10"))
+
+
+def input_series() -> list[tuple[str, str]]:
+    series: list[tuple[str, str]] = []
+    for replica in REPLICAS:
+        at = MODEL | {"instance": replica, "job": "mlmon"}
+        series.append((f"mlmon_profile_loaded_timestamp_seconds{_labels(at)}", "0+0x10"))
+        _histogram(series, "mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF,
+                   AGE[replica])
+        for cat in sorted(CITY_REF):
+            cat_at = at | {"feature": "city", "category": cat}
+            series.append((f"mlmon_feature_category_total{_labels(cat_at)}",
+                           _counter(CITY[replica][0][cat], CITY[replica][1][cat])))
+            series.append((f"mlmon_feature_category_reference_share{_labels(cat_at)}",
+                           _gauge(CITY_REF[cat])))
+        _histogram(series, "mlmon_prediction", at, PRED_EDGES, PRED_REF, PRED[replica])
+    return series
+
+
+def _pooled(per_replica: dict, window: str) -> np.ndarray:
+    """Pooled bin counts in the window at t=10m: phase 2 only (5m) or both phases (1h)."""
+    phases = (1,) if window == "5m" else (0, 1)
+    return sum(np.array(per_replica[r][p], dtype=float) * 5 for r in REPLICAS for p in phases)
+
+
+def _pooled_city(window: str) -> dict[str, float]:
+    phases = (1,) if window == "5m" else (0, 1)
+    return {c: float(sum(CITY[r][p][c] * 5 for r in REPLICAS for p in phases)) for c in CITY_REF}
+
+
+def expectations() -> list[tuple[str, dict[str, str], float]]:
+    """(PromQL selector, expected labels, expected value) at t=10m."""
+    out: list[tuple[str, dict[str, str], float]] = []
+    age, city = MODEL | {"feature": "age"}, MODEL | {"feature": "city"}
+    for w in ("5m", "1h"):
+        counts = _pooled(AGE, w)
+        d = drift.binned_drift(counts, AGE_REF)
+        for stat in ("psi", "ks", "js"):
+            out.append((f'model_feature:mlmon_feature_{stat}:{w}{{feature="age"}}', age,
+                        getattr(d, stat)))
+        cats = _pooled_city(w)
+        dc = drift.categorical_drift(cats, CITY_REF)
+        for stat in ("psi", "ks", "js", "chi2"):
+            out.append((f'model_feature:mlmon_feature_{stat}:{w}{{feature="city"}}', city,
+                        getattr(dc, stat)))
+        out.append((f"model_feature:mlmon_feature_unseen:share{w}", city,
+                    cats["__unseen__"] / sum(cats.values())))
+        for le, share in zip(_les(AGE_EDGES), counts / counts.sum(), strict=True):
+            out.append((f'model_feature_le:mlmon_feature_value:bin_share{w}{{le="{le}"}}',
+                        age | {"le": le}, float(share)))
+        out.append((f'model_feature:mlmon_feature_samples:increase{w}{{feature="age"}}', age,
+                    float(counts.sum())))
+        dp = drift.binned_drift(_pooled(PRED, w), PRED_REF)
+        for stat in ("psi", "ks", "js"):
+            out.append((f"model:mlmon_prediction_{stat}:{w}", MODEL, getattr(dp, stat)))
+    return out
+
+
+def render() -> str:
+    lines = [
+        "# GENERATED by prometheus/tests/drift_cases.py (expected values from exporter/drift.py).",
+        "# promtool unit tests of the drift recording rules on known inputs: two replicas; the",
+        "# per-minute increments change at 5m, so at 10m the 5m window holds the second phase only",
+        "# and the 1h window both. Values are compared as abs(x - v) < 1e-9.",
+        "rule_files:", "  - ../recording_rules.yml", "evaluation_interval: 1m", "tests:",
+        "  - interval: 1m", "    input_series:"]
+    for series, values in input_series():
+        lines += [f"      - series: {json.dumps(series)}", f"        values: {json.dumps(values)}"]
+    lines.append("    promql_expr_test:")
+    for expr, labels, value in expectations():
+        lines += [f"      - expr: {json.dumps(f'abs({expr} - {float(value)!r}) < bool 1e-9')}",
+                  "        eval_time: 10m", "        exp_samples:",
+                  f"          - labels: {json.dumps(_labels(labels))}", "            value: 1"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    PATH.write_text(render(), encoding="utf-8")

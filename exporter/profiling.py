@@ -138,7 +138,8 @@ def profile_data(
     score = _role(frame, settings.score_column, scores, "scores")
     features = frame.drop(columns=settings.roles() + list(settings.exclude))
     kinds = _kinds(features, settings)
-    builder = _Builder(settings, kinds, prediction, settings.prediction_column or "predictions")
+    builder = _Builder(settings, kinds, prediction, settings.prediction_column or "predictions",
+                       settings.target_column or (None if target is None else "targets"))
     if probabilities is not None:
         if prediction is None or score is not None or settings.probability_columns:
             raise ProfilingError("probabilities need predictions, and replace scores")
@@ -171,7 +172,8 @@ def profile_file(
         features_head = head.drop(columns=settings.roles() + list(settings.exclude))
         kinds = _kinds(features_head, settings)
         prediction_head = head[prediction_name] if prediction_name else None
-        builder = _Builder(settings, kinds, prediction_head, prediction_name or "predictions")
+        builder = _Builder(settings, kinds, prediction_head, prediction_name or "predictions",
+                           settings.target_column)
         string_columns = _string_columns(head, kinds, settings)
         del head, features_head, prediction_head
         bar = Progress(f"profiling {os.fspath(path)}") if progress is True else progress or None
@@ -373,6 +375,7 @@ class _Builder:
         kinds: dict[str, str],
         prediction_head: pd.Series | None,
         prediction_name: str,
+        target_name: str | None,
     ) -> None:
         self.settings = settings
         self.rows = 0
@@ -381,7 +384,7 @@ class _Builder:
         self.prediction = None
         if prediction_head is not None:
             kind = settings.prediction_kind or infer_prediction_kind(prediction_head)
-            self.prediction = PredictionColumn(prediction_name, kind, settings.target_column)
+            self.prediction = PredictionColumn(prediction_name, kind, target_name)
         self.probability_classes = [_class_name(c) for c in settings.probability_columns]
 
     def add(

@@ -59,7 +59,6 @@ def to_float(series: pd.Series, name: str, offset: int) -> np.ndarray:
             f"column {name!r}: {raw[pos]!r} (row {offset + pos + 1}) is not a number; "
             "profile the column as categorical or text instead"
         )
-    coerced[is_bool] = np.nan
     return coerced
 
 

@@ -73,6 +73,8 @@ def _csv_chunks(
         seen = 0
         with pd.read_csv(fh, chunksize=rows, dtype=dtype, encoding="utf-8") as reader:
             for chunk in reader:
+                if chunk.empty:  # a header-only file still yields one empty chunk
+                    continue
                 seen += len(chunk)
                 if progress:
                     progress.update(seen)

@@ -52,6 +52,8 @@ def observe_batch(monitor: ModelMonitor, features: Any, predictions: Any, scores
         return _rows(monitor, features, predictions, scores)
     try:
         cols, n = _columns(features, columns, monitor)
+        if not cols and predictions is not None:  # predictions only
+            n = _length(predictions)
         if predictions is not None and _length(predictions) != n:
             raise BadBatch("batch_length_mismatch")
         if scores is not None and _length(scores) != n:

@@ -1,0 +1,96 @@
+"""Benchmark: `mlmon profile` on a generated 1M-row x 25-column CSV; peak memory and time.
+
+Baseline, measured in the same run on the same file: `pandas.read_csv` of the whole file (what
+profiling without streaming would at least cost). Each is run in a fresh subprocess so its peak
+RSS (ru_maxrss of the child) is its own.
+
+    .venv/bin/python bench/bench_profiling.py [--rows 1000000] [--repeat 1] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+
+NUMERIC, CATEGORICAL = 20, 4  # + 1 prediction column = 25 columns
+
+
+def generate(path: str, rows: int, seed: int = 0) -> None:
+    """Written in blocks so generating the file does not itself need the whole table in memory."""
+    rng = np.random.default_rng(seed)
+    block = 200_000
+    for start in range(0, rows, block):
+        n = min(block, rows - start)
+        frame = pd.DataFrame({f"num{i}": rng.normal(i, 1 + i, n).round(4) for i in range(NUMERIC)})
+        for i in range(CATEGORICAL):
+            frame[f"cat{i}"] = rng.choice([f"v{j}" for j in range(5 + 10 * i)], n)
+        frame["prediction"] = rng.random(n).round(6)
+        frame.to_csv(path, mode="a" if start else "w", header=not start, index=False)
+
+
+_REPORT_PEAK = (
+    "\nimport resource, sys\n"
+    "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+)
+
+
+def run_child(code: str) -> dict[str, float]:
+    """Run `code` in a fresh interpreter; its wall time and its own peak RSS (ru_maxrss) in MiB."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code + _REPORT_PEAK], check=True,
+                          capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    peak_kib = int(done.stderr.rsplit("PEAK_KIB", 1)[1].split()[0])
+    return {"seconds": elapsed, "peak_rss_mib": peak_kib / 1024}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs (median reported)")
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = os.path.join(tmp, "train.csv")
+        generate(csv, args.rows)
+        size_mib = os.path.getsize(csv) / 2**20
+        baseline = f"import pandas as pd; pd.read_csv({csv!r})"
+        profiling = (
+            "from exporter.cli import main\nassert main(['profile', "
+            f"{csv!r}, '--model', 'bench', '--model-version', '1', "
+            f"'--prediction-column', 'prediction', '-o', {os.path.join(tmp, 'p.json')!r}]) == 0"
+        )
+        results: dict[str, list[dict[str, float]]] = {"read_csv (baseline)": [], "profile": []}
+        for _ in range(args.repeat):
+            results["read_csv (baseline)"].append(run_child(baseline))
+        for _ in range(args.repeat):
+            results["profile"].append(run_child(profiling))
+    table = {
+        name: {
+            "seconds": statistics.median(r["seconds"] for r in runs),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        }
+        for name, runs in results.items()
+    }
+    print(f"{args.rows:,} rows x 25 columns, CSV {size_mib:.0f} MiB, median of {args.repeat}")
+    print(f"{'what':<22}{'seconds':>10}{'peak RSS MiB':>15}")
+    for name, row in table.items():
+        print(f"{name:<22}{row['seconds']:>10.1f}{row['peak_rss_mib']:>15.0f}")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "profiling.json"), "w") as fh:
+        json.dump({"rows": args.rows, "columns": 25, "csv_mib": size_mib, "results": table}, fh,
+                  indent=2, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

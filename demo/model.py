@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+if TYPE_CHECKING:
+    from exporter.profile import Profile
 
 MODEL_NAME = "diabetes"
 MODEL_VERSION = "1"
@@ -126,3 +129,15 @@ def train(seed: int = SEED) -> DemoModel:
     frame = reference_frame(seed)
     pipeline = _pipeline().fit(frame[list(MODEL_FEATURES)], frame["target"])
     return DemoModel(pipeline=pipeline, reference=frame)
+
+
+def build_profile(model: DemoModel) -> Profile:
+    """The reference profile of the training rows and the model's predictions on them."""
+    from exporter.profiling import profile_data
+
+    return profile_data(
+        model.features(), predictions=model.predict(model.reference),
+        targets=model.reference["target"], model_name=model.name, model_version=model.version,
+        categorical=list(CATEGORICAL_FEATURES), text=list(TEXT_FEATURES),
+        prediction_kind="regression",
+    )

@@ -1,0 +1,66 @@
+"""`mlmon demo`: train the demo model, then serve it with the exporter and the log shipper.
+
+Without `--es-url` (or MLMON_ES_URL) records are not shipped; metrics are always served.
+`--write-profile PATH` writes the reference profile and exits (the setup step uses it for the
+Elasticsearch template and the Kibana objects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    parser.add_argument("--es-url", default=env("MLMON_ES_URL"),
+                        help="Elasticsearch URL to ship records to (env MLMON_ES_URL)")
+    parser.add_argument("--es-user", default=env("MLMON_ES_USER"), help="env MLMON_ES_USER")
+    parser.add_argument("--es-password", default=env("MLMON_ES_PASSWORD"),
+                        help="env MLMON_ES_PASSWORD (prefer the environment to the command line)")
+    parser.add_argument("--spool-dir", default=env("MLMON_SPOOL_DIR"),
+                        help="disk spool for records Elasticsearch has not taken yet")
+    parser.add_argument("--environment", default="demo", help="service.environment in records")
+    parser.add_argument("--write-profile", metavar="PATH", type=Path,
+                        help="write the reference profile to PATH and exit")
+
+
+def es_url_with_credentials(url: str, user: str | None, password: str | None) -> str:
+    """Credentials in the URL, which the Elasticsearch client turns into basic auth."""
+    if not user:
+        return url
+    parts = urlsplit(url)
+    auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    return urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc.rsplit('@', 1)[-1]}"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from demo.model import build_profile, train
+    from exporter.cli import CliError
+
+    model = train()
+    profile = build_profile(model)
+    if args.write_profile is not None:
+        profile.dump(args.write_profile)
+        return 0
+    if args.es_url and not args.spool_dir:
+        raise CliError("shipping to Elasticsearch needs --spool-dir (or MLMON_SPOOL_DIR)")
+
+    import uvicorn
+    from prometheus_client import REGISTRY
+
+    from demo.service import create_app
+    from log_shipper.facade import PredictionLogger
+
+    es_url = es_url_with_credentials(args.es_url, args.es_user, args.es_password) \
+        if args.es_url else None
+    logger = PredictionLogger.from_profile(
+        profile, service_name=f"{model.name}-api", environment=args.environment,
+        es_url=es_url, spool_dir=args.spool_dir, registry=REGISTRY)
+    app = create_app(model, logger, REGISTRY)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0

@@ -1,0 +1,85 @@
+"""The demo model service: FastAPI around the demo model, with the exporter and the shipper.
+
+    POST /predict  {"features": {...}, "request_id": "optional"}
+                   -> {"prediction": 151.2, "model": .., "model_version": .., "event_id": ..}
+    GET  /healthz  -> {"status": "ok", ...}
+    GET  /metrics  Prometheus exposition (model series, shipper health, process)
+
+Every prediction goes through one `PredictionLogger.record()` call, which counts it in the
+exporter and ships the ECS record to Elasticsearch. Monitoring never fails a prediction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+from starlette.routing import Route
+
+from demo.model import DemoModel
+from exporter.server import make_asgi_app
+from log_shipper.facade import PredictionLogger
+from log_shipper.metrics import ShipperCollector
+
+
+class _AsgiEndpoint:
+    """Starlette runs a non-function endpoint as a raw ASGI app (prometheus_client's)."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)
+
+
+class PredictRequest(BaseModel):
+    features: dict[str, Any]
+    request_id: str | None = None
+
+
+def create_app(model: DemoModel, logger: PredictionLogger,
+               registry: CollectorRegistry) -> FastAPI:
+    """The app; `logger.monitor` must be registered on `registry` (it is what /metrics shows)."""
+    monitor = logger.monitor
+    if monitor is None:
+        raise ValueError("the demo service needs a PredictionLogger with a monitor")
+    if logger.shipper is not None:
+        shipper = logger.shipper
+        registry.register(ShipperCollector(shipper.stats, shipper.queue_depth,
+                                           shipper.spool_bytes))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        logger.close()  # flush what is queued to Elasticsearch (or the spool)
+
+    app = FastAPI(title="mlmon demo", lifespan=lifespan)
+    # A route, not a mount: a mount answers /metrics with a redirect to /metrics/.
+    app.router.routes.append(Route("/metrics", _AsgiEndpoint(make_asgi_app(registry))))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "model": model.name, "model_version": model.version}
+
+    @app.post("/predict")
+    def predict(request: PredictRequest) -> dict[str, Any]:
+        # Latency is counted once, by record(); the outcome by record_request() (no latency).
+        start = time.perf_counter()
+        try:
+            prediction = model.predict_one(request.features)
+        except Exception as exc:  # a model failure is the service's error, counted as such
+            monitor.record_request(time.perf_counter() - start, ok=False)
+            raise HTTPException(status_code=500, detail="prediction failed") from exc
+        latency = time.perf_counter() - start
+        event_id = logger.record(request.features, prediction, latency_s=latency,
+                                 request_id=request.request_id)
+        monitor.record_request(ok=True)
+        return {"prediction": prediction, "model": model.name,
+                "model_version": model.version, "event_id": event_id}
+
+    return app

@@ -1,0 +1,94 @@
+"""The demo service: predictions, one observation per request, /metrics, and the CLI."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from demo.cli import es_url_with_credentials
+from demo.model import build_profile, train
+from demo.scenario import drifted
+from demo.service import create_app
+from exporter.cli import main
+from exporter.profile import Profile
+from log_shipper.facade import PredictionLogger
+
+MODEL = train()
+PROFILE = build_profile(MODEL)
+
+
+@pytest.fixture
+def service() -> tuple[TestClient, CollectorRegistry]:
+    registry = CollectorRegistry()
+    logger = PredictionLogger.from_profile(PROFILE, service_name="diabetes-api",
+                                           environment="test", registry=registry)
+    with TestClient(create_app(MODEL, logger, registry)) as client:
+        yield client, registry
+
+
+def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, {"model": "diabetes", "model_version": "1", **labels})
+    assert value is not None, (name, labels)
+    return value
+
+
+def test_predict_answers_and_counts_one_observation(service) -> None:
+    client, registry = service
+    record = MODEL.records()[0]
+    answer = client.post("/predict", json={"features": record, "request_id": "r-1"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["prediction"] == pytest.approx(MODEL.predict_one(record))
+    assert (body["model"], body["model_version"]) == ("diabetes", "1")
+    assert body["event_id"]
+    assert _value(registry, "mlmon_observations_total") == 1
+    assert _value(registry, "mlmon_requests_total", outcome="ok") == 1
+    assert _value(registry, "mlmon_inference_latency_seconds_count") == 1  # counted once
+    assert _value(registry, "mlmon_prediction_value_count") == 1
+
+
+def test_drifted_records_show_up_in_the_series(service) -> None:
+    client, registry = service
+    rng = random.Random(3)
+    for record in MODEL.records()[:50]:
+        assert client.post("/predict", json={"features": drifted(record, rng)}).status_code == 200
+    unseen = _value(registry, "mlmon_feature_category_total", feature="channel",
+                    category="__unseen__")
+    missing = _value(registry, "mlmon_feature_missing_total", feature="bp")
+    oov = _value(registry, "mlmon_feature_text_oov_tokens_total", feature="note")
+    assert unseen > 5 and missing > 5 and oov > 5
+
+
+def test_metrics_endpoint_serves_the_registry_without_redirect(service) -> None:
+    client, _registry = service
+    answer = client.get("/metrics", follow_redirects=False)
+    assert answer.status_code == 200
+    assert 'mlmon_model_info{model="diabetes"' in answer.text
+    assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_bad_requests_are_refused_by_validation(service) -> None:
+    client, registry = service
+    assert client.post("/predict", json={"rows": []}).status_code == 422
+    assert _value(registry, "mlmon_observations_total") == 0
+
+
+def test_write_profile(tmp_path: Path) -> None:
+    out = tmp_path / "profile.json"
+    assert main(["demo", "--write-profile", str(out)]) == 0
+    profile = Profile.load(out)
+    assert profile.model_name == "diabetes"
+    assert out.read_text() == PROFILE.dumps()  # deterministic: same data, same bytes
+    kinds = {f.name: f.kind for f in profile.features}
+    assert kinds["clinic"] == "categorical" and kinds["note"] == "text"
+    assert kinds["bmi"] == "numeric"
+
+
+def test_credentials_go_into_the_url_quoted() -> None:
+    assert es_url_with_credentials("http://es:9200", None, "x") == "http://es:9200"
+    assert (es_url_with_credentials("http://es:9200", "elastic", "p@ss:w/rd")
+            == "http://elastic:p%40ss%3Aw%2Frd@es:9200")

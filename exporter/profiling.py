@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Union
@@ -177,20 +177,32 @@ def profile_file(
         string_columns = _string_columns(head, kinds, settings)
         del head, features_head, prediction_head
         bar = Progress(f"profiling {os.fspath(path)}") if progress is True else progress or None
-        for chunk in read_chunks(path, chunk_rows, string_columns, bar):
-            chunk.columns = [str(c) for c in chunk.columns]
-            builder.add(
-                chunk[list(kinds)],
-                chunk[prediction_name] if prediction_name else None,
-                chunk[settings.score_column] if settings.score_column else None,
-                chunk[settings.target_column] if settings.target_column else None,
-                _probability_frame(chunk, settings),
-            )
-        if bar:
-            bar.finish()
+        try:
+            _stream(builder, read_chunks(path, chunk_rows, string_columns, bar), kinds, settings)
+            if bar:
+                bar.finish()
+        finally:
+            if bar:
+                bar.close()
         return builder.finish()
     except ProfilingError as exc:
         raise ProfilingError(f"{os.fspath(path)}: {exc}") from exc
+
+
+def _stream(
+    builder: _Builder, chunks: Iterator[pd.DataFrame], kinds: dict[str, str],
+    settings: ProfileSettings,
+) -> None:
+    """Feed file chunks to the builder, split into features and role columns."""
+    for chunk in chunks:
+        chunk.columns = [str(c) for c in chunk.columns]
+        builder.add(
+            chunk[list(kinds)],
+            chunk[settings.prediction_column] if settings.prediction_column else None,
+            chunk[settings.score_column] if settings.score_column else None,
+            chunk[settings.target_column] if settings.target_column else None,
+            _probability_frame(chunk, settings),
+        )
 
 
 # ---- private -----------------------------------------------------------------------------------

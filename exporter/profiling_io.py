@@ -135,8 +135,17 @@ class Progress:
             self._draw(rows)
 
     def finish(self) -> None:
+        """Draw 100% and end the line."""
         if self._done is not None:
             self._draw(self._rows, final=True)
+            self._done = None
+
+    def close(self) -> None:
+        """End the line of an unfinished bar, so an error message starts on its own line."""
+        if self._done is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._done = None
 
     def _draw(self, rows: int, final: bool = False) -> None:
         fraction = 1.0 if final or not self._total else min(self._done(rows) / self._total, 1.0)

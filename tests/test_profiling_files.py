@@ -101,3 +101,12 @@ def test_any_finite_frame_gives_a_profile_that_validates(frame, bins, margin) ->
         low, high = feature.allowed_range
         assert low <= feature.binned.min <= feature.binned.max <= high
         assert len(feature.binned.edges) <= bins - 1
+
+
+def test_an_error_mid_file_ends_the_progress_line(tmp_path) -> None:
+    path = tmp_path / "late.csv"
+    path.write_text("x\n" + "1.5\n" * 5 + "oops\n")
+    stream = io.StringIO()
+    with pytest.raises(ProfilingError, match="oops"):
+        profile_file(path, chunk_rows=2, progress=Progress("p", stream), **MODEL)
+    assert stream.getvalue().endswith("\n") and "100%" not in stream.getvalue()

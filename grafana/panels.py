@@ -156,28 +156,6 @@ def variables(feature: bool = False) -> Templating:
     return Templating(list=out)
 
 
-def live_distribution(histogram: str, counter: str, label: str, selector: str) -> str:
-    """Share of values <= each edge over the time range, or share of each category / class.
-
-    One expression serves both kinds (a feature is numeric or categorical; a model regression
-    or classification) by renaming `le` or the category label to a common `bin` label.
-    """
-    window = "[$__range]"
-    cumulative = (f"sum by (le) (increase({histogram}_bucket{{{selector}}}{window})) "
-                  f"/ scalar(sum(increase({histogram}_count{{{selector}}}{window})))")
-    shares = (f"sum by ({label}) (increase({counter}{{{selector}}}{window})) "
-              f"/ scalar(sum(increase({counter}{{{selector}}}{window})))")
-    return (f'label_replace({cumulative}, "bin", "<= $1", "le", "(.*)") '
-            f'or label_replace({shares}, "bin", "$1", "{label}", "(.*)")')
-
-
-def reference_distribution(cumulative: str, shares: str, label: str, selector: str) -> str:
-    """The reference counterpart of `live_distribution`, from the exported reference gauges."""
-    return (f'label_replace(avg by (le) ({cumulative}{{{selector}}}), "bin", "<= $1", "le", '
-            f'"(.*)") or label_replace(avg by ({label}) ({shares}{{{selector}}}), "bin", "$1", '
-            f'"{label}", "(.*)")')
-
-
 def version_annotation() -> dict[str, Any]:
     """Mark the moments a model version starts exporting (a deploy, a rollback)."""
     return {

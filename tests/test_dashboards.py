@@ -93,3 +93,15 @@ def test_prometheus_panels_have_expressions_and_titles() -> None:
         for panel in data["panels"]:
             assert panel["title"]
             assert panel["targets"], panel["title"]
+
+
+def test_recording_rule_names_exist() -> None:
+    rules_file = REPO / "prometheus" / "recording_rules.yml"
+    groups = yaml.safe_load(rules_file.read_text())["groups"]
+    recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
+    used = set()
+    for path in SOURCES:
+        for expr in expressions(_load(path)):
+            used |= set(re.findall(r"\b([a-z_]+:mlmon_[a-z0-9_]+:[a-z0-9_]+)", expr))
+    assert used, "the dashboards should read the recording rules"
+    assert used <= recorded, f"not recorded: {sorted(used - recorded)}"

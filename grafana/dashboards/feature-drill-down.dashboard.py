@@ -1,17 +1,17 @@
-"""Feature drill-down: how one feature's live distribution differs from the reference."""
+"""Feature drill-down: how one feature's live distribution differs from the reference.
+
+Built on the recording rules in prometheus/recording_rules.yml (both windows).
+"""
 
 from panels import (
     FEATURE,
-    MODEL,
     RED,
     YELLOW,
     alert_config,
     bars,
     dashboard,
     layout,
-    live_distribution,
     q,
-    reference_distribution,
     steps,
     timeseries,
     version_annotation,
@@ -22,56 +22,60 @@ psi_floor = alerts["MlmonFeatureDrift"]["psi_floor"]
 PSI = steps((psi_floor / 2, YELLOW), (psi_floor, RED))
 UNSEEN = steps((alerts["MlmonUnseenCategoriesRising"]["max_share"], RED))
 INVALID = steps((alerts["MlmonInvalidValuesRising"]["max_ratio"], RED))
-
-by = "model, model_version"
-observations = f"sum by ({by}) (rate(mlmon_observations_total{{{MODEL}}}[$__rate_interval]))"
-categories = f"rate(mlmon_feature_category_total{{{FEATURE}}}[$__rate_interval])"
+WINDOWS = (("A", "5m"), ("B", "1h"))
 
 
-live = live_distribution("mlmon_feature_value", "mlmon_feature_category_total", "category",
-                         FEATURE)
-reference = reference_distribution("mlmon_feature_reference_cumulative_share",
-                                   "mlmon_feature_category_reference_share", "category", FEATURE)
+def rule(name: str) -> str:
+    return f"{name}{{{FEATURE}}}"
+
+
+# Numeric features: share per reference bin (ending at `le`); categorical: share per category.
+LIVE = (f'label_replace({rule("model_feature_le:mlmon_feature_value:bin_share1h")}, "bin", '
+        f'"<= $1", "le", "(.*)") or label_replace('
+        f'{rule("model_feature_category:mlmon_feature_category:share1h")}, "bin", "$1", '
+        '"category", "(.*)")')
+REFERENCE = (f'label_replace(avg by (le) ({rule("mlmon_feature_reference_bin_share")}), "bin", '
+             '"<= $1", "le", "(.*)") or label_replace(avg by (category) '
+             f'({rule("mlmon_feature_category_reference_share")}), "bin", "$1", "category", '
+             '"(.*)")')
 
 
 def over_windows(stat_name: str) -> list:
-    return [q(f"model_feature:mlmon_feature_{stat_name}:{window}{{{FEATURE}}}",
-              f"{window} {{{{model_version}}}}", ref)
-            for ref, window in (("A", "5m"), ("B", "1h"))]
+    return [q(rule(f"model_feature:mlmon_feature_{stat_name}:{window}"),
+              f"{window} {{{{model_version}}}}", ref) for ref, window in WINDOWS]
+
+
+def reference(metric: str, ref: str) -> object:
+    return q(f"avg by (model, model_version) ({rule(metric)})", "reference {{model_version}}",
+             ref)
 
 
 panels = layout([
-    [(bars("$feature, live (time range)", [q(live, "{{bin}}", instant=True)],
-           description="Numeric: share of values <= each reference edge (the KS distance is "
-                       "the largest gap to the reference); categorical: share of each category."),
+    [(bars("$feature, live (last hour)", [q(LIVE, "{{bin}}", instant=True)],
+           description="Share of live values in each reference bin (numeric) or category."),
       12),
-     (bars("$feature, reference", [q(reference, "{{bin}}", instant=True)]), 12)],
+     (bars("$feature, reference", [q(REFERENCE, "{{bin}}", instant=True)]), 12)],
     [(timeseries("PSI", over_windows("psi"), thresholds=PSI), 8),
-     (timeseries("KS distance", over_windows("ks"), soft_max=0.2), 8),
+     (timeseries("KS distance", over_windows("ks") + [
+         q(rule("model_feature:mlmon_feature_ks_critical:1h"), "critical 1h {{model_version}}",
+           "C")], description="The drift alert needs KS above its critical value (1h)."), 8),
      (timeseries("Jensen-Shannon distance", over_windows("js"), soft_max=0.2), 8)],
     [(timeseries("Missing share", [
-        q(f"sum by ({by}) (rate(mlmon_feature_missing_total{{{FEATURE}}}[$__rate_interval])) "
-          f"/ {observations}", "live {{model_version}}", "A"),
-        q(f"avg by ({by}) (mlmon_feature_reference_null_rate{{{FEATURE}}})",
-          "reference {{model_version}}", "B")], unit="percentunit"), 8),
+        q(rule("model_feature:mlmon_feature_missing:ratio5m"), "live {{model_version}}", "A"),
+        reference("mlmon_feature_reference_null_rate", "B")], unit="percentunit"), 8),
      (timeseries("Invalid values by reason", [
-         q(f"sum by ({by}, reason) (rate(mlmon_feature_invalid_total{{{FEATURE}}}"
-           f"[$__rate_interval])) / on ({by}) group_left {observations}",
+         q(rule("model_feature_reason:mlmon_feature_invalid:ratio5m"),
            "{{reason}} {{model_version}}")], unit="percentunit", thresholds=INVALID), 8),
      (timeseries("Unseen category share", [
-         q(f'sum by ({by}) (rate(mlmon_feature_category_total{{{FEATURE}, '
-           f'category="__unseen__"}}[$__rate_interval])) / sum by ({by}) ({categories})',
-           "{{model_version}}")], unit="percentunit", thresholds=UNSEEN), 8)],
-    [(timeseries("Category shares", [
-        q(f"sum by ({by}, category) ({categories}) / on ({by}) group_left "
-          f"sum by ({by}) ({categories})", "{{category}} {{model_version}}")],
-        unit="percentunit", stacked=True), 12),
+         q(rule(f"model_feature:mlmon_feature_unseen:share{window}"),
+           f"{window} {{{{model_version}}}}", ref) for ref, window in WINDOWS],
+         unit="percentunit", thresholds=UNSEEN), 8)],
+    [(timeseries("Category shares (5m)", [
+        q(rule("model_feature_category:mlmon_feature_category:share5m"),
+          "{{category}} {{model_version}}")], unit="percentunit", stacked=True), 12),
      (timeseries("Out-of-vocabulary token rate", [
-         q(f"sum by ({by}) (rate(mlmon_feature_text_oov_tokens_total{{{FEATURE}}}"
-           f"[$__rate_interval])) / sum by ({by}) (rate(mlmon_feature_text_tokens_total"
-           f"{{{FEATURE}}}[$__rate_interval]))", "live {{model_version}}", "A"),
-         q(f"avg by ({by}) (mlmon_feature_text_reference_oov_rate{{{FEATURE}}})",
-           "reference {{model_version}}", "B")], unit="percentunit"), 12)],
+         q(rule("model_feature:mlmon_feature_text_oov:ratio5m"), "live {{model_version}}", "A"),
+         reference("mlmon_feature_text_reference_oov_rate", "B")], unit="percentunit"), 12)],
 ])
 
 dashboard = dashboard(

@@ -13,25 +13,14 @@ file, for `profile_file`).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Union
 
 import numpy as np
 import pandas as pd
 
-from exporter.profile import (
-    CATEGORICAL,
-    CLASSIFICATION,
-    NUMERIC,
-    REGRESSION,
-    TEXT,
-    Options,
-    Profile,
-)
+from exporter.profile import CATEGORICAL, NUMERIC, TEXT, Profile
 from exporter.profiling_columns import (
     CategoricalColumn,
     NumericColumn,
@@ -39,73 +28,21 @@ from exporter.profiling_columns import (
     TextColumn,
 )
 from exporter.profiling_io import Progress, read_chunks, read_head
-from exporter.profiling_kinds import infer_kind, infer_prediction_kind
+from exporter.profiling_kinds import infer_prediction_kind
 from exporter.profiling_prediction import PredictionColumn, scores_from_probabilities
-from exporter.values import canonical_category
+from exporter.profiling_settings import (
+    ProfileSettings,
+    allowed_range,
+    check_columns,
+    class_name,
+    resolve_kinds,
+    settings_from,
+    trained_at_utc,
+)
 
 __all__ = ["ProfileSettings", "ProfilingError", "Progress", "profile_data", "profile_file"]
 
 DataLike = Union[pd.DataFrame, Mapping[str, Any], np.ndarray]  # noqa: UP007 - runtime alias
-
-
-@dataclass(frozen=True)
-class ProfileSettings:
-    """Everything `profile_data` and `profile_file` can be told; only the model is required.
-
-    >>> ProfileSettings(model_name="churn", model_version="3", prediction_column="label",
-    ...                 categorical=["zip"], allowed_ranges={"age": (0, 120)})
-    """
-
-    model_name: str
-    model_version: str
-    prediction_column: str | None = None  # a column holding the model's predictions
-    target_column: str | None = None  # the true labels: not a feature; gives baseline metrics
-    score_column: str | None = None  # a classifier's probability of its predicted class
-    probability_columns: Mapping[str, str] = field(default_factory=dict)  # class -> column
-    prediction_kind: str | None = None  # "regression" / "classification"; None: inferred
-    categorical: Sequence[str] = ()  # kind overrides
-    text: Sequence[str] = ()
-    numeric: Sequence[str] = ()
-    exclude: Sequence[str] = ()  # columns that are neither features nor roles (ids, ...)
-    bins: int = 10
-    top_k: int = 20
-    vocabulary_size: int = 1000
-    range_margin: float = 0.1
-    max_seen_categories: int = 10_000
-    allowed_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    allowed_categories: Mapping[str, Sequence[Any]] = field(default_factory=dict)
-    trained_at: str | datetime | None = None
-    baseline_metrics: Mapping[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in ("model_name", "model_version"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ProfilingError(f"{name} must be a non-empty string")
-        if self.prediction_kind not in (None, REGRESSION, CLASSIFICATION):
-            raise ProfilingError(f"prediction_kind must be {REGRESSION!r} or {CLASSIFICATION!r}")
-        limits = {"bins": 2, "top_k": 0, "vocabulary_size": 0, "max_seen_categories": 1}
-        for name, low in limits.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ProfilingError(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.top_k > self.max_seen_categories:
-            raise ProfilingError("top_k must not exceed max_seen_categories")
-        if not (isinstance(self.range_margin, (int, float)) and 0 <= self.range_margin < 1e6):
-            raise ProfilingError(f"range_margin must be >= 0, got {self.range_margin!r}")
-
-    def roles(self) -> list[str]:
-        """Columns that hold predictions, targets or scores: never features."""
-        named = [self.prediction_column, self.target_column, self.score_column]
-        return [c for c in named if c] + list(self.probability_columns.values())
-
-    def options(self) -> Options:
-        return Options(
-            bins=self.bins,
-            top_k=self.top_k,
-            vocabulary_size=self.vocabulary_size,
-            range_margin=float(self.range_margin),
-            max_seen_categories=self.max_seen_categories,
-        )
 
 
 def profile_data(
@@ -127,17 +64,17 @@ def profile_data(
     column order `probability_classes` gives (default: a DataFrame's or dict's keys; without
     them the score is the row's highest probability). Keyword `options` are ProfileSettings.
     """
-    settings = _settings(settings, options)
+    settings = settings_from(settings, options)
     frame = _frame(data, feature_names)
     rows = len(frame)
     if not rows:
         raise ProfilingError("no data rows")
-    _check_columns(settings, list(frame.columns))
+    check_columns(settings, list(frame.columns))
     prediction = _role(frame, settings.prediction_column, predictions, "predictions")
     target = _role(frame, settings.target_column, targets, "targets")
     score = _role(frame, settings.score_column, scores, "scores")
     features = frame.drop(columns=settings.roles() + list(settings.exclude))
-    kinds = _kinds(features, settings)
+    kinds = resolve_kinds(features, settings)
     builder = _Builder(settings, kinds, prediction, settings.prediction_column or "predictions",
                        settings.target_column or (None if target is None else "targets"))
     if probabilities is not None:
@@ -163,14 +100,14 @@ def profile_file(
     (exact quantiles); categories and tokens as counts. `progress` draws a bar on stderr.
     """
     try:
-        settings = _settings(settings, options)
+        settings = settings_from(settings, options)
         if chunk_rows < 1:
             raise ProfilingError("chunk_rows must be >= 1")
         head = read_head(path, chunk_rows)
-        _check_columns(settings, [str(c) for c in head.columns])
+        check_columns(settings, [str(c) for c in head.columns])
         prediction_name = settings.prediction_column
         features_head = head.drop(columns=settings.roles() + list(settings.exclude))
-        kinds = _kinds(features_head, settings)
+        kinds = resolve_kinds(features_head, settings)
         prediction_head = head[prediction_name] if prediction_name else None
         builder = _Builder(settings, kinds, prediction_head, prediction_name or "predictions",
                            settings.target_column)
@@ -206,15 +143,6 @@ def _stream(
 
 
 # ---- private -----------------------------------------------------------------------------------
-
-
-def _settings(settings: ProfileSettings | None, options: dict[str, Any]) -> ProfileSettings:
-    try:
-        if settings is None:
-            return ProfileSettings(**options)
-        return dataclasses.replace(settings, **options) if options else settings
-    except TypeError as exc:
-        raise ProfilingError(f"bad option: {exc}") from exc
 
 
 def _frame(data: DataLike, feature_names: Sequence[str] | None) -> pd.DataFrame:
@@ -271,66 +199,8 @@ def _probability_matrix(
     if isinstance(probabilities, pd.DataFrame):
         classes = list(probabilities.columns) if classes is None else classes
         probabilities = probabilities.to_numpy(dtype=np.float64)
-    names = None if classes is None else [_class_name(c) for c in classes]
+    names = None if classes is None else [class_name(c) for c in classes]
     return np.asarray(probabilities, dtype=np.float64), names
-
-
-def _class_name(value: Any) -> str:
-    name = str(value) if isinstance(value, str) else canonical_category(value)
-    if name is None:
-        raise ProfilingError(f"{value!r} cannot be a class name")
-    return name
-
-
-def _check_columns(settings: ProfileSettings, columns: list[str]) -> None:
-    """Every column an option names must exist; a column has at most one role or kind."""
-    known = set(columns)
-    listing = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
-    named: dict[str, list[str]] = {
-        "prediction_column": [settings.prediction_column] if settings.prediction_column else [],
-        "target_column": [settings.target_column] if settings.target_column else [],
-        "score_column": [settings.score_column] if settings.score_column else [],
-        "probability_columns": list(settings.probability_columns.values()),
-        "categorical": list(settings.categorical),
-        "text": list(settings.text),
-        "numeric": list(settings.numeric),
-        "exclude": list(settings.exclude),
-        "allowed_ranges": list(settings.allowed_ranges),
-        "allowed_categories": list(settings.allowed_categories),
-    }
-    for option, names in named.items():
-        for name in names:
-            if name not in known:
-                raise ProfilingError(
-                    f"{option} names column {name!r}, which is not in the data "
-                    f"(columns: {listing})"
-                )
-    claimed: dict[str, str] = {}
-    for option in ("prediction_column", "target_column", "score_column", "probability_columns",
-                   "categorical", "text", "numeric", "exclude"):
-        for name in named[option]:
-            if name in claimed:
-                raise ProfilingError(f"column {name!r} is in both {claimed[name]} and {option}")
-            claimed[name] = option
-
-
-def _kinds(features: pd.DataFrame, settings: ProfileSettings) -> dict[str, str]:
-    """Feature name -> kind, in column order: the overrides, else inferred."""
-    overrides = {name: NUMERIC for name in settings.numeric}
-    overrides.update({name: CATEGORICAL for name in settings.categorical})
-    overrides.update({name: TEXT for name in settings.text})
-    kinds = {}
-    for name in features.columns:
-        kinds[name] = overrides.get(name) or infer_kind(features[name], name)
-    for name in settings.allowed_ranges:
-        if kinds.get(name) != NUMERIC:
-            raise ProfilingError(f"allowed_ranges: column {name!r} is not a numeric feature")
-    for name in settings.allowed_categories:
-        if kinds.get(name) != CATEGORICAL:
-            raise ProfilingError(f"allowed_categories: column {name!r} is not categorical")
-    if not kinds:
-        raise ProfilingError("no feature columns left to profile")
-    return kinds
 
 
 def _string_columns(
@@ -354,30 +224,6 @@ def _string_columns(
     return out
 
 
-def _trained_at(value: str | datetime | None) -> str | None:
-    """ISO-8601 in UTC with a Z, to the second; a time without zone is taken as UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise ProfilingError(f"trained_at: {value!r} is not an ISO-8601 time") from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _allowed_range(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
-    try:
-        low, high = (float(b) for b in bounds)
-    except (TypeError, ValueError) as exc:
-        raise ProfilingError(f"allowed_ranges[{name!r}]: expected (low, high)") from exc
-    if not (np.isfinite(low) and np.isfinite(high) and low <= high):
-        raise ProfilingError(f"allowed_ranges[{name!r}]: need finite low <= high")
-    return low, high
-
-
 class _Builder:
     """Feeds chunks to one accumulator per column, then assembles and validates the profile."""
 
@@ -397,7 +243,7 @@ class _Builder:
         if prediction_head is not None:
             kind = settings.prediction_kind or infer_prediction_kind(prediction_head)
             self.prediction = PredictionColumn(prediction_name, kind, target_name)
-        self.probability_classes = [_class_name(c) for c in settings.probability_columns]
+        self.probability_classes = [class_name(c) for c in settings.probability_columns]
 
     def add(
         self,
@@ -429,13 +275,13 @@ class _Builder:
         for name, column in self.columns.items():
             if isinstance(column, NumericColumn):
                 allowed = s.allowed_ranges.get(name)
-                bounds = None if allowed is None else _allowed_range(name, allowed)
+                bounds = None if allowed is None else allowed_range(name, allowed)
                 features.append(column.finish(s.bins, float(s.range_margin), bounds))
             elif isinstance(column, CategoricalColumn):
                 allowed_raw = s.allowed_categories.get(name)
                 allowed = None
                 if allowed_raw is not None:
-                    allowed = tuple(sorted({_class_name(v) for v in allowed_raw}))
+                    allowed = tuple(sorted({class_name(v) for v in allowed_raw}))
                 features.append(column.finish(s.top_k, s.max_seen_categories, allowed))
             else:
                 features.append(column.finish(s.vocabulary_size))
@@ -448,7 +294,7 @@ class _Builder:
             rows=self.rows,
             features=tuple(features),
             prediction=prediction,
-            trained_at=_trained_at(s.trained_at),
+            trained_at=trained_at_utc(s.trained_at),
             baseline_metrics=metrics,
             options=s.options(),
         )

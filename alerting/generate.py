@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from alerting import amconfig
 from alerting import config as cfg
 from alerting.alerts import alert_groups
 from alerting.recording import recording_groups
@@ -28,6 +29,7 @@ def outputs(config: cfg.Config) -> dict[Path, str]:
     return {
         RECORDING_PATH: render(recording_groups(config), _HEADER + "\n\n" + _RECORDING_DOC),
         ALERTS_PATH: render(alert_groups(config), _HEADER + "\n\n" + _ALERTS_DOC),
+        amconfig.PATH: amconfig.render({}),
     }
 
 

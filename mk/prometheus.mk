@@ -1,0 +1,24 @@
+# Prometheus rules, alerts and Alertmanager: install the servers, generate and check the rules.
+.PHONY: install-prometheus generate-rules check-rules
+
+install-servers: install-prometheus
+generate: generate-rules
+
+install-prometheus: ## install Prometheus, promtool, Alertmanager, amtool (Debian packages)
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null && \
+	    command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null; then \
+	  echo "prometheus and alertmanager already installed"; \
+	else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
+	    prometheus prometheus-alertmanager; \
+	fi
+
+generate-rules: ## regenerate recording/alert rules and alertmanager.yml from alerting/config.yaml
+	$(PY) -m alerting.generate
+
+check-rules: ## promtool/amtool checks and the promtool unit tests of every rule and alert
+	promtool check config prometheus/prometheus.yml
+	amtool check-config alerting/alertmanager.yml
+	promtool test rules prometheus/tests/*_test.yml

@@ -138,3 +138,20 @@ def test_corrupt_or_newer_profiles_are_refused_naming_the_file(train_csv, tmp_pa
     corrupt.write_text(out.read_text()[:200])
     with pytest.raises(ProfileError, match=f"{corrupt}: not a profile: invalid JSON"):
         Profile.load(corrupt)
+
+
+def test_classifier_options_from_the_command_line(tmp_path) -> None:
+    frame = training_frame()
+    frame["p_yes"] = (frame["visits"] / 30).round(3)
+    frame["p_no"] = 1 - frame["p_yes"]
+    path, out = tmp_path / "train.csv", tmp_path / "p.json"
+    frame.to_csv(path, index=False)
+    assert main(["profile", str(path), *BASE, "--prediction-column", "churn",
+                 "--probability-columns", "yes=p_yes,no=p_no", "--allowed", "city=rome,paris",
+                 "--exclude", "visits", "-o", str(out)]) == 0
+    profile = Profile.load(out)
+    assert [f.name for f in profile.features] == ["age", "city", "review"]
+    assert profile.feature("city").allowed == ("paris", "rome")
+    chosen = frame["p_yes"].where(frame["churn"] == "yes", frame["p_no"])
+    assert profile.prediction.score.max == chosen.max()
+    assert profile.prediction.score.min == chosen.min()

@@ -2,9 +2,12 @@
 
 Rules name a dotted path into the record (`features.email`) and an action:
 - `drop`: the key is removed;
-- `mask`: the value becomes `"***"` (a fixed string, so the length does not leak either);
+- `mask`: a string becomes `"***"` (fixed, so the length does not leak either); any other value
+  becomes null, so a masked numeric field still fits its numeric mapping;
 - `hash`: the value becomes `"hmac-sha256:<hex>"`, keyed with a secret salt, so equal inputs
   can still be grouped and audited without revealing them, and a dictionary attack needs the salt.
+  The hash is a string: use it on keyword / text fields (on a numeric field Elasticsearch would
+  reject the document, which then lands, redacted, in the dead-letter file).
 
 The salt comes from the caller or the `MLMON_REDACT_SALT` environment variable, never from a
 file in the repository. A hash rule without a salt is a configuration error, raised at start-up.
@@ -110,5 +113,8 @@ class Redactor:
         if action == "drop":
             del node[head]
         elif node[head] is not None:
-            node[head] = MASK if action == "mask" else self.hash_value(node[head])
+            if action == "hash":
+                node[head] = self.hash_value(node[head])
+            else:
+                node[head] = MASK if isinstance(node[head], str) else None
         return node

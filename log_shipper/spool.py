@@ -119,8 +119,10 @@ class Spool:
     @property
     def pending_bytes(self) -> int:
         """Bytes written but not yet acknowledged."""
-        total = sum(size for seg, size in self._sizes.items() if seg >= self._cursor.segment)
-        return max(0, total - self._cursor.offset)
+        cursor = self._cursor
+        total = sum(size for seg, size in self._sizes.items() if seg >= cursor.segment)
+        # The cursor may point at the end of a segment already deleted: nothing to subtract.
+        return total - (cursor.offset if cursor.segment in self._sizes else 0)
 
     def __bool__(self) -> bool:
         """True while records wait to be delivered."""

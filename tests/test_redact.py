@@ -18,6 +18,7 @@ def test_actions_and_the_callers_record_is_untouched() -> None:
     assert "a@b.c" not in str(out)
     assert "name" not in out["features"] and out["features"]["ssn"] == "***"
     assert out["features"]["age"] == 3.0 and out["model"] is record["model"]
+    assert Redactor({"age": "mask"})({"age": 3.0}) == {"age": None}  # fits a numeric mapping
     assert record["features"] == {"email": "a@b.c", "name": "Ann", "ssn": "123", "age": 3.0}
 
 

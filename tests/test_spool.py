@@ -52,6 +52,19 @@ def test_a_restart_replays_what_was_not_acknowledged(tmp_path: Path) -> None:
     assert _drain(second) == [b"2", b"3", b"4"]
 
 
+def test_finishing_an_old_segment_keeps_counting_the_new_one(tmp_path: Path) -> None:
+    first = Spool(tmp_path)
+    first.append([b"1", b"2"])
+    first.close()
+    second = Spool(tmp_path)
+    second.append([b"3"])  # a new segment
+    batch = second.peek(2, 1 << 20)
+    assert batch.records == [b"1", b"2"]
+    second.ack(batch.end)  # the old segment is finished and deleted
+    assert second.pending_bytes > 0
+    assert second.peek(10, 1 << 20).records == [b"3"]
+
+
 def test_a_lost_cursor_replays_everything_rather_than_losing(tmp_path: Path) -> None:
     first = Spool(tmp_path)
     first.append([b"1", b"2"])

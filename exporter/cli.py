@@ -18,7 +18,7 @@ from collections.abc import Sequence
 # name -> (module, one-line help). Configuration as data: adding a subcommand is one line here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("exporter.cli_profile", "build a reference profile from training data"),
-    "serve": ("exporter.cli_serve", "serve /metrics for a profile, with optional synthetic traffic"),
+    "serve": ("exporter.cli_serve", "serve /metrics for a profile (optional synthetic traffic)"),
     "demo": ("demo.cli", "run the demo model service (FastAPI) with exporter and shipper"),
     "traffic": ("demo.traffic", "send steady traffic and scheduled drift to the demo service"),
     "es-setup": ("log_shipper.cli_es", "install the Elasticsearch index template and data stream"),
@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        print(f"mlmon {name}: unavailable ({exc}); try: pip install 'mlmon[dev]'", file=sys.stderr)
+        hint = "pip install 'mlmon[data,demo]'"
+        print(f"mlmon {name}: unavailable ({exc}); try: {hint}", file=sys.stderr)
         return 2
     sub_parser = argparse.ArgumentParser(prog=f"mlmon {name}", description=help_text)
     module.add_arguments(sub_parser)

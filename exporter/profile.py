@@ -12,7 +12,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -81,7 +81,7 @@ class TextFeature:
     kind: str = field(default=TEXT, init=False)
 
 
-Feature = Union[NumericFeature, CategoricalFeature, TextFeature]
+Feature = NumericFeature | CategoricalFeature | TextFeature
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class ClassificationPrediction:
     kind: str = field(default=CLASSIFICATION, init=False)
 
 
-Prediction = Union[RegressionPrediction, ClassificationPrediction]
+Prediction = RegressionPrediction | ClassificationPrediction
 
 
 @dataclass(frozen=True)
@@ -263,11 +263,13 @@ def _binned(obj: dict[str, Any], where: str) -> Binned:
     if not isinstance(edges_raw, list):
         raise ProfileError(f"{where}.edges: expected a list of numbers")
     edges = tuple(_number(e, f"{where}.edges[{i}]") for i, e in enumerate(edges_raw))
-    if any(b <= a for a, b in zip(edges, edges[1:])):
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
         raise ProfileError(f"{where}.edges: must be strictly increasing")
     return Binned(
         edges=edges,
-        bin_shares=_shares(_require(obj, "bin_shares", where), f"{where}.bin_shares", len(edges) + 1),
+        bin_shares=_shares(
+            _require(obj, "bin_shares", where), f"{where}.bin_shares", len(edges) + 1
+        ),
         min=_number(_require(obj, "min", where), f"{where}.min"),
         max=_number(_require(obj, "max", where), f"{where}.max"),
         mean=_number(_require(obj, "mean", where), f"{where}.mean"),
@@ -382,7 +384,9 @@ def _binned_to_dict(b: Binned) -> dict[str, Any]:
 
 
 def _feature_to_dict(f: Feature) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": f.name, "kind": f.kind, "count": f.count, "null_rate": f.null_rate}
+    out: dict[str, Any] = {
+        "name": f.name, "kind": f.kind, "count": f.count, "null_rate": f.null_rate
+    }
     if isinstance(f, NumericFeature):
         out.update(_binned_to_dict(f.binned), allowed_range=list(f.allowed_range))
     elif isinstance(f, CategoricalFeature):

@@ -89,7 +89,7 @@ def observe_batch(monitor: ModelMonitor, features: Any, predictions: Any, scores
     if predictions is not None and n:
         window = _count_predictions(delta, lay, predictions, scores)
     with monitor.storage.lock:
-        monitor.storage.array += delta
+        monitor.storage.add(delta)
         if window is not None:
             _update_window(monitor, *window)
     return BatchObservation(n, unknown)
@@ -203,10 +203,11 @@ def _count_numeric(delta: np.ndarray, p: L.NumericPlan, col: Any, n: int) -> Non
     delta[b + L.NUM_MISSING] += nan
     delta[b + L.NUM_INF] += x.size - finite.size - nan
     delta[b + L.NUM_WRONG_TYPE] += wrong
-    delta[b + L.NUM_SUM] += float(finite.sum())
+    hist = p.histogram
+    delta[hist.sum_slot] += float(finite.sum())
     delta[b + L.NUM_OUT_OF_RANGE] += int(np.count_nonzero(finite < p.low)) + int(
         np.count_nonzero(finite > p.high))
-    delta[b + L.NUM_BUCKETS:b + L.NUM_BUCKETS + counts.size] += counts
+    delta[hist.base:hist.base + counts.size] += counts
 
 
 # ---- categorical and text -------------------------------------------------------------------

@@ -148,7 +148,7 @@ class Renderer:
                        c(feats[n].null_rate)) for n, _, _ in blocks])
         for p in lay.numeric:  # one family, one sample block per feature
             self._histogram("mlmon_feature_value", "Numeric feature values on reference edges.",
-                            Histogram(p.base + L.NUM_BUCKETS, p.edges, p.base + L.NUM_SUM),
+                            p.histogram,
                             {"feature": p.name})
         self._merge_families("mlmon_feature_value")
         self._reference("mlmon_feature", "feature values",

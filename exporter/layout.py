@@ -42,12 +42,22 @@ PREDICTION_REASONS = ("nan", "inf", "wrong_type")
 OUTCOMES = ("ok", "error")
 OTHER, UNSEEN = "__other__", "__unseen__"
 
-# Offsets inside one numeric feature's block: missing, 4 reasons, sum, then the buckets.
-NUM_MISSING, NUM_OUT_OF_RANGE, NUM_NAN, NUM_INF, NUM_WRONG_TYPE, NUM_SUM, NUM_BUCKETS = range(7)
+# Offsets inside one numeric feature's block: missing, 4 reasons, then the buckets and the sum
+# (buckets + sum are contiguous: the hot path gets them as one segment, sum last).
+NUM_MISSING, NUM_OUT_OF_RANGE, NUM_NAN, NUM_INF, NUM_WRONG_TYPE, NUM_BUCKETS = range(6)
 # Categorical block: missing, not_allowed, wrong_type, then top-K categories, __other__, __unseen__.
 CAT_MISSING, CAT_NOT_ALLOWED, CAT_WRONG_TYPE, CAT_CATEGORIES = range(4)
 # Text block: missing, wrong_type, tokens, oov tokens.
 TXT_MISSING, TXT_WRONG_TYPE, TXT_TOKENS, TXT_OOV = range(4)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Bucket slots [base, base + len(edges) + 1) (non-cumulative, +Inf last) and a sum slot."""
+
+    base: int
+    edges: tuple[float, ...]
+    sum_slot: int
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,11 @@ class NumericPlan:
     edges: tuple[float, ...]
     low: float
     high: float
+
+    @property
+    def histogram(self) -> Histogram:
+        buckets = self.base + NUM_BUCKETS
+        return Histogram(buckets, self.edges, buckets + len(self.edges) + 1)
 
 
 @dataclass(frozen=True)
@@ -74,15 +89,6 @@ class TextPlan:
     name: str
     base: int
     vocabulary: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Histogram:
-    """Bucket slots [base, base + len(edges) + 1) (non-cumulative, +Inf last) and a sum slot."""
-
-    base: int
-    edges: tuple[float, ...]
-    sum_slot: int
 
 
 class Layout:
@@ -151,7 +157,7 @@ class Layout:
         return Histogram(base, tuple(edges), self._take(1))
 
     def _numeric(self, f: NumericFeature) -> None:
-        base = self._take(NUM_BUCKETS + len(f.binned.edges) + 1)
+        base = self._take(NUM_BUCKETS + len(f.binned.edges) + 2)
         low, high = f.allowed_range
         self.numeric.append(NumericPlan(f.name, base, f.binned.edges, low, high))
 

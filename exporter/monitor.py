@@ -20,9 +20,10 @@ import math
 import numbers
 import os
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -47,14 +48,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Observation:
     """What one `observe()` call found.
 
-    `flags`: feature name -> tuple of flags among missing, out_of_range, not_allowed, unseen,
-    nan, inf, wrong_type (only flagged features appear). `unknown_features`: names the profile
+    `flags`: a read-only mapping, feature name -> tuple of flags among missing, out_of_range,
+    not_allowed, unseen, nan, inf, wrong_type (only flagged features appear). `unknown_features`: names the profile
     does not know. `rejected`: the reason when the whole input was unusable, else None.
     """
 
     __slots__ = ("flags", "unknown_features", "rejected")
 
-    def __init__(self, flags: dict[str, tuple[str, ...]], unknown_features: tuple[str, ...] = (),
+    def __init__(self, flags: Mapping[str, tuple[str, ...]], unknown_features: tuple[str, ...] = (),
                  rejected: str | None = None) -> None:
         self.flags = flags
         self.unknown_features = unknown_features
@@ -80,6 +81,60 @@ def _as_float(v: Any) -> float | None:
         except (TypeError, ValueError):
             return None
     return None
+
+
+def _numeric_unusual(c: Any, base: int, seg: Any, edges: list[float], low: float, high: float,
+                     v: Any) -> tuple[str, ...] | None:
+    """A numeric value off the happy path: missing, not a float, NaN/Inf or out of range."""
+    if v is None or v is _ABSENT:
+        c[base + L.NUM_MISSING] += 1.0
+        return _MISSING
+    if type(v) is not float:
+        v = _as_float(v)
+        if v is None:
+            c[base + L.NUM_WRONG_TYPE] += 1.0
+            return _WRONG_TYPE
+    if v - v:  # NaN or +-Inf (finite values give 0.0)
+        if v != v:
+            c[base + L.NUM_NAN] += 1.0
+            return _NAN
+        c[base + L.NUM_INF] += 1.0
+        return _INF
+    seg[bisect_left(edges, v)] += 1.0
+    seg[-1] += v
+    if low <= v <= high:
+        return None
+    c[base + L.NUM_OUT_OF_RANGE] += 1.0
+    return _OUT_OF_RANGE
+
+
+def _categorical_unusual(c: Any, base: int, slots: dict[str, int], unseen: int,
+                         allowed: frozenset[str] | None, v: Any) -> tuple[str, ...] | None:
+    """A category off the happy path: missing, not a str, unseen, or an explicit allowed list."""
+    if v is None or v is _ABSENT:
+        c[base + L.CAT_MISSING] += 1.0
+        return _MISSING
+    if type(v) is not str:
+        v = canonical_category(v)
+        if v is None:
+            c[base + L.CAT_WRONG_TYPE] += 1.0
+            return _WRONG_TYPE
+    slot = slots.get(v)
+    if slot is not None:
+        c[slot] += 1.0
+        if allowed is None or v in allowed:
+            return None
+        c[base + L.CAT_NOT_ALLOWED] += 1.0
+        return _NOT_ALLOWED
+    c[unseen] += 1.0
+    if allowed is None or v not in allowed:
+        c[base + L.CAT_NOT_ALLOWED] += 1.0
+        return _UNSEEN_NOT_ALLOWED
+    return _UNSEEN
+
+
+# Returned for every record with nothing to report; read-only, so sharing it is safe.
+_CLEAN = Observation(MappingProxyType({}), ())  # type: ignore[arg-type]
 
 
 class ModelMonitor:
@@ -113,10 +168,15 @@ class ModelMonitor:
         directory = multiproc_dir() if multiproc_directory is _FROM_ENV else multiproc_directory
         self.storage = open_storage(self.layout, directory)
         lay = self.layout
-        self._numeric = [(p.name, p.base, list(p.edges), p.low, p.high) for p in lay.numeric]
+        self._observations_slot = lay.observations
+        self._bind()
+        self.storage.on_reopen.append(weakref.WeakMethod(self._bind))
         self._categorical = [(p.name, p.base, p.slots, p.unseen_slot, p.allowed)
                              for p in lay.categorical]
         self._text = [(p.name, p.base, p.vocabulary) for p in lay.text]
+        self._regression = None if lay.prediction is None else (
+            lay.prediction.base, list(lay.prediction.edges), lay.prediction.sum_slot,
+            lay.centered_sum_squares, lay.center, lay.window, lay.slot_s)
         self._names = frozenset(f.name for f in profile.features)
         self._n_features = len(self._names)
         self._latency_edges = list(lay.latency_buckets)
@@ -125,6 +185,12 @@ class ModelMonitor:
         from exporter.collector import register_monitor  # collector imports this module
 
         register_monitor(self.registry, self)
+
+    def _bind(self) -> None:
+        """Per-feature plans for the hot path; the bucket+sum segment of each numeric feature is
+        indexed from 0, so an update is one subscript, no offset arithmetic."""
+        self._numeric = [(p.name, self.storage.segment(p.histogram.base, len(p.edges) + 2),
+                          list(p.edges), p.low, p.high, p.base) for p in self.layout.numeric]
 
     @classmethod
     def from_profile(
@@ -165,86 +231,48 @@ class ModelMonitor:
         """
         storage = self.storage
         try:
-            if type(features) is dict:
-                get = features.get
-            elif isinstance(features, Mapping):
-                get = features.get
-            else:
+            if type(features) is not dict and not isinstance(features, Mapping):
                 return self._reject("not_a_mapping")
             with storage.lock:
                 c = storage.values
                 flags: dict[str, tuple[str, ...]] | None = None
                 absent = 0
-                for name, base, edges, low, high in self._numeric:
-                    v = get(name, _ABSENT)
-                    if type(v) is not float:
-                        if v is None or v is _ABSENT:
-                            c[base] += 1.0
-                            absent += v is _ABSENT
-                            if flags is None:
-                                flags = {}
-                            flags[name] = _MISSING
-                            continue
-                        v = _as_float(v)
-                        if v is None:
-                            c[base + L.NUM_WRONG_TYPE] += 1.0
-                            if flags is None:
-                                flags = {}
-                            flags[name] = _WRONG_TYPE
-                            continue
-                    if v - v:  # NaN or +-Inf (finite values give 0.0)
-                        if flags is None:
-                            flags = {}
-                        if v != v:
-                            c[base + L.NUM_NAN] += 1.0
-                            flags[name] = _NAN
-                        else:
-                            c[base + L.NUM_INF] += 1.0
-                            flags[name] = _INF
+                # Happy paths first and inline; anything unusual goes to a helper.
+                for name, seg, edges, low, high, base in self._numeric:
+                    try:  # subscripting is cheaper than .get(); absent keys are rare
+                        v = features[name]
+                    except KeyError:
+                        v = None
+                    if type(v) is float and low <= v <= high:  # False for NaN and +-Inf
+                        seg[bisect_left(edges, v)] += 1.0
+                        seg[-1] += v  # the sum
                         continue
-                    c[base + 6 + bisect_left(edges, v)] += 1.0
-                    c[base + 5] += v
-                    if v < low or v > high:
-                        c[base + 1] += 1.0
+                    if v is None and name not in features:
+                        absent += 1
+                    flag = _numeric_unusual(c, base, seg, edges, low, high, v)
+                    if flag is not None:
                         if flags is None:
                             flags = {}
-                        flags[name] = _OUT_OF_RANGE
+                        flags[name] = flag
                 for name, base, slots, unseen, allowed in self._categorical:
-                    v = get(name, _ABSENT)
-                    if type(v) is not str:
-                        if v is None or v is _ABSENT:
-                            c[base] += 1.0
-                            absent += v is _ABSENT
-                            if flags is None:
-                                flags = {}
-                            flags[name] = _MISSING
+                    try:
+                        v = features[name]
+                    except KeyError:
+                        v = None
+                    if type(v) is str and allowed is None:
+                        slot = slots.get(v)
+                        if slot is not None:
+                            c[slot] += 1.0
                             continue
-                        v = canonical_category(v)
-                        if v is None:
-                            c[base + L.CAT_WRONG_TYPE] += 1.0
-                            if flags is None:
-                                flags = {}
-                            flags[name] = _WRONG_TYPE
-                            continue
-                    slot = slots.get(v)
-                    if slot is not None:
-                        c[slot] += 1.0
-                        if allowed is not None and v not in allowed:
-                            c[base + 1] += 1.0
-                            if flags is None:
-                                flags = {}
-                            flags[name] = _NOT_ALLOWED
-                        continue
-                    c[unseen] += 1.0
-                    if flags is None:
-                        flags = {}
-                    if allowed is None or v not in allowed:
-                        c[base + 1] += 1.0
-                        flags[name] = _UNSEEN_NOT_ALLOWED
-                    else:
-                        flags[name] = _UNSEEN
+                    if v is None and name not in features:
+                        absent += 1
+                    flag = _categorical_unusual(c, base, slots, unseen, allowed, v)
+                    if flag is not None:
+                        if flags is None:
+                            flags = {}
+                        flags[name] = flag
                 for name, base, vocabulary in self._text:
-                    v = get(name, _ABSENT)
+                    v = features.get(name, _ABSENT)
                     if isinstance(v, str):
                         tokens = tokenize(v)
                         c[base + L.TXT_TOKENS] += len(tokens)
@@ -259,16 +287,34 @@ class ModelMonitor:
                     else:
                         c[base + L.TXT_WRONG_TYPE] += 1.0
                         flags[name] = _WRONG_TYPE
-                c[self.layout.observations] += 1.0
+                c[self._observations_slot] += 1.0
                 unknown: tuple[str, ...] = ()
                 if len(features) != self._n_features - absent:
                     names = self._names
                     unknown = tuple(str(k)[:_MAX_NAME] for k in features if k not in names)
                     c[self.layout.unknown_features] += len(unknown)
                 if prediction is not None:
-                    self._prediction(c, prediction, scores)
+                    reg = self._regression
+                    if (reg is not None and type(prediction) is float
+                            and not prediction - prediction):
+                        base, edges, sum_slot, css, center, window, slot_s = reg
+                        c[base + bisect_left(edges, prediction)] += 1.0
+                        c[sum_slot] += prediction
+                        c[css] += (prediction - center) ** 2
+                        slot_id = self.clock() // slot_s
+                        j = window + 3 * int(slot_id % L.WINDOW_SLOTS)
+                        if c[j] != slot_id:
+                            c[j], c[j + 1], c[j + 2] = slot_id, prediction, prediction
+                        elif prediction < c[j + 1]:
+                            c[j + 1] = prediction
+                        elif prediction > c[j + 2]:
+                            c[j + 2] = prediction
+                    else:
+                        self._prediction(c, prediction, scores)
                 if latency_s is not None:
                     self._latency(c, latency_s)
+            if flags is None and not unknown:
+                return _CLEAN  # nothing to report: no allocation
             return Observation({} if flags is None else flags, unknown)
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
             return self._reject("internal_error")

@@ -57,46 +57,90 @@ def open_storage(layout: Layout, directory: str | None) -> Storage:
 
 
 class Storage:
-    """A flat array of doubles: `values` (memoryview, hot path) and `array` (numpy, batches)."""
+    """A flat array of doubles: `values` for the hot path (a list in one process, a memoryview
+    of the mmap with a worker file) and, with a file, `array`, a numpy view of the same bytes."""
 
     def __init__(self, layout: Layout, directory: str | None = None) -> None:
         self.layout = layout
         self.directory = directory
         self.lock = threading.Lock()
         self._mmap: mmap.mmap | None = None
+        self._segments: list[tuple[int, Any]] = []
+        self.on_reopen: list[weakref.WeakMethod[Any]] = []
         self._open(os.getpid())
         _LIVE.add(self)
 
     def _open(self, pid: int) -> None:
-        size = max(self.layout.size, 1) * _DOUBLE
+        size = max(self.layout.size, 1)
         self.pid = pid
         if self.directory is None:
-            buffer: Any = bytearray(size)
+            # A list: item updates cost half of a memoryview's (26 vs 52 ns measured), and the
+            # per-record budget is a few microseconds for ~50 updates.
+            self.values: Any = [0.0] * size
+            self.array: np.ndarray | None = None
         else:
             os.makedirs(self.directory, exist_ok=True)
             _write_meta(self.directory, self.layout)
             path = data_path(self.directory, self.layout.profile.sha, pid)
             with open(path, "a+b") as fh:
-                if os.fstat(fh.fileno()).st_size < size:
-                    fh.truncate(size)
-                self._mmap = mmap.mmap(fh.fileno(), size)
-            buffer = self._mmap
-        self.values = memoryview(buffer).cast("d")
+                if os.fstat(fh.fileno()).st_size < size * _DOUBLE:
+                    fh.truncate(size * _DOUBLE)
+                self._mmap = mmap.mmap(fh.fileno(), size * _DOUBLE)
+            self.values = memoryview(self._mmap).cast("d")
+            self.array = np.frombuffer(self._mmap, dtype=np.float64)
         # Fresh file: empty window. A dead worker's file reused with its pid: its counters carry
         # on, its in-flight gauge and window are not ours.
         _zero_gauges(self.values, self.layout)
-        self.array = np.frombuffer(buffer, dtype=np.float64)
+
+    def segment(self, start: int, length: int) -> Any:
+        """Slots [start, start + length) as their own indexable object, so the hot path can
+        index from 0 (saves an addition per update). A memoryview slice shares the file's
+        bytes; in process memory it is a separate list that snapshots and batches fold in."""
+        if self.array is not None:
+            return self.values[start:start + length]
+        for begin, seg in self._segments:
+            if begin == start and len(seg) == length:
+                return seg
+        seg = [0.0] * length
+        self._segments.append((start, seg))
+        return seg
+
+    def add(self, delta: np.ndarray) -> None:
+        """Add a batch's counts (caller holds the lock)."""
+        if self.array is not None:
+            self.array += delta
+            return
+        delta = delta.copy()
+        for start, seg in self._segments:
+            part = delta[start:start + len(seg)]
+            for i in np.flatnonzero(part).tolist():
+                seg[i] += float(part[i])
+            part[:] = 0.0
+        values = self.values
+        for i in np.flatnonzero(delta).tolist():
+            values[i] += float(delta[i])
 
     def reopen_after_fork(self) -> None:
-        """A forked child must not write into its parent's file: start its own."""
+        """A forked child must not write into its parent's file: start its own.
+
+        Monitors hold segments (memoryview slices) of the old file: `on_reopen` callbacks
+        (weak, so a dropped monitor is not kept alive) let them fetch new ones."""
         self.lock = threading.Lock()
         if self.directory is not None:
+            self._segments = []
             self._open(os.getpid())
+            for ref in self.on_reopen:
+                callback = ref()
+                if callback is not None:
+                    callback()
 
     def snapshots(self) -> list[np.ndarray]:
         """One array per process holding this profile's counters (just ours when single)."""
-        if self.directory is None:
-            return [self.array.copy()]
+        if self.array is None:
+            array = np.array(self.values, dtype=np.float64)
+            for start, seg in self._segments:
+                array[start:start + len(seg)] = seg
+            return [array]
         return read_arrays(self.directory, self.layout.profile.sha, self.layout.size)
 
 

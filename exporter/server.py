@@ -5,7 +5,7 @@ registry the monitors were registered on. In multi-process mode every worker's /
 shows the sum over all workers; a separate metrics-only process uses `multiprocess_registry()`.
 
     start_http_server(8000)                          # a daemon thread serving /metrics
-    app = make_asgi_app()                            # FastAPI: app.mount("/metrics", make_asgi_app())
+    app.mount("/metrics", make_asgi_app())           # FastAPI / Starlette
 """
 
 from __future__ import annotations

@@ -49,8 +49,9 @@ class Observation:
     """What one `observe()` call found.
 
     `flags`: a read-only mapping, feature name -> tuple of flags among missing, out_of_range,
-    not_allowed, unseen, nan, inf, wrong_type (only flagged features appear). `unknown_features`: names the profile
-    does not know. `rejected`: the reason when the whole input was unusable, else None.
+    not_allowed, unseen, nan, inf, wrong_type (only flagged features appear).
+    `unknown_features`: names the profile does not know. `rejected`: the reason when the whole
+    input was unusable, else None.
     """
 
     __slots__ = ("flags", "unknown_features", "rejected")

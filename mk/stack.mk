@@ -25,3 +25,18 @@ down: ## stop the Docker stack (keeps the named volumes; `docker compose down -v
 
 demo: ## run the demo model service alone on 127.0.0.1:8000 (exporter + shipper + /metrics)
 	$(VENV)/bin/mlmon demo
+
+# `make stack`: the same stack as local processes (no Docker). Elasticsearch comes from the
+# Maven runner (`make es-start`, mk/elasticsearch.mk); STACK_FLAGS passes options to
+# stack/local.py, e.g. STACK_FLAGS='--fast-alerts 1m --healthy-s 120' for a quick demo.
+STACK_DIR ?= .run/stack
+STACK_ES_URL ?= http://127.0.0.1:9200
+STACK_FLAGS ?=
+
+stack: ## run the stack as local processes (Prometheus, Alertmanager, ES, demo, traffic, sink)
+	@if $(MAKE) -n es-start >/dev/null 2>&1; then $(MAKE) --no-print-directory es-start; fi
+	$(PY) stack/local.py up --run-dir $(STACK_DIR) --es-url $(STACK_ES_URL) $(STACK_FLAGS)
+
+stack-down: ## stop what `make stack` started
+	$(PY) stack/local.py down --run-dir $(STACK_DIR)
+	@if $(MAKE) -n es-stop >/dev/null 2>&1; then $(MAKE) --no-print-directory es-stop; fi

@@ -53,10 +53,11 @@ panels = layout([
            "rule failures {{rule_group}}", "A"),
          q("max by (rule_group) (prometheus_rule_group_last_duration_seconds)",
            "eval seconds {{rule_group}}", "B"),
-         q(f"sum by (integration) (rate(alertmanager_notifications_total{rate}))",
-           "notifications {{integration}}", "C"),
-         q(f"sum by (integration) (rate(alertmanager_notifications_failed_total{rate}))",
-           "failed {{integration}}", "D")]), 8)],
+         # Prometheus' side of the notifications (Alertmanager itself is not scraped).
+         q(f"sum by (alertmanager) (rate(prometheus_notifications_sent_total{rate}))",
+           "alerts sent {{alertmanager}}", "C"),
+         q(f"sum by (alertmanager) (rate(prometheus_notifications_errors_total{rate}))",
+           "send errors {{alertmanager}}", "D")]), 8)],
 ])
 
 dashboard = dashboard(

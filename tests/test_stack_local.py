@@ -1,0 +1,75 @@
+"""stack/local.py: the compose configuration rewritten for local processes (pure functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from stack.fast_rules import DATA_ALERTS, fast_config
+from stack.local import (
+    PROMETHEUS_CONFIG,
+    SERVICE_PORTS,
+    Settings,
+    alertmanager_config,
+    prometheus_config,
+    rewrite_address,
+    rewrite_url,
+    rule_files,
+)
+
+PORTS = {name: 20000 + i for i, name in enumerate(SERVICE_PORTS)}
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_only_compose_service_addresses_are_rewritten() -> None:
+    assert rewrite_address("demo:8000", PORTS) == f"127.0.0.1:{PORTS['demo']}"
+    assert rewrite_address("localhost:9090", PORTS) == f"127.0.0.1:{PORTS['prometheus']}"
+    assert rewrite_address("example.com:80", PORTS) == "example.com:80"
+    assert (rewrite_url("http://sink:9095/alerts", PORTS)
+            == f"http://127.0.0.1:{PORTS['sink']}/alerts")
+    assert rewrite_url("https://hooks.slack.com/x", PORTS) == "https://hooks.slack.com/x"
+
+
+def test_prometheus_config_keeps_everything_but_addresses_and_timing() -> None:
+    original = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    local = prometheus_config(original, PORTS, ["/abs/rules.yml"], scrape_interval="1s")
+    targets = [t for job in local["scrape_configs"] for sc in job["static_configs"]
+               for t in sc["targets"]]
+    assert targets and all(t.startswith("127.0.0.1:") for t in targets)
+    assert [j["job_name"] for j in local["scrape_configs"]] == [
+        j["job_name"] for j in original["scrape_configs"]]
+    assert local["global"]["scrape_interval"] == "1s"
+    assert local["global"]["evaluation_interval"] == original["global"]["evaluation_interval"]
+    assert local["rule_files"] == ["/abs/rules.yml"]
+    assert original["scrape_configs"][-1]["static_configs"][0]["targets"] == ["demo:8000"]
+
+
+def test_alertmanager_config_rewrites_webhooks_and_grouping() -> None:
+    original = yaml.safe_load((REPO / "alerting" / "alertmanager.yml").read_text())
+    local = alertmanager_config(original, PORTS, group_wait="1s", group_interval="5s")
+    urls = [w["url"] for r in local["receivers"] for w in r.get("webhook_configs", [])]
+    assert urls and all(u.startswith(f"http://127.0.0.1:{PORTS['sink']}/") for u in urls)
+    assert local["route"]["group_wait"] == "1s"
+    assert all(r.get("group_wait", "1s") == "1s" for r in local["route"].get("routes", []))
+    assert local["route"]["receiver"] == original["route"]["receiver"]
+
+
+def test_committed_rule_files_resolve_to_existing_files() -> None:
+    original = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    paths = rule_files(Settings(), original)
+    assert paths and all(Path(p).is_file() for p in paths)
+
+
+def test_fast_rules_shorten_only_the_data_alerts(tmp_path: Path) -> None:
+    committed = yaml.safe_load((REPO / "alerting" / "config.yaml").read_text())
+    fast = fast_config("10s")
+    for name, section in fast["alerts"].items():
+        expected = "10s" if name in DATA_ALERTS else committed["alerts"][name]["for"]
+        assert section["for"] == expected, name
+    config = tmp_path / "fast.yaml"
+    config.write_text(yaml.safe_dump(fast))
+    paths = rule_files(Settings(run_dir=tmp_path, rules_config=config), yaml.safe_load(
+        PROMETHEUS_CONFIG.read_text()))
+    alert_text = next(Path(p).read_text() for p in paths if "alert" in Path(p).name)
+    assert "for: 10s" in alert_text

@@ -362,11 +362,8 @@ def _count_scores(delta: np.ndarray, lay: L.Layout, codes: np.ndarray, scores: A
 
 
 def _update_window(monitor: ModelMonitor, lo: float, hi: float) -> None:
-    lay, c = monitor.layout, monitor.storage.values
-    slot_id = monitor.clock() // lay.slot_s
-    j = lay.window + 3 * int(slot_id % L.WINDOW_SLOTS)
-    if c[j] != slot_id:
-        c[j], c[j + 1], c[j + 2] = slot_id, lo, hi
-    else:
-        c[j + 1] = min(c[j + 1], lo)
-        c[j + 2] = max(c[j + 2], hi)
+    c = monitor.storage.values
+    monitor._enter_slot(c, monitor.clock())
+    j = monitor._slot_j
+    c[j + 1] = min(c[j + 1], lo)
+    c[j + 2] = max(c[j + 2], hi)

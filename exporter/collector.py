@@ -262,7 +262,8 @@ class Renderer:
         lo, hi = np.inf, -np.inf
         for a in arrays:
             slots = a[w:w + 3 * WINDOW_SLOTS].reshape(WINDOW_SLOTS, 3)
-            live = (slots[:, 0] > current - WINDOW_SLOTS) & (slots[:, 0] <= current)
+            live = ((slots[:, 0] > current - WINDOW_SLOTS) & (slots[:, 0] <= current)
+                    & (slots[:, 1] <= slots[:, 2]))  # a slot just started holds (inf, -inf)
             if live.any():
                 lo = min(lo, float(slots[live, 1].min()))
                 hi = max(hi, float(slots[live, 2].max()))

@@ -177,7 +177,7 @@ class ModelMonitor:
         self._text = [(p.name, p.base, p.vocabulary) for p in lay.text]
         self._regression = None if lay.prediction is None else (
             lay.prediction.base, list(lay.prediction.edges), lay.prediction.sum_slot,
-            lay.centered_sum_squares, lay.center, lay.window, lay.slot_s)
+            lay.centered_sum_squares, lay.center)
         self._names = frozenset(f.name for f in profile.features)
         self._n_features = len(self._names)
         self._latency_edges = list(lay.latency_buckets)
@@ -192,6 +192,18 @@ class ModelMonitor:
         indexed from 0, so an update is one subscript, no offset arithmetic."""
         self._numeric = [(p.name, self.storage.segment(p.histogram.base, len(p.edges) + 2),
                           list(p.edges), p.low, p.high, p.base) for p in self.layout.numeric]
+        # The current window slot, cached: most predictions fall in the slot of the previous one.
+        self._slot_start, self._slot_end, self._slot_j = math.inf, -math.inf, 0
+
+    def _enter_slot(self, c: Any, now: float) -> None:
+        """Point the window cache at the slot holding `now`, starting it empty if it is stale."""
+        lay = self.layout
+        slot_id = now // lay.slot_s
+        j = lay.window + 3 * int(slot_id % L.WINDOW_SLOTS)
+        if c[j] != slot_id:
+            c[j], c[j + 1], c[j + 2] = slot_id, math.inf, -math.inf
+        self._slot_start, self._slot_end = slot_id * lay.slot_s, (slot_id + 1) * lay.slot_s
+        self._slot_j = j
 
     @classmethod
     def from_profile(
@@ -298,17 +310,17 @@ class ModelMonitor:
                     reg = self._regression
                     if (reg is not None and type(prediction) is float
                             and not prediction - prediction):
-                        base, edges, sum_slot, css, center, window, slot_s = reg
+                        base, edges, sum_slot, css, center = reg
                         c[base + bisect_left(edges, prediction)] += 1.0
                         c[sum_slot] += prediction
                         c[css] += (prediction - center) ** 2
-                        slot_id = self.clock() // slot_s
-                        j = window + 3 * int(slot_id % L.WINDOW_SLOTS)
-                        if c[j] != slot_id:
-                            c[j], c[j + 1], c[j + 2] = slot_id, prediction, prediction
-                        elif prediction < c[j + 1]:
+                        now = self.clock()
+                        if not self._slot_start <= now < self._slot_end:
+                            self._enter_slot(c, now)
+                        j = self._slot_j
+                        if prediction < c[j + 1]:
                             c[j + 1] = prediction
-                        elif prediction > c[j + 2]:
+                        if prediction > c[j + 2]:
                             c[j + 2] = prediction
                     else:
                         self._prediction(c, prediction, scores)
@@ -340,15 +352,14 @@ class ModelMonitor:
             c[hist.base + bisect_left(hist.edges, y)] += 1.0
             c[hist.sum_slot] += y
             c[lay.centered_sum_squares] += (y - lay.center) ** 2
-            slot_id = self.clock() // self._slot_s
-            j = lay.window + 3 * int(slot_id % L.WINDOW_SLOTS)
-            if c[j] != slot_id:
-                c[j], c[j + 1], c[j + 2] = slot_id, y, y
-            else:
-                if y < c[j + 1]:
-                    c[j + 1] = y
-                if y > c[j + 2]:
-                    c[j + 2] = y
+            now = self.clock()
+            if not self._slot_start <= now < self._slot_end:
+                self._enter_slot(c, now)
+            j = self._slot_j
+            if y < c[j + 1]:
+                c[j + 1] = y
+            if y > c[j + 2]:
+                c[j + 2] = y
         elif lay.class_unseen >= 0:
             if type(y) is float and y - y:
                 c[lay.prediction_invalid["nan" if y != y else "inf"]] += 1.0

@@ -1,0 +1,38 @@
+# Elasticsearch 8.14.1 without Docker: Elastic's integration-test distribution from Maven Central,
+# unpacked into stack/elasticsearch/dist/ so that neither tests nor `make es-start` download.
+.PHONY: install-elasticsearch es-start es-stop
+
+ES_DIR := stack/elasticsearch
+ES_HOME := $(ES_DIR)/dist/elasticsearch-8.14.1
+ES_RUN_DIR ?= .run/elasticsearch
+ES_PORT ?= 9200
+ES_TRANSPORT_PORT ?= 9300
+
+install-servers: install-elasticsearch
+
+install-elasticsearch: $(ES_HOME)/bin/elasticsearch ## fetch Elasticsearch 8.14.1 with Maven (once)
+
+$(ES_HOME)/bin/elasticsearch: $(ES_DIR)/pom.xml
+	mvn -q -B -f $(ES_DIR)/pom.xml dependency:unpack-dependencies
+	@touch $@
+
+es-start: install-elasticsearch ## start a background Elasticsearch on 127.0.0.1:$(ES_PORT) (pid in .run/)
+	@mkdir -p $(ES_RUN_DIR)
+	@if [ -f $(ES_RUN_DIR)/es.pid ] && kill -0 $$(cat $(ES_RUN_DIR)/es.pid) 2>/dev/null; then \
+	  echo "Elasticsearch already running (pid $$(cat $(ES_RUN_DIR)/es.pid))"; exit 0; fi; \
+	setsid $(ES_DIR)/elasticsearch.sh $(ES_RUN_DIR) $(ES_PORT) $(ES_TRANSPORT_PORT) \
+	  > $(ES_RUN_DIR)/output.log 2>&1 < /dev/null & echo $$! > $(ES_RUN_DIR)/es.pid; \
+	for i in $$(seq 1 360); do \
+	  if curl -sf 'http://127.0.0.1:$(ES_PORT)/_cluster/health?wait_for_status=yellow&timeout=1s' \
+	     > /dev/null; then echo "Elasticsearch ready on http://127.0.0.1:$(ES_PORT)"; exit 0; fi; \
+	  kill -0 $$(cat $(ES_RUN_DIR)/es.pid) 2>/dev/null || break; sleep 0.5; done; \
+	echo "Elasticsearch did not start; see $(ES_RUN_DIR)/output.log and $(ES_RUN_DIR)/logs" >&2; \
+	tail -n 20 $(ES_RUN_DIR)/output.log >&2; exit 1
+
+es-stop: ## stop the background Elasticsearch started by es-start
+	@if [ ! -f $(ES_RUN_DIR)/es.pid ]; then echo "no $(ES_RUN_DIR)/es.pid"; exit 0; fi; \
+	pid=$$(cat $(ES_RUN_DIR)/es.pid); \
+	if kill -0 $$pid 2>/dev/null; then kill -TERM -- -$$pid 2>/dev/null || kill -TERM $$pid; \
+	  for i in $$(seq 1 120); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+	  if kill -0 $$pid 2>/dev/null; then kill -KILL -- -$$pid; fi; fi; \
+	rm -f $(ES_RUN_DIR)/es.pid; echo "Elasticsearch stopped"

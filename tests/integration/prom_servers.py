@@ -1,0 +1,321 @@
+"""Real Prometheus and Alertmanager for tests, loading the repo's own config and rule files.
+
+Only addresses, intervals and `for:` durations are substituted; the rules themselves are the
+committed ones. Reusable by any test (dashboards, stack checks):
+
+    from tests.integration.prom_servers import (  # noqa: F401  (pytest finds fixtures by name)
+        alertmanager_factory, notification_sink, prometheus_factory)
+
+    def test_x(prometheus_factory, alertmanager_factory, notification_sink):
+        am = alertmanager_factory(webhook_url=notification_sink.url + "/alerts")
+        prom = prometheus_factory(targets={"mlmon": ["127.0.0.1:8001"]}, alertmanager=am)
+        prom.wait_for('up{job="mlmon"} == 1', timeout=15)
+
+Also a replica process for exporter tests:
+`python -m tests.integration.prom_servers --profile P --rows ROWS.jsonl --port N` observes every
+row (JSON lines: {"features": {...}, "prediction": ..., "scores": ..., "latency_s": ..., "ok": ...})
+through `exporter.ModelMonitor`, then serves /metrics until terminated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from alerting.sink import Sink
+
+REPO = Path(__file__).resolve().parents[2]
+PROMETHEUS_YML = REPO / "prometheus" / "prometheus.yml"
+RULE_FILES = (REPO / "prometheus" / "recording_rules.yml", REPO / "alerting" / "alert_rules.yml")
+ALERTMANAGER_YML = REPO / "alerting" / "alertmanager.yml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+        return response.read()
+
+
+def wait_http(url: str, timeout: float = 15.0,
+              process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `url` until it answers; give up early when `process` has exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _get(url, timeout=1.0)
+            return
+        except OSError:
+            if time.monotonic() > deadline or (process is not None and process.poll() is not None):
+                raise TimeoutError(f"{url} did not answer within {timeout}s") from None
+            time.sleep(0.1)
+
+
+class Server:
+    """A server process with its log file; `stop()` terminates it (and is idempotent)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+        self.process, self.url, self.log = process, url, log
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Prometheus(Server):
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant vector result of `expr` now (raises on a query error)."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        body = json.loads(_get(url))
+        if body.get("status") != "success":
+            raise RuntimeError(f"query {expr!r} failed: {body}")
+        result = body["data"]["result"]
+        return result if isinstance(result, list) else [result]
+
+    def values(self, expr: str, key: str) -> dict[str, float]:
+        """`{label key value: sample value}` of an instant query."""
+        return {r["metric"].get(key, ""): float(r["value"][1]) for r in self.query(expr)}
+
+    def wait_for(self, expr: str, predicate: Callable[[list[dict[str, Any]]], bool] = bool,
+                 timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Poll `expr` until `predicate(result)` holds; returns the result."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(expr)
+            if predicate(result):
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{expr!r} not satisfied within {timeout}s: {result}")
+            time.sleep(0.5)
+
+
+def substituted_rules(dest: Path, for_override: str | None) -> list[Path]:
+    """Copies of the repo's rule files; every `for:` replaced by `for_override` when given."""
+    out = []
+    for path in RULE_FILES:
+        text = path.read_text(encoding="utf-8")
+        if for_override is not None:
+            text = re.sub(r"(?m)^(\s+for: ).*$", rf"\g<1>{for_override}", text)
+        copy = dest / path.name
+        copy.write_text(text, encoding="utf-8")
+        out.append(copy)
+    return out
+
+
+def prometheus_config(targets: dict[str, list[str]], rule_files: list[Path],
+                      alertmanager: str | None, interval: str, self_address: str) -> str:
+    """The repo's prometheus.yml with addresses, intervals and rule paths substituted."""
+    config = yaml.safe_load(PROMETHEUS_YML.read_text(encoding="utf-8"))
+    config["global"]["scrape_interval"] = interval
+    config["global"]["evaluation_interval"] = interval
+    config["rule_files"] = [str(p) for p in rule_files]
+    if alertmanager:
+        config["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [alertmanager]}]
+    else:
+        config.pop("alerting")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    jobs["prometheus"]["static_configs"] = [{"targets": [self_address]}]
+    for name, addresses in targets.items():
+        if name not in jobs:
+            jobs[name] = {"job_name": name}
+            config["scrape_configs"].append(jobs[name])
+        jobs[name]["static_configs"] = [{"targets": list(addresses)}]
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def alertmanager_config(webhook_url: str) -> str:
+    """The repo's alertmanager.yml with the webhook URL and route timings substituted."""
+    config = yaml.safe_load(ALERTMANAGER_YML.read_text(encoding="utf-8"))
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = webhook_url
+    for route in (config["route"], *config["route"].get("routes", [])):
+        route["group_wait"] = "0s"
+        if "group_interval" in route:
+            route["group_interval"] = "1s"
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _start(cmd: list[str], workdir: Path, name: str,
+           cwd: Path | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    log = workdir / f"{name}.log"
+    with open(log, "wb") as fh:
+        process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd or workdir)
+    return process, log
+
+
+def start_alertmanager(workdir: Path, webhook_url: str) -> Server:
+    binary = shutil.which("prometheus-alertmanager")
+    if binary is None:
+        from tests.conftest import missing_server
+
+        missing_server("prometheus-alertmanager")
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "alertmanager.yml"
+    config.write_text(alertmanager_config(webhook_url), encoding="utf-8")
+    port = free_port()
+    process, log = _start([
+        str(binary), f"--config.file={config}", f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="], workdir, "am")
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_http(f"{server.url}/-/ready", process=process)
+    except TimeoutError:
+        server.stop()
+        raise RuntimeError(f"alertmanager did not start: {log.read_text()[-2000:]}") from None
+    return server
+
+
+def start_prometheus(workdir: Path, targets: dict[str, list[str]],
+                     alertmanager: Server | None = None, interval: str = "1s",
+                     for_override: str | None = "0s") -> Prometheus:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        from tests.conftest import missing_server
+
+        missing_server("prometheus")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    rules = substituted_rules(workdir, for_override)
+    am_address = alertmanager.url.removeprefix("http://") if alertmanager else None
+    config = workdir / "prometheus.yml"
+    config.write_text(prometheus_config(targets, rules, am_address, interval, address),
+                      encoding="utf-8")
+    process, log = _start([
+        str(binary), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address={address}", "--web.enable-lifecycle"], workdir, "prometheus")
+    server = Prometheus(process, f"http://{address}", log)
+    try:
+        wait_http(f"{server.url}/-/ready", process=process)
+    except TimeoutError:
+        server.stop()
+        raise RuntimeError(f"prometheus did not start: {log.read_text()[-2000:]}") from None
+    return server
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
+    """`make(targets={job: [host:port]}, alertmanager=None, interval="1s", for_override="0s")`."""
+    started: list[Server] = []
+
+    def make(**kwargs: Any) -> Prometheus:
+        server = start_prometheus(tmp_path / f"prometheus{len(started)}", **kwargs)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """`make(webhook_url=...)`: Alertmanager with the repo's routes, group_wait 0s."""
+    started: list[Server] = []
+
+    def make(webhook_url: str) -> Server:
+        server = start_alertmanager(tmp_path / f"alertmanager{len(started)}", webhook_url)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def notification_sink(tmp_path: Path) -> Iterator[Sink]:
+    """The webhook sink on a free port, in this process; `.notifications()` lists payloads."""
+    sink = Sink("127.0.0.1", 0, out=str(tmp_path / "notifications.jsonl"),
+                stream=open(tmp_path / "sink.log", "w", encoding="utf-8"))  # noqa: SIM115
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+# ---- a replica process -------------------------------------------------------------------
+
+
+def start_replica(workdir: Path, profile: Path, rows: list[dict[str, Any]], name: str,
+                  go_file: Path | None = None) -> Server:
+    """A process observing `rows` through ModelMonitor and serving /metrics.
+
+    With `go_file`, only the first half is observed before serving, and the second half once
+    that file exists (so rates over the window are non-zero once Prometheus has scraped).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows_path = workdir / f"{name}.jsonl"
+    rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    port = free_port()
+    process, log = _start([sys.executable, "-m", "tests.integration.prom_servers",
+                           "--profile", str(profile), "--rows", str(rows_path),
+                           "--port", str(port),
+                           *(["--go", str(go_file)] if go_file else [])], workdir, name, cwd=REPO)
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_http(f"{server.url}/metrics", timeout=30, process=process)
+    except TimeoutError:
+        server.stop()
+        raise RuntimeError(f"replica {name} did not start: {log.read_text()[-2000:]}") from None
+    return server
+
+
+def _replica_main(argv: list[str] | None = None) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from exporter import ModelMonitor
+    from exporter.server import start_http_server
+
+    parser = argparse.ArgumentParser(description="observe rows, then serve /metrics")
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--rows", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--go", help="observe the second half of the rows once this file exists")
+    args = parser.parse_args(argv)
+    registry = CollectorRegistry()
+    monitor = ModelMonitor.from_profile(args.profile, registry=registry, multiproc_directory=None)
+    with open(args.rows, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    half = len(rows) // 2 if args.go else len(rows)
+
+    def observe(part: list[dict[str, Any]]) -> None:
+        for row in part:
+            monitor.observe(row["features"], row.get("prediction"), scores=row.get("scores"))
+            monitor.record_request(row.get("latency_s"), ok=row.get("ok", True))
+
+    observe(rows[:half])
+    start_http_server(args.port, registry=registry)
+    if args.go:
+        while not Path(args.go).exists():
+            time.sleep(0.1)
+        observe(rows[half:])
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    sys.exit(_replica_main())

@@ -3,8 +3,10 @@
 Only addresses, intervals and `for:` durations are substituted; the rules themselves are the
 committed ones. Reusable by any test (dashboards, stack checks):
 
-    from tests.integration.prom_servers import (  # noqa: F401  (pytest finds fixtures by name)
-        alertmanager_factory, notification_sink, prometheus_factory)
+    from tests.integration import prom_servers
+    prometheus_factory = prom_servers.prometheus_factory   # pytest finds fixtures by name
+    alertmanager_factory = prom_servers.alertmanager_factory
+    notification_sink = prom_servers.notification_sink
 
     def test_x(prometheus_factory, alertmanager_factory, notification_sink):
         am = alertmanager_factory(webhook_url=notification_sink.url + "/alerts")

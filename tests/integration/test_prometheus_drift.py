@@ -22,15 +22,13 @@ from exporter import drift
 from exporter.profile import Profile
 from exporter.profiling import profile_data
 from exporter.values import canonical_category
-from tests.integration.prom_servers import (  # noqa: F401  (fixtures)
-    RULE_FILES,
-    Prometheus,
-    Server,
-    alertmanager_factory,
-    notification_sink,
-    prometheus_factory,
-    start_replica,
-)
+from tests.integration import prom_servers
+from tests.integration.prom_servers import RULE_FILES, Prometheus, Server, start_replica
+
+# The fixtures, by name, for pytest.
+prometheus_factory = prom_servers.prometheus_factory
+alertmanager_factory = prom_servers.alertmanager_factory
+notification_sink = prom_servers.notification_sink
 
 pytestmark = pytest.mark.integration
 

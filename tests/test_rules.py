@@ -1,0 +1,161 @@
+"""The generated rule files: up to date, valid for promtool/amtool, and their unit tests pass."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+from alerting import amconfig, generate
+from alerting import config as cfg
+from exporter import drift
+from tests.conftest import missing_server
+
+REPO = Path(__file__).resolve().parent.parent
+PROMETHEUS_TESTS = REPO / "prometheus" / "tests"
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        missing_server(name)
+    return str(path)
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_files_are_up_to_date() -> None:
+    for path, text in generate.outputs(cfg.load()).items():
+        assert path.read_text(encoding="utf-8") == text, f"{path}: run make generate-rules"
+
+
+def test_generation_is_deterministic() -> None:
+    config = cfg.load()
+    assert generate.outputs(config) == generate.outputs(cfg.load())
+
+
+@pytest.mark.parametrize("module", ["drift_cases.py", "alert_cases.py"])
+def test_promtool_test_files_match_their_builders(module: str) -> None:
+    builder = _load(PROMETHEUS_TESTS / module)
+    assert builder.PATH.read_text(encoding="utf-8") == builder.render()
+
+
+def test_drift_epsilon_matches_the_rules_config() -> None:
+    assert cfg.load().epsilon == drift.EPSILON
+
+
+def test_every_alert_has_a_runbook_section_and_a_promtool_test() -> None:
+    runbook = (REPO / "alerting" / "runbook.md").read_text(encoding="utf-8")
+    tests = (PROMETHEUS_TESTS / "alerts_test.yml").read_text(encoding="utf-8")
+    for name in cfg.ALERT_KEYS:
+        assert f"\n## {name}\n" in runbook, name
+        assert f'"alertname": "{name}"' in tests, name
+
+
+def test_every_rule_carries_a_comment() -> None:
+    for path in (generate.RECORDING_PATH, generate.ALERTS_PATH):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines):
+            if line.lstrip().startswith(("- record:", "- alert:")):
+                assert lines[i - 1].lstrip().startswith("#"), f"{path.name}:{i + 1} {line}"
+
+
+def test_headline_names_exist() -> None:
+    groups = yaml.safe_load(generate.RECORDING_PATH.read_text())["groups"]
+    names = {r["record"] for g in groups for r in g["rules"]}
+    for w in ("5m", "1h"):
+        for stat in ("psi", "ks", "js"):
+            assert f"model_feature:mlmon_feature_{stat}:{w}" in names
+        for stat in ("psi", "ks"):
+            assert f"model:mlmon_prediction_{stat}:{w}" in names
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("epsilon"), "missing key(s) epsilon"),
+    (lambda d: d.update(typo=1), "unknown key(s) typo"),
+    (lambda d: d["alerts"]["MlmonFeatureDrift"].update(window="2h"), "is not in windows"),
+    (lambda d: d["alerts"]["MlmonFeatureDrift"].update(severity="page"), "severity"),
+    (lambda d: d["alerts"]["MlmonFeatureDrift"].pop("for"), "missing key(s) for"),
+    (lambda d: d.update(windows=["5 minutes"]), "bad duration"),
+])
+def test_config_errors_are_loud(change, message: str) -> None:
+    data = copy.deepcopy(yaml.safe_load(cfg.CONFIG_PATH.read_text()))
+    change(data)
+    with pytest.raises(cfg.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cfg.parse(data)
+
+
+def test_thresholds_come_from_the_config() -> None:
+    data = yaml.safe_load(cfg.CONFIG_PATH.read_text())
+    data["alerts"]["MlmonFeatureDrift"]["psi_floor"] = 0.37
+    data["alerts"]["MlmonFeatureDrift"]["for"] = "42m"
+    text = generate.outputs(cfg.parse(data))[generate.ALERTS_PATH]
+    drift_rule = next(r for g in yaml.safe_load(text)["groups"] for r in g["rules"]
+                      if r["alert"] == "MlmonFeatureDrift")
+    assert "> 0.37" in drift_rule["expr"] and drift_rule["for"] == "42m"
+
+
+def test_promtool_check_config_and_rules() -> None:
+    promtool = _tool("promtool")
+    result = _run(promtool, "check", "config", "prometheus/prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 2 rule files found" in result.stdout
+    result = _run(promtool, "check", "rules", str(generate.RECORDING_PATH),
+                  str(generate.ALERTS_PATH))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "duplicate" not in result.stdout
+
+
+@pytest.mark.parametrize("test_file", ["drift_recording_test.yml", "alerts_test.yml"])
+def test_promtool_unit_tests(test_file: str) -> None:
+    result = _run(_tool("promtool"), "test", "rules", str(PROMETHEUS_TESTS / test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_tests_fail_when_a_threshold_changes(tmp_path: Path) -> None:
+    """The alert tests are sensitive: a `for:` one minute shorter breaks them."""
+    promtool = _tool("promtool")
+    (tmp_path / "prometheus" / "tests").mkdir(parents=True)
+    (tmp_path / "alerting").mkdir()
+    shutil.copy(generate.RECORDING_PATH, tmp_path / "prometheus")
+    text = generate.ALERTS_PATH.read_text().replace("for: 15m", "for: 14m")
+    (tmp_path / "alerting" / "alert_rules.yml").write_text(text)
+    shutil.copy(PROMETHEUS_TESTS / "alerts_test.yml", tmp_path / "prometheus" / "tests")
+    result = _run(promtool, "test", "rules", str(tmp_path / "prometheus/tests/alerts_test.yml"))
+    assert result.returncode != 0 and "MlmonFeatureDrift" in result.stdout + result.stderr
+
+
+def test_amtool_checks_default_and_env_rendered_configs(tmp_path: Path) -> None:
+    amtool = _tool("amtool")
+    result = _run(amtool, "check-config", str(amconfig.PATH))
+    assert result.returncode == 0, result.stdout + result.stderr
+    env = {"MLMON_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
+           "MLMON_SLACK_CHANNEL": "#ml-alerts", "MLMON_SMTP_SMARTHOST": "smtp.example.com:587",
+           "MLMON_ALERT_EMAIL_TO": "oncall@example.com", "MLMON_SMTP_USERNAME": "mlmon",
+           "MLMON_SMTP_PASSWORD": "pw-4711"}
+    rendered = tmp_path / "am.yml"
+    rendered.write_text(amconfig.render(env))
+    result = _run(amtool, "check-config", str(rendered))
+    assert result.returncode == 0, result.stdout + result.stderr
+    receivers = {r["name"]: r for r in yaml.safe_load(rendered.read_text())["receivers"]}
+    assert receivers["critical"]["email_configs"][0]["auth_password"] == "pw-4711"
+    assert "slack_configs" in receivers["warning"] and "email_configs" not in receivers["warning"]
+    assert set(receivers["info"]) == {"name", "webhook_configs"}
+    committed = amconfig.PATH.read_text()  # the committed default holds no secret
+    assert "pw-4711" not in committed and "hooks.slack.com" not in committed

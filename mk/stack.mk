@@ -27,16 +27,15 @@ demo: ## run the demo model service alone on 127.0.0.1:8000 (exporter + shipper 
 	$(VENV)/bin/mlmon demo
 
 # `make stack`: the same stack as local processes (no Docker). Elasticsearch comes from the
-# Maven runner (`make es-start`, mk/elasticsearch.mk); STACK_FLAGS passes options to
-# stack/local.py, e.g. STACK_FLAGS='--fast-alerts 1m --healthy-s 120' for a quick demo.
+# Maven-fetched distribution (`es-start`, mk/elasticsearch.mk). STACK_FLAGS passes options to
+# stack/local.py, e.g. STACK_FLAGS='--fast-alerts 1m --healthy-s 120' for a quick demo, or
+# '--port-base 19000' when the compose ports are taken.
 STACK_DIR ?= .run/stack
-STACK_ES_URL ?= http://127.0.0.1:9200
 STACK_FLAGS ?=
 
-stack: ## run the stack as local processes (Prometheus, Alertmanager, ES, demo, traffic, sink)
-	@if $(MAKE) -n es-start >/dev/null 2>&1; then $(MAKE) --no-print-directory es-start; fi
-	$(PY) stack/local.py up --run-dir $(STACK_DIR) --es-url $(STACK_ES_URL) $(STACK_FLAGS)
+stack: es-start ## run the stack as local processes (Prometheus, Alertmanager, ES, demo, traffic, sink)
+	$(PY) stack/local.py up --run-dir $(STACK_DIR) --es-url http://127.0.0.1:$(ES_PORT) $(STACK_FLAGS)
 
-stack-down: ## stop what `make stack` started
+stack-down: ## stop what `make stack` started (and the Elasticsearch of es-start)
 	$(PY) stack/local.py down --run-dir $(STACK_DIR)
-	@if $(MAKE) -n es-stop >/dev/null 2>&1; then $(MAKE) --no-print-directory es-stop; fi
+	$(MAKE) --no-print-directory es-stop

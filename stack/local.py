@@ -65,6 +65,11 @@ class Settings:
     rate: float = 10.0
     python: str = sys.executable
 
+    def __post_init__(self) -> None:
+        # Prometheus resolves rule files against its config file's directory: keep every
+        # path absolute so a relative --run-dir cannot make it silently load no rules.
+        self.run_dir = Path(self.run_dir).resolve()
+
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
 
@@ -247,14 +252,26 @@ def up(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, int]:
             (run / "pids.json").write_text(json.dumps(pids))
             if name in READY:
                 wait_ready(settings.url(name) + READY[name], ready_timeout_s, process)
+            if name == "prometheus":
+                _check_rules_loaded(settings.url(name))
     except Exception:
         down(settings)
         raise
     return pids
 
 
+def _check_rules_loaded(prometheus_url: str) -> None:
+    """Prometheus accepts a rule_files glob that matches nothing: make that an error."""
+    with urllib.request.urlopen(prometheus_url + "/api/v1/rules", timeout=10) as answer:
+        groups = json.load(answer)["data"]["groups"]
+    if not groups:
+        raise RuntimeError("Prometheus loaded no rule groups (check rule_files)")
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as probe:
+        # As the servers do: a port in TIME_WAIT after the last run is free for them.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

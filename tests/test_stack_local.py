@@ -73,3 +73,8 @@ def test_fast_rules_shorten_only_the_data_alerts(tmp_path: Path) -> None:
         PROMETHEUS_CONFIG.read_text()))
     alert_text = next(Path(p).read_text() for p in paths if "alert" in Path(p).name)
     assert "for: 10s" in alert_text
+
+
+def test_a_relative_run_dir_becomes_absolute() -> None:
+    # Prometheus resolves rule files against its config's directory, inside the run dir.
+    assert Settings(run_dir=Path(".run/x")).run_dir.is_absolute()

@@ -36,3 +36,11 @@ es-stop: ## stop the background Elasticsearch started by es-start
 	  for i in $$(seq 1 120); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
 	  if kill -0 $$pid 2>/dev/null; then kill -KILL -- -$$pid; fi; fi; \
 	rm -f $(ES_RUN_DIR)/es.pid; echo "Elasticsearch stopped"
+
+# Kibana saved objects for the example profile (committed; `make check-generated` diffs them).
+.PHONY: generate-kibana
+generate: generate-kibana
+
+generate-kibana: ## regenerate kibana/saved_objects.ndjson from kibana/example_profile.json
+	$(PY) -m exporter.cli kibana-objects --profile kibana/example_profile.json \
+	  -o kibana/saved_objects.ndjson

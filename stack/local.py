@@ -245,7 +245,7 @@ def up(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, int]:
     pids: dict[str, int] = {}
     try:
         for name, command in commands(settings).items():
-            with open(run / f"{name}.log", "ab") as log:
+            with open(run / f"{name}.log", "wb") as log:  # one run per log
                 process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True)
             pids[name] = process.pid

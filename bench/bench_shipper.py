@@ -109,10 +109,13 @@ def elasticsearch_url(given: str | None) -> Iterator[str]:
         yield given
         return
     try:
-        from tests.integration.es_server import running_elasticsearch  # type: ignore[attr-defined]
+        from tests.integration.es_server import is_installed, running_server
     except ImportError as exc:
         raise SystemExit(f"bench_shipper: no --es-url and no Elasticsearch helper ({exc})") from exc
-    with running_elasticsearch() as server:
+    if not is_installed():
+        raise SystemExit("bench_shipper: Elasticsearch is not installed; run "
+                         "'make install-elasticsearch' or pass --es-url")
+    with running_server() as server:
         yield server.url
 
 

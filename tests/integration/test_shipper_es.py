@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,16 @@ import pytest
 from elasticsearch import Elasticsearch, helpers
 
 from exporter.profile import Profile
+from log_shipper import es_assets
 from log_shipper.deadletter import read_dead_letters
 from log_shipper.record import RecordBuilder, index_name
 from log_shipper.redact import Redactor
 from log_shipper.shipper import Shipper
+from tests.integration.es_server import ElasticsearchServer, es_restartable, es_server, es_url
 from tests.profiles import sample_profile_dict
+
+# Fixtures used by name below; imported so pytest finds them in this module.
+__all__ = ["es_restartable", "es_server", "es_url"]
 
 pytestmark = pytest.mark.integration
 
@@ -37,54 +41,18 @@ SALT = "integration-test-salt-0123456789"
 
 
 # ---- the server and the index -------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    """The real Elasticsearch, with `url`, `stop()` and `start()`."""
-    helper = _helper()
-    with helper.running_elasticsearch() as handle:
-        yield handle
-
-
-def _helper() -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(os.environ.get("MLMON_ES_HELPER",
-                                                      "tests.integration.es_server"))
-    except ImportError:
-        from tests.conftest import missing_server
-
-        missing_server("Elasticsearch (tests/integration/es_server.py)")
-
+# The real node comes from the ES-assets helper: `es_url` (a session-wide node, each test with
+# its own data stream) and `es_restartable` (a node of the test's own, stopped and started).
 
 def _profile(model: str) -> Profile:
     data = sample_profile_dict()
-    data["model"]["name"] = model
+    data["model"]["name"] = f"shipper-{model}"  # own data stream on the shared node
     return Profile.from_dict(data)
 
 
 def _prepare_index(client: Elasticsearch, profile: Profile) -> str:
-    """The model's data stream via the ES-assets installer when present, else a plain index
-    with the same numeric / keyword / text mapping for the sample profile's features."""
-    index = index_name(profile.model_name)
-    try:
-        from log_shipper import es_assets
-    except ImportError:
-        es_assets = None
-    installer = getattr(es_assets, "install", None)
-    if installer is not None:
-        installer(client, profile)
-        return index
-    client.options(ignore_status=404).indices.delete(index=index)
-    client.indices.create(index=index, mappings={"properties": {
-        "@timestamp": {"type": "date"},
-        "event": {"properties": {"id": {"type": "keyword"}, "duration": {"type": "long"}}},
-        "features": {"properties": {"age": {"type": "double"}, "income": {"type": "double"},
-                                    "city": {"type": "keyword"}, "review": {"type": "text"}}},
-        "flagged": {"type": "keyword"},
-    }})
-    return index
+    """The model's data stream, with the index template `mlmon es-setup` installs."""
+    return es_assets.install(client, profile).data_stream
 
 
 def _all_docs(client: Elasticsearch, index: str) -> list[dict[str, Any]]:
@@ -114,15 +82,15 @@ def _features(i: int) -> dict[str, Any]:
 
 # ---- round trip -----------------------------------------------------------------------------
 
-def test_round_trip_search_and_aggregations(server: Any, tmp_path: Path) -> None:
-    client = Elasticsearch(server.url)
+def test_round_trip_search_and_aggregations(es_url: str, tmp_path: Path) -> None:
+    client = Elasticsearch(es_url)
     profile = _profile("roundtrip")
     index = _prepare_index(client, profile)
     builder = _builder(profile)
     sent = [builder.build(_features(i), i / 100, latency_s=0.001 * i,
                           flags={"age": ["out_of_range"]} if i % 10 == 0 else {})
             for i in range(300)]
-    shipper = _shipper(server.url, index, tmp_path)
+    shipper = _shipper(es_url, index, tmp_path)
     for record in sent:
         assert shipper.ship(record)
     assert shipper.close(timeout=60)
@@ -149,8 +117,8 @@ def test_round_trip_search_and_aggregations(server: Any, tmp_path: Path) -> None
 # ---- poison ---------------------------------------------------------------------------------
 
 def test_malformed_documents_are_dead_lettered_and_batch_mates_indexed(
-        server: Any, tmp_path: Path) -> None:
-    client = Elasticsearch(server.url)
+        es_url: str, tmp_path: Path) -> None:
+    client = Elasticsearch(es_url)
     profile = _profile("poison")
     index = _prepare_index(client, profile)
     builder = _builder(profile)
@@ -161,7 +129,7 @@ def test_malformed_documents_are_dead_lettered_and_batch_mates_indexed(
         bad["features"] = {**bad["features"], "age": f"forty-{i}"}
         poison.append(bad)
     dead_path = tmp_path / "dead.ndjson"
-    shipper = _shipper(server.url, index, tmp_path / "spool", max_docs=1000,
+    shipper = _shipper(es_url, index, tmp_path / "spool", max_docs=1000,
                        dead_letter_path=dead_path)
     for record in good[:10] + poison[:1] + good[10:] + poison[1:]:
         shipper.ship(record)
@@ -179,14 +147,14 @@ def test_malformed_documents_are_dead_lettered_and_batch_mates_indexed(
 
 # ---- redaction ------------------------------------------------------------------------------
 
-def test_redacted_values_appear_nowhere_in_elasticsearch(server: Any, tmp_path: Path) -> None:
-    client = Elasticsearch(server.url)
+def test_redacted_values_appear_nowhere_in_elasticsearch(es_url: str, tmp_path: Path) -> None:
+    client = Elasticsearch(es_url)
     profile = _profile("redact")
     index = _prepare_index(client, profile)
     secret_city, secret_review = "zanzibar-secret-city", "my card is 4111-1111-1111-1111"
     redactor = Redactor({"features.city": "hash", "features.review": "drop",
                          "features.income": "mask"}, salt=SALT)
-    shipper = _shipper(server.url, index, tmp_path, redactor=redactor)
+    shipper = _shipper(es_url, index, tmp_path, redactor=redactor)
     record = _builder(profile).build({**_features(1), "city": secret_city,
                                       "review": secret_review}, 0.5)
     shipper.ship(record)
@@ -211,7 +179,9 @@ OUTAGE_S = 32.0
 RATE_PER_S = 100
 
 
-def test_outage_loses_nothing_and_enqueue_stays_flat(server: Any, tmp_path: Path) -> None:
+def test_outage_loses_nothing_and_enqueue_stays_flat(es_restartable: ElasticsearchServer,
+                                                     tmp_path: Path) -> None:
+    server = es_restartable  # a node of this test's own: stopping it disturbs no other test
     client = Elasticsearch(server.url)
     profile = _profile("outage")
     index = _prepare_index(client, profile)
@@ -259,7 +229,6 @@ def test_outage_loses_nothing_and_enqueue_stays_flat(server: Any, tmp_path: Path
     assert sum(shipper.stats.dropped.values()) == 0
     before, outage = latencies["before"], latencies["outage"]
     p99 = {k: statistics.quantiles(v, n=100)[98] for k, v in latencies.items()}
-    print("P99", p99, statistics.median(before), statistics.median(outage), shipper.stats)
     # Flat: the outage changes nothing on the caller's side (generous factor: shared CPU).
     assert p99["outage"] <= 10 * p99["before"], p99
     assert statistics.median(outage) <= 3 * statistics.median(before), p99
@@ -267,9 +236,9 @@ def test_outage_loses_nothing_and_enqueue_stays_flat(server: Any, tmp_path: Path
 
 # ---- crash ----------------------------------------------------------------------------------
 
-def produce(url: str, spool: str, accepted: str, first: int, count: int) -> None:
+def produce(url: str, model: str, spool: str, accepted: str, first: int, count: int) -> None:
     """The producing process: ship records at a steady rate, report accepted ids, print stats."""
-    profile = _profile("crash")
+    profile = _profile(model)
     builder = _builder(profile)
     fd = os.open(accepted, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
@@ -286,10 +255,10 @@ def produce(url: str, spool: str, accepted: str, first: int, count: int) -> None
                       "shipped": shipper.stats.shipped}), flush=True)
 
 
-def _start_producer(url: str, spool: Path, accepted: Path, first: int,
+def _start_producer(url: str, model: str, spool: Path, accepted: Path, first: int,
                     count: int) -> subprocess.Popen[str]:
     code = ("from tests.integration.test_shipper_es import produce; "
-            f"produce({url!r}, {str(spool)!r}, {str(accepted)!r}, {first}, {count})")
+            f"produce({url!r}, {model!r}, {str(spool)!r}, {str(accepted)!r}, {first}, {count})")
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, text=True,
                             stdout=subprocess.PIPE)
 
@@ -300,12 +269,13 @@ def _lines(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("first_run", ["elasticsearch_down", "elasticsearch_up"])
 def test_sigkill_then_restart_replays_every_accepted_record(
-        server: Any, tmp_path: Path, unused_url: str, first_run: str) -> None:
-    client = Elasticsearch(server.url)
-    index = _prepare_index(client, _profile("crash"))
+        es_url: str, tmp_path: Path, unused_url: str, first_run: str) -> None:
+    client = Elasticsearch(es_url)
+    model = f"crash-{first_run}"
+    index = _prepare_index(client, _profile(model))
     spool, accepted = tmp_path / "spool", tmp_path / "accepted"
-    url = unused_url if first_run == "elasticsearch_down" else server.url
-    victim = _start_producer(url, spool, accepted, 0, 100_000)
+    url = unused_url if first_run == "elasticsearch_down" else es_url
+    victim = _start_producer(url, model, spool, accepted, 0, 100_000)
     deadline = time.monotonic() + 60
     while len(_lines(accepted)) < 300 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -314,7 +284,7 @@ def test_sigkill_then_restart_replays_every_accepted_record(
     before_restart = set(_lines(accepted))
     assert len(before_restart) >= 300
 
-    second = _start_producer(server.url, spool, accepted, 1_000_000, 10)
+    second = _start_producer(es_url, model, spool, accepted, 1_000_000, 10)
     out, _ = second.communicate(timeout=120)
     assert second.returncode == 0
     stats = json.loads(out.splitlines()[-1])

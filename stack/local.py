@@ -242,6 +242,8 @@ def up(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, int]:
     run.mkdir(parents=True, exist_ok=True)
     (run / "notifications.jsonl").unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if settings.es_url:
+        _es_setup(settings, env)
     pids: dict[str, int] = {}
     try:
         for name, command in commands(settings).items():
@@ -258,6 +260,18 @@ def up(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, int]:
         down(settings)
         raise
     return pids
+
+
+def _es_setup(settings: Settings, env: dict[str, str]) -> None:
+    """As compose's `setup` service: the demo's profile, then its index template and stream."""
+    profile = settings.run_dir / "profile.json"
+    mlmon = [settings.python, "-m", "exporter.cli"]
+    for command in ([*mlmon, "demo", "--write-profile", str(profile)],
+                    [*mlmon, "es-setup", "--profile", str(profile), "--es-url", settings.es_url]):
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[2:4])} failed: {done.stderr.strip()}")
 
 
 def _check_rules_loaded(prometheus_url: str) -> None:

@@ -12,8 +12,9 @@ Use the fixtures from a test module::
     def test_round_trip(es_url: str) -> None:  # noqa: F811
         ...
 
-- `es_server` (session): one shared node; `es_url` (session): its URL. Tests sharing it use their
-  own index / data stream names, so they never see each other's documents.
+- `es_server` (session): one shared node, however many modules import the fixture; `es_url`
+  (session): its URL. Tests sharing it use their own index / data stream names, so they never
+  see each other's documents. Do not stop it: use `es_restartable` for that.
 - `es_restartable` (function): a node of the test's own, for outage tests:
   `es_restartable.stop()` then `es_restartable.start()` brings the SAME node back on the same
   port and data dir (`restart(down_s=30)` does both with a pause in between).
@@ -210,11 +211,37 @@ def running_server() -> Iterator[ElasticsearchServer]:
         server.close()
 
 
+class _Shared:
+    """The session's one shared node, reference-counted.
+
+    Test modules import the fixture, and pytest makes a separate session fixture for each
+    module that does; without this, each of them would start its own node.
+    """
+
+    server: ElasticsearchServer | None = None
+    users = 0
+
+
 @pytest.fixture(scope="session")
 def es_server() -> Iterator[ElasticsearchServer]:
     """One node shared by the whole session (starting one takes seconds)."""
-    with running_server() as server:
-        yield server
+    _require_installed()
+    if _Shared.server is None or not _Shared.server.is_running():
+        server = new_server()
+        try:
+            server.start()
+        except BaseException:
+            server.close()
+            raise
+        _Shared.server = server
+    _Shared.users += 1
+    try:
+        yield _Shared.server
+    finally:
+        _Shared.users -= 1
+        if _Shared.users == 0:
+            _Shared.server.close()
+            _Shared.server = None
 
 
 @pytest.fixture(scope="session")

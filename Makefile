@@ -32,7 +32,7 @@ bench: ## run the benchmarks; tables on stdout, JSON under bench/results/
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b --out bench/results; done
 
 lint: ## ruff
-	$(VENV)/bin/ruff check exporter log_shipper alerting demo tests bench
+	$(VENV)/bin/ruff check exporter log_shipper alerting demo grafana stack prometheus tests bench
 
 generate: ## regenerate committed files (rules, dashboards, saved objects)
 

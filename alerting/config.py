@@ -7,7 +7,7 @@ thresholds live, so a typo must not quietly fall back to something else.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonExporterDown": (),
 }
 _TOP_KEYS = ("windows", "restart_grace", "exporter_selector", "epsilon", "min_samples", "alerts",
-             "runbook_base_url")
+             "demo", "runbook_base_url")
 
 
 class ConfigError(ValueError):
@@ -65,9 +65,17 @@ class Config:
     min_samples: int
     alerts: dict[str, dict[str, Any]]
     runbook_base_url: str
+    # alert name -> its `for:` in the demo timing profile (the `demo:` section).
+    demo_for: dict[str, str]
 
     def alert(self, name: str) -> dict[str, Any]:
         return self.alerts[name]
+
+    def demo(self) -> Config:
+        """The same rules with the demo's `for:` durations (prometheus/demo/alert_rules.yml)."""
+        alerts = {name: ({**section, "for": self.demo_for[name]} if name in self.demo_for
+                         else section) for name, section in self.alerts.items()}
+        return replace(self, alerts=alerts)
 
 
 def _check_keys(section: dict[str, Any], required: tuple[str, ...], where: str) -> None:
@@ -102,6 +110,21 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...]) -> dict[str,
     return section
 
 
+def _check_demo(section: Any) -> dict[str, str]:
+    if not isinstance(section, dict):
+        raise ConfigError("demo: must be a mapping")
+    _check_keys(section, ("for",), "demo")
+    durations = section["for"]
+    if not isinstance(durations, dict) or not durations:
+        raise ConfigError("demo.for: a non-empty mapping of alert name -> duration")
+    unknown = [name for name in durations if name not in ALERT_KEYS]
+    if unknown:
+        raise ConfigError(f"demo.for: unknown alert(s) {', '.join(map(str, unknown))}")
+    for duration in durations.values():
+        duration_seconds(duration)
+    return {str(name): str(duration) for name, duration in durations.items()}
+
+
 def parse(data: Any) -> Config:
     """Validate a loaded YAML document."""
     if not isinstance(data, dict):
@@ -128,6 +151,7 @@ def parse(data: Any) -> Config:
         min_samples=int(data["min_samples"]),
         alerts={name: _check_alert(name, alerts[name], windows) for name in ALERT_KEYS},
         runbook_base_url=str(data["runbook_base_url"]),
+        demo_for=_check_demo(data["demo"]),
     )
 
 

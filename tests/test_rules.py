@@ -50,7 +50,7 @@ def test_generation_is_deterministic() -> None:
     assert generate.outputs(config) == generate.outputs(cfg.load())
 
 
-@pytest.mark.parametrize("module", ["drift_cases.py", "alert_cases.py"])
+@pytest.mark.parametrize("module", ["drift_cases.py", "alert_cases.py", "demo_alert_cases.py"])
 def test_promtool_test_files_match_their_builders(module: str) -> None:
     builder = _load(PROMETHEUS_TESTS / module)
     assert builder.PATH.read_text(encoding="utf-8") == builder.render()
@@ -69,7 +69,7 @@ def test_every_alert_has_a_runbook_section_and_a_promtool_test() -> None:
 
 
 def test_every_rule_carries_a_comment() -> None:
-    for path in (generate.RECORDING_PATH, generate.ALERTS_PATH):
+    for path in (generate.RECORDING_PATH, generate.ALERTS_PATH, generate.DEMO_ALERTS_PATH):
         lines = path.read_text(encoding="utf-8").splitlines()
         for i, line in enumerate(lines):
             if line.lstrip().startswith(("- record:", "- alert:")):
@@ -93,6 +93,10 @@ def test_headline_names_exist() -> None:
     (lambda d: d["alerts"]["MlmonFeatureDrift"].update(severity="page"), "severity"),
     (lambda d: d["alerts"]["MlmonFeatureDrift"].pop("for"), "missing key(s) for"),
     (lambda d: d.update(windows=["5 minutes"]), "bad duration"),
+    (lambda d: d.pop("demo"), "missing key(s) demo"),
+    (lambda d: d["demo"]["for"].update(MlmonFeatureDrfit="1m"), "demo.for: unknown alert(s)"),
+    (lambda d: d["demo"]["for"].update(MlmonFeatureDrift="one minute"), "bad duration"),
+    (lambda d: d["demo"].update(group_wait="10s"), "demo: unknown key(s) group_wait"),
 ])
 def test_config_errors_are_loud(change, message: str) -> None:
     data = copy.deepcopy(yaml.safe_load(cfg.CONFIG_PATH.read_text()))
@@ -111,18 +115,70 @@ def test_thresholds_come_from_the_config() -> None:
     assert "> 0.37" in drift_rule["expr"] and drift_rule["for"] == "42m"
 
 
-def test_promtool_check_config_and_rules() -> None:
-    promtool = _tool("promtool")
-    result = _run(promtool, "check", "config", "prometheus/prometheus.yml")
+def _alerts(path: Path) -> dict[str, dict]:
+    return {r["alert"]: r for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"]}
+
+
+def test_demo_alerts_differ_from_production_only_in_the_configured_for() -> None:
+    config = cfg.load()
+    production, demo = _alerts(generate.ALERTS_PATH), _alerts(generate.DEMO_ALERTS_PATH)
+    assert list(demo) == list(production)
+    assert config.demo_for and set(config.demo_for) < set(production)
+    for name, rule in production.items():
+        expected = {**rule, "for": config.demo_for[name]} if name in config.demo_for else rule
+        assert demo[name] == expected, name
+    # The alerts that fire on a starting or empty stack keep their production timing, so the
+    # demo's healthy period stays silent.
+    for name in ("MlmonNotEnoughData", "MlmonThroughputZero", "MlmonExporterDown"):
+        assert name not in config.demo_for
+
+
+def test_demo_prometheus_config_is_production_with_the_demo_alerts() -> None:
+    production = yaml.safe_load(generate.PROMETHEUS_PATH.read_text())
+    demo = yaml.safe_load(generate.DEMO_PROMETHEUS_PATH.read_text())
+    assert demo["rule_files"] == ["../recording_rules.yml", "alert_rules.yml"]
+    assert {k: v for k, v in demo.items() if k != "rule_files"} == {
+        k: v for k, v in production.items() if k != "rule_files"}
+    base = generate.DEMO_PROMETHEUS_PATH.parent
+    assert [(base / f).resolve() for f in demo["rule_files"]] == [
+        generate.RECORDING_PATH, generate.DEMO_ALERTS_PATH]
+
+
+def test_demo_prometheus_config_needs_the_production_alerts_to_swap() -> None:
+    text = generate.PROMETHEUS_PATH.read_text().replace("../alerting/alert_rules.yml",
+                                                        "../alerting/other.yml")
+    with pytest.raises(ValueError, match="does not load alert_rules.yml"):
+        generate.outputs(cfg.load(), prometheus_text=text)
+
+
+def test_check_reports_a_stale_demo_file_without_writing(tmp_path: Path, capsys) -> None:
+    data = yaml.safe_load(cfg.CONFIG_PATH.read_text())
+    data["demo"]["for"]["MlmonFeatureDrift"] = "3m"
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    before = generate.DEMO_ALERTS_PATH.read_text()
+    assert generate.main(["--config", str(changed), "--check"]) == 1
+    assert "prometheus/demo/alert_rules.yml" in capsys.readouterr().err
+    assert generate.DEMO_ALERTS_PATH.read_text() == before
+    assert generate.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("config", ["prometheus/prometheus.yml", "prometheus/demo/prometheus.yml"])
+def test_promtool_check_config(config: str) -> None:
+    result = _run(_tool("promtool"), "check", "config", config)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 2 rule files found" in result.stdout
-    result = _run(promtool, "check", "rules", str(generate.RECORDING_PATH),
-                  str(generate.ALERTS_PATH))
+
+
+def test_promtool_check_rules() -> None:
+    result = _run(_tool("promtool"), "check", "rules", str(generate.RECORDING_PATH),
+                  str(generate.ALERTS_PATH), str(generate.DEMO_ALERTS_PATH))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "duplicate" not in result.stdout
 
 
-@pytest.mark.parametrize("test_file", ["drift_recording_test.yml", "alerts_test.yml"])
+@pytest.mark.parametrize("test_file", ["drift_recording_test.yml", "alerts_test.yml",
+                                       "demo_alerts_test.yml"])
 def test_promtool_unit_tests(test_file: str) -> None:
     result = _run(_tool("promtool"), "test", "rules", str(PROMETHEUS_TESTS / test_file))
     assert result.returncode == 0, result.stdout + result.stderr

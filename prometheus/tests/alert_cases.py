@@ -349,14 +349,19 @@ def render() -> str:
         "rule_files:", "  - ../recording_rules.yml", "  - ../../alerting/alert_rules.yml",
         "evaluation_interval: 1m", f"group_eval_order: {json.dumps(group_order())}", "tests:"]
     for make in CASES:
-        case = make()
-        lines += [f"  # {case.name}", "  - interval: 1m", "    input_series:"]
-        for series, values in case.series:
-            lines += [f"      - series: {json.dumps(series)}",
-                      f"        values: {json.dumps(values)}"]
-        lines.append("    alert_rule_test:")
-        lines += [f"      - {json.dumps(check, sort_keys=False)}" for check in case.checks]
+        lines += case_lines(make())
     return "\n".join(lines) + "\n"
+
+
+def case_lines(case: Case) -> list[str]:
+    """One test of the promtool test file (also used by demo_alert_cases.py)."""
+    lines = [f"  # {case.name}", "  - interval: 1m", "    input_series:"]
+    for series, values in case.series:
+        lines += [f"      - series: {json.dumps(series)}",
+                  f"        values: {json.dumps(values)}"]
+    lines.append("    alert_rule_test:")
+    lines += [f"      - {json.dumps(check, sort_keys=False)}" for check in case.checks]
+    return lines
 
 
 if __name__ == "__main__":

@@ -26,10 +26,11 @@ down: ## stop the Docker stack (keeps the named volumes; `docker compose down -v
 demo: ## run the demo model service alone on 127.0.0.1:8000 (exporter + shipper + /metrics)
 	$(VENV)/bin/mlmon demo
 
-# `make stack`: the same stack as local processes (no Docker). Elasticsearch comes from the
-# Maven-fetched distribution (`es-start`, mk/elasticsearch.mk). STACK_FLAGS passes options to
-# stack/local.py, e.g. STACK_FLAGS='--fast-alerts 1m --healthy-s 120' for a quick demo, or
-# '--port-base 19000' when the compose ports are taken.
+# `make stack`: the same stack as local processes (no Docker), with the same demo timing profile
+# as docker-compose (prometheus/demo/prometheus.yml). Elasticsearch comes from the Maven-fetched
+# distribution (`es-start`, mk/elasticsearch.mk). STACK_FLAGS passes options to stack/local.py,
+# e.g. STACK_FLAGS='--healthy-s 60' for a shorter healthy phase, or '--port-base 19000' when the
+# compose ports are taken.
 STACK_DIR ?= .run/stack
 STACK_FLAGS ?=
 

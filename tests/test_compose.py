@@ -7,6 +7,7 @@ webhook and datasource URLs, bind-mounted paths and the files Prometheus loads f
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from alerting import generate
 from tests.conftest import missing_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,20 +141,14 @@ def _bind_mounts(resolved: dict[str, Any]) -> list[tuple[str, Path, str]]:
 def test_bind_mounts_exist_and_named_volumes_are_declared(resolved: dict[str, Any]) -> None:
     mounts = _bind_mounts(resolved)
     assert mounts
-    waiting = []
     for name, source, _target in mounts:
         assert source.is_relative_to(REPO), f"{name}: {source} is outside the repository"
-        if source.relative_to(REPO).parts[0] in ("logstash", "kibana") and not source.exists():
-            waiting.append(source)  # the Elasticsearch assets area; checked once it lands
-            continue
         assert source.exists(), f"{name}: {source.relative_to(REPO)} does not exist"
     declared = set(resolved.get("volumes", {}))
     for name, service in resolved["services"].items():
         for source, _target in _volumes(service):
             if not source.startswith("/"):
                 assert source in declared, f"{name}: volume {source} is not declared"
-    if waiting:
-        pytest.skip(f"not landed yet: {[str(p.relative_to(REPO)) for p in waiting]}")
 
 
 def _host_path(resolved: dict[str, Any], service: str, container_path: str) -> Path:
@@ -163,10 +159,9 @@ def _host_path(resolved: dict[str, Any], service: str, container_path: str) -> P
     raise AssertionError(f"{service}: nothing is mounted at {container_path}")
 
 
-def _read_upstream(path: Path) -> str:
-    """A file another area owns; while it has not landed yet, skip instead of failing."""
-    if not path.exists():
-        pytest.skip(f"{path.relative_to(REPO)} has not landed yet")
+def _read(path: Path) -> str:
+    """A mounted file; a missing one is a failure (the container would not start)."""
+    assert path.is_file(), f"{path.relative_to(REPO)} does not exist"
     return path.read_text()
 
 
@@ -188,7 +183,7 @@ def _assert_service_url(resolved: dict[str, Any], where: str, address: str) -> N
 def test_prometheus_config_targets_and_rule_files(resolved: dict[str, Any]) -> None:
     command = resolved["services"]["prometheus"]["command"]
     config_path = _host_path(resolved, "prometheus", _flag(command, "--config.file"))
-    config = yaml.safe_load(_read_upstream(config_path))
+    config = yaml.safe_load(_read(config_path))
     targets = [t for job in config["scrape_configs"] for sc in job.get("static_configs", [])
                for t in sc["targets"]]
     assert targets
@@ -202,16 +197,44 @@ def test_prometheus_config_targets_and_rule_files(resolved: dict[str, Any]) -> N
         for sc in am["static_configs"]:
             for target in sc["targets"]:
                 _assert_service_url(resolved, "alertmanager", target)
-    for rule_file in config.get("rule_files", []):
-        inside = str(Path(_flag(command, "--config.file")).parent / rule_file)
+    assert config["rule_files"]
+    for rule_file in config["rule_files"]:
+        inside = os.path.normpath(Path(_flag(command, "--config.file")).parent / rule_file)
         matches = list(_host_path(resolved, "prometheus", inside).parent.glob(Path(inside).name))
         assert matches, f"rule file {rule_file} does not resolve to a mounted file"
+
+
+def test_prometheus_runs_the_generated_demo_timing_profile(resolved: dict[str, Any]) -> None:
+    command = resolved["services"]["prometheus"]["command"]
+    config_path = _host_path(resolved, "prometheus", _flag(command, "--config.file"))
+    assert config_path.resolve() == generate.DEMO_PROMETHEUS_PATH
+    config = yaml.safe_load(_read(config_path))
+    loaded = {(config_path.parent / f).resolve() for f in config["rule_files"]}
+    assert loaded == {generate.RECORDING_PATH, generate.DEMO_ALERTS_PATH}
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert {"prometheus", "alertmanager", "mlmon"} <= jobs
+
+
+def _needs(services: dict[str, Any], name: str) -> set[str]:
+    """Every service `name` waits for, directly or through others."""
+    direct = set(services[name].get("depends_on", {}))
+    return direct.union(*(_needs(services, d) for d in direct))
+
+
+def test_traffic_waits_for_elasticsearch_setup_but_not_for_kibana(
+        resolved: dict[str, Any]) -> None:
+    """Kibana's start is not on the path to the first prediction (the 10-minute budget)."""
+    services = resolved["services"]
+    needs = _needs(services, "traffic")
+    assert {"demo", "setup", "elasticsearch"} <= needs
+    assert not needs & {"kibana", "kibana-setup", "es-users"}
+    assert "kibana" in _needs(services, "kibana-setup")
 
 
 def test_alertmanager_webhooks_point_at_services(resolved: dict[str, Any]) -> None:
     command = resolved["services"]["alertmanager"]["command"]
     config = yaml.safe_load(
-        _read_upstream(_host_path(resolved, "alertmanager", _flag(command, "--config.file"))))
+        _read(_host_path(resolved, "alertmanager", _flag(command, "--config.file"))))
     urls = [w["url"] for r in config["receivers"] for w in r.get("webhook_configs", [])]
     assert urls
     for url in urls:

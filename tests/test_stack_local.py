@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
-from stack.fast_rules import DATA_ALERTS, fast_config
+from alerting import generate
+from stack.fast_rules import fast_config
 from stack.local import (
     PROMETHEUS_CONFIG,
     SERVICE_PORTS,
@@ -55,24 +57,37 @@ def test_alertmanager_config_rewrites_webhooks_and_grouping() -> None:
     assert local["route"]["receiver"] == original["route"]["receiver"]
 
 
-def test_committed_rule_files_resolve_to_existing_files() -> None:
+def test_the_stack_runs_the_demo_timing_profile() -> None:
     original = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    paths = rule_files(Settings(), original)
-    assert paths and all(Path(p).is_file() for p in paths)
+    paths = [Path(p) for p in rule_files(Settings(), original)]
+    assert paths == [generate.RECORDING_PATH, generate.DEMO_ALERTS_PATH]
+    assert all(p.is_file() for p in paths)
 
 
-def test_fast_rules_shorten_only_the_data_alerts(tmp_path: Path) -> None:
+def test_fast_rules_shorten_only_the_demo_alerts(tmp_path: Path) -> None:
     committed = yaml.safe_load((REPO / "alerting" / "config.yaml").read_text())
     fast = fast_config("10s")
-    for name, section in fast["alerts"].items():
-        expected = "10s" if name in DATA_ALERTS else committed["alerts"][name]["for"]
-        assert section["for"] == expected, name
+    assert fast["demo"]["for"] == {name: "10s" for name in committed["demo"]["for"]}
+    assert fast["alerts"] == committed["alerts"]  # the production timing is untouched
     config = tmp_path / "fast.yaml"
     config.write_text(yaml.safe_dump(fast))
     paths = rule_files(Settings(run_dir=tmp_path, rules_config=config), yaml.safe_load(
         PROMETHEUS_CONFIG.read_text()))
-    alert_text = next(Path(p).read_text() for p in paths if "alert" in Path(p).name)
-    assert "for: 10s" in alert_text
+    assert [Path(p).name for p in paths] == ["recording_rules.yml", "alert_rules.yml"]
+    alerts = {r["alert"]: r["for"] for g in yaml.safe_load(Path(paths[1]).read_text())["groups"]
+              for r in g["rules"]}
+    for name, duration in alerts.items():
+        expected = "10s" if name in committed["demo"]["for"] else committed["alerts"][name]["for"]
+        assert duration == expected, name
+    assert Path(paths[0]).read_text() == generate.RECORDING_PATH.read_text()
+
+
+def test_a_bad_rules_config_is_one_readable_error(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("windows: [5m]\n")
+    with pytest.raises(RuntimeError, match="missing key"):
+        rule_files(Settings(run_dir=tmp_path, rules_config=config),
+                   yaml.safe_load(PROMETHEUS_CONFIG.read_text()))
 
 
 def test_a_relative_run_dir_becomes_absolute() -> None:

@@ -5,14 +5,15 @@
     GET  /healthz  -> {"status": "ok", ...}
     GET  /metrics  Prometheus exposition (model series, shipper health, process)
 
-Every prediction goes through one `PredictionLogger.record()` call, which counts it in the
-exporter and ships the ECS record to Elasticsearch. Monitoring never fails a prediction.
+Every request runs under `PredictionLogger.track_request()` (in-flight gauge, latency, outcome)
+and every prediction goes through one `PredictionLogger.record()` call, which counts it in the
+exporter and ships the ECS record to Elasticsearch (latency in `event.duration`; the histogram
+counts it once, for the request). Monitoring never fails a prediction.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,8 +46,7 @@ class PredictRequest(BaseModel):
 def create_app(model: DemoModel, logger: PredictionLogger,
                registry: CollectorRegistry) -> FastAPI:
     """The app; `logger.monitor` must be registered on `registry` (it is what /metrics shows)."""
-    monitor = logger.monitor
-    if monitor is None:
+    if logger.monitor is None:
         raise ValueError("the demo service needs a PredictionLogger with a monitor")
     if logger.shipper is not None:
         shipper = logger.shipper
@@ -68,17 +68,14 @@ def create_app(model: DemoModel, logger: PredictionLogger,
 
     @app.post("/predict")
     def predict(request: PredictRequest) -> dict[str, Any]:
-        # Latency is counted once, by record(); the outcome by record_request() (no latency).
-        start = time.perf_counter()
-        try:
-            prediction = model.predict_one(request.features)
-        except Exception as exc:  # a model failure is the service's error, counted as such
-            monitor.record_request(time.perf_counter() - start, ok=False)
-            raise HTTPException(status_code=500, detail="prediction failed") from exc
-        latency = time.perf_counter() - start
-        event_id = logger.record(request.features, prediction, latency_s=latency,
-                                 request_id=request.request_id)
-        monitor.record_request(ok=True)
+        # The HTTPException leaves the block raising, so a model failure counts as an error.
+        with logger.track_request():
+            try:
+                prediction = model.predict_one(request.features)
+            except Exception as exc:
+                raise HTTPException(status_code=500, detail="prediction failed") from exc
+            event_id = logger.record(request.features, prediction,
+                                     request_id=request.request_id)
         return {"prediction": prediction, "model": model.name,
                 "model_version": model.version, "event_id": event_id}
 

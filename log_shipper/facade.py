@@ -3,14 +3,21 @@
 `PredictionLogger.record(...)` runs `ModelMonitor.observe()` for the metrics, builds the ECS
 record with the flags the monitor found, and hands it to the shipper and/or the JSON-lines log.
 It never raises: a failure is counted in `errors` and the prediction goes on.
+
+`with logger.track_request():` around the request adds the monitor's in-flight gauge, latency
+and outcome; `record()` calls inside it leave the latency histogram to the request (so it is
+counted once per request) and still put the latency in the record's `event.duration`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from log_shipper.logging_sink import JsonLinesSink
@@ -19,10 +26,53 @@ from log_shipper.redact import Redactor
 from log_shipper.shipper import Shipper
 
 if TYPE_CHECKING:
-    from exporter.monitor import ModelMonitor
+    from exporter.monitor import ModelMonitor, RequestTracker
     from exporter.profile import Profile
 
 log = logging.getLogger(__name__)
+
+
+class TrackedRequest:
+    """One request under `PredictionLogger.track_request()` (a context manager).
+
+    Entering counts the request in flight; leaving counts its latency and outcome (error when
+    the block raises, or after `error()`) through the monitor, once. While it is open,
+    `record()` of the same logger does not count latency again.
+    """
+
+    def __init__(self, monitor: ModelMonitor | None) -> None:
+        self.monitor = monitor
+        self._tracker: RequestTracker | None = monitor.track_request() if monitor else None
+        self._start = 0.0
+        self._token: Token[TrackedRequest | None] | None = None
+
+    def error(self) -> None:
+        """Mark the request failed without raising (e.g. a 4xx/5xx answer built by hand)."""
+        if self._tracker is not None:
+            self._tracker.error()
+
+    def elapsed_s(self) -> float:
+        """Seconds since the request started."""
+        return time.perf_counter() - self._start
+
+    def __enter__(self) -> TrackedRequest:
+        self._start = time.perf_counter()
+        self._token = _CURRENT.set(self)
+        if self._tracker is not None:
+            self._tracker.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+        if self._tracker is not None:
+            self._tracker.__exit__(exc_type, exc, tb)
+
+
+# The request open in this thread / task. A context variable, not a thread-local, so async
+# handlers sharing a thread each see their own request.
+_CURRENT: ContextVar[TrackedRequest | None] = ContextVar("mlmon_tracked_request", default=None)
 
 
 class PredictionLogger:
@@ -32,6 +82,9 @@ class PredictionLogger:
     ...                                        spool_dir="/var/lib/mlmon/spool",
     ...                                        service_name="churn-api", environment="prod")
     >>> event_id = logger.record({"age": 42, "city": "paris"}, 0.73, latency_s=0.012)
+    >>> with logger.track_request():       # or: in-flight, latency and outcome per request
+    ...     y = model.predict(x)
+    ...     event_id = logger.record(x, y)  # latency counted once, by the request
     >>> logger.close()
     """
 
@@ -93,13 +146,23 @@ class PredictionLogger:
         scores: Mapping[str, float] | float | None = None,
         request_id: str | None = None,
     ) -> str | None:
-        """Observe and ship one prediction; returns the record's id (None when it failed)."""
+        """Observe and ship one prediction; returns the record's id (None when it failed).
+
+        Inside `track_request()` the request counts the latency; the record's `event.duration`
+        is `latency_s`, or when it is None the time since the request started.
+        """
         try:
             flags: Mapping[str, tuple[str, ...]] = {}
             unknown: tuple[str, ...] | None = None
+            monitor_latency = latency_s
+            request = _CURRENT.get()
+            if request is not None and request.monitor is self.monitor:
+                monitor_latency = None
+                if latency_s is None:
+                    latency_s = request.elapsed_s()
             if self.monitor is not None:
-                observation = self.monitor.observe(features, prediction, latency_s=latency_s,
-                                                   scores=scores)
+                observation = self.monitor.observe(features, prediction,
+                                                   latency_s=monitor_latency, scores=scores)
                 flags, unknown = observation.flags, observation.unknown_features
             record = self.builder.build(features, prediction, latency_s=latency_s,
                                         scores=scores, request_id=request_id, flags=flags,
@@ -112,6 +175,11 @@ class PredictionLogger:
         except Exception:  # noqa: BLE001 - monitoring must not break the prediction
             self.errors += 1
             return None
+
+    def track_request(self) -> TrackedRequest:
+        """`with logger.track_request():` around one request: in-flight gauge, latency and
+        outcome through the monitor, with `record()` inside not counting the latency again."""
+        return TrackedRequest(self.monitor)
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush the shipper and the log sink; True when everything was delivered."""

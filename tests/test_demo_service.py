@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from demo.service import create_app
 from exporter.cli import main
 from exporter.profile import Profile
 from log_shipper.facade import PredictionLogger
+from log_shipper.logging_sink import JsonLinesSink
 
 MODEL = train()
 PROFILE = build_profile(MODEL)
@@ -49,6 +51,43 @@ def test_predict_answers_and_counts_one_observation(service) -> None:
     assert _value(registry, "mlmon_requests_total", outcome="ok") == 1
     assert _value(registry, "mlmon_inference_latency_seconds_count") == 1  # counted once
     assert _value(registry, "mlmon_prediction_value_count") == 1
+
+
+class _SpyModel:
+    """The demo model, reading the in-flight gauge while it predicts (or failing)."""
+
+    def __init__(self, registry: CollectorRegistry, fail: bool = False) -> None:
+        self.name, self.version = MODEL.name, MODEL.version
+        self.registry, self.fail, self.in_flight = registry, fail, []
+
+    def predict_one(self, record: dict) -> float:
+        self.in_flight.append(_value(self.registry, "mlmon_requests_in_flight"))
+        if self.fail:
+            raise RuntimeError("model broke")
+        return MODEL.predict_one(record)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_each_request_is_in_flight_once_and_the_record_keeps_its_latency(
+        tmp_path: Path, fail: bool) -> None:
+    registry = CollectorRegistry()
+    log = tmp_path / "records.log"
+    logger = PredictionLogger.from_profile(
+        PROFILE, service_name="diabetes-api", environment="test", registry=registry,
+        log_sink=JsonLinesSink.file(str(log), logger_name=f"mlmon.test.demo.{fail}"))
+    model = _SpyModel(registry, fail=fail)
+    with TestClient(create_app(model, logger, registry)) as client:  # type: ignore[arg-type]
+        for _ in range(3):
+            answer = client.post("/predict", json={"features": MODEL.records()[0]})
+            assert answer.status_code == (500 if fail else 200)
+    assert model.in_flight == [1.0, 1.0, 1.0]
+    assert _value(registry, "mlmon_requests_in_flight") == 0
+    assert _value(registry, "mlmon_inference_latency_seconds_count") == 3  # once per request
+    assert _value(registry, "mlmon_requests_total", outcome="error" if fail else "ok") == 3
+    assert _value(registry, "mlmon_requests_total", outcome="ok" if fail else "error") == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    assert len(records) == (0 if fail else 3)
+    assert all(r["event"]["duration"] > 0 for r in records)
 
 
 def test_drifted_records_show_up_in_the_series(service) -> None:

@@ -79,3 +79,67 @@ def test_facade_never_raises(sample_profile: Profile) -> None:
                                            registry=CollectorRegistry())
     assert logger.record(None, 1.0) is None  # type: ignore[arg-type]
     assert logger.errors == 1
+
+
+def _model_sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, {"model": "churn", "model_version": "3", **labels})
+
+
+def _logged(sample_profile: Profile, tmp_path: Path) -> tuple[PredictionLogger, CollectorRegistry,
+                                                               Path]:
+    path = tmp_path / "records.log"
+    registry = CollectorRegistry()
+    logger = PredictionLogger.from_profile(
+        sample_profile, service_name="churn-api", environment="test", registry=registry,
+        log_sink=JsonLinesSink.file(str(path), logger_name=f"mlmon.test.{tmp_path.name}"))
+    return logger, registry, path
+
+
+def test_track_request_counts_latency_once_and_the_record_keeps_it(
+        sample_profile: Profile, tmp_path: Path) -> None:
+    logger, registry, path = _logged(sample_profile, tmp_path)
+    latency = "mlmon_inference_latency_seconds_count"
+    for i in range(2):
+        with logger.track_request():
+            assert _model_sample(registry, "mlmon_requests_in_flight") == 1
+            logger.record({"age": 30.0, "city": "paris"}, 0.5, request_id=f"a-{i}")
+            logger.record({"age": 31.0, "city": "rome"}, 0.4, latency_s=0.25, request_id=f"b-{i}")
+        assert _model_sample(registry, "mlmon_requests_in_flight") == 0
+        assert _model_sample(registry, latency) == i + 1  # +1 per request, not per record
+    assert _model_sample(registry, "mlmon_requests_total", outcome="ok") == 2
+    assert _model_sample(registry, "mlmon_observations_total") == 4
+    assert logger.close() is True
+    docs = {d["event"]["id"]: d for d in map(json.loads, path.read_text().splitlines())}
+    # Without latency_s the record carries the time since the request started; with it, that.
+    assert docs["a-0"]["event"]["duration"] > 0
+    assert docs["b-0"]["event"]["duration"] == 250_000_000
+    # Outside a request record() counts the latency itself, as before.
+    logger.record({"age": 30.0}, 0.5, latency_s=0.01)
+    assert _model_sample(registry, latency) == 3
+
+
+def test_track_request_counts_an_error_when_the_block_raises(
+        sample_profile: Profile, tmp_path: Path) -> None:
+    logger, registry, _path = _logged(sample_profile, tmp_path)
+    try:
+        with logger.track_request():
+            raise RuntimeError("model failed")
+    except RuntimeError:
+        pass
+    with logger.track_request() as request:
+        request.error()
+    assert _model_sample(registry, "mlmon_requests_total", outcome="error") == 2
+    assert _model_sample(registry, "mlmon_requests_in_flight") == 0
+    assert _model_sample(registry, "mlmon_inference_latency_seconds_count") == 2
+    logger.close()
+
+
+def test_a_request_of_another_monitor_does_not_hide_this_loggers_latency(
+        sample_profile: Profile, tmp_path: Path) -> None:
+    logger, registry, _path = _logged(sample_profile, tmp_path)
+    other = PredictionLogger.from_profile(sample_profile, service_name="s", environment="e",
+                                          registry=CollectorRegistry())
+    with other.track_request():
+        logger.record({"age": 30.0}, 0.5, latency_s=0.01)
+    assert _model_sample(registry, "mlmon_inference_latency_seconds_count") == 1
+    logger.close()

@@ -36,8 +36,11 @@ lint: ## ruff
 
 generate: ## regenerate committed files (rules, dashboards, saved objects)
 
-check-generated: generate ## fail when regenerating changes a committed file
-	@git diff --exit-code --stat -- prometheus alerting grafana kibana || \
-	  { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+GENERATED_DIRS := prometheus alerting grafana kibana
+
+check-generated: generate ## fail when regenerating changes (or adds) a committed file
+	@if [ -n "$$(git status --porcelain -- $(GENERATED_DIRS))" ]; then \
+	  git status --short -- $(GENERATED_DIRS); git diff --stat -- $(GENERATED_DIRS); \
+	  echo "generated files are stale: run 'make generate' and commit"; exit 1; fi
 
 -include mk/*.mk

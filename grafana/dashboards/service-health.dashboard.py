@@ -4,6 +4,7 @@ from grafanalib.elasticsearch import CountMetricAgg, DateHistogramGroupBy, Elast
 from panels import ELASTICSEARCH, RED, dashboard, layout, q, steps, timeseries
 
 rate = "[$__rate_interval]"
+am_integrations = '{integration=~"webhook|slack|email"}'
 shipper = "sum by (job, instance) (rate(mlmon_shipper_%s_total" + rate + "))"
 
 records = timeseries("Records indexed in Elasticsearch", [], unit="short",
@@ -53,14 +54,24 @@ panels = layout([
            "rule failures {{rule_group}}", "A"),
          q("max by (rule_group) (prometheus_rule_group_last_duration_seconds)",
            "eval seconds {{rule_group}}", "B"),
-         # Prometheus' side of the notifications (Alertmanager itself is not scraped).
+         # Prometheus' side: alerts handed to Alertmanager (its own side is the next row).
          q(f"sum by (alertmanager) (rate(prometheus_notifications_sent_total{rate}))",
            "alerts sent {{alertmanager}}", "C"),
          q(f"sum by (alertmanager) (rate(prometheus_notifications_errors_total{rate}))",
            "send errors {{alertmanager}}", "D")]), 8)],
+    # Alertmanager's own metrics (the `alertmanager` scrape job): whether notifications leave it.
+    # Only the integrations alerting/amconfig.py can configure, not all ten it pre-creates.
+    [(timeseries("Notifications sent by Alertmanager", [
+        q(f"sum by (integration) (rate(alertmanager_notifications_total{am_integrations}{rate}))",
+          "sent {{integration}}", "A"),
+        q("sum by (integration) "
+          f"(rate(alertmanager_notifications_failed_total{am_integrations}{rate}))",
+          "failed {{integration}}", "B")], unit="ops", thresholds=steps((0.001, RED))), 12),
+     (timeseries("Alerts in Alertmanager", [
+         q("sum by (state) (alertmanager_alerts)", "{{state}}")]), 12)],
 ])
 
 dashboard = dashboard(
     "mlmon / Service and pipeline health", "mlmon-service-health",
-    "Process CPU, memory and GC, scrape health, rule evaluation, notifications, and the log "
-    "shipper's queue, spool and losses.", panels)
+    "Process CPU, memory and GC, scrape health, rule evaluation, notifications (Prometheus' and "
+    "Alertmanager's side), and the log shipper's queue, spool and losses.", panels)

@@ -135,7 +135,8 @@ def _categorical_unusual(c: Any, base: int, slots: dict[str, int], unseen: int,
 
 
 # Returned for every record with nothing to report; read-only, so sharing it is safe.
-_CLEAN = Observation(MappingProxyType({}), ())  # type: ignore[arg-type]
+_NO_FLAGS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+_CLEAN = Observation(_NO_FLAGS, ())
 
 
 class ModelMonitor:
@@ -328,14 +329,15 @@ class ModelMonitor:
                     self._latency(c, latency_s)
             if flags is None and not unknown:
                 return _CLEAN  # nothing to report: no allocation
-            return Observation({} if flags is None else flags, unknown)
+            # a read-only view (documented): the caller cannot edit what we report
+            return Observation(_NO_FLAGS if flags is None else MappingProxyType(flags), unknown)
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
             return self._reject("internal_error")
 
     def _reject(self, reason: str) -> Observation:
         with self.storage.lock:
             self.storage.values[self.layout.rejected[reason]] += 1.0
-        return Observation({}, (), reason)
+        return Observation(_NO_FLAGS, (), reason)
 
     def _prediction(self, c: Any, y: Any, scores: Any) -> None:
         lay = self.layout

@@ -233,3 +233,14 @@ def test_a_mapping_whose_get_fails_is_counted_not_raised(monitor, registry):
     obs = monitor.observe(Broken(age=1))
     assert isinstance(obs, Observation) and obs.rejected == "internal_error"
     assert value(registry, "mlmon_rejected_total", reason="internal_error") == 1.0
+
+
+@pytest.mark.parametrize("features", [
+    {"age": "old"},                       # flagged
+    {"age": 30.0, "city": "paris", "income": 10.0, "review": "good", "colour": "red"},  # unknown
+    [("age", 30.0)],                      # rejected
+])
+def test_observation_flags_are_read_only(monitor, features):
+    obs = monitor.observe(features)
+    with pytest.raises(TypeError):
+        obs.flags["age"] = ("missing",)  # type: ignore[index]

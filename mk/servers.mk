@@ -1,3 +1,13 @@
-# Real servers for the tests and `make stack`: installed from Debian packages and Maven Central.
-.PHONY: install-servers
-install-servers: ## install Prometheus, Alertmanager (apt) and Elasticsearch (Maven) for tests
+# Real servers and tools for the tests and `make stack`: Debian packages and Maven Central.
+# Each area adds its own prerequisite to install-servers (mk/prometheus.mk, mk/elasticsearch.mk).
+.PHONY: install-servers install-docker-compose
+install-servers: install-docker-compose ## install Prometheus, Alertmanager (apt), Elasticsearch (Maven), docker-compose
+
+# Debian's docker-compose 1.29 validates docker-compose.yml without a Docker engine
+# (tests/test_compose.py); it is not used to run anything.
+install-docker-compose:
+	@if command -v docker-compose >/dev/null; then echo "docker-compose already installed"; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends docker-compose; \
+	fi

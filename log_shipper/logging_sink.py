@@ -6,7 +6,8 @@ record's fields (sorted keys), so Logstash indexes the same field names as the d
 
 The caller's thread only puts the record on a bounded queue (`QueueHandler`); a listener thread
 redacts, formats and writes it, so a slow disk or a down Logstash never delays a prediction.
-A full queue drops the line and counts it (`dropped`).
+A full queue drops the line and counts it (`dropped`). Every sink has its own logger, queue and
+listener: sinks never see each other's records.
 """
 
 from __future__ import annotations
@@ -81,8 +82,11 @@ class JsonLinesSink:
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
         self._front = _DroppingQueueHandler(self._queue)
         self._listener = logging.handlers.QueueListener(self._queue, handler)
-        self._logger = logging.getLogger(logger_name)
-        self._logger.setLevel(logging.INFO)
+        # A private logger, not `logging.getLogger(name)`: a named logger is process-global, so
+        # two sinks sharing it would each receive the other's records (a record meant for a
+        # redacting sink would reach a sink without a redactor, raw). This one is registered
+        # nowhere, has no parent and only this sink's handler.
+        self._logger = logging.Logger(logger_name, logging.INFO)
         self._logger.propagate = False  # records are data, not the application's log
         self._logger.addHandler(self._front)
         self._listener.start()

@@ -143,3 +143,21 @@ def test_a_request_of_another_monitor_does_not_hide_this_loggers_latency(
         logger.record({"age": 30.0}, 0.5, latency_s=0.01)
     assert _model_sample(registry, "mlmon_inference_latency_seconds_count") == 1
     logger.close()
+
+
+def test_two_sinks_never_see_each_others_records(tmp_path: Path) -> None:
+    # Each sink has its own logger and queue: a record for the sink with a redactor must not
+    # reach another sink (raw, since that one redacts nothing), and vice versa.
+    private = JsonLinesSink.file(str(tmp_path / "pii.log"),
+                                 redactor=Redactor({"features.email": "mask"}))
+    other = JsonLinesSink.file(str(tmp_path / "other.log"))
+    private.emit(RECORD)
+    other.emit({**RECORD, "event": {"id": "e2"}, "features": {}})
+    private.close()
+    other.close()
+    pii = [json.loads(line) for line in (tmp_path / "pii.log").read_text().splitlines()]
+    rest = [json.loads(line) for line in (tmp_path / "other.log").read_text().splitlines()]
+    assert [r["event"]["id"] for r in pii] == ["e1"]
+    assert pii[0]["features"]["email"] == "***"
+    assert [r["event"]["id"] for r in rest] == ["e2"]
+    assert "ann@example.org" not in (tmp_path / "other.log").read_text()

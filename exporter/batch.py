@@ -52,6 +52,7 @@ def observe_batch(monitor: ModelMonitor, features: Any, predictions: Any, scores
         return _rows(monitor, features, predictions, scores)
     try:
         cols, n = _columns(features, columns, monitor)
+        predictions = None if predictions is None else _prediction_column(predictions)
         if not cols and predictions is not None:  # predictions only
             n = _length(predictions)
         if predictions is not None and _length(predictions) != n:
@@ -124,12 +125,18 @@ def _length(x: Any) -> int:
 
 
 def _columns(features: Any, columns: Any, monitor: ModelMonitor) -> tuple[dict[str, Any], int]:
-    """Name -> column (ndarray, pandas Series or list), and the common length."""
+    """Name -> column (1-D ndarray, pandas Series or list), and the common length.
+
+    A column that is not one-dimensional, or a name given twice, is `bad_batch`: there is no
+    honest way to say which values belong to which row or feature.
+    """
     if _is_dataframe(features):
-        cols = {str(k): features[k] for k in features.columns}
+        cols = {str(k): features.iloc[:, j] for j, k in enumerate(features.columns)}
+        if len(cols) != features.shape[1]:
+            raise BadBatch("bad_batch")  # duplicate column names
         n = len(features)
     elif isinstance(features, Mapping):
-        cols = {k: v for k, v in features.items()}
+        cols = {k: _one_dimensional(v) for k, v in features.items()}
         lengths = {_length(v) for v in cols.values()}
         if len(lengths) > 1:
             raise BadBatch("batch_length_mismatch")
@@ -140,10 +147,32 @@ def _columns(features: Any, columns: Any, monitor: ModelMonitor) -> tuple[dict[s
         if len(names) != features.shape[1]:
             raise BadBatch("bad_batch")
         cols = {str(k): features[:, j] for j, k in enumerate(names)}
+        if len(cols) != len(names):
+            raise BadBatch("bad_batch")  # duplicate column names
         n = features.shape[0]
     else:
         raise BadBatch("bad_batch")
     return cols, n
+
+
+def _one_dimensional(col: Any) -> Any:
+    """`col` unchanged when it is one value per row; an array-like of other ndim is bad_batch
+    (a list is one value per row by definition: nested lists are values of the wrong type)."""
+    if _is_dataframe(col) or getattr(col, "ndim", 1) != 1:
+        raise BadBatch("bad_batch")
+    return col
+
+
+def _prediction_column(predictions: Any) -> Any:
+    """Predictions as one column: an (n, 1) DataFrame or array is the same as its column."""
+    if _is_dataframe(predictions):
+        if predictions.shape[1] != 1:
+            raise BadBatch("bad_batch")
+        return predictions.iloc[:, 0]
+    if isinstance(predictions, np.ndarray) and predictions.ndim == 2 and (
+            predictions.shape[1] == 1):
+        return predictions[:, 0]
+    return _one_dimensional(predictions)
 
 
 # ---- numeric ------------------------------------------------------------------------------
@@ -156,8 +185,7 @@ def _as_float_array(col: Any, null_is_nan: bool = True) -> tuple[np.ndarray, int
         if kind in "fiu":
             return col.to_numpy(dtype=np.float64, na_value=np.nan), 0
         col = col.tolist()
-    if isinstance(col, np.ndarray):
-        col = col.ravel() if col.ndim != 1 else col
+    if isinstance(col, np.ndarray):  # one-dimensional: _columns and _prediction_column check
         if col.dtype.kind in "fiu":
             return col.astype(np.float64, copy=False), 0
         if col.dtype.kind != "O":
@@ -350,7 +378,7 @@ def _count_scores(delta: np.ndarray, lay: L.Layout, codes: np.ndarray, scores: A
         s = matrix[rows, codes[rows]].astype(np.float64)
     else:
         s, wrong = _as_float_array(scores)
-        if wrong or s.size != codes.size:
+        if wrong or s.ndim != 1 or s.size != codes.size:
             delta[lay.rejected["bad_score"]] += int(known.sum())
             return
         s = s[codes <= n_classes]  # rows with a counted class

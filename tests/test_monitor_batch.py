@@ -149,3 +149,58 @@ def test_classification_batch_with_score_matrix():
     assert get("mlmon_prediction_score_count", M) == 3.0
     assert get("mlmon_prediction_score_bucket", {**M, "le": "0.8"}) == 1.0
     assert get("mlmon_prediction_score_sum", M) == pytest.approx(0.7 + 0.95 + 0.9)
+
+
+@pytest.mark.parametrize("features, predictions", [
+    ({"age": np.ones((3, 3)) * 30}, None),              # a 2-D column: rows are ambiguous
+    ({"age": [30.0, 31.0]}, np.ones((2, 2))),           # 2 rows, but 4 predictions
+    ({"age": np.ones((2, 1))}, None),                   # features are never (n, 1)
+    ({"age": [30.0, 31.0]}, np.float64(1.0) * np.ones((2, 1, 1))),
+    ({"age": [30.0, 31.0]}, pd.DataFrame({"a": [0.1, 0.2], "b": [0.3, 0.4]})),
+    (pd.DataFrame([[30.0, 40.0], [31.0, 41.0]], columns=["age", "age"]), None),
+    (np.ones((2, 2)) * 30, None),  # with columns=["age", "age"] below
+])
+def test_odd_shapes_are_rejected_as_bad_batch(features, predictions):
+    monitor, registry = make()
+    columns = ["age", "age"] if isinstance(features, np.ndarray) else None
+    result = monitor.observe_batch(features, predictions, columns=columns)
+    assert (result.rejected, result.rows) == ("bad_batch", 0)
+    get = registry.get_sample_value
+    assert get("mlmon_rejected_total", {**M, "reason": "bad_batch"}) == 1.0
+    assert get("mlmon_observations_total", M) == 0.0
+    assert get("mlmon_feature_value_count", {**M, "feature": "age"}) == 0.0
+    assert get("mlmon_prediction_value_count", M) == 0.0
+
+
+@pytest.mark.parametrize("as_column", [
+    lambda y: pd.DataFrame({"prediction": y}),
+    lambda y: np.asarray(y).reshape(-1, 1),
+    lambda y: pd.Series(y),
+])
+def test_predictions_as_one_column_are_counted(as_column):
+    monitor, registry = make()
+    ys = [-2.0, 0.5, 0.5, 3.0]
+    result = monitor.observe_batch({"age": [30.0] * 4}, as_column(ys))
+    assert (result.rejected, result.rows) == (None, 4)
+    get = registry.get_sample_value
+    assert get("mlmon_prediction_value_count", M) == 4.0
+    assert get("mlmon_prediction_value_sum", M) == 2.0
+    assert get("mlmon_prediction_value_bucket", {**M, "le": "1.0"}) == 3.0
+    assert get("mlmon_prediction_invalid_total", {**M, "reason": "wrong_type"}) == 0.0
+
+
+def test_classification_predictions_as_one_column_dataframe():
+    monitor, registry = make(Profile.from_dict(sample_profile_dict(True)))
+    monitor.observe_batch({}, pd.DataFrame({"label": ["yes", "no", "yes"]}))
+    get = registry.get_sample_value
+    assert get("mlmon_prediction_class_total", {**M, "class": "yes"}) == 2.0
+    assert get("mlmon_prediction_invalid_total", {**M, "reason": "wrong_type"}) == 0.0
+
+
+def test_scores_of_odd_shape_are_bad_scores():
+    monitor, registry = make(Profile.from_dict(sample_profile_dict(True)))
+    monitor.observe_batch({}, ["yes", "no"], scores=np.full((2, 1, 1), 0.5))
+    get = registry.get_sample_value
+    assert get("mlmon_rejected_total", {**M, "reason": "bad_score"}) == 2.0
+    assert get("mlmon_prediction_score_count", M) == 0.0
+    assert get("mlmon_prediction_class_total", {**M, "class": "yes"}) == 1.0

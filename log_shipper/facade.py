@@ -113,7 +113,8 @@ class PredictionLogger:
     ) -> PredictionLogger:
         """Monitor, record builder and (with `es_url`) shipper for one profile.
 
-        `redactor` defaults to `Redactor.from_env()` (MLMON_REDACT, MLMON_REDACT_SALT);
+        `redactor` defaults to `Redactor.from_env()` (MLMON_REDACT, MLMON_REDACT_SALT); its
+        rules must name features of the profile (`RedactionError`, a ValueError, otherwise);
         the spool directory to `$MLMON_SPOOL_DIR/<index>`.
         """
         from exporter.monitor import ModelMonitor
@@ -123,7 +124,12 @@ class PredictionLogger:
         builder = RecordBuilder(model=profile.model_name, model_version=profile.model_version,
                                 service_name=service_name, environment=environment,
                                 profile=profile)
-        redactor = redactor if redactor is not None else Redactor.from_env()
+        # Rules are checked against the profile here, at start-up: a rule naming a feature the
+        # profile lacks (a typo) would otherwise redact nothing and ship the raw value.
+        if redactor is not None:
+            redactor.check(profile)
+        else:
+            redactor = Redactor.from_env(profile)
         shipper = None
         if es_url is not None:
             index = index_name(profile.model_name)

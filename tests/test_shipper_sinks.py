@@ -7,6 +7,7 @@ import socket
 import threading
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.profile import Profile
@@ -161,3 +162,16 @@ def test_two_sinks_never_see_each_others_records(tmp_path: Path) -> None:
     assert pii[0]["features"]["email"] == "***"
     assert [r["event"]["id"] for r in rest] == ["e2"]
     assert "ann@example.org" not in (tmp_path / "other.log").read_text()
+
+
+def test_facade_refuses_a_redaction_rule_for_a_feature_the_profile_lacks(
+        sample_profile: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A typo in a rule must stop the service at start-up, not silently ship the raw value.
+    with pytest.raises(ValueError, match="no feature 'ctiy'"):
+        PredictionLogger.from_profile(sample_profile, service_name="s", environment="e",
+                                      registry=CollectorRegistry(),
+                                      redactor=Redactor({"features.ctiy": "mask"}))
+    monkeypatch.setenv("MLMON_REDACT", "features.reviwe=drop")
+    with pytest.raises(ValueError, match="no feature 'reviwe'"):
+        PredictionLogger.from_profile(sample_profile, service_name="s", environment="e",
+                                      registry=CollectorRegistry())

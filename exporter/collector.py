@@ -11,7 +11,6 @@ refuses two collectors that expose the same metric names (two model versions sid
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import weakref
@@ -370,17 +369,14 @@ class MultiProcessCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        from exporter.multiprocess import layouts_in, meta_path, read_arrays
+        from exporter.multiprocess import profile_groups, read_arrays
 
         parts = []
-        for lay in layouts_in(self.directory):
+        for lay, shas, opened_at in profile_groups(self.directory):
             sha = lay.profile.sha
             renderer = self._renderers.get(sha)
             if renderer is None:
-                try:
-                    loaded = os.path.getmtime(meta_path(self.directory, sha))
-                except OSError:
-                    loaded = time.time()
-                renderer = self._renderers[sha] = Renderer(lay, loaded)
-            parts.append(renderer.render(read_arrays(self.directory, sha, lay.size), time.time()))
+                renderer = self._renderers[sha] = Renderer(lay, opened_at)
+            arrays = [a for s in shas for a in read_arrays(self.directory, s, lay.size)]
+            parts.append(renderer.render(arrays, time.time()))
         yield from build_metrics(parts)

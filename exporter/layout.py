@@ -172,6 +172,19 @@ class Layout:
             f.name, base, (*f.top_categories, OTHER, UNSEEN), slots, other + 1, allowed,
         ))
 
+    def signature(self) -> tuple[object, ...]:
+        """What decides the slots and the labels of the live series. Files of two profiles with
+        equal signatures (e.g. the same bins, retrained shares) can be summed element-wise."""
+        pred = self.prediction
+        return (
+            self.size, self.latency_buckets, self.window_s,
+            tuple((p.name, p.base, p.edges) for p in self.numeric),
+            tuple((p.name, p.base, p.categories) for p in self.categorical),
+            tuple((p.name, p.base) for p in self.text),
+            None if pred is None else (pred.base, pred.edges),
+            self.classes, None if self.score is None else self.score.edges,
+        )
+
     def options(self) -> dict[str, object]:
         """What besides the profile decides the layout (stored with multi-process files)."""
         return {"latency_buckets": list(self.latency_buckets), "window_s": self.window_s}

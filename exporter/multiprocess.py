@@ -7,7 +7,8 @@ our hot path instead adds to a flat array of doubles, so we keep the same flat a
     $MLMON_MULTIPROC_DIR/mlmon_<profile_sha>_<pid>.db    the worker's doubles, native byte order
 
 Writing through a `memoryview` of the mmap costs the same as writing to a bytearray, so workers
-pay nothing extra. `/metrics` in any process sums every file of a profile (`read_arrays`).
+pay nothing extra. `/metrics` in any process sums every file of a profile (`read_arrays`), and
+of older profiles of the same model version with the same slots (`profile_groups`).
 
 Dead workers: their files are kept and summed, so counters keep counting across restarts, as
 with prometheus_client. The only gauge summed across files is in-flight requests (and the
@@ -53,6 +54,8 @@ def open_storage(layout: Layout, directory: str | None) -> Storage:
         storage = _SHARED[key] = Storage(layout, directory)
     elif storage.layout.options() != layout.options():
         raise ValueError(f"profile {layout.profile.sha} is already open with other options")
+    else:
+        _write_meta(directory, layout)  # opened again: this profile is the newest in use
     return storage
 
 
@@ -141,7 +144,8 @@ class Storage:
             for start, seg in self._segments:
                 array[start:start + len(seg)] = seg
             return [array]
-        return read_arrays(self.directory, self.layout.profile.sha, self.layout.size)
+        return [a for sha in compatible_shas(self.directory, self.layout)
+                for a in read_arrays(self.directory, sha, self.layout.size)]
 
 
 # Storages alive in this process, re-opened in forked children (gunicorn --preload forks after
@@ -167,7 +171,8 @@ def meta_path(directory: str, sha: str) -> str:
 
 
 def _write_meta(directory: str, layout: Layout) -> None:
-    """Record the profile and options once, so any process can render the files."""
+    """Record the profile and options once, so any process can render the files; when the file
+    exists, touch it: its mtime says which profile of a model version was opened last."""
     path = meta_path(directory, layout.profile.sha)
     meta = {"profile": layout.profile.to_dict(), "options": layout.options()}
     if os.path.exists(path):
@@ -177,6 +182,10 @@ def _write_meta(directory: str, layout: Layout) -> None:
                 f"{path}: another process uses this profile with options "
                 f"{existing.get('options')}, not {meta['options']}; use the same options"
             )
+        try:
+            os.utime(path)
+        except OSError:
+            pass  # read-only or gone: the order of profiles is a hint, not a requirement
         return
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -246,17 +255,69 @@ def _layout_kwargs(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()}
 
 
-def layouts_in(directory: str) -> list[Layout]:
-    """A layout per profile that has a metadata file in `directory` (for a scrape-only process)."""
+def profile_groups(directory: str) -> list[tuple[Layout, list[str], float]]:
+    """One entry per (model, model_version) with metadata in `directory`, for a scrape-only
+    process: (layout of the newest profile, shas whose files it sums, when that profile was
+    last opened).
+
+    Two profiles of one model version (a rolling deploy with a regenerated profile) must not
+    both be rendered: every series would appear twice. The newest (metadata file written or
+    touched last) is rendered; the files of older profiles with the same layout signature are
+    summed into it (same slots, same series: counters carry on across the deploy); files of
+    older profiles with other bins or categories are left out, since their counts belong to
+    buckets that are no longer exposed.
+    """
+    by_model: dict[tuple[str, str], list[tuple[float, str, Layout]]] = {}
+    for mtime, sha, layout in _profiles_in(directory):
+        key = (layout.profile.model_name, layout.profile.model_version)
+        by_model.setdefault(key, []).append((mtime, sha, layout))
+    groups = []
+    for key in sorted(by_model):
+        entries = sorted(by_model[key], key=lambda e: (e[0], e[1]), reverse=True)
+        mtime, _, newest = entries[0]
+        signature = newest.signature()
+        shas = [sha for _, sha, lay in entries if lay.signature() == signature]
+        groups.append((newest, shas, mtime))
+    return groups
+
+
+def compatible_shas(directory: str, layout: Layout) -> list[str]:
+    """`layout`'s own sha and those of other profiles of the same model version whose files
+    share its slots (what a worker's own /metrics sums, so every scrape target agrees)."""
+    own, model = layout.profile.sha, (layout.profile.model_name, layout.profile.model_version)
+    signature = layout.signature()
+    return [own] + [sha for _, sha, lay in _profiles_in(directory) if sha != own and (
+        lay.profile.model_name, lay.profile.model_version) == model
+        and lay.signature() == signature]
+
+
+# Parsed metadata files by path, reused while the file's (mtime, size) stay the same: a scrape
+# must not re-parse every profile.
+_PARSED: dict[str, tuple[tuple[int, int], Layout | None]] = {}
+
+
+def _profiles_in(directory: str) -> list[tuple[float, str, Layout]]:
+    """(mtime, sha, layout) for every readable metadata file in `directory`."""
     from exporter.profile import Profile, ProfileError
 
-    layouts = []
+    out = []
     for path in sorted(glob.glob(os.path.join(directory, "mlmon_*.json"))):
-        meta = load_meta(path)
-        if meta is None:
-            continue
         try:
-            layouts.append(Layout(Profile.from_dict(meta["profile"]), **_layout_kwargs(meta)))
-        except (ProfileError, KeyError, TypeError, ValueError):
-            continue  # a broken file must not take /metrics down
-    return layouts
+            st = os.stat(path)
+        except OSError:
+            continue
+        stamp = (st.st_mtime_ns, st.st_size)
+        cached = _PARSED.get(path)
+        if cached is not None and cached[0] == stamp:
+            layout = cached[1]
+        else:
+            meta = load_meta(path)
+            try:
+                layout = None if meta is None else Layout(
+                    Profile.from_dict(meta["profile"]), **_layout_kwargs(meta))
+            except (ProfileError, KeyError, TypeError, ValueError):
+                layout = None  # a broken file must not take /metrics down
+            _PARSED[path] = (stamp, layout)
+        if layout is not None:
+            out.append((st.st_mtime, os.path.basename(path)[len("mlmon_"):-len(".json")], layout))
+    return out

@@ -14,11 +14,18 @@ Durability (`fsync`):
 Every policy survives a process crash (SIGKILL): data is handed to the kernel with `os.write`,
 never held in a user-space buffer.
 
-The spool is single-threaded by design: the shipper's worker is its only user.
+The spool is single-threaded by design: the shipper's worker is its only user. A directory
+belongs to one process at a time: the spool holds an exclusive `flock` on `<dir>/lock` from
+construction to `close()`, and a second spool on the same directory (another worker process,
+or the same process twice) raises `SpoolLockedError`, because two writers would delete each
+other's segments when they acknowledge. The lock dies with its process, so a directory left by
+a killed process is free to be opened again (and replayed).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -33,6 +40,11 @@ log = logging.getLogger(__name__)
 FSYNC_POLICIES = ("always", "interval", "never")
 _SUFFIX = ".seg"
 _CURSOR = "cursor.json"
+_LOCK = "lock"
+
+
+class SpoolLockedError(RuntimeError):
+    """The spool directory is held by another process (or another `Spool` of this one)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -98,6 +110,7 @@ class Spool:
             raise ValueError("max_bytes and segment_bytes must be positive")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = lock_directory(self.directory)  # before reading any state
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.fsync = fsync
@@ -285,5 +298,55 @@ class Spool:
             os.close(fd)
 
     def close(self) -> None:
-        """Sync and close the segment being written."""
+        """Sync and close the segment being written, and release the directory."""
         self._close_fd()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def discard(self) -> bool:
+        """Delete a drained spool's files and directory (an adopted orphan's) and release it.
+
+        False, with the directory left in place (and released), when records are pending or
+        files other than the spool's own are there (e.g. a dead-letter file for a person)."""
+        pending = bool(self)
+        self._close_fd()
+        if not pending:
+            for seg in list(self._sizes):
+                self._segment_path(seg).unlink(missing_ok=True)
+            self._sizes.clear()
+            (self.directory / _CURSOR).unlink(missing_ok=True)
+        others = [p for p in self.directory.iterdir() if p.name != _LOCK]
+        if pending or others:
+            self.close()
+            return False
+        # Rename first, holding the lock: a process opening the old name now gets a fresh
+        # directory, never this one while its lock file is being removed.
+        tomb = self.directory.with_name(f".{self.directory.name}.gone-{os.getpid()}")
+        os.rename(self.directory, tomb)
+        (tomb / _LOCK).unlink(missing_ok=True)
+        self.close()
+        with contextlib.suppress(OSError):
+            tomb.rmdir()
+        return True
+
+
+def lock_directory(directory: Path) -> int:
+    """An open descriptor holding an exclusive flock on `<directory>/lock`, with our pid in it.
+
+    Raises `SpoolLockedError` (naming the holder's pid) when another descriptor holds it."""
+    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise SpoolLockedError(
+            f"spool directory {directory} is in use (held by pid {holder}); "
+            "give every process its own spool directory") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, b"%d\n" % os.getpid(), 0)
+    return fd

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from log_shipper.spool import Spool, decode_line, encode_line
+from log_shipper.spool import Spool, SpoolLockedError, decode_line, encode_line
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _drain(spool: Spool) -> list[bytes]:
@@ -134,3 +138,33 @@ def test_fsync_interval_uses_the_injected_clock(tmp_path: Path,
 def test_bad_policy_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fsync"):
         Spool(tmp_path, fsync="sometimes")
+
+
+# A second real process holding a spool directory (what a second gunicorn worker would be).
+_HOLDER = ("import sys; from log_shipper.spool import Spool; s = Spool(sys.argv[1]); "
+           "s.append([b'held']); print('ready', flush=True); sys.stdin.read(); s.close()")
+
+
+def test_a_directory_held_by_another_process_is_refused(tmp_path: Path) -> None:
+    # Two processes on one directory would delete each other's segments on ack: refuse loudly.
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], cwd=REPO,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        with pytest.raises(SpoolLockedError, match=f"in use \\(held by pid {holder.pid}\\)"):
+            Spool(tmp_path)
+    finally:
+        holder.communicate("", timeout=30)
+    assert holder.returncode == 0
+    spool = Spool(tmp_path)  # free again once the holder is gone: its record is still there
+    assert _drain(spool) == [b"held"]
+
+
+def test_one_process_cannot_open_a_directory_twice_and_close_releases_it(
+        tmp_path: Path) -> None:
+    first = Spool(tmp_path)
+    with pytest.raises(SpoolLockedError):
+        Spool(tmp_path)
+    first.close()
+    first.close()  # idempotent
+    Spool(tmp_path).close()

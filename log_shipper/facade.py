@@ -24,6 +24,8 @@ from log_shipper.logging_sink import JsonLinesSink
 from log_shipper.record import RecordBuilder, index_name
 from log_shipper.redact import Redactor
 from log_shipper.shipper import Shipper
+from log_shipper.spool import SpoolLockedError
+from log_shipper.spool_dirs import orphan_candidates, own_dir_choices
 
 if TYPE_CHECKING:
     from exporter.monitor import ModelMonitor, RequestTracker
@@ -115,7 +117,10 @@ class PredictionLogger:
 
         `redactor` defaults to `Redactor.from_env()` (MLMON_REDACT, MLMON_REDACT_SALT); its
         rules must name features of the profile (`RedactionError`, a ValueError, otherwise);
-        the spool directory to `$MLMON_SPOOL_DIR/<index>`.
+        the spool directory to `$MLMON_SPOOL_DIR/<index>/pid-<pid>`, one per process. A
+        `spool_dir` given explicitly is used as is unless another process holds it, then
+        `<spool_dir>/pid-<pid>`. Either way, spool directories under the same root left by dead
+        processes are adopted and replayed; dead letters go to `<root>/dead-letter.ndjson`.
         """
         from exporter.monitor import ModelMonitor
 
@@ -133,14 +138,15 @@ class PredictionLogger:
         shipper = None
         if es_url is not None:
             index = index_name(profile.model_name)
+            explicit = spool_dir is not None
             if spool_dir is None:
                 base = os.environ.get("MLMON_SPOOL_DIR")
                 if not base:
                     raise ValueError("the shipper needs a spool directory: pass spool_dir or "
                                      "set MLMON_SPOOL_DIR")
                 spool_dir = Path(base) / index
-            shipper = Shipper(es=es_url, index=index, spool_dir=spool_dir, redactor=redactor,
-                              **shipper_options)
+            shipper = _shipper_with_own_spool(es_url, index, Path(spool_dir), explicit,
+                                              redactor, shipper_options)
         return cls(builder, monitor=monitor, shipper=shipper, log_sink=log_sink)
 
     def record(
@@ -195,3 +201,22 @@ class PredictionLogger:
         if self.log_sink is not None:
             self.log_sink.close()
         return delivered
+
+
+def _shipper_with_own_spool(es_url: str, index: str, root: Path, explicit: bool,
+                            redactor: Redactor | None, options: dict[str, Any]) -> Shipper:
+    """A shipper on the first spool directory no other process holds, adopting the orphans."""
+    options = {"dead_letter_path": root / "dead-letter.ndjson", **options}
+    choices = own_dir_choices(root, use_root=explicit)
+    for n, own in enumerate(choices):
+        try:
+            shipper = Shipper(es=es_url, index=index, spool_dir=own, redactor=redactor,
+                              adopt_dirs=orphan_candidates(root, own), **options)
+        except SpoolLockedError:
+            if n == len(choices) - 1:
+                raise
+            continue
+        if n and explicit:
+            log.info("mlmon: spool directory %s is held by another process; using %s", root, own)
+        return shipper
+    raise AssertionError("unreachable")

@@ -14,6 +14,10 @@ Documents failing with 429 / 5xx / connection errors are retried (only those) wi
 exponential backoff; documents Elasticsearch rejects for their content go to the dead-letter
 file with the reason. The deque overflows only when even the disk cannot keep up: those drops,
 and drops because the spool is full, are counted (`mlmon_shipper_dropped_total`) and logged.
+
+`adopt_dirs`: spool directories left by other processes (a worker killed and replaced by one
+with a new pid). Each one whose lock is free is taken over at start-up and replayed before the
+shipper's own spool; once drained its directory is removed.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from log_shipper.deadletter import DeadLetter
 from log_shipper.metrics import ShipperStats
 from log_shipper.redact import Redactor
 from log_shipper.sender import BulkSender, Document, SendResult, backoff_delay
-from log_shipper.spool import Spool
+from log_shipper.spool import Spool, SpoolLockedError
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,7 @@ class Shipper:
         request_timeout_s: float = 10.0,
         shutdown_timeout_s: float = 10.0,
         on_durable: Callable[[Sequence[str]], None] | None = None,
+        adopt_dirs: Iterable[str | os.PathLike[str]] = (),
         handle_signals: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -112,6 +117,8 @@ class Shipper:
         self._max_docs, self._max_bytes = max_docs, max_bytes
         self._spool = Spool(spool_dir, max_bytes=spool_max_bytes, segment_bytes=segment_bytes,
                             fsync=fsync, fsync_interval_s=fsync_interval_s, clock=clock)
+        self._adopted = self._adopt(adopt_dirs, spool_max_bytes, segment_bytes, fsync,
+                                    fsync_interval_s, clock)
         self._dead = DeadLetter(dead_letter_path or Path(spool_dir) / "dead-letter.ndjson",
                                 fsync=fsync == "always", clock=wall_clock)
         self._sender = BulkSender(client, index, max_retries=max_retries,
@@ -124,7 +131,8 @@ class Shipper:
         self._on_durable = on_durable
         self._clock, self._wall_clock = clock, wall_clock
         # worker state (only the worker thread touches these)
-        self._head: tuple[Any, list[Document]] | None = None  # spool batch being replayed
+        # spool batch being replayed: (its spool, end position, documents still to send)
+        self._head: tuple[Spool, Any, list[Document]] | None = None
         self._failures = 0
         self._next_probe = 0.0
         self._dropped_logged = 0
@@ -169,8 +177,11 @@ class Shipper:
         return len(self._queue)
 
     def spool_bytes(self) -> int:
-        """Bytes waiting in the disk spool."""
-        return self._spool.pending_bytes
+        """Bytes waiting in the disk spool (adopted orphans' included)."""
+        return self._spool.pending_bytes + sum(s.pending_bytes for s in list(self._adopted))
+
+    def _backlog(self) -> bool:
+        return bool(self._spool) or any(self._adopted)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued and spooled record was delivered; False on timeout."""
@@ -200,11 +211,11 @@ class Shipper:
         self._wake.set()
         # The worker stops at the deadline; spooling what remains takes a moment more.
         self._thread.join(timeout + 5.0)
-        return self._done.is_set() and not self._spool and not self._queue
+        return self._done.is_set() and not self._backlog() and not self._queue
 
     def _drained(self) -> bool:
         return (not self._busy and not self._queue and not len(self._chunker)
-                and not self._spool and self._head is None)
+                and not self._backlog() and self._head is None)
 
     # ---- the worker ----------------------------------------------------------------------
 
@@ -229,6 +240,8 @@ class Shipper:
             self._busy = False
             try:
                 self._spool.close()
+                for orphan in self._adopted:
+                    orphan.close()  # still an orphan: the next process adopts it
                 self._dead.close()
             finally:
                 self._done.set()
@@ -237,7 +250,7 @@ class Shipper:
         """At close: stop once all is delivered, or at the deadline with the rest spooled."""
         if self._queue or len(self._chunker):
             return False
-        if not self._spool and self._head is None:
+        if not self._backlog() and self._head is None:
             return True
         assert self._close_deadline is not None
         return now >= self._close_deadline
@@ -247,7 +260,7 @@ class Shipper:
         due = self._chunker.deadline()
         if due is not None:
             wait = min(wait, due - now)
-        if self._spool:
+        if self._backlog():
             wait = min(wait, self._next_probe - now)
         return max(wait, 0.001)
 
@@ -310,29 +323,57 @@ class Shipper:
     def _replay(self, now: float) -> bool:
         """Send the spool head once if due; True when something happened."""
         if self._head is None:
-            if not self._spool or now < self._next_probe:
+            source = next((s for s in self._adopted if s), self._spool)  # orphans first
+            if not source or now < self._next_probe:
                 return False
-            batch = self._spool.peek(self._max_docs, self._max_bytes)
-            self.stats.spool_corrupt = self._spool.corrupt
-            self._head = (batch.end, [decode_spooled(p) for p in batch.records])
+            batch = source.peek(self._max_docs, self._max_bytes)
+            self.stats.spool_corrupt = self._spool.corrupt + sum(s.corrupt for s in self._adopted)
+            self._head = (source, batch.end, [decode_spooled(p) for p in batch.records])
         elif now < self._next_probe:
             return False
-        end, docs = self._head
+        source, end, docs = self._head
         if docs:
             result = self._sender.send(docs)
             self._account(result, replay=True)
             if result.retry:
-                self._head = (end, result.retry)  # only the failed documents are re-sent
+                self._head = (source, end, result.retry)  # only the failed documents again
                 self._failed(result.error)
                 return True
-        self._spool.ack(end)
+        source.ack(end)
         self._head = None
+        if source is not self._spool and not source:
+            self._adopted.remove(source)
+            source.discard()
+            log.info("mlmon shipper: replayed and removed the orphaned spool %s",
+                     source.directory)
         if self._failures:
             log.warning("mlmon shipper: Elasticsearch accepts %s again; replaying the spool",
                         self.index)
         self._failures = 0
         self._next_probe = 0.0
         return True
+
+    def _adopt(self, dirs: Iterable[str | os.PathLike[str]], max_bytes: int, segment_bytes: int,
+               fsync: str, fsync_interval_s: float, clock: Callable[[], float]) -> list[Spool]:
+        """Take over every orphaned spool directory whose lock is free (start-up, caller's
+        thread: opening a spool reads only file sizes and the cursor)."""
+        adopted: list[Spool] = []
+        for directory in dirs:
+            try:
+                orphan = Spool(directory, max_bytes=max_bytes, segment_bytes=segment_bytes,
+                               fsync=fsync, fsync_interval_s=fsync_interval_s, clock=clock)
+            except SpoolLockedError:
+                continue  # a live process owns it, or another one adopted it first
+            except OSError as exc:
+                log.warning("mlmon shipper: cannot adopt the spool %s: %s", directory, exc)
+                continue
+            if orphan:
+                log.warning("mlmon shipper: adopting the orphaned spool %s (%d bytes to replay)",
+                            orphan.directory, orphan.pending_bytes)
+                adopted.append(orphan)
+            else:
+                orphan.discard()
+        return adopted
 
     def _failed(self, error: str | None) -> None:
         self._failures += 1

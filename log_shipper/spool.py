@@ -109,8 +109,15 @@ class Spool:
         if max_bytes < 1 or segment_bytes < 1:
             raise ValueError("max_bytes and segment_bytes must be positive")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd: int | None = lock_directory(self.directory)  # before reading any state
+        self._lock_fd: int | None = None
+        for attempt in range(3):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            try:
+                self._lock_fd = lock_directory(self.directory)  # before reading any state
+                break
+            except FileNotFoundError:  # an adopter removed it (drained) just now: make it anew
+                if attempt == 2:
+                    raise
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.fsync = fsync

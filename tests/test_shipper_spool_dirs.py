@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,9 @@ from exporter.profile import Profile
 from log_shipper.facade import PredictionLogger
 from log_shipper.shipper import decode_spooled
 from log_shipper.spool import Spool, SpoolLockedError
+from tests.test_shipper import closed_url
+
+__all__ = ["closed_url"]  # the fixture, used by name
 
 REPO = Path(__file__).resolve().parents[1]
 INDEX = "mlmon-predictions-churn"
@@ -46,14 +47,6 @@ print("spooled", flush=True)
 sys.stdin.read()
 logger.close(timeout=0.2)
 """
-
-
-@pytest.fixture
-def closed_url() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
 
 
 def _worker(url: str, base: Path, tag: str, count: int) -> subprocess.Popen[str]:

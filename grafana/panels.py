@@ -163,8 +163,10 @@ def version_annotation() -> dict[str, Any]:
         "datasource": PROMETHEUS,
         "enable": True,
         "iconColor": "purple",
-        "expr": ('mlmon_model_info{model=~"$model"} unless '
-                 'mlmon_model_info{model=~"$model"} offset 2m'),
+        # Per (model, model_version), not per series: a new replica or a restarted one of a
+        # version already live is not a deploy.
+        "expr": ('max by (model, model_version) (mlmon_model_info{model=~"$model"}) unless '
+                 'max by (model, model_version) (mlmon_model_info{model=~"$model"} offset 2m)'),
         "step": "1m",
         "titleFormat": "{{model}} version {{model_version}} live",
         "tagKeys": "model,model_version",

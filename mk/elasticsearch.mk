@@ -16,7 +16,7 @@ $(ES_HOME)/bin/elasticsearch: $(ES_DIR)/pom.xml
 	mvn -q -B -f $(ES_DIR)/pom.xml dependency:unpack-dependencies
 	@touch $@
 
-es-start: install-elasticsearch ## start a background Elasticsearch on 127.0.0.1:$(ES_PORT) (pid in .run/)
+es-start: install-elasticsearch ## start a background Elasticsearch on 127.0.0.1:9200 (ES_PORT=... to change; pid in .run/)
 	@mkdir -p $(ES_RUN_DIR)
 	@if [ -f $(ES_RUN_DIR)/es.pid ] && kill -0 $$(cat $(ES_RUN_DIR)/es.pid) 2>/dev/null; then \
 	  echo "Elasticsearch already running (pid $$(cat $(ES_RUN_DIR)/es.pid))"; exit 0; fi; \

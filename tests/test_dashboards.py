@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +17,9 @@ GRAFANA = REPO / "grafana"
 sys.path.insert(0, str(GRAFANA))
 
 import generate  # noqa: E402
-from panels import expressions  # noqa: E402
+from panels import expressions, version_annotation  # noqa: E402
+
+from tests.conftest import missing_server  # noqa: E402
 
 SOURCES = generate.sources()
 EXPECTED_UIDS = {"mlmon-model-overview", "mlmon-feature-drill-down", "mlmon-service-health"}
@@ -105,3 +109,36 @@ def test_recording_rule_names_exist() -> None:
             used |= set(re.findall(r"\b([a-z_]+:mlmon_[a-z0-9_]+:[a-z0-9_]+)", expr))
     assert used, "the dashboards should read the recording rules"
     assert used <= recorded, f"not recorded: {sorted(used - recorded)}"
+
+
+def test_version_annotation_marks_new_versions_not_new_replicas(tmp_path: Path) -> None:
+    """promtool evaluates the annotation's expression on series with a known history.
+
+    churn version 3 starts on replica a at 0m, a second replica b joins at 10m, a restarts as c
+    (a new address) at 30m; version 4 starts on d at 40m. Only 0m and 40m are deploys.
+    """
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        missing_server("promtool")
+    expr = version_annotation()["expr"].replace("$model", ".*")
+
+    def series(instance: str, version: str, start_min: int, end_min: int = 60) -> dict:
+        values = " ".join(["_"] * start_min + ["1"] * (end_min - start_min))
+        return {"series": f'mlmon_model_info{{instance="{instance}", model="churn", '
+                          f'model_version="{version}"}}', "values": values}
+
+    def live(version: str) -> list[dict]:
+        return [{"labels": f'{{model="churn", model_version="{version}"}}', "value": 1}]
+
+    checks = {"1m": live("3"), "11m": [], "31m": [], "41m": live("4"), "45m": []}
+    test = {"evaluation_interval": "1m", "rule_files": [], "tests": [{
+        "interval": "1m",
+        "input_series": [series("a", "3", 0, 30), series("b", "3", 10), series("c", "3", 30),
+                         series("d", "4", 40)],
+        "promql_expr_test": [{"expr": expr, "eval_time": t, "exp_samples": samples}
+                             for t, samples in checks.items()]}]}
+    path = tmp_path / "annotation_test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -92,6 +92,10 @@ _EMAIL_VARIABLES = ("MLMON_SMTP_SMARTHOST", "MLMON_ALERT_EMAIL_TO", "MLMON_SMTP_
                     "MLMON_SMTP_USERNAME", "MLMON_SMTP_PASSWORD")
 
 
+# Every variable build() reads (docker-compose passes each to the am-config service).
+VARIABLES = ("MLMON_SINK_URL", "MLMON_SLACK_WEBHOOK_URL", "MLMON_SLACK_CHANNEL", *_EMAIL_VARIABLES)
+
+
 class AmConfigError(ValueError):
     """An environment variable holds a value Alertmanager would reject (or silently ignore)."""
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import random
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wait this long for /healthz first (default %(default)s)")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow a non-loopback service address (for docker-compose)")
+    parser.add_argument("--heartbeat", type=Path, default=None,
+                        help="touch this file after successful requests (at most once a "
+                             "second), for a healthcheck that reads its age")
 
 
 def check_target(url: str, allow_remote: bool) -> None:
@@ -100,6 +105,29 @@ def http_sender(url: str, timeout_s: float = 5.0) -> Sender:
     return send
 
 
+def with_heartbeat(send: Sender, path: Path, every_s: float = 1.0,
+                   clock: Callable[[], float] = time.monotonic) -> Sender:
+    """`send`, touching `path` after a successful request, at most every `every_s` seconds.
+
+    The file's age is the time since the service last answered, which is what a healthcheck
+    of a client should report; a failed request leaves it alone.
+    """
+    last = [-math.inf]
+
+    def send_and_beat(record: dict[str, Any]) -> bool:
+        ok = send(record)
+        now = clock()
+        if ok and now - last[0] >= every_s:
+            try:
+                path.touch()
+                last[0] = now
+            except OSError:  # a full or read-only /tmp must not stop the traffic
+                pass
+        return ok
+
+    return send_and_beat
+
+
 def wait_ready(url: str, timeout_s: float) -> bool:
     import requests
 
@@ -133,7 +161,10 @@ def run(args: argparse.Namespace) -> int:
     def announce(phase: str) -> None:
         print(f"mlmon traffic: phase {phase} at {time.time():.3f}", file=sys.stderr, flush=True)
 
-    counts = drive(http_sender(args.url), records, schedule, args.rate,
+    send = http_sender(args.url)
+    if args.heartbeat is not None:
+        send = with_heartbeat(send, args.heartbeat)
+    counts = drive(send, records, schedule, args.rate,
                    random.Random(args.seed), on_phase=announce)
     print("mlmon traffic: done " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())),
           file=sys.stderr, flush=True)

@@ -7,14 +7,13 @@ generate: generate-dashboards
 generate-dashboards: ## regenerate grafana/dashboards/*.json from the *.dashboard.py beside them
 	$(PY) grafana/generate.py
 
-# `.env` holds the passwords; it is created once with random values and never committed.
+# `.env` holds the passwords; it is created once from .env.example with random values for every
+# uncommented *PASSWORD= line (commented optional ones stay commented) and is never committed.
 .env:
-	@umask 077; { \
-	  sed -n '/^#/p' .env.example; \
-	  for v in $$(sed -n 's/^\([A-Z_]*PASSWORD\)=.*/\1/p' .env.example); do \
-	    echo "$$v=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')"; done; \
-	  grep -v -e '^#' -e 'PASSWORD=' -e '^$$' .env.example; \
-	} > .env
+	@umask 077; $(PYTHON) -c 'import re, secrets, sys; \
+	  text = open(".env.example", encoding="utf-8").read(); \
+	  sys.stdout.write(re.sub(r"(?m)^([A-Z_]*PASSWORD)=.*$$", \
+	    lambda m: m.group(1) + "=" + secrets.token_urlsafe(24), text))' > .env
 	@echo "wrote .env with random passwords (Grafana: admin / see GRAFANA_ADMIN_PASSWORD)"
 
 up: .env ## start the whole stack with Docker (writes .env with random passwords when missing)

@@ -7,6 +7,7 @@ webhook and datasource URLs, bind-mounted paths and the files Prometheus loads f
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from alerting import generate
+from alerting import amconfig, generate
 from tests.conftest import missing_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,7 +62,8 @@ def test_env_example_holds_placeholders_only() -> None:
     values = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
                   if line and not line.startswith("#"))
     passwords = {k: v for k, v in values.items() if k.endswith("PASSWORD")}
-    assert set(passwords) == {"ELASTIC_PASSWORD", "KIBANA_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
+    assert set(passwords) == {"ELASTIC_PASSWORD", "KIBANA_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
+                              "GRAFANA_ES_PASSWORD"}
     assert set(passwords.values()) == {"change-me"}
 
 
@@ -75,9 +77,11 @@ def test_make_writes_env_with_random_passwords(tmp_path: Path) -> None:
     values = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines()
                   if line and not line.startswith("#"))
     passwords = [v for k, v in values.items() if k.endswith("PASSWORD")]
-    assert len(passwords) == 3 and len(set(passwords)) == 3
+    assert len(passwords) == 4 and len(set(passwords)) == 4
     assert all(len(p) >= 24 and p != "change-me" for p in passwords)
     assert values["MLMON_HEALTHY_S"] == "180"  # non-secret settings are carried over
+    assert "MLMON_SMTP_PASSWORD" not in values  # optional ones stay commented out
+    assert "# MLMON_SMTP_PASSWORD=" in (tmp_path / ".env").read_text()
     assert (tmp_path / ".env").stat().st_mode & 0o077 == 0  # readable by the owner only
 
 
@@ -231,14 +235,69 @@ def test_traffic_waits_for_elasticsearch_setup_but_not_for_kibana(
     assert "kibana" in _needs(services, "kibana-setup")
 
 
+def _am_config_env(resolved: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in resolved["services"]["am-config"]["environment"].items()}
+
+
+def test_alertmanager_reads_the_config_am_config_renders(resolved: dict[str, Any]) -> None:
+    """Slack / e-mail need Python to render; the Alertmanager image has none (issue 3 section 4)."""
+    services = resolved["services"]
+    am_config, alertmanager = services["am-config"], services["alertmanager"]
+    command = am_config["command"]
+    assert command[:3] == ["python", "-m", "alerting.amconfig"]
+    written = command[command.index("--out") + 1]
+    read = _flag(alertmanager["command"], "--config.file")
+    assert read == written
+    volume = {target: source for source, target in _volumes(am_config)}[str(Path(written).parent)]
+    assert not volume.startswith("/"), "a named volume shared with Alertmanager"
+    assert (volume, str(Path(read).parent)) in _volumes(alertmanager)
+    assert alertmanager["depends_on"]["am-config"]["condition"] == "service_completed_successfully"
+    assert am_config["restart"] == "no"
+    # The file is owner-only (secrets): am-config runs as Alertmanager's user, and the image
+    # hands the mount point (so the new volume) to that user.
+    assert am_config["user"] == "65534:65534"
+    dockerfile = (REPO / "demo" / "Dockerfile").read_text()
+    assert re.search(rf"chown 65534:65534 {re.escape(str(Path(written).parent))}\b", dockerfile)
+
+
+def test_am_config_gets_every_amconfig_variable_and_env_example_lists_them(
+        resolved: dict[str, Any]) -> None:
+    assert set(_am_config_env(resolved)) == set(amconfig.VARIABLES)
+    example = ENV_EXAMPLE.read_text()
+    for name in amconfig.VARIABLES:
+        if name != "MLMON_SINK_URL":  # the compose file sets it (the sink service)
+            assert re.search(rf"(?m)^# {name}=", example), f"{name} is not in .env.example"
+
+
 def test_alertmanager_webhooks_point_at_services(resolved: dict[str, Any]) -> None:
-    command = resolved["services"]["alertmanager"]["command"]
-    config = yaml.safe_load(
-        _read(_host_path(resolved, "alertmanager", _flag(command, "--config.file"))))
+    config = amconfig.build(_am_config_env(resolved))
     urls = [w["url"] for r in config["receivers"] for w in r.get("webhook_configs", [])]
     assert urls
     for url in urls:
         _assert_service_url(resolved, "webhook", urlsplit(url).netloc)
+
+
+def test_slack_and_email_from_env_file_reach_a_config_amtool_accepts(tmp_path: Path) -> None:
+    """.env.example with its commented notification lines filled in, through compose's own
+    interpolation, to the file am-config would write, checked by Alertmanager's amtool."""
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        missing_server("amtool")
+    env_file = tmp_path / "filled.env"
+    env_file.write_text(re.sub(r"(?m)^# (MLMON_[A-Z_]+)=(.*)$",
+                               lambda m: f"{m[1]}={m[2] or 'fake-secret'}",
+                               ENV_EXAMPLE.read_text()))
+    result = _compose("config", env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    env = _am_config_env(yaml.safe_load(result.stdout))
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(amconfig.render(env))
+    receivers = {r["name"]: r for r in yaml.safe_load(config.read_text())["receivers"]}
+    assert receivers["warning"]["slack_configs"] and receivers["critical"]["email_configs"]
+    assert receivers["critical"]["email_configs"][0]["auth_password"] == "fake-secret"
+    check = subprocess.run([amtool, "check-config", str(config)], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_grafana_datasources_point_at_services(resolved: dict[str, Any]) -> None:
@@ -259,3 +318,24 @@ def test_service_urls_in_environments_point_at_services(resolved: dict[str, Any]
         command = " ".join(service.get("command") or [])
         for url in re.findall(r"https?://[^\s\"',/]+", command):
             _assert_service_url(resolved, f"{name} command", urlsplit(url).netloc)
+
+
+def _dockerignored(relative: str, patterns: list[str]) -> bool:
+    parts = relative.split("/")
+    return any(fnmatch.fnmatch("/".join(parts[:i]), pattern)
+               for pattern in patterns for i in range(1, len(parts) + 1))
+
+
+def test_docker_build_context_is_small() -> None:
+    """The demo image's context (demo/Dockerfile.dockerignore) leaves out the ~100 MB
+    Elasticsearch distribution `make install-elasticsearch` unpacks, and the venv."""
+    ignore = (REPO / "demo" / "Dockerfile.dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
+    total = 0
+    for root, dirs, files in os.walk(REPO):
+        here = Path(root).relative_to(REPO).as_posix()
+        prefix = "" if here == "." else here + "/"
+        dirs[:] = [d for d in dirs if not _dockerignored(prefix + d, patterns)]
+        total += sum((Path(root) / f).lstat().st_size for f in files
+                     if not _dockerignored(prefix + f, patterns))
+    assert total < 20_000_000, f"build context is {total / 1e6:.0f} MB"

@@ -14,7 +14,9 @@ from stack.local import (
     SERVICE_PORTS,
     Settings,
     alertmanager_config,
+    commands,
     prometheus_config,
+    rendered_alertmanager,
     rewrite_address,
     rewrite_url,
     rule_files,
@@ -48,7 +50,8 @@ def test_prometheus_config_keeps_everything_but_addresses_and_timing() -> None:
 
 
 def test_alertmanager_config_rewrites_webhooks_and_grouping() -> None:
-    original = yaml.safe_load((REPO / "alerting" / "alertmanager.yml").read_text())
+    original = rendered_alertmanager({})
+    assert original == yaml.safe_load((REPO / "alerting" / "alertmanager.yml").read_text())
     local = alertmanager_config(original, PORTS, group_wait="1s", group_interval="5s")
     urls = [w["url"] for r in local["receivers"] for w in r.get("webhook_configs", [])]
     assert urls and all(u.startswith(f"http://127.0.0.1:{PORTS['sink']}/") for u in urls)
@@ -93,3 +96,29 @@ def test_a_bad_rules_config_is_one_readable_error(tmp_path: Path) -> None:
 def test_a_relative_run_dir_becomes_absolute() -> None:
     # Prometheus resolves rule files against its config's directory, inside the run dir.
     assert Settings(run_dir=Path(".run/x")).run_dir.is_absolute()
+
+
+def test_alertmanager_gets_slack_and_email_from_the_environment(tmp_path: Path) -> None:
+    """As compose's am-config: rendered at start-up, written owner-only, the sink on loopback."""
+    environment = {"MLMON_SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/services/T/B/X",
+                   "MLMON_SMTP_SMARTHOST": "smtp.example.invalid:587",
+                   "MLMON_ALERT_EMAIL_TO": "oncall@example.invalid"}
+    settings = Settings(run_dir=tmp_path, ports=PORTS, environment=environment)
+    command = commands(settings)["alertmanager"]
+    written = tmp_path / "alertmanager.yml"
+    assert f"--config.file={written}" in command
+    assert written.stat().st_mode & 0o077 == 0
+    receivers = {r["name"]: r for r in yaml.safe_load(written.read_text())["receivers"]}
+    assert receivers["warning"]["slack_configs"][0]["api_url"] == environment[
+        "MLMON_SLACK_WEBHOOK_URL"]  # not an address of the stack: not rewritten
+    assert receivers["critical"]["email_configs"][0]["smarthost"] == "smtp.example.invalid:587"
+    assert receivers["info"]["webhook_configs"][0]["url"] == (
+        f"http://127.0.0.1:{PORTS['sink']}/alerts")
+
+
+def test_a_bad_notification_setting_is_one_readable_error(tmp_path: Path) -> None:
+    settings = Settings(run_dir=tmp_path, ports=PORTS, environment={
+        "MLMON_SMTP_SMARTHOST": "smtp.example.invalid", "MLMON_ALERT_EMAIL_TO": "a@b.c"})
+    with pytest.raises(RuntimeError, match="MLMON_SMTP_SMARTHOST must be host:port"):
+        commands(settings)
+    assert not (tmp_path / "alertmanager.yml").exists()

@@ -1,9 +1,13 @@
 """Benchmark the log shipper: enqueue cost and sustained shipping into a real Elasticsearch.
 
 Targets (issue 4, section 6):
-- `ship()` median <= 5 us per record;
+- `ship()` median <= 5 us per record (the default `durability="memory"` mode);
 - shipping throughput >= 0.8x a plain `elasticsearch.helpers.bulk` of the same documents,
   both measured here, in the same run, against the same single-node cluster.
+
+Reported beside them, without a target: `ship()` in `durability="spool_first"` mode (fsync
+"always": the record is serialized and written to the spool in the caller's thread), and the
+whole per-prediction call `PredictionLogger.record()` (monitor observe + record build + ship).
 
 Usage: bench/bench_shipper.py --out DIR [--es-url URL] [--docs N] [--rounds R]
 Without --es-url (or MLMON_ES_URL) it starts a throw-away Elasticsearch through the test
@@ -29,9 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from elasticsearch import Elasticsearch, helpers  # noqa: E402
 
+from exporter.profile import Profile  # noqa: E402
+from log_shipper.facade import PredictionLogger  # noqa: E402
 from log_shipper.record import RecordBuilder  # noqa: E402
 from log_shipper.shipper import Shipper  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 TARGET_ENQUEUE_US = 5.0
 TARGET_RATIO = 0.8
 CHUNK = 500
@@ -57,11 +64,20 @@ def fresh_ids(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "event": {**r["event"], "id": str(uuid.uuid4())}} for r in records]
 
 
-def bench_enqueue(url: str, records: list[dict[str, Any]]) -> dict[str, float]:
+def _summary(times: list[int]) -> dict[str, float]:
+    times = sorted(times)
+    return {"median_us": times[len(times) // 2] / 1000,
+            "p99_us": times[int(len(times) * 0.99)] / 1000, "calls": len(times)}
+
+
+def bench_enqueue(url: str, records: list[dict[str, Any]],
+                  durability: str = "memory") -> dict[str, float]:
     """Per-call `ship()` time, measured one call at a time, with the worker running."""
+    fsync = "always" if durability == "spool_first" else "interval"
     with tempfile.TemporaryDirectory() as spool:
         shipper = Shipper(es=url, index="mlmon-bench-enqueue", spool_dir=spool,
-                          queue_size=len(records) + 1, handle_signals=False)
+                          queue_size=len(records) + 1, handle_signals=False, fsync=fsync,
+                          durability=durability)
         clock = time.perf_counter_ns
         times = []
         for record in records:
@@ -70,9 +86,31 @@ def bench_enqueue(url: str, records: list[dict[str, Any]]) -> dict[str, float]:
             times.append(clock() - start)
         shipper.close(timeout=120)
         Elasticsearch(url).options(ignore_status=404).indices.delete(index="mlmon-bench-enqueue")
-    times.sort()
-    return {"median_us": times[len(times) // 2] / 1000,
-            "p99_us": times[int(len(times) * 0.99)] / 1000, "calls": len(times)}
+    return _summary(times)
+
+
+def bench_record(url: str, n: int) -> dict[str, float]:
+    """Per-call `PredictionLogger.record()`: observe (Prometheus) + build + ship (memory mode)."""
+    from prometheus_client import CollectorRegistry
+
+    profile = Profile.load(REPO / "kibana" / "example_profile.json")
+    cities = ["paris", "rome", "berlin", "madrid", "oslo"]
+    with tempfile.TemporaryDirectory() as spool:
+        logger = PredictionLogger.from_profile(
+            profile, service_name="bench", environment="bench", es_url=url, spool_dir=spool,
+            registry=CollectorRegistry(), queue_size=n + 1, handle_signals=False)
+        clock = time.perf_counter_ns
+        times = []
+        for i in range(n):
+            features = {"age": 20.0 + i % 60, "income": 1000.0 + (i * 37) % 5000,
+                        "city": cities[i % 5], "review": "the service was good"}
+            start = clock()
+            logger.record(features, "yes", latency_s=0.01, scores={"no": 0.3, "yes": 0.7})
+            times.append(clock() - start)
+        logger.close(timeout=120)
+        Elasticsearch(url).options(ignore_status=404).indices.delete(
+            index="mlmon-predictions-churn")
+    return _summary(times)
 
 
 def bench_bulk(client: Elasticsearch, index: str, records: list[dict[str, Any]]) -> float:
@@ -131,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     with elasticsearch_url(args.es_url) as url:
         client = Elasticsearch(url, request_timeout=120)
         enqueue = bench_enqueue(url, fresh_ids(records))
+        spool_first = bench_enqueue(url, fresh_ids(records), durability="spool_first")
+        record_call = bench_record(url, args.docs)
         # Warm-up (not measured): JIT, caches and the first index creation cost only once.
         bench_bulk(client, "mlmon-bench-warmup", fresh_ids(records))
         client.options(ignore_status=404).indices.delete(index="mlmon-bench-warmup")
@@ -149,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         "docs_per_round": args.docs, "rounds": args.rounds, "chunk_docs": CHUNK,
         "enqueue_median_us": round(enqueue["median_us"], 3),
         "enqueue_p99_us": round(enqueue["p99_us"], 3),
+        "spool_first_enqueue_median_us": round(spool_first["median_us"], 3),
+        "spool_first_enqueue_p99_us": round(spool_first["p99_us"], 3),
+        "record_median_us": round(record_call["median_us"], 3),
+        "record_p99_us": round(record_call["p99_us"], 3),
         "helpers_bulk_docs_per_s": round(bulk), "shipper_docs_per_s": round(shipped),
         "bulk_rounds_docs_per_s": [round(r) for r in bulk_rates],
         "shipper_rounds_docs_per_s": [round(r) for r in shipper_rates],
@@ -162,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| measure | value | target |\n| --- | --- | --- |\n"
           f"| ship() median | {result['enqueue_median_us']} us | <= {TARGET_ENQUEUE_US} us |\n"
           f"| ship() p99 | {result['enqueue_p99_us']} us | |\n"
+          f"| ship() spool_first median | {result['spool_first_enqueue_median_us']} us "
+          f"(p99 {result['spool_first_enqueue_p99_us']}) | none |\n"
+          f"| PredictionLogger.record() median | {result['record_median_us']} us "
+          f"(p99 {result['record_p99_us']}) | none |\n"
           f"| helpers.bulk | {bulk:.0f} docs/s | baseline |\n"
           f"| Shipper | {shipped:.0f} docs/s | >= {TARGET_RATIO}x baseline |\n"
           f"| ratio | {result['ratio']} | >= {TARGET_RATIO} |")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-DROP_REASONS = ("queue_full", "spool_full", "closed", "unserializable")
+DROP_REASONS = ("queue_full", "spool_full", "closed", "unserializable", "spool_error")
 
 
 @dataclass

@@ -15,6 +15,16 @@ exponential backoff; documents Elasticsearch rejects for their content go to the
 file with the reason. The deque overflows only when even the disk cannot keep up: those drops,
 and drops because the spool is full, are counted (`mlmon_shipper_dropped_total`) and logged.
 
+Durability (`durability`):
+- `"memory"` (the default unless `fsync="always"`): as above. A SIGKILL loses what is still in
+  the deque, in the chunker and in the bulk request in flight.
+- `"spool_first"` (the default with `fsync="always"`): `ship()` redacts and serializes the
+  record and appends it to the spool itself (one `os.write`, under the spool's lock): once it
+  returns True the record is in the kernel's page cache, which survives a SIGKILL of the
+  process. The worker fsyncs per policy (a group of records per fsync under `always`) and sends
+  only from the spool. It costs more per call (measured in bench/bench_shipper.py), and the
+  serialization happens in the caller's thread.
+
 `adopt_dirs`: spool directories left by other processes (a worker killed and replaced by one
 with a new pid). Each one whose lock is free is taken over at start-up and replayed before the
 shipper's own spool; once drained its directory is removed.
@@ -50,6 +60,7 @@ log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S = 0.5  # longest sleep of an idle worker; bounds how late a lost wake-up is noticed
 _DROP_LOG_EVERY_S = 10.0
+DURABILITY_MODES = ("memory", "spool_first")
 
 
 def encode_spooled(doc: Document) -> bytes:
@@ -97,6 +108,7 @@ class Shipper:
         shutdown_timeout_s: float = 10.0,
         on_durable: Callable[[Sequence[str]], None] | None = None,
         adopt_dirs: Iterable[str | os.PathLike[str]] = (),
+        durability: str | None = None,
         handle_signals: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -104,6 +116,12 @@ class Shipper:
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
+        durability = durability or ("spool_first" if fsync == "always" else "memory")
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, "
+                             f"not {durability!r}")
+        self.durability = durability
+        self._spool_first = durability == "spool_first"
         client = Elasticsearch(es) if isinstance(es, str) else es
         self.index = index
         self.stats = ShipperStats()
@@ -116,7 +134,8 @@ class Shipper:
                                                    max_age_s=max_age_s)
         self._max_docs, self._max_bytes = max_docs, max_bytes
         self._spool = Spool(spool_dir, max_bytes=spool_max_bytes, segment_bytes=segment_bytes,
-                            fsync=fsync, fsync_interval_s=fsync_interval_s, clock=clock)
+                            fsync=fsync, fsync_interval_s=fsync_interval_s, clock=clock,
+                            sync_on_append=not self._spool_first)
         self._adopted = self._adopt(adopt_dirs, spool_max_bytes, segment_bytes, fsync,
                                     fsync_interval_s, clock)
         self._dead = DeadLetter(dead_letter_path or Path(spool_dir) / "dead-letter.ndjson",
@@ -133,6 +152,12 @@ class Shipper:
         # worker state (only the worker thread touches these)
         # spool batch being replayed: (its spool, end position, documents still to send)
         self._head: tuple[Spool, Any, list[Document]] | None = None
+        self._recovering = bool(self._spool)  # sends from the spool count as replayed until
+        self._max_age_s = max_age_s            # it is empty (spool_first mode)
+        self._next_batch_at = 0.0
+        # spool_first: ids appended by callers, reported durable by the worker after its fsync
+        self._appended: list[str] = []
+        self._appended_count = 0
         self._failures = 0
         self._next_probe = 0.0
         self._dropped_logged = 0
@@ -154,7 +179,11 @@ class Shipper:
     # ---- the prediction path ---------------------------------------------------------------
 
     def ship(self, record: Mapping[str, Any]) -> bool:
-        """Queue one record; never blocks, never raises. False when it was dropped (counted)."""
+        """Queue one record; never blocks, never raises. False when it was dropped (counted).
+
+        In `spool_first` mode the record is in the spool (page cache) when this returns True."""
+        if self._spool_first:
+            return self._ship_to_spool(record)
         try:
             if self._closed:
                 self.stats.drop("closed")
@@ -168,6 +197,30 @@ class Shipper:
                 self._wake.set()
             return True
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
+            return False
+
+    def _ship_to_spool(self, record: Mapping[str, Any]) -> bool:
+        try:
+            if self._closed:
+                self.stats.drop("closed")
+                return False
+            doc = self._encode(record, worker=False)
+            if doc is None:
+                return False
+            if not self._spool.append([encode_spooled(doc)]):
+                self.stats.drop("spool_full")
+                return False
+            with self.stats._lock:  # producers in several threads
+                self.stats.queued += 1
+                self.stats.spooled += 1
+                self._appended.append(doc.id)
+                self._appended_count += 1
+                wake = self._appended_count % self._wake_at == 0
+            if wake:
+                self._wake.set()
+            return True
+        except Exception:  # noqa: BLE001 - the serving path must never see our failures
+            self.stats.drop("spool_error")
             return False
 
     # ---- state ---------------------------------------------------------------------------
@@ -226,8 +279,9 @@ class Shipper:
                 self._busy = True
                 now = self._clock()
                 worked = self._drain(now)
-                worked = self._replay(now) or worked
                 self._spool.tick()
+                self._report_appended()
+                worked = self._replay(now) or worked
                 self._log_drops(now)
                 self._busy = False
                 if self._closed and self._finish_if_due(now):
@@ -255,13 +309,22 @@ class Shipper:
         assert self._close_deadline is not None
         return now >= self._close_deadline
 
+    def _report_appended(self) -> None:
+        """spool_first: report the ids callers appended, now synced per the fsync policy."""
+        if self._appended and self._on_durable is not None:
+            with self.stats._lock:
+                ids, self._appended = self._appended, []
+            self._durable(ids)
+        elif self._appended:
+            self._appended = []
+
     def _idle_wait(self, now: float) -> float:
         wait = _IDLE_WAIT_S
         due = self._chunker.deadline()
         if due is not None:
             wait = min(wait, due - now)
         if self._backlog():
-            wait = min(wait, self._next_probe - now)
+            wait = min(wait, max(self._next_probe, self._next_batch_at) - now)
         return max(wait, 0.001)
 
     def _drain(self, now: float) -> bool:
@@ -284,7 +347,7 @@ class Shipper:
             self._dispatch(chunk.items, now)
         return moved > 0 or chunk is not None
 
-    def _encode(self, record: Mapping[str, Any]) -> Document | None:
+    def _encode(self, record: Mapping[str, Any], worker: bool = True) -> Document | None:
         try:
             doc = dict(record)
             if self._redactor is not None:
@@ -298,7 +361,10 @@ class Shipper:
                                 allow_nan=False).encode("utf-8")
             return Document(str(doc_id), source)
         except Exception as exc:  # noqa: BLE001 - a bad record must not stop the worker
-            self.stats.worker_drop("unserializable")
+            if worker:
+                self.stats.worker_drop("unserializable")
+            else:
+                self.stats.drop("unserializable")
             log.warning("mlmon shipper: dropped a record that is not JSON-serializable: %s", exc)
             return None
 
@@ -326,6 +392,8 @@ class Shipper:
             source = next((s for s in self._adopted if s), self._spool)  # orphans first
             if not source or now < self._next_probe:
                 return False
+            if source is self._spool and self._spool_first and not self._batch_due(now):
+                return False
             batch = source.peek(self._max_docs, self._max_bytes)
             self.stats.spool_corrupt = self._spool.corrupt + sum(s.corrupt for s in self._adopted)
             self._head = (source, batch.end, [decode_spooled(p) for p in batch.records])
@@ -334,13 +402,16 @@ class Shipper:
         source, end, docs = self._head
         if docs:
             result = self._sender.send(docs)
-            self._account(result, replay=True)
+            self._account(result, replay=not self._spool_first or self._recovering
+                          or source is not self._spool)
             if result.retry:
                 self._head = (source, end, result.retry)  # only the failed documents again
                 self._failed(result.error)
                 return True
         source.ack(end)
         self._head = None
+        if source is self._spool and not source:
+            self._recovering = False
         if source is not self._spool and not source:
             self._adopted.remove(source)
             source.discard()
@@ -352,6 +423,18 @@ class Shipper:
         self._failures = 0
         self._next_probe = 0.0
         return True
+
+    def _batch_due(self, now: float) -> bool:
+        """spool_first: send when a chunk's worth is waiting, the oldest is `max_age_s` old,
+        or on flush / close; so a trickle of records is still sent in batches."""
+        if self._closed or self._flush_requested or self._recovering or now >= self._next_batch_at:
+            self._next_batch_at = now + self._max_age_s
+            return True
+        if self._spool.pending_bytes >= self._max_bytes or self._appended_count >= self._wake_at:
+            self._appended_count = 0
+            self._next_batch_at = now + self._max_age_s
+            return True
+        return False
 
     def _adopt(self, dirs: Iterable[str | os.PathLike[str]], max_bytes: int, segment_bytes: int,
                fsync: str, fsync_interval_s: float, clock: Callable[[], float]) -> list[Spool]:
@@ -377,6 +460,7 @@ class Shipper:
 
     def _failed(self, error: str | None) -> None:
         self._failures += 1
+        self._recovering = True
         delay = backoff_delay(self._failures, self._initial_backoff_s, self._max_backoff_s)
         self._next_probe = self._clock() + delay
         if self._failures == 1:

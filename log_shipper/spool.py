@@ -14,7 +14,12 @@ Durability (`fsync`):
 Every policy survives a process crash (SIGKILL): data is handed to the kernel with `os.write`,
 never held in a user-space buffer.
 
-The spool is single-threaded by design: the shipper's worker is its only user. A directory
+`sync_on_append=False` leaves every fsync to the owner (`sync()` / `tick()`), whatever the
+policy: appends then cost one `os.write`, and the shipper's worker fsyncs a group of them.
+
+Threads: appends may come from any thread (the shipper's `spool_first` mode appends in the
+caller's thread) while one reader (the worker) peeks and acknowledges; a lock guards the
+bookkeeping, and reads of segment bytes happen outside it (written bytes never change). A directory
 belongs to one process at a time: the spool holds an exclusive `flock` on `<dir>/lock` from
 construction to `close()`, and a second spool on the same directory (another worker process,
 or the same process twice) raises `SpoolLockedError`, because two writers would delete each
@@ -29,6 +34,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -103,6 +109,7 @@ class Spool:
         fsync: str = "interval",
         fsync_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        sync_on_append: bool = True,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, not {fsync!r}")
@@ -123,6 +130,8 @@ class Spool:
         self.fsync = fsync
         self.fsync_interval_s = fsync_interval_s
         self._clock = clock
+        self._sync_on_append = sync_on_append
+        self._lock = threading.RLock()
         self.corrupt = 0  # torn or corrupt lines skipped
         self._sizes: dict[int, int] = {
             int(p.stem): p.stat().st_size for p in self.directory.glob("*" + _SUFFIX)
@@ -139,10 +148,11 @@ class Spool:
     @property
     def pending_bytes(self) -> int:
         """Bytes written but not yet acknowledged."""
-        cursor = self._cursor
-        total = sum(size for seg, size in self._sizes.items() if seg >= cursor.segment)
-        # The cursor may point at the end of a segment already deleted: nothing to subtract.
-        return total - (cursor.offset if cursor.segment in self._sizes else 0)
+        with self._lock:
+            cursor = self._cursor
+            total = sum(size for seg, size in self._sizes.items() if seg >= cursor.segment)
+            # The cursor may point at the end of a segment already deleted: nothing to subtract.
+            return total - (cursor.offset if cursor.segment in self._sizes else 0)
 
     def __bool__(self) -> bool:
         """True while records wait to be delivered."""
@@ -153,6 +163,10 @@ class Spool:
     def append(self, payloads: Sequence[bytes]) -> int:
         """Write records in order; return how many fit under `max_bytes` (the rest are not)."""
         lines = [encode_line(p) for p in payloads]
+        with self._lock:
+            return self._append(lines)
+
+    def _append(self, lines: list[bytes]) -> int:
         room = self.max_bytes - self.pending_bytes
         count, size = 0, 0
         for line in lines:
@@ -169,6 +183,8 @@ class Spool:
             view = view[written:]
         self._sizes[self._active] += len(data)
         self._dirty = True
+        if not self._sync_on_append:
+            return count
         if self.fsync == "always":
             os.fsync(fd)
             self._dirty = False
@@ -178,17 +194,18 @@ class Spool:
 
     def tick(self) -> None:
         """Fsync under the `interval` policy when the interval has passed; call now and then."""
-        if self.fsync == "interval" and self._dirty:
-            now = self._clock()
-            if now - self._last_sync >= self.fsync_interval_s:
-                self.sync()
+        if self._dirty and (self.fsync == "always" or (
+                self.fsync == "interval"
+                and self._clock() - self._last_sync >= self.fsync_interval_s)):
+            self.sync()
 
     def sync(self) -> None:
         """Force written records to stable storage (not for `never`)."""
-        if self._fd is not None and self._dirty and self.fsync != "never":
-            os.fsync(self._fd)
-        self._dirty = False
-        self._last_sync = self._clock()
+        with self._lock:
+            if self._fd is not None and self._dirty and self.fsync != "never":
+                os.fsync(self._fd)
+            self._dirty = False
+            self._last_sync = self._clock()
 
     def _writable_fd(self) -> int:
         if self._fd is not None and self._sizes[self._active] >= self.segment_bytes:
@@ -203,42 +220,46 @@ class Spool:
         return self._fd
 
     def _close_fd(self) -> None:
-        if self._fd is not None:
-            self.sync()
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                self.sync()
+                os.close(self._fd)
+                self._fd = None
 
     # ---- reading -------------------------------------------------------------------------
 
     def peek(self, max_records: int, max_bytes: int) -> SpoolBatch:
         """The oldest unacknowledged records (at least one if any); does not consume them."""
-        batch = SpoolBatch(end=self._cursor)
-        position = self._cursor
+        with self._lock:  # what is written up to now; the bytes themselves never change
+            sizes, cursor = dict(self._sizes), self._cursor
+        batch = SpoolBatch(end=cursor)
+        position = cursor
         while len(batch.records) < max_records and batch.nbytes < max_bytes:
-            segment = self._next_segment(position)
+            segment = self._next_segment(position, sizes)
             if segment is None:
                 break
             if segment != position.segment:
                 position = Position(segment, 0)
-            position, done = self._read_segment(position, batch, max_records, max_bytes)
+            position, done = self._read_segment(position, sizes[position.segment], batch,
+                                                max_records, max_bytes)
             batch.end = position
             if not done:
                 break
         return batch
 
-    def _next_segment(self, position: Position) -> int | None:
+    def _next_segment(self, position: Position, sizes: dict[int, int]) -> int | None:
         """The segment holding the next record at or after `position`."""
-        for seg in sorted(s for s in self._sizes if s >= position.segment):
+        for seg in sorted(s for s in sizes if s >= position.segment):
             start = position.offset if seg == position.segment else 0
-            if self._sizes[seg] > start:
+            if sizes[seg] > start:
                 return seg
         return None
 
-    def _read_segment(self, position: Position, batch: SpoolBatch, max_records: int,
+    def _read_segment(self, position: Position, size: int, batch: SpoolBatch, max_records: int,
                       max_bytes: int) -> tuple[Position, bool]:
-        """Read records from one segment into `batch`; True when the segment was finished."""
+        """Read records from one segment (its first `size` bytes) into `batch`; True when the
+        segment was finished."""
         offset = position.offset
-        size = self._sizes[position.segment]
         with open(self._segment_path(position.segment), "rb") as f:
             f.seek(offset)
             while offset < size:
@@ -262,16 +283,22 @@ class Spool:
 
     def ack(self, end: Position) -> None:
         """Everything before `end` was delivered: drop finished segments and move the cursor."""
-        if end <= self._cursor:
-            return
-        self._cursor = end
-        for seg in sorted(self._sizes):
-            finished = seg < end.segment or (seg == end.segment and end.offset >= self._sizes[seg])
-            if not finished or (seg == self._active and self._fd is not None):
-                continue
+        finished_segments = []
+        with self._lock:
+            if end <= self._cursor:
+                return
+            self._cursor = end
+            for seg in sorted(self._sizes):
+                finished = seg < end.segment or (seg == end.segment
+                                                 and end.offset >= self._sizes[seg])
+                if not finished or (seg == self._active and self._fd is not None):
+                    continue
+                finished_segments.append(seg)
+                del self._sizes[seg]
+        # Outside the lock: appends need not wait for the file system. Only the reader acks.
+        for seg in finished_segments:
             self._segment_path(seg).unlink(missing_ok=True)
-            del self._sizes[seg]
-        self._save_cursor()
+        self._save_cursor(end)
 
     # ---- cursor --------------------------------------------------------------------------
 
@@ -286,12 +313,11 @@ class Spool:
             return oldest  # its segment was finished and deleted
         return cursor
 
-    def _save_cursor(self) -> None:
+    def _save_cursor(self, cursor: Position) -> None:
         # Not fsynced: a cursor lost at power failure only means re-sending delivered records,
         # which Elasticsearch answers with 409 (already exists) because of op_type create.
         tmp = self.directory / (_CURSOR + ".tmp")
-        tmp.write_text(json.dumps({"segment": self._cursor.segment,
-                                   "offset": self._cursor.offset}))
+        tmp.write_text(json.dumps({"segment": cursor.segment, "offset": cursor.offset}))
         os.replace(tmp, self.directory / _CURSOR)
 
     def _segment_path(self, seg: int) -> Path:

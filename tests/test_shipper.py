@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from log_shipper.metrics import ShipperCollector
 from log_shipper.redact import Redactor
-from log_shipper.sender import Document
+from log_shipper.sender import Document, backoff_delay
 from log_shipper.shipper import Shipper, decode_spooled, encode_spooled
 from log_shipper.spool import Spool
 
@@ -141,3 +142,47 @@ def test_spool_payload_round_trip() -> None:
     doc = Document("id:with:colons", b'{"a":1}')
     assert decode_spooled(encode_spooled(doc)) == doc
     assert json.loads(decode_spooled(encode_spooled(doc)).source) == {"a": 1}
+
+
+def test_spool_first_from_many_threads_keeps_every_record(closed_url: str,
+                                                          tmp_path: Path) -> None:
+    # Callers append to the spool concurrently while the worker peeks and syncs: no record
+    # lost, torn or duplicated, and each thread's records stay in its own order.
+    durable: list[str] = []
+    shipper = _shipper(closed_url, tmp_path, durability="spool_first", fsync="always",
+                       on_durable=durable.extend)
+
+    def produce(t: int) -> None:
+        for i in range(300):
+            assert shipper.ship({"event": {"id": f"t{t}-{i}"}, "features": {"n": i}})
+
+    threads = [threading.Thread(target=produce, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert shipper.close(timeout=0.5) is False
+    ids = _spooled_ids(tmp_path)
+    assert sorted(ids) == sorted(f"t{t}-{i}" for t in range(4) for i in range(300))
+    for t in range(4):
+        mine = [i for i in ids if i.startswith(f"t{t}-")]
+        assert mine == [f"t{t}-{i}" for i in range(300)]
+    assert sorted(set(durable)) == sorted(ids)
+    assert shipper.stats.queued == shipper.stats.spooled == 1200
+
+
+def test_durability_follows_fsync_unless_given(closed_url: str, tmp_path: Path) -> None:
+    for name, options, expected in (("a", {"fsync": "always"}, "spool_first"),
+                                    ("b", {}, "memory"),
+                                    ("c", {"fsync": "always", "durability": "memory"}, "memory")):
+        shipper = _shipper(closed_url, tmp_path / name, **options)
+        shipper.close(timeout=0)
+        assert shipper.durability == expected
+    with pytest.raises(ValueError, match="durability must be one of"):
+        _shipper(closed_url, tmp_path / "d", durability="disk")
+
+
+def test_backoff_delay_doubles_from_initial_and_is_capped() -> None:
+    assert [backoff_delay(a, 0.5, 30.0) for a in range(1, 9)] == [
+        0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert backoff_delay(1, 0.2, 0.1) == 0.1  # the cap wins even on the first attempt

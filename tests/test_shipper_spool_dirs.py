@@ -119,3 +119,35 @@ def test_an_explicit_spool_dir_in_use_falls_back_to_a_per_process_subdirectory(
         logger.close(timeout=0.2)
         held.close()
     assert _spooled(tmp_path / "spool" / f"pid-{os.getpid()}") == ["x"]
+
+
+# Ships records one by one and writes each id to stdout once ship() returned True for it,
+# then waits to be SIGKILLed. Batching is slow on purpose (60 s, 10 000 docs): in the default
+# mode every record would still be in memory at the kill.
+_PRODUCER = """
+import os, sys
+from log_shipper.shipper import Shipper
+url, spool, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+shipper = Shipper(es=url, index="mlmon-predictions-test", spool_dir=spool, handle_signals=False,
+                  max_docs=10_000, max_age_s=60, fsync="always", durability=mode)
+for i in range(200):
+    if shipper.ship({"event": {"id": f"d{i}"}, "features": {"n": i}}):
+        os.write(1, f"d{i}\\n".encode())
+os.write(1, b"done\\n")
+sys.stdin.read()
+"""
+
+
+def test_spool_first_loses_nothing_ship_returned_for_on_sigkill(closed_url: str,
+                                                               tmp_path: Path) -> None:
+    producer = subprocess.Popen([sys.executable, "-c", _PRODUCER, closed_url, str(tmp_path),
+                                 "spool_first"], cwd=REPO, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    assert producer.stdout is not None
+    returned = []
+    while (line := producer.stdout.readline().strip()) not in ("done", ""):
+        returned.append(line)
+    producer.send_signal(signal.SIGKILL)  # no close(), no atexit: only what reached the kernel
+    producer.communicate(timeout=30)
+    assert len(returned) == 200
+    assert _spooled(tmp_path) == returned  # every one of them, in order

@@ -219,6 +219,23 @@ def test_prometheus_runs_the_generated_demo_timing_profile(resolved: dict[str, A
     assert {"prometheus", "alertmanager", "mlmon"} <= jobs
 
 
+def test_env_switches_prometheus_to_the_production_timing(tmp_path: Path) -> None:
+    env_file = tmp_path / "production.env"
+    env_file.write_text(re.sub(r"(?m)^MLMON_PROMETHEUS_CONFIG=.*$",
+                               "MLMON_PROMETHEUS_CONFIG=prometheus.yml", ENV_EXAMPLE.read_text()))
+    result = _compose("config", env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    production = yaml.safe_load(result.stdout)
+    command = production["services"]["prometheus"]["command"]
+    config_path = _host_path(production, "prometheus", _flag(command, "--config.file"))
+    assert config_path.resolve() == generate.PROMETHEUS_PATH
+    config = yaml.safe_load(_read(config_path))
+    inside = Path(_flag(command, "--config.file")).parent
+    loaded = {_host_path(production, "prometheus", os.path.normpath(inside / f)).resolve()
+              for f in config["rule_files"]}
+    assert loaded == {generate.RECORDING_PATH, generate.ALERTS_PATH}
+
+
 def _needs(services: dict[str, Any], name: str) -> set[str]:
     """Every service `name` waits for, directly or through others."""
     direct = set(services[name].get("depends_on", {}))

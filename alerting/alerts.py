@@ -24,6 +24,24 @@ def _num(value: str = "$value", fmt: str = "%.3f") -> str:
     return '{{ printf "' + fmt + '" ' + value + " }}"
 
 
+def _selector(metric: str, labels: tuple[str, ...], extra: str = "") -> str:
+    """A template pipeline giving the PromQL selector of `metric` for the alert's labels."""
+    matchers = ", ".join(f"{name}=%q" for name in labels) + extra
+    args = " ".join(f"$labels.{name}" for name in labels)
+    return f"printf `{metric}{{{matchers}}}` {args}"
+
+
+def _lookup(metric: str, labels: tuple[str, ...], fmt: str = "%.3f") -> str:
+    """The value of `metric` for the alert's labels, queried when the alert is rendered ("n/a"
+    when the series is absent, e.g. a window emptied while the alert keeps firing)."""
+    return ("{{ with " + _selector(metric, labels) + ' | query }}{{ . | first | value | printf "'
+            + fmt + '" }}{{ else }}n/a{{ end }}')
+
+
+_MODEL_LABELS = ("model", "model_version")
+_FEATURE_LABELS = ("model", "model_version", "feature")
+
+
 class _Alerts:
     def __init__(self, config: Config) -> None:
         self.c = config
@@ -31,15 +49,28 @@ class _Alerts:
 
     def rule(self, name: str, expr: str, summary: str, description: str, why: str) -> Rule:
         section: dict[str, Any] = self.c.alert(name)
+        keep = section.get("keep_firing_for")
         return Rule(
             name, expr, why, alert=True, for_=str(section["for"]),
+            keep_firing_for=None if keep is None else str(keep),
             labels={"severity": str(section["severity"])},
             annotations={"summary": summary, "description": description,
                          "runbook_url": f"{self.c.runbook_base_url}#{name.lower()}"})
 
+    def _drift_values(self, level: str, stat: str, labels: tuple[str, ...], w: str,
+                      alpha: Any) -> str:
+        """KS, its critical value and n, looked up for the description."""
+        ks = _lookup(f"{level}:{stat}_ks:{w}", labels)
+        critical = _lookup(f"{level}:{stat}_ks_critical:{w}", labels)
+        n = _lookup(f"{level}:{stat}_samples:increase{w}", labels, "%.0f")
+        return f"KS {ks} > critical {critical} (alpha {alpha}), n = {n}"
+
     def drift(self) -> list[Rule]:
         f, p = self.c.alert("MlmonFeatureDrift"), self.c.alert("MlmonPredictionDrift")
         fw, pw = f["window"], p["window"]
+        nd = self.c.alert("MlmonNotEnoughData")
+        keep = (" Keeps firing for keep_firing_for after the condition stops holding: a window "
+                "thinning below min_samples must not resolve it before MlmonNotEnoughData fires.")
         return [
             self.rule(
                 "MlmonFeatureDrift",
@@ -49,9 +80,10 @@ class _Alerts:
                 f"and model_feature:mlmon_feature_samples:increase{fw} >= {self.min}",
                 "A feature's live distribution has drifted from the training data.",
                 f"{_FEATURE} drifted over the last {fw}: PSI {_num()} (floor {f['psi_floor']}), "
-                f"and the KS distance exceeds its critical value at alpha {f['alpha']}.",
+                + self._drift_values("model_feature", "mlmon_feature", _FEATURE_LABELS, fw,
+                                     f["alpha"]) + ".",
                 "Significant for the window's sample size (KS above its Bonferroni critical "
-                "value) AND large enough to matter (PSI above the floor)."),
+                "value) AND large enough to matter (PSI above the floor)." + keep),
             self.rule(
                 "MlmonPredictionDrift",
                 f"model:mlmon_prediction_psi:{pw} > {p['psi_floor']}\n"
@@ -59,19 +91,19 @@ class _Alerts:
                 f"and model:mlmon_prediction_samples:increase{pw} >= {self.min}",
                 "The model's prediction distribution has drifted from the reference.",
                 f"Predictions of model {_WHERE} drifted over the last {pw}: PSI {_num()} "
-                f"(floor {p['psi_floor']}), and the KS distance exceeds its critical value at "
-                f"alpha {p['alpha']}.",
-                "Prediction drift: significant and above the effect-size floor, as for features."),
+                f"(floor {p['psi_floor']}), "
+                + self._drift_values("model", "mlmon_prediction", _MODEL_LABELS, pw, p["alpha"])
+                + ".",
+                "Prediction drift: significant and above the effect-size floor, as for features."
+                + keep),
             self.rule(
                 "MlmonNotEnoughData",
-                f"model:mlmon_observations:increase{self.c.alert('MlmonNotEnoughData')['window']}"
-                f" < {self.min}",
+                f"model:mlmon_observations:increase{nd['window']} < {self.min}",
                 "Too few observations to judge drift.",
                 f"Model {_WHERE} saw {_num(fmt='%.0f')} records in the last "
-                f"{self.c.alert('MlmonNotEnoughData')['window']} (fewer than {self.min}): drift "
-                "alerts cannot fire.",
-                "An empty or thin window makes drift statistics absent, which resolves drift "
-                "alerts silently; this alert says so instead."),
+                f"{nd['window']} (fewer than {self.min}): drift alerts cannot fire.",
+                "An empty or thin window makes drift statistics absent; this alert says so "
+                "instead of leaving silence (a firing drift alert holds until this one fires)."),
         ]
 
     def quality(self) -> list[Rule]:
@@ -80,6 +112,14 @@ class _Alerts:
         invalid = self.c.alert("MlmonInvalidValuesRising")
         oov = self.c.alert("MlmonTextOOVRising")
         reasons = "|".join(invalid["reasons"])
+        invalid_ratio = (f"model_feature_reason:mlmon_feature_invalid:ratio{invalid['window']}"
+                         f'{{reason=~"{reasons}"}}')
+        by_reason = (
+            "{{ range $i, $s := "
+            + _selector(f"model_feature_reason:mlmon_feature_invalid:ratio{invalid['window']}",
+                        _FEATURE_LABELS, f', reason=~"{reasons}"')
+            + ' | printf "%s > 0" | query | sortByLabel "reason" }}{{ if $i }}, {{ end }}'
+            "{{ $s.Labels.reason }} {{ $s.Value | humanizePercentage }}{{ end }}")
         return [
             self.rule(
                 "MlmonFeatureMissing",
@@ -105,14 +145,14 @@ class _Alerts:
                 "New categories the model never learned."),
             self.rule(
                 "MlmonInvalidValuesRising",
-                f'model_feature_reason:mlmon_feature_invalid:ratio{invalid["window"]}'
-                f'{{reason=~"{reasons}"}} > {invalid["max_ratio"]}\n'
+                f"sum without (reason) (\n  {invalid_ratio}\n) > {invalid['max_ratio']}\n"
                 f"and on (model, model_version)\n"
                 f"model:mlmon_observations:increase{invalid['window']} >= {self.min}",
                 "A feature receives many invalid values.",
                 f"{_FEATURE}: {_pct()} of records over the last {invalid['window']} were "
-                f"invalid ({{{{ $labels.reason }}}}; threshold {invalid['max_ratio']}).",
-                "Out-of-range, not-allowed or wrong-type values, by reason."),
+                f"invalid ({by_reason}; threshold {invalid['max_ratio']}).",
+                "Invalid values summed over the configured reasons (one reason per value), so "
+                "several small causes add up; the description breaks the share down by reason."),
             self.rule(
                 "MlmonTextOOVRising",
                 f"model_feature:mlmon_feature_text_oov:ratio{oov['window']}\n"
@@ -199,8 +239,8 @@ class _Alerts:
                 "MlmonExporterDown",
                 f"up{{{sel}}} == 0\nor\nabsent(up{{{sel}}})",
                 "An mlmon exporter cannot be scraped.",
-                "Target {{ $labels.instance }} of job {{ $labels.job }} is down, or the job has "
-                "no target at all.",
+                "{{ if $labels.instance }}Target {{ $labels.instance }} of job {{ $labels.job }} "
+                "is down.{{ else }}Job {{ $labels.job }} has no target at all.{{ end }}",
                 "Without scrapes every other mlmon alert is blind."),
         ]
 

@@ -22,8 +22,8 @@ QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 
 # alert name -> the keys its section must have (besides `for` and `severity`).
 ALERT_KEYS: dict[str, tuple[str, ...]] = {
-    "MlmonFeatureDrift": ("window", "alpha", "psi_floor"),
-    "MlmonPredictionDrift": ("window", "alpha", "psi_floor"),
+    "MlmonFeatureDrift": ("window", "alpha", "psi_floor", "keep_firing_for"),
+    "MlmonPredictionDrift": ("window", "alpha", "psi_floor", "keep_firing_for"),
     "MlmonNotEnoughData": ("window",),
     "MlmonFeatureMissing": ("window", "max_increase"),
     "MlmonUnseenCategoriesRising": ("window", "max_share"),
@@ -93,6 +93,8 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...]) -> dict[str,
         raise ConfigError(f"{where}: must be a mapping")
     _check_keys(section, (*ALERT_KEYS[name], "for", "severity"), where)
     duration_seconds(section["for"])
+    if "keep_firing_for" in section:
+        duration_seconds(section["keep_firing_for"])
     if section["severity"] not in SEVERITIES:
         raise ConfigError(f"{where}.severity: one of {', '.join(SEVERITIES)}")
     if "window" in section and section["window"] not in windows:
@@ -108,6 +110,22 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...]) -> dict[str,
         ):
             raise ConfigError(f"{where}.expected_versions: model -> version string (quote it)")
     return section
+
+
+def _check_thin_window_handover(alerts: dict[str, Any]) -> None:
+    """Drift alerts keep firing at least until MlmonNotEnoughData can fire.
+
+    When a window thins below min_samples the drift condition stops holding; without this a
+    drifted model would go silent for the `for:` of MlmonNotEnoughData.
+    """
+    needed = duration_seconds(alerts["MlmonNotEnoughData"]["for"])
+    for name in ("MlmonFeatureDrift", "MlmonPredictionDrift"):
+        keep = alerts[name]["keep_firing_for"]
+        if duration_seconds(keep) < needed:
+            raise ConfigError(
+                f"alerts.{name}.keep_firing_for: {keep} is shorter than the `for:` of "
+                f"MlmonNotEnoughData ({alerts['MlmonNotEnoughData']['for']}), so a thinning "
+                "window would silence the alert before the no-data alert fires")
 
 
 def _check_demo(section: Any) -> dict[str, str]:
@@ -140,6 +158,8 @@ def parse(data: Any) -> Config:
     if not isinstance(alerts, dict):
         raise ConfigError("alerts: must be a mapping")
     _check_keys(alerts, tuple(ALERT_KEYS), "alerts")
+    checked = {name: _check_alert(name, alerts[name], windows) for name in ALERT_KEYS}
+    _check_thin_window_handover(checked)
     epsilon = float(data["epsilon"])
     if not 0 < epsilon < 0.01:
         raise ConfigError("epsilon: must be in (0, 0.01)")
@@ -149,10 +169,34 @@ def parse(data: Any) -> Config:
         exporter_selector=str(data["exporter_selector"]),
         epsilon=epsilon,
         min_samples=int(data["min_samples"]),
-        alerts={name: _check_alert(name, alerts[name], windows) for name in ALERT_KEYS},
+        alerts=checked,
         runbook_base_url=str(data["runbook_base_url"]),
         demo_for=_check_demo(data["demo"]),
     )
+
+
+def check_scrape_interval(config: Config, prometheus: Any) -> None:
+    """The exporter's scrape interval must be at most half of `restart_grace`.
+
+    A process that loaded its profile just before a window started is first scraped at most one
+    scrape interval later; the grace must cover that (twice, for a slow start or a missed
+    scrape), or its counts fall through to increase() instead of its whole counter.
+    `prometheus` is the loaded prometheus.yml; the jobs checked are those `exporter_selector`
+    names (`job="..."`), or every job when it names none.
+    """
+    if not isinstance(prometheus, dict):
+        raise ConfigError("prometheus.yml: must be a mapping")
+    default = (prometheus.get("global") or {}).get("scrape_interval", "1m")
+    names = set(re.findall(r'job="([^"]+)"', config.exporter_selector))
+    jobs = [job for job in prometheus.get("scrape_configs") or []
+            if not names or job.get("job_name") in names]
+    grace = duration_seconds(config.restart_grace)
+    for job in jobs:
+        interval = str(job.get("scrape_interval", default))
+        if 2 * duration_seconds(interval) > grace:
+            raise ConfigError(
+                f"restart_grace {config.restart_grace} is less than twice the scrape interval "
+                f"{interval} of job {job.get('job_name')!r}: raise restart_grace")
 
 
 def load(path: str | Path = CONFIG_PATH) -> Config:

@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
 from alerting import amconfig, demo
 from alerting import config as cfg
 from alerting.alerts import alert_groups
@@ -37,6 +39,7 @@ def outputs(config: cfg.Config, prometheus_text: str | None = None) -> dict[Path
     """
     if prometheus_text is None:
         prometheus_text = PROMETHEUS_PATH.read_text(encoding="utf-8")
+    cfg.check_scrape_interval(config, yaml.safe_load(prometheus_text))
     return {
         RECORDING_PATH: render(recording_groups(config), _HEADER + "\n\n" + _RECORDING_DOC),
         ALERTS_PATH: render(alert_groups(config), _HEADER + "\n\n" + _ALERTS_DOC),

@@ -17,20 +17,28 @@ def by(labels: Sequence[str]) -> str:
 
 def window_count(metric: str, window: str, window_s: int, grace_s: int,
                  extra_labels: Sequence[str], counter: bool = True) -> str:
-    """Exact per-series change of `metric` over `window`, restart-aware.
+    """Per-series change of `metric` over `window`, restart-aware (docs/readme/alerting.md).
 
-    - a process that loaded its profile within the window (+ grace) started from zero: take the
-      counter as it is;
-    - otherwise the exact difference with the value one window ago (no extrapolation, so shares
-      pooled over replicas scraped at different phases stay exact);
-    - and when there is no sample one window ago (Prometheus or the target is newer than the
-      window), fall back to increase(), the best estimate from what was scraped.
+    Branches, first match wins (`or` keeps the left side's series):
+    - the same process throughout the window (its profile-loaded timestamp one window ago is
+      the largest in the window, so no newer process appeared): the exact difference between
+      its last sample in the window and the sample one window ago. `last_over_time` rather
+      than the instant value, so a replica that vanished inside the window still contributes
+      the counts it made there;
+    - else, a process that loaded its profile within the window (+ grace: loaded just before
+      the window start but first scraped after it) started from zero: its whole counter. On a
+      restart this counts the new process only: the old one's counts inside the window before
+      the restart are not counted;
+    - else (no sample one window ago: Prometheus or the target is newer than the window;
+      or a restart and a vanishing in the same window) increase(), the estimate from what was
+      scraped.
     """
     match = f"ignoring({by(extra_labels)}) " if extra_labels else ""
+    same = f"(max_over_time({LOADED}[{window}]) == {LOADED} offset {window})"
     recent = f"({LOADED} > time() - {window_s + grace_s})"
     fallback = "increase" if counter else "delta"  # a histogram _sum may go down
     return (
-        f"(({metric} - {metric} offset {window}) unless {match}{recent})\n"
+        f"((last_over_time({metric}[{window}]) - {metric} offset {window}) and {match}{same})\n"
         f"or ({metric} and {match}{recent})\n"
         f"or {fallback}({metric}[{window}])"
     )

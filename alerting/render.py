@@ -24,6 +24,8 @@ class Rule:
     why: str
     alert: bool = False
     for_: str | None = None
+    # Alerts only: how long the alert keeps firing after its condition stopped holding.
+    keep_firing_for: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
 
@@ -31,6 +33,8 @@ class Rule:
         out: dict[str, Any] = {"alert" if self.alert else "record": self.name, "expr": self.expr}
         if self.for_ is not None:
             out["for"] = self.for_
+        if self.keep_firing_for is not None:
+            out["keep_firing_for"] = self.keep_firing_for
         if self.labels:
             out["labels"] = dict(self.labels)
         if self.annotations:
@@ -67,6 +71,8 @@ def _rule_lines(rule: Rule) -> list[str]:
     lines.extend(f"{pad}    {line}".rstrip() for line in rule.expr.strip().splitlines())
     if rule.for_ is not None:
         lines.append(f"{pad}  for: {rule.for_}")
+    if rule.keep_firing_for is not None:
+        lines.append(f"{pad}  keep_firing_for: {rule.keep_firing_for}")
     for key, mapping in (("labels", rule.labels), ("annotations", rule.annotations)):
         if mapping:
             lines.append(f"{pad}  {key}:")

@@ -12,7 +12,14 @@ of a batch offline. p is the live share of a bin or category, q the reference sh
 - chi2 = n sum (p - q')^2 / q'
 
 >>> d = numeric_drift([1.0, 2.5, 7.0], edges=[2.0, 5.0], reference_bin_shares=[0.3, 0.4, 0.3])
->>> round(d.psi, 4), round(d.ks, 4), d.n
+>>> round(d.psi, 4), round(d.ks, 4), round(d.js, 4), d.n
+(0.0192, 0.0333, 0.0588, 3)
+>>> ref = {"a": 0.6, "b": 0.4, "__unseen__": 0.0}
+>>> c = categorical_drift({"a": 30, "b": 50, "__unseen__": 20}, ref)
+>>> round(c.psi, 3), c.ks, c.n
+(1.75, 0.3, 100)
+>>> round(ks_critical(n=1000, m=1000, alpha=0.05), 4)  # the textbook 1.358 * sqrt(2 / 1000)
+0.0607
 """
 
 from __future__ import annotations

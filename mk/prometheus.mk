@@ -20,5 +20,6 @@ generate-rules: ## regenerate recording/alert rules and alertmanager.yml from al
 
 check-rules: ## promtool/amtool checks and the promtool unit tests of every rule and alert
 	promtool check config prometheus/prometheus.yml
+	promtool check config prometheus/demo/prometheus.yml
 	amtool check-config alerting/alertmanager.yml
 	promtool test rules prometheus/tests/*_test.yml

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
@@ -82,3 +83,24 @@ def test_statistics_are_non_negative_and_zero_on_identity(counts: list[int], see
     assert d.psi >= 0 and 0 <= d.ks <= 1 and 0 <= d.js <= 1
     same = drift.binned_drift(np.asarray(counts), np.asarray(counts) / sum(counts))
     assert same.psi == pytest.approx(0, abs=1e-12) and same.ks == pytest.approx(0, abs=1e-12)
+
+
+def test_tv_critical_is_the_bretagnolle_huber_carol_bound() -> None:
+    # BHC: P(sum |p_hat - p| >= 2 eps) <= 2^k exp(-2 n eps^2) for a sample of n over k
+    # categories; TV = 0.5 sum |.|. With the reference known exactly (m -> infinity) the critical
+    # TV eps solves 2^k exp(-2 n eps^2) = alpha.
+    n, k, alpha = 400, 5, 0.01
+    eps = drift.tv_critical(n, 1e18, alpha, categories=k)
+    assert 2**k * math.exp(-2 * n * eps**2) == pytest.approx(alpha, rel=1e-9)
+    # two samples: the same bound on the effective size n m / (n + m)
+    assert drift.tv_critical(n, 600, alpha, categories=k) == pytest.approx(
+        drift.tv_critical(n * 600 / (n + 600), 1e18, alpha, categories=k), rel=1e-9)
+    # Bonferroni over 10 tests = alpha / 10; more categories need a larger distance
+    assert drift.tv_critical(n, 600, alpha, k, tests=10) == pytest.approx(
+        drift.tv_critical(n, 600, alpha / 10, k))
+    assert drift.tv_critical(n, 600, alpha, k + 1) > drift.tv_critical(n, 600, alpha, k)
+
+
+def test_module_docstring_examples() -> None:
+    result = doctest.testmod(drift)
+    assert result.attempted >= 3 and result.failed == 0

@@ -50,7 +50,8 @@ def test_generation_is_deterministic() -> None:
     assert generate.outputs(config) == generate.outputs(cfg.load())
 
 
-@pytest.mark.parametrize("module", ["drift_cases.py", "alert_cases.py", "demo_alert_cases.py"])
+@pytest.mark.parametrize("module", ["drift_cases.py", "alert_cases.py", "demo_alert_cases.py",
+                                    "window_cases.py"])
 def test_promtool_test_files_match_their_builders(module: str) -> None:
     builder = _load(PROMETHEUS_TESTS / module)
     assert builder.PATH.read_text(encoding="utf-8") == builder.render()
@@ -97,12 +98,46 @@ def test_headline_names_exist() -> None:
     (lambda d: d["demo"]["for"].update(MlmonFeatureDrfit="1m"), "demo.for: unknown alert(s)"),
     (lambda d: d["demo"]["for"].update(MlmonFeatureDrift="one minute"), "bad duration"),
     (lambda d: d["demo"].update(group_wait="10s"), "demo: unknown key(s) group_wait"),
+    (lambda d: d["alerts"]["MlmonFeatureDrift"].update(keep_firing_for="10m"),
+     "MlmonFeatureDrift.keep_firing_for: 10m is shorter than the `for:` of MlmonNotEnoughData"),
+    (lambda d: d["alerts"]["MlmonNotEnoughData"].update(**{"for": "20m"}),
+     "MlmonFeatureDrift.keep_firing_for: 15m is shorter"),
+    (lambda d: d["alerts"]["MlmonPredictionDrift"].pop("keep_firing_for"),
+     "missing key(s) keep_firing_for"),
 ])
 def test_config_errors_are_loud(change, message: str) -> None:
     data = copy.deepcopy(yaml.safe_load(cfg.CONFIG_PATH.read_text()))
     change(data)
     with pytest.raises(cfg.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         cfg.parse(data)
+
+
+@pytest.mark.parametrize("interval, job_interval, ok", [
+    ("15s", None, True), ("30s", None, True), ("31s", None, False), ("15s", "45s", False)])
+def test_scrape_interval_must_be_at_most_half_the_restart_grace(
+        interval: str, job_interval: str | None, ok: bool) -> None:
+    """restart_grace (1m) must cover a process loaded just before the window and first scraped
+    one interval later; only the exporter's job counts."""
+    prometheus = yaml.safe_load(generate.PROMETHEUS_PATH.read_text())
+    prometheus["global"]["scrape_interval"] = interval
+    mlmon = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "mlmon")
+    if job_interval:
+        mlmon["scrape_interval"] = job_interval
+    other = next(j for j in prometheus["scrape_configs"] if j["job_name"] != "mlmon")
+    other["scrape_interval"] = "5m"  # not the exporter: irrelevant
+    text = yaml.safe_dump(prometheus)
+    if ok:
+        generate.outputs(cfg.load(), prometheus_text=text)
+    else:
+        with pytest.raises(cfg.ConfigError, match="less than twice the scrape interval"):
+            generate.outputs(cfg.load(), prometheus_text=text)
+
+
+def test_drift_alerts_keep_firing_until_the_no_data_alert_can_fire() -> None:
+    alerts = _alerts(generate.ALERTS_PATH)
+    needed = cfg.duration_seconds(alerts["MlmonNotEnoughData"]["for"])
+    for name in ("MlmonFeatureDrift", "MlmonPredictionDrift"):
+        assert cfg.duration_seconds(alerts[name]["keep_firing_for"]) >= needed, name
 
 
 def test_thresholds_come_from_the_config() -> None:
@@ -178,7 +213,7 @@ def test_promtool_check_rules() -> None:
 
 
 @pytest.mark.parametrize("test_file", ["drift_recording_test.yml", "alerts_test.yml",
-                                       "demo_alerts_test.yml"])
+                                       "demo_alerts_test.yml", "window_counts_test.yml"])
 def test_promtool_unit_tests(test_file: str) -> None:
     result = _run(_tool("promtool"), "test", "rules", str(PROMETHEUS_TESTS / test_file))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -190,7 +225,7 @@ def test_promtool_unit_tests_fail_when_a_threshold_changes(tmp_path: Path) -> No
     (tmp_path / "prometheus" / "tests").mkdir(parents=True)
     (tmp_path / "alerting").mkdir()
     shutil.copy(generate.RECORDING_PATH, tmp_path / "prometheus")
-    text = generate.ALERTS_PATH.read_text().replace("for: 15m", "for: 14m")
+    text = generate.ALERTS_PATH.read_text().replace("\n        for: 15m", "\n        for: 14m")
     (tmp_path / "alerting" / "alert_rules.yml").write_text(text)
     shutil.copy(PROMETHEUS_TESTS / "alerts_test.yml", tmp_path / "prometheus" / "tests")
     result = _run(promtool, "test", "rules", str(tmp_path / "prometheus/tests/alerts_test.yml"))

@@ -9,6 +9,7 @@ the expected alert). Expected numbers come from exporter/drift.py or are worked 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,18 @@ PATH = Path(__file__).with_name("alerts_test.yml")
 RUNBOOK = "https://github.com/mlmon/mlmon/blob/main/alerting/runbook.md#"
 CHURN = {"model": "churn", "model_version": "3"}
 FRAUD = {"model": "fraud", "model_version": "1"}
-MINUTES = 70  # every input series runs this long
+MINUTES = 90  # every input series runs this long
 
 
 def _labels(d: dict[str, str]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in d.items()) + "}"
 
 
-def _rising(per_minute: float) -> str:
-    return f"0+{per_minute}x{MINUTES}"
+def _rising(per_minute: float, stop: int | None = None) -> str:
+    """A counter rising by `per_minute` (until minute `stop`, then flat)."""
+    if stop is None:
+        return f"0+{per_minute}x{MINUTES}"
+    return f"0+{per_minute}x{stop} {per_minute * stop}+0x{MINUTES - stop}"
 
 
 def _const(value: float) -> str:
@@ -42,10 +46,19 @@ def _const(value: float) -> str:
 class Case:
     """One promtool test: input series plus alert expectations."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, demo: str = "retime") -> None:
         self.name = name
+        # How demo_alert_cases.py reuses the case: "retime" (the checks are pairs before / at
+        # `for:`, moved to the demo `for:`), "as_is" (silent cases: a shorter `for:` must not
+        # make them fire) or "skip" (the timing under test is not the demo's).
+        self.demo = demo
         self.series: list[tuple[str, str]] = []
         self.checks: list[dict[str, Any]] = []
+        # (PromQL, eval time, expected labels, value): the premise of a case, checked too.
+        self.premises: list[tuple[str, str, dict[str, str], float]] = []
+        # The expected alerts as a function of the evaluation minute, for alerts whose
+        # description depends on it (n of the window): demo_alert_cases.py re-derives them.
+        self.alerts_at: Callable[[int], list[dict[str, Any]]] | None = None
 
     def add(self, metric: str, labels: dict[str, str], values: str) -> Case:
         self.series.append((metric + _labels(labels), values))
@@ -57,11 +70,13 @@ class Case:
         return at
 
     def histogram(self, prefix: str, at: dict[str, str], edges: list[float], ref: list[float],
-                  per_minute_bins: list[int]) -> Case:
+                  per_minute_bins: list[int], stop: int | None = None) -> Case:
+        """Bucket counters rising by `per_minute_bins` a minute (until minute `stop`)."""
         les = [floatToGoString(e) for e in edges] + ["+Inf"]
         for i, le in enumerate(les):
             b = at | {"le": le}
-            self.add(f"{prefix}_value_bucket", b, _rising(int(np.sum(per_minute_bins[:i + 1]))))
+            self.add(f"{prefix}_value_bucket", b,
+                     _rising(int(np.sum(per_minute_bins[:i + 1])), stop))
             self.add(f"{prefix}_reference_bin_share", b, _const(ref[i]))
             self.add(f"{prefix}_reference_cumulative_share", b, _const(float(np.cumsum(ref)[i])))
             if i:
@@ -69,8 +84,25 @@ class Case:
                          _const(1.0))
         return self
 
-    def expect(self, alert: str, before: str, at: str, alerts: list[dict[str, Any]]) -> Case:
-        """No alert at `before` (for: not elapsed), exactly `alerts` at `at`."""
+    def categories(self, counter: str, ref_metric: str, at: dict[str, str], label: str,
+                   ref: dict[str, float], per_minute: dict[str, int]) -> Case:
+        for name, share in ref.items():
+            c = at | {label: name}
+            self.add(counter, c, _rising(per_minute.get(name, 0)))
+            self.add(ref_metric, c, _const(share))
+        return self
+
+    def premise(self, expr: str, at: str, labels: dict[str, str], value: float = 1.0) -> Case:
+        self.premises.append((expr, at, labels, value))
+        return self
+
+    def expect(self, alert: str, before: str, at: str,
+               alerts: list[dict[str, Any]] | Callable[[int], list[dict[str, Any]]]) -> Case:
+        """No alert at `before` (for: not elapsed), exactly `alerts` at `at` (a list, or a
+        function of the evaluation minute)."""
+        if callable(alerts):
+            self.alerts_at = alerts
+            alerts = alerts(int(at.removesuffix("m")))
         self.checks.append({"eval_time": before, "alertname": alert, "exp_alerts": []})
         self.checks.append({"eval_time": at, "alertname": alert, "exp_alerts": alerts})
         return self
@@ -82,26 +114,144 @@ def _alert(labels: dict[str, str], summary: str, description: str, name: str) ->
                                 "runbook_url": RUNBOOK + name.lower()}}
 
 
+ALPHA, PSI_FLOOR = 0.01, 0.2  # alerting/config.yaml, MlmonFeatureDrift / MlmonPredictionDrift
+
+
+def _drift_text(subject: str, d: drift.Drift, critical: float) -> str:
+    """The drift alerts' description for the statistics `d` and the KS critical value."""
+    return (f"{subject} drifted over the last 1h: PSI {d.psi:.3f} (floor {PSI_FLOOR}), "
+            f"KS {d.ks:.3f} > critical {critical:.3f} (alpha {ALPHA}), n = {d.n}.")
+
+
+def _feature_drift_alert(feature: str, d: drift.Drift, critical: float) -> dict[str, Any]:
+    return _alert({"severity": "warning", **CHURN, "feature": feature},
+                  "A feature's live distribution has drifted from the training data.",
+                  _drift_text(f"Feature {feature} of model churn version 3", d, critical),
+                  "MlmonFeatureDrift")
+
+
+AGE_EDGES, AGE_REF = [25.0, 35.0, 50.0], [0.25, 0.25, 0.25, 0.25]
+
+
 def feature_drift() -> Case:
     # age drifts hard (KS 0.55, far above its critical value ~0.07 for n=1600, m=1000, F=2);
     # income follows its reference exactly (PSI 0): no alert for it.
     case = Case("MlmonFeatureDrift fires for the drifted feature after 15m, not for the stable one")
     at = case.replica(CHURN)
-    ref_age = [0.25, 0.25, 0.25, 0.25]
     live_age = [5, 5, 10, 80]
-    case.histogram("mlmon_feature", at | {"feature": "age"}, [25.0, 35.0, 50.0], ref_age, live_age)
+    case.histogram("mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF, live_age)
     case.histogram("mlmon_feature", at | {"feature": "income"}, [1000.0, 2000.0], [0.3, 0.4, 0.3],
                    [30, 40, 30])
     for feature in ("age", "income"):
         case.add("mlmon_feature_reference_count", at | {"feature": feature}, _const(1000.0))
-    psi = drift.binned_drift(live_age, ref_age).psi
-    # n reaches min_samples (100) at 1m, so the condition holds from 1m and fires at 1m + 15m.
-    return case.expect("MlmonFeatureDrift", "15m", "16m", [_alert(
-        {"severity": "warning", **CHURN, "feature": "age"},
-        "A feature's live distribution has drifted from the training data.",
-        f"Feature age of model churn version 3 drifted over the last 1h: PSI {psi:.3f} "
-        "(floor 0.2), and the KS distance exceeds its critical value at alpha 0.01.",
-        "MlmonFeatureDrift")])
+    # n reaches min_samples (100) at 1m, so the condition holds from 1m and fires at 1m + 15m,
+    # when the 1h window holds 16 minutes of 100 records.
+
+    def alerts(minute: int) -> list[dict[str, Any]]:
+        d = drift.binned_drift(np.array(live_age) * minute, AGE_REF)
+        return [_feature_drift_alert("age", d, drift.ks_critical(d.n, 1000, ALPHA, tests=2))]
+    return case.expect("MlmonFeatureDrift", "15m", "16m", alerts)
+
+
+CITY_REF = {"paris": 0.6, "rome": 0.3, "__other__": 0.1, "__unseen__": 0.0}
+
+
+def feature_drift_categorical() -> Case:
+    # city: paris loses most of its share to rome, __other__ and never-seen cities; plan follows
+    # its reference. The critical value is the Bretagnolle-Huber-Carol bound over 4 categories.
+    case = Case("MlmonFeatureDrift fires after 15m for a drifted categorical feature")
+    at = case.replica(CHURN)
+    live = {"paris": 20, "rome": 30, "__other__": 30, "__unseen__": 20}
+    plan_ref = {"free": 0.7, "pro": 0.3, "__other__": 0.0, "__unseen__": 0.0}
+    case.categories("mlmon_feature_category_total", "mlmon_feature_category_reference_share",
+                    at | {"feature": "city"}, "category", CITY_REF, live)
+    case.categories("mlmon_feature_category_total", "mlmon_feature_category_reference_share",
+                    at | {"feature": "plan"}, "category", plan_ref, {"free": 70, "pro": 30})
+    for feature in ("city", "plan"):
+        case.add("mlmon_feature_reference_count", at | {"feature": feature}, _const(1000.0))
+
+    def alerts(minute: int) -> list[dict[str, Any]]:
+        d = drift.categorical_drift({k: v * minute for k, v in live.items()}, CITY_REF)
+        return [_feature_drift_alert(
+            "city", d, drift.tv_critical(d.n, 1000, ALPHA, categories=4, tests=2))]
+    return case.expect("MlmonFeatureDrift", "15m", "16m", alerts)
+
+
+def drift_below_psi_floor() -> Case:
+    # 1000 records a minute against a reference of 100,000: a small shift is highly significant
+    # (KS 0.05 far above its critical value) but PSI stays below the floor: no alert.
+    case = Case("MlmonFeatureDrift stays silent on a significant shift below the PSI floor",
+                demo="as_is")
+    at = case.replica(CHURN)
+    live = [250, 200, 300, 250]
+    case.histogram("mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF, live)
+    case.add("mlmon_feature_reference_count", at | {"feature": "age"}, _const(100000.0))
+    d = drift.binned_drift(np.array(live) * 40, AGE_REF)
+    if not (d.psi < PSI_FLOOR and d.ks > drift.ks_critical(d.n, 100000, ALPHA)):
+        raise ValueError("the case must be significant and below the PSI floor")
+    case.premise("count(model_feature:mlmon_feature_ks:1h > model_feature:mlmon_feature_ks_"
+                 "critical:1h)", "40m", {})
+    case.premise(f"count(model_feature:mlmon_feature_psi:1h < {PSI_FLOOR})", "40m", {})
+    for t in ("20m", "40m", "65m"):
+        case.checks.append({"eval_time": t, "alertname": "MlmonFeatureDrift", "exp_alerts": []})
+    return case
+
+
+def drift_not_significant() -> Case:
+    # 120 records in the first 6 minutes, then none: PSI 0.21 is above the floor, but for n=120
+    # the KS distance 0.15 stays below its critical value (0.157): no alert.
+    case = Case("MlmonFeatureDrift stays silent on a PSI above the floor that is not significant",
+                demo="as_is")
+    at = case.replica(CHURN)
+    live = [5, 2, 8, 5]
+    case.histogram("mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF, live, stop=6)
+    case.add("mlmon_feature_reference_count", at | {"feature": "age"}, _const(1000.0))
+    d = drift.binned_drift(np.array(live) * 6, AGE_REF)
+    if not (d.psi > PSI_FLOOR and d.ks < drift.ks_critical(d.n, 1000, ALPHA) and d.n >= 100):
+        raise ValueError("the case must be above the PSI floor, not significant, n >= 100")
+    case.premise(f"count(model_feature:mlmon_feature_psi:1h > {PSI_FLOOR})", "40m", {})
+    case.premise("count(model_feature:mlmon_feature_ks:1h < model_feature:mlmon_feature_ks_"
+                 "critical:1h)", "40m", {})
+    for t in ("20m", "40m"):
+        case.checks.append({"eval_time": t, "alertname": "MlmonFeatureDrift", "exp_alerts": []})
+    return case
+
+
+def drift_held_while_window_thins() -> Case:
+    # 10 drifted records a minute until 15m, then no traffic. The 1h window holds 100 records
+    # from 10m (condition true, fires at 25m) until 65m; from 66m it holds 90 (< min_samples).
+    # keep_firing_for (15m) holds the drift alert until MlmonNotEnoughData fires (66m + 15m):
+    # at every evaluation one of the two fires. The description is the last one rendered (65m).
+    case = Case("MlmonFeatureDrift keeps firing on a thinning window until MlmonNotEnoughData "
+                "fires", demo="skip")
+    at = case.replica(CHURN)
+    live = [0, 0, 1, 9]
+    case.histogram("mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF, live, stop=15)
+    case.add("mlmon_feature_reference_count", at | {"feature": "age"}, _const(1000.0))
+    case.add("mlmon_observations_total", at, _rising(10, stop=15))
+    fired = [_feature_drift_alert("age", d, drift.ks_critical(d.n, 1000, ALPHA))
+             for d in (drift.binned_drift(np.array(live) * 15, AGE_REF),   # n at 25m
+                       drift.binned_drift(np.array(live) * 10, AGE_REF))]  # n at 65m
+    seen_at_81m = 10 * (min(81, 15) - min(81 - 60, 15))  # records in (21m, 81m]: none
+    no_data = _alert({"severity": "warning", **CHURN}, "Too few observations to judge drift.",
+                     f"Model churn version 3 saw {seen_at_81m} records in the last 1h (fewer "
+                     "than 100): drift alerts cannot fire.", "MlmonNotEnoughData")
+    case.checks += [
+        {"eval_time": "24m", "alertname": "MlmonFeatureDrift", "exp_alerts": []},
+        {"eval_time": "25m", "alertname": "MlmonFeatureDrift", "exp_alerts": [fired[0]]},
+        {"eval_time": "80m", "alertname": "MlmonFeatureDrift", "exp_alerts": [fired[1]]},
+        {"eval_time": "80m", "alertname": "MlmonNotEnoughData", "exp_alerts": []},
+        {"eval_time": "81m", "alertname": "MlmonNotEnoughData", "exp_alerts": [no_data]},
+        {"eval_time": "81m", "alertname": "MlmonFeatureDrift", "exp_alerts": []}]
+    return case
+
+
+def _prediction_drift_alert(model: dict[str, str], d: drift.Drift,
+                            critical: float) -> dict[str, Any]:
+    subject = f"Predictions of model {model['model']} version {model['model_version']}"
+    return _alert({"severity": "warning", **model},
+                  "The model's prediction distribution has drifted from the reference.",
+                  _drift_text(subject, d, critical), "MlmonPredictionDrift")
 
 
 def prediction_drift() -> Case:
@@ -112,24 +262,44 @@ def prediction_drift() -> Case:
         at = case.replica(model)
         case.histogram("mlmon_prediction", at, edges, ref, bins)
         case.add("mlmon_reference_rows", at, _const(1000.0))
-    psi = drift.binned_drift(live, ref).psi
-    return case.expect("MlmonPredictionDrift", "15m", "16m", [_alert(
-        {"severity": "warning", **CHURN},
-        "The model's prediction distribution has drifted from the reference.",
-        f"Predictions of model churn version 3 drifted over the last 1h: PSI {psi:.3f} "
-        "(floor 0.2), and the KS distance exceeds its critical value at alpha 0.01.",
-        "MlmonPredictionDrift")])
+
+    def alerts(minute: int) -> list[dict[str, Any]]:
+        d = drift.binned_drift(np.array(live) * minute, ref)
+        return [_prediction_drift_alert(CHURN, d, drift.ks_critical(d.n, 1000, ALPHA))]
+    return case.expect("MlmonPredictionDrift", "15m", "16m", alerts)
+
+
+SPAM = {"model": "spam", "model_version": "1"}
+
+
+def prediction_drift_classes() -> Case:
+    # A classifier: spam predicted 70% of the time against 20% in the reference; fraud's classes
+    # follow theirs. The predicted classes' total variation against the BHC bound over 2 classes.
+    case = Case("MlmonPredictionDrift fires after 15m for a classifier's predicted classes")
+    ref = {"spam": 0.2, "ham": 0.8}
+    live = {"spam": 70, "ham": 30}
+    for model, per_minute in ((SPAM, live), (FRAUD, {"spam": 20, "ham": 80})):
+        at = case.replica(model)
+        case.categories("mlmon_prediction_class_total", "mlmon_prediction_class_reference_share",
+                        at, "class", ref, per_minute)
+        case.add("mlmon_reference_rows", at, _const(1000.0))
+
+    def alerts(minute: int) -> list[dict[str, Any]]:
+        d = drift.categorical_drift({k: v * minute for k, v in live.items()}, ref)
+        return [_prediction_drift_alert(SPAM, d, drift.tv_critical(d.n, 1000, ALPHA,
+                                                                   categories=2))]
+    return case.expect("MlmonPredictionDrift", "15m", "16m", alerts)
 
 
 def not_enough_data() -> Case:
-    # churn: 1 record a minute, 30 in the 1h window at 30m (< 100) from the start;
+    # churn: 1 record a minute, 15 in the 1h window at 15m (< 100) from the start;
     # fraud: 10 a minute reaches 100 at 10m and stops the condition.
-    case = Case("MlmonNotEnoughData fires after 30m of a thin window")
+    case = Case("MlmonNotEnoughData fires after 15m of a thin window")
     case.add("mlmon_observations_total", case.replica(CHURN), _rising(1))
     case.add("mlmon_observations_total", case.replica(FRAUD), _rising(10))
-    return case.expect("MlmonNotEnoughData", "29m", "30m", [_alert(
+    return case.expect("MlmonNotEnoughData", "14m", "15m", [_alert(
         {"severity": "warning", **CHURN}, "Too few observations to judge drift.",
-        "Model churn version 3 saw 30 records in the last 1h (fewer than 100): drift alerts "
+        "Model churn version 3 saw 15 records in the last 1h (fewer than 100): drift alerts "
         "cannot fire.", "MlmonNotEnoughData")])
 
 
@@ -173,17 +343,33 @@ def unseen_categories() -> Case:
 
 
 def invalid_values() -> Case:
-    # age out_of_range 10% (> 5%); age nan 10% (nan is not a listed reason); income 1%.
-    case, at = _quality_case("MlmonInvalidValuesRising fires after 10m, per reason")
-    for feature, reason, count in (("age", "out_of_range", 10), ("age", "nan", 10),
-                                   ("income", "out_of_range", 1)):
+    # age: 3% out_of_range + 3% wrong_type = 6% (> 5%), although no reason alone exceeds 5%;
+    # income: 1% out_of_range + 1% nan = 2%. A reason at 0 is left out of the breakdown.
+    case, at = _quality_case("MlmonInvalidValuesRising fires after 10m on the sum over reasons")
+    for feature, reason, count in (("age", "out_of_range", 3), ("age", "wrong_type", 3),
+                                   ("age", "nan", 0), ("income", "out_of_range", 1),
+                                   ("income", "nan", 1)):
         case.add("mlmon_feature_invalid_total", at | {"feature": feature, "reason": reason},
                  _rising(count))
     return case.expect("MlmonInvalidValuesRising", "10m", "11m", [_alert(
-        {"severity": "warning", **CHURN, "feature": "age", "reason": "out_of_range"},
+        {"severity": "warning", **CHURN, "feature": "age"},
         "A feature receives many invalid values.",
-        "Feature age of model churn version 3: 10% of records over the last 5m were invalid "
-        "(out_of_range; threshold 0.05).", "MlmonInvalidValuesRising")])
+        "Feature age of model churn version 3: 6% of records over the last 5m were invalid "
+        "(out_of_range 3%, wrong_type 3%; threshold 0.05).", "MlmonInvalidValuesRising")])
+
+
+def invalid_all_nan() -> Case:
+    # Every value of score turns NaN: observe() counts it as invalid (reason nan), neither
+    # missing nor in the histogram, so only this alert can see it.
+    case, at = _quality_case("MlmonInvalidValuesRising fires after 10m when a feature turns NaN")
+    case.add("mlmon_feature_invalid_total", at | {"feature": "score", "reason": "nan"},
+             _rising(100))
+    case.add("mlmon_feature_missing_total", at | {"feature": "score"}, _const(0.0))
+    return case.expect("MlmonInvalidValuesRising", "10m", "11m", [_alert(
+        {"severity": "warning", **CHURN, "feature": "score"},
+        "A feature receives many invalid values.",
+        "Feature score of model churn version 3: 100% of records over the last 5m were invalid "
+        "(nan 100%; threshold 0.05).", "MlmonInvalidValuesRising")])
 
 
 def text_oov() -> Case:
@@ -296,7 +482,7 @@ def exporter_down() -> Case:
     return case.expect("MlmonExporterDown", "4m", "5m", [_alert(
         {"severity": "critical", "instance": "a:8000", "job": "mlmon"},
         "An mlmon exporter cannot be scraped.",
-        "Target a:8000 of job mlmon is down, or the job has no target at all.",
+        "Target a:8000 of job mlmon is down.",
         "MlmonExporterDown")])
 
 
@@ -305,12 +491,12 @@ def exporter_absent() -> Case:
     case.add("up", {"instance": "c:9100", "job": "node"}, _const(1.0))
     return case.expect("MlmonExporterDown", "4m", "5m", [_alert(
         {"severity": "critical", "job": "mlmon"}, "An mlmon exporter cannot be scraped.",
-        "Target  of job mlmon is down, or the job has no target at all.", "MlmonExporterDown")])
+        "Job mlmon has no target at all.", "MlmonExporterDown")])
 
 
 def healthy() -> Case:
     """No alert of any kind on a healthy model (other than the listed ones)."""
-    case = Case("a healthy, busy model raises no alert")
+    case = Case("a healthy, busy model raises no alert", demo="as_is")
     at = case.replica(CHURN)
     case.add("up", {"instance": "a", "job": "mlmon"}, _const(1.0))
     _info(case, "churn", "3")
@@ -330,10 +516,11 @@ def healthy() -> Case:
     return case
 
 
-CASES = (feature_drift, prediction_drift, not_enough_data, feature_missing, unseen_categories,
-         invalid_values, text_oov, prediction_nan, multiple_versions, unexpected_version,
-         model_stale, latency_slo, error_ratio, throughput_zero, exporter_down, exporter_absent,
-         healthy)
+CASES = (feature_drift, feature_drift_categorical, drift_below_psi_floor, drift_not_significant,
+         drift_held_while_window_thins, prediction_drift, prediction_drift_classes,
+         not_enough_data, feature_missing, unseen_categories, invalid_values, invalid_all_nan,
+         text_oov, prediction_nan, multiple_versions, unexpected_version, model_stale,
+         latency_slo, error_ratio, throughput_zero, exporter_down, exporter_absent, healthy)
 
 
 def group_order() -> list[str]:
@@ -361,6 +548,12 @@ def case_lines(case: Case) -> list[str]:
                   f"        values: {json.dumps(values)}"]
     lines.append("    alert_rule_test:")
     lines += [f"      - {json.dumps(check, sort_keys=False)}" for check in case.checks]
+    if case.premises:
+        lines.append("    promql_expr_test:")
+    for expr, at, labels, value in case.premises:
+        lines += [f"      - expr: {json.dumps(expr)}", f"        eval_time: {at}",
+                  "        exp_samples:", f"          - labels: {json.dumps(_labels(labels))}",
+                  f"            value: {value!r}"]
     return lines
 
 

@@ -62,12 +62,19 @@ def render() -> str:
         "tests:"]
     for make in cases.CASES:
         case = make()
-        if make is not cases.healthy:
+        if case.demo == "skip":
+            continue
+        if case.demo == "retime":
             (name,) = {check["alertname"] for check in case.checks}  # one alert per case
             if name not in config.demo_for:
                 continue
             production, shorter = config.alert(name)["for"], config.demo_for[name]
             case.checks = retimed(case.checks, production, shorter)
+            if case.alerts_at is not None:  # the description depends on the time (n)
+                for check in case.checks:
+                    if check["exp_alerts"]:
+                        minute = duration_seconds(check["eval_time"]) // 60
+                        check["exp_alerts"] = case.alerts_at(minute)
             if f"after {production}" not in case.name:  # the name would state a wrong timing
                 raise ValueError(f"case name without 'after {production}': {case.name}")
             case.name = case.name.replace(f"after {production}", f"after {shorter} (demo timing)")

@@ -3,8 +3,10 @@
 `python prometheus/tests/drift_cases.py` rewrites the file; tests/test_rules.py checks that the
 committed file equals `render()`, so the expected values always come from exporter/drift.py.
 
-Two replicas (instances a and b) of model churn version 3. Per-minute increments change at t=5m,
-so at t=10m the 5m window holds only the second phase and the 1h window both phases.
+Two replicas (instances a and b) of model churn version 3 (regression) and of model spam
+version 1 (a classifier: predicted classes and score). Per-minute increments change at t=5m, so
+at t=10m the 5m window holds only the second phase and the 1h window both phases. Also the KS
+critical values of both models against exporter/drift.py's ks_critical and tv_critical.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from prometheus_client.utils import floatToGoString
 
+from alerting.config import load as load_config
 from exporter import drift
 
 PATH = Path(__file__).with_name("drift_recording_test.yml")
@@ -33,6 +36,20 @@ CITY = {"a": ({"paris": 6, "rome": 3, "__other__": 1, "__unseen__": 0},
 PRED_EDGES = [-1.0, 0.0, 1.0]
 PRED_REF = [0.15, 0.35, 0.35, 0.15]
 PRED = {"a": ([3, 7, 7, 3], [0, 2, 8, 10]), "b": ([3, 7, 7, 3], [1, 1, 9, 9])}
+# Reference sizes m behind the critical values: non-null reference values per feature, rows.
+REF_COUNT = {"age": 1000.0, "city": 800.0}
+REF_ROWS = 1200.0
+
+# A classifier, model spam version 1, on the same two replicas: predicted classes and the score
+# (probability of the predicted class) on its reference edges.
+SPAM = {"model": "spam", "model_version": "1"}
+CLASS_REF = {"ham": 0.7, "spam": 0.3}
+CLASSES = {"a": ({"ham": 7, "spam": 3}, {"ham": 2, "spam": 8}),
+           "b": ({"ham": 14, "spam": 6}, {"ham": 5, "spam": 5})}
+SCORE_EDGES = [0.6, 0.8]
+SCORE_REF = [0.2, 0.5, 0.3]
+SCORE = {"a": ([2, 5, 3], [6, 3, 1]), "b": ([4, 10, 6], [4, 4, 2])}
+SPAM_ROWS = 500.0
 
 
 def _labels(d: dict[str, str]) -> str:
@@ -53,13 +70,14 @@ def _les(edges: list[float]) -> list[str]:
 
 
 def _histogram(series: list[tuple[str, str]], prefix: str, labels: dict[str, str],
-               edges: list[float], ref: list[float], bins: tuple[list[int], list[int]]) -> None:
+               edges: list[float], ref: list[float], bins: tuple[list[int], list[int]],
+               bucket: str = "_value_bucket") -> None:
     les = _les(edges)
     cum1, cum2 = np.cumsum(bins[0]), np.cumsum(bins[1])
     ref_cum = np.cumsum(ref)
     for i, le in enumerate(les):
         at = labels | {"le": le}
-        series.append((f"{prefix}_value_bucket{_labels(at)}", _counter(cum1[i], cum2[i])))
+        series.append((f"{prefix}{bucket}{_labels(at)}", _counter(cum1[i], cum2[i])))
         series.append((f"{prefix}_reference_bin_share{_labels(at)}", _gauge(ref[i])))
         series.append((f"{prefix}_reference_cumulative_share{_labels(at)}",
                        _gauge(float(ref_cum[i]))))
@@ -81,7 +99,22 @@ def input_series() -> list[tuple[str, str]]:
                            _counter(CITY[replica][0][cat], CITY[replica][1][cat])))
             series.append((f"mlmon_feature_category_reference_share{_labels(cat_at)}",
                            _gauge(CITY_REF[cat])))
+        for feature, m in REF_COUNT.items():
+            series.append((f"mlmon_feature_reference_count{_labels(at | {'feature': feature})}",
+                           _gauge(m)))
         _histogram(series, "mlmon_prediction", at, PRED_EDGES, PRED_REF, PRED[replica])
+        series.append((f"mlmon_reference_rows{_labels(at)}", _gauge(REF_ROWS)))
+        spam = SPAM | {"instance": replica, "job": "mlmon"}
+        series.append((f"mlmon_profile_loaded_timestamp_seconds{_labels(spam)}", "0+0x10"))
+        for cls in sorted(CLASS_REF):
+            cls_at = spam | {"class": cls}
+            series.append((f"mlmon_prediction_class_total{_labels(cls_at)}",
+                           _counter(CLASSES[replica][0][cls], CLASSES[replica][1][cls])))
+            series.append((f"mlmon_prediction_class_reference_share{_labels(cls_at)}",
+                           _gauge(CLASS_REF[cls])))
+        _histogram(series, "mlmon_prediction_score", spam, SCORE_EDGES, SCORE_REF,
+                   SCORE[replica], bucket="_bucket")
+        series.append((f"mlmon_reference_rows{_labels(spam)}", _gauge(SPAM_ROWS)))
     return series
 
 
@@ -91,9 +124,39 @@ def _pooled(per_replica: dict, window: str) -> np.ndarray:
     return sum(np.array(per_replica[r][p], dtype=float) * 5 for r in REPLICAS for p in phases)
 
 
-def _pooled_city(window: str) -> dict[str, float]:
+def _pooled_cats(per_replica: dict, window: str) -> dict[str, float]:
     phases = (1,) if window == "5m" else (0, 1)
-    return {c: float(sum(CITY[r][p][c] * 5 for r in REPLICAS for p in phases)) for c in CITY_REF}
+    names = per_replica[REPLICAS[0]][0]
+    return {c: float(sum(per_replica[r][p][c] * 5 for r in REPLICAS for p in phases))
+            for c in names}
+
+
+def _critical_values() -> list[tuple[str, dict[str, str], float]]:
+    """The KS critical values at t=10m over the 1h window, from exporter/drift.py."""
+    config = load_config()
+    w = config.alert("MlmonFeatureDrift")["window"]
+    if w != "1h" or config.alert("MlmonPredictionDrift")["window"] != "1h":
+        raise ValueError("the cases assume 1h drift windows (alerting/config.yaml)")
+    alpha_f = float(config.alert("MlmonFeatureDrift")["alpha"])
+    alpha_p = float(config.alert("MlmonPredictionDrift")["alpha"])
+    features = len(REF_COUNT)  # Bonferroni over the model's features (age, city)
+    n_age = float(_pooled(AGE, w).sum())
+    n_city = sum(_pooled_cats(CITY, w).values())
+    n_pred = float(_pooled(PRED, w).sum())
+    n_cls = sum(_pooled_cats(CLASSES, w).values())
+    return [
+        (f'model_feature:mlmon_feature_ks_critical:{w}{{feature="age"}}',
+         MODEL | {"feature": "age"},
+         drift.ks_critical(n_age, REF_COUNT["age"], alpha_f, tests=features)),
+        (f'model_feature:mlmon_feature_ks_critical:{w}{{feature="city"}}',
+         MODEL | {"feature": "city"},
+         drift.tv_critical(n_city, REF_COUNT["city"], alpha_f, categories=len(CITY_REF),
+                           tests=features)),
+        (f'model:mlmon_prediction_ks_critical:{w}{{model="churn"}}', MODEL,
+         drift.ks_critical(n_pred, REF_ROWS, alpha_p)),
+        (f'model:mlmon_prediction_ks_critical:{w}{{model="spam"}}', SPAM,
+         drift.tv_critical(n_cls, SPAM_ROWS, alpha_p, categories=len(CLASS_REF))),
+    ]
 
 
 def expectations() -> list[tuple[str, dict[str, str], float]]:
@@ -106,7 +169,7 @@ def expectations() -> list[tuple[str, dict[str, str], float]]:
         for stat in ("psi", "ks", "js"):
             out.append((f'model_feature:mlmon_feature_{stat}:{w}{{feature="age"}}', age,
                         getattr(d, stat)))
-        cats = _pooled_city(w)
+        cats = _pooled_cats(CITY, w)
         dc = drift.categorical_drift(cats, CITY_REF)
         for stat in ("psi", "ks", "js", "chi2"):
             out.append((f'model_feature:mlmon_feature_{stat}:{w}{{feature="city"}}', city,
@@ -120,8 +183,15 @@ def expectations() -> list[tuple[str, dict[str, str], float]]:
                     float(counts.sum())))
         dp = drift.binned_drift(_pooled(PRED, w), PRED_REF)
         for stat in ("psi", "ks", "js"):
-            out.append((f"model:mlmon_prediction_{stat}:{w}", MODEL, getattr(dp, stat)))
-    return out
+            out.append((f'model:mlmon_prediction_{stat}:{w}{{model="churn"}}', MODEL,
+                        getattr(dp, stat)))
+        dcls = drift.categorical_drift(_pooled_cats(CLASSES, w), CLASS_REF)
+        dscore = drift.binned_drift(_pooled(SCORE, w), SCORE_REF)
+        for stat in ("psi", "ks", "js"):
+            out.append((f'model:mlmon_prediction_{stat}:{w}{{model="spam"}}', SPAM,
+                        getattr(dcls, stat)))
+            out.append((f"model:mlmon_prediction_score_{stat}:{w}", SPAM, getattr(dscore, stat)))
+    return out + _critical_values()
 
 
 def render() -> str:

@@ -1,0 +1,166 @@
+"""Builds window_counts_test.yml: what the window counts count when replicas come and go.
+
+`python prometheus/tests/window_cases.py` rewrites the file; tests/test_rules.py checks that the
+committed file equals `render()`. Every case has replica `a` (the same process all along, 10
+records a minute) and a replica `b` that restarts, appears, vanishes or predates Prometheus.
+Values are per minute from t=0; the check is at t=10m over the 5m window, (5m, 10m]. Each
+replica's counter is also the `+Inf` bucket of feature `age`, so the per-bucket rules (matched
+to the replica's profile-loaded timestamp ignoring `feature` and `le`) are checked as well.
+The expected numbers are what docs/readme/alerting.md says is counted, worked out from the
+listed samples.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from alerting.config import duration_seconds
+from alerting.config import load as load_config
+
+PATH = Path(__file__).with_name("window_counts_test.yml")
+MODEL = {"model": "churn", "model_version": "3"}
+T, W = 10, 5  # evaluation minute and window (minutes)
+OLD = -100000.0  # a profile loaded long before the test starts
+Samples = list[float | None | str]  # None: no sample; "stale": a staleness marker
+
+
+def _ramp(minutes: int, first: float = 0.0, per_minute: float = 10.0) -> list[float]:
+    """`minutes` consecutive scrapes of a counter starting at `first`."""
+    return [first + i * per_minute for i in range(minutes)]
+
+
+class Case(NamedTuple):  # not a dataclass: tests load this file without registering it
+    name: str
+    why: str
+    b_loaded: Samples
+    b_counter: Samples
+    expected: float | None  # None: compare with increase() instead of a number
+
+
+A_COUNTER = _ramp(T + 3)
+A_COUNT = A_COUNTER[T] - A_COUNTER[T - W]  # replica a: the exact difference, 50
+
+
+def restart_inside_window() -> Case:
+    # b restarts at 6m30s: the old process counted 0..60 until 6m (and ~5 more, never scraped);
+    # the new one loaded at 390 s and counted 5 by 7m, then 10 a minute.
+    counter = _ramp(7) + _ramp(6, first=5.0)
+    loaded = [OLD] * 7 + [390.0] * 6
+    return Case("a restart inside the window counts the new process's whole counter only",
+                "b's old process counted 10 in the window before the restart (60 - 50): "
+                "not counted", loaded, counter, A_COUNT + counter[T])
+
+
+def restart_just_before_window() -> Case:
+    # b restarted at 4m10s (loaded 250 s, inside restart_grace before the window) and was first
+    # scraped at 5m with 8. It is the same process at both ends of the window: exact difference.
+    counter = _ramp(5) + _ramp(8, first=8.0)
+    loaded = [OLD] * 5 + [250.0] * 8
+    return Case("a process restarted before the window and scraped at its start: exact",
+                "not its whole counter (that would add the 8 counted before the window)",
+                loaded, counter, A_COUNT + counter[T] - counter[T - W])
+
+
+def loaded_in_grace_scraped_after() -> Case:
+    # b loaded at 4m50s (290 s) but was first scraped at 6m (with 12): one window ago there is
+    # no sample, so its whole counter counts, including what it saw between 4m50s and 5m.
+    counter = [None] * 6 + _ramp(7, first=12.0)
+    loaded = [None] * 6 + [290.0] * 7
+    return Case("a process loaded just before the window but first scraped in it: whole counter",
+                "restart_grace catches it; counts before the window start may be included",
+                loaded, counter, A_COUNT + counter[T])
+
+
+def new_replica() -> Case:
+    # b starts at 6m30s (loaded 390 s), counts 5 by its first scrape at 7m, then 10 a minute.
+    counter = [None] * 7 + _ramp(6, first=5.0)
+    loaded = [None] * 7 + [390.0] * 6
+    return Case("a new replica appearing inside the window counts its whole counter",
+                "every count of b was made inside the window", loaded, counter,
+                A_COUNT + counter[T])
+
+
+def vanished_replica() -> Case:
+    # b is scaled down after its 7m scrape (staleness markers from 8m): it still counts the 20 it
+    # made inside the window, exactly (increase() would extrapolate its last samples).
+    counter = _ramp(8) + ["stale"] * 5
+    loaded = [OLD] * 8 + ["stale"] * 5
+    return Case("a replica that vanished inside the window counts what it made there, exactly",
+                "its last sample minus its sample one window ago", loaded, counter,
+                A_COUNT + counter[7] - counter[T - W])
+
+
+def newer_than_window() -> Case:
+    # b has run for long (loaded long ago, counter at 1000) but Prometheus first scraped it at
+    # 7m: no sample one window ago, so the rule falls back to increase() over what was scraped.
+    counter = [None] * 7 + _ramp(6, first=1000.0)
+    loaded = [None] * 7 + [OLD] * 6
+    return Case("a long-running replica first scraped inside the window falls back to increase()",
+                "no sample one window ago and not a new process", loaded, counter, None)
+
+
+CASES: tuple[Callable[[], Case], ...] = (
+    restart_inside_window, restart_just_before_window, loaded_in_grace_scraped_after,
+    new_replica, vanished_replica, newer_than_window)
+
+
+def _values(samples: Samples) -> str:
+    out = []
+    for v in samples:
+        out.append("_" if v is None else "stale" if v == "stale" else repr(float(v)))
+    return " ".join(out)
+
+
+def _labels(d: dict[str, str]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in d.items()) + "}"
+
+
+def _series(instance: str, loaded: Samples, counter: Samples) -> list[tuple[str, str]]:
+    at = MODEL | {"instance": instance, "job": "mlmon"}
+    bucket = at | {"feature": "age", "le": "+Inf"}
+    return [(f"mlmon_profile_loaded_timestamp_seconds{_labels(at)}", _values(loaded)),
+            (f"mlmon_observations_total{_labels(at)}", _values(counter)),
+            (f"mlmon_feature_value_bucket{_labels(bucket)}", _values(counter))]
+
+
+def case_lines(case: Case) -> list[str]:
+    series = _series("a", [OLD] * len(A_COUNTER), A_COUNTER)
+    series += _series("b", case.b_loaded, case.b_counter)
+    lines = [f"  # {case.name}: {case.why}", "  - interval: 1m", "    input_series:"]
+    for name, values in series:
+        lines += [f"      - series: {json.dumps(name)}", f"        values: {json.dumps(values)}"]
+    lines.append("    promql_expr_test:")
+    w = f"{W}m"
+    for rule, metric, labels in (
+            (f"model:mlmon_observations:increase{w}", "mlmon_observations_total", MODEL),
+            (f"model_feature_le:mlmon_feature_value_bucket:increase{w}",
+             "mlmon_feature_value_bucket", MODEL | {"feature": "age", "le": "+Inf"})):
+        if case.expected is None:  # a exactly, b as increase() estimates it
+            want = (f"{A_COUNT!r} + sum by ({', '.join(labels)}) "
+                    f'(increase({metric}{{instance="b"}}[{w}]))')
+        else:
+            want = repr(case.expected)
+        lines += [f"      - expr: {json.dumps(f'abs({rule} - ({want})) < bool 1e-9')}",
+                  f"        eval_time: {T}m", "        exp_samples:",
+                  f"          - labels: {json.dumps(_labels(labels))}", "            value: 1"]
+    return lines
+
+
+def render() -> str:
+    config = load_config()
+    if f"{W}m" not in config.windows or duration_seconds(config.restart_grace) != 60:
+        raise ValueError("the cases assume a 5m window and restart_grace 1m (alerting/config.yaml)")
+    lines = [
+        "# GENERATED by prometheus/tests/window_cases.py: window counts when replicas restart,",
+        "# appear, vanish or predate Prometheus (docs/readme/alerting.md, window counts).",
+        "rule_files:", "  - ../recording_rules.yml", "evaluation_interval: 1m", "tests:"]
+    for make in CASES:
+        lines += case_lines(make())
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    PATH.write_text(render(), encoding="utf-8")

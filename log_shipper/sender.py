@@ -10,6 +10,10 @@ replay can duplicate a record. Outcomes:
 - `rejected`: any other per-document error (mapping / parse errors): the content is at fault,
   re-sending cannot help; the caller dead-letters these with `reason`.
 Only documents that got `retry` are re-sent, after `backoff_delay(attempt)`.
+
+The bulk request's server-side `timeout` (how long Elasticsearch waits for an unavailable
+primary shard) is kept below the client's request timeout, so a missing shard gives per-document
+503s for its documents only, instead of a client timeout that re-sends the whole batch.
 """
 
 from __future__ import annotations
@@ -70,12 +74,17 @@ class BulkSender:
         initial_backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
         request_timeout_s: float = 30.0,
+        bulk_timeout_s: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         # The client's own retries would re-send whole requests and hide failures from us.
         self._client = client.options(max_retries=0, retry_on_status=(), retry_on_timeout=False,
                                       request_timeout=request_timeout_s)
         self.index = index
+        # Elasticsearch's default is 1m, longer than our request timeout: answer within it.
+        wait_ms = int(1000 * (bulk_timeout_s if bulk_timeout_s is not None
+                              else request_timeout_s / 2))
+        self._bulk_timeout = f"{max(wait_ms, 1)}ms"
         self.max_retries = max_retries
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
@@ -111,7 +120,7 @@ class BulkSender:
     def _attempt(self, docs: Sequence[Document]) -> SendResult:
         result = SendResult()
         try:
-            response = self._client.bulk(operations=self._body(docs))
+            response = self._client.bulk(operations=self._body(docs), timeout=self._bulk_timeout)
         except ApiError as exc:
             if exc.meta.status in RETRYABLE_REQUEST_STATUS:
                 result.retry = list(docs)

@@ -27,6 +27,7 @@ from log_shipper import es_assets
 from log_shipper.deadletter import read_dead_letters
 from log_shipper.record import RecordBuilder, index_name
 from log_shipper.redact import Redactor
+from log_shipper.sender import BulkSender, Document
 from log_shipper.shipper import Shipper
 from tests.integration.es_server import ElasticsearchServer, es_restartable, es_server, es_url
 from tests.profiles import sample_profile_dict
@@ -304,3 +305,45 @@ def unused_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+# ---- retry of the failed documents only -----------------------------------------------------
+
+def test_only_documents_failing_with_503_are_retried_and_all_end_indexed(es_url: str) -> None:
+    # A real partial failure: two primary shards, at most one per node on this single node,
+    # so shard 1 stays unassigned and Elasticsearch answers 503 unavailable_shards_exception
+    # for exactly the documents routed to it, while shard 0's documents are indexed. The
+    # backoff sleep (injected, as the shipper does) lifts the limit; the retry then succeeds.
+    client = Elasticsearch(es_url, request_timeout=60)
+    index = "mlmon-retry-partial"
+    client.options(ignore_status=404).indices.delete(index=index)
+    client.indices.create(index=index, wait_for_active_shards="0", settings={
+        "index.number_of_shards": 2, "index.number_of_replicas": 0,
+        "index.routing.allocation.total_shards_per_node": 1})
+    try:
+        client.cluster.health(index=index, wait_for_active_shards="1", timeout="30s")
+        sleeps: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            if len(sleeps) == 1:
+                client.indices.put_settings(index=index, settings={
+                    "index.routing.allocation.total_shards_per_node": -1})
+                client.cluster.health(index=index, wait_for_status="green", timeout="30s")
+
+        docs = [Document(f"p{i}", json.dumps({"n": i}).encode()) for i in range(40)]
+        sender = BulkSender(client, index, max_retries=3, initial_backoff_s=0.25,
+                            request_timeout_s=20, bulk_timeout_s=1.0, sleep=sleep)
+        result = sender.send(docs)
+
+        client.indices.refresh(index=index)
+        on_shard_1 = client.count(index=index, preference="_shards:1")["count"]
+        assert 0 < on_shard_1 < len(docs)  # a partial failure, not all or nothing
+        assert result.retries == on_shard_1  # only the 503 documents were sent again
+        assert sleeps == [0.25]  # one backoff: the retry succeeded
+        assert sorted(d.id for d in result.ok) == sorted(d.id for d in docs)
+        assert not result.retry and not result.rejected
+        hits = helpers.scan(client, index=index, query={"query": {"match_all": {}}})
+        assert sorted(h["_id"] for h in hits) == sorted(d.id for d in docs)  # once each
+    finally:
+        client.options(ignore_status=404).indices.delete(index=index)

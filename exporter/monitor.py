@@ -176,9 +176,6 @@ class ModelMonitor:
         self._categorical = [(p.name, p.base, p.slots, p.unseen_slot, p.allowed)
                              for p in lay.categorical]
         self._text = [(p.name, p.base, p.vocabulary) for p in lay.text]
-        self._regression = None if lay.prediction is None else (
-            lay.prediction.base, list(lay.prediction.edges), lay.prediction.sum_slot,
-            lay.centered_sum_squares, lay.center)
         self._names = frozenset(f.name for f in profile.features)
         self._n_features = len(self._names)
         self._latency_edges = list(lay.latency_buckets)
@@ -189,22 +186,54 @@ class ModelMonitor:
         register_monitor(self.registry, self)
 
     def _bind(self) -> None:
-        """Per-feature plans for the hot path; the bucket+sum segment of each numeric feature is
-        indexed from 0, so an update is one subscript, no offset arithmetic."""
-        self._numeric = [(p.name, self.storage.segment(p.histogram.base, len(p.edges) + 2),
-                          list(p.edges), p.low, p.high, p.base) for p in self.layout.numeric]
+        """Hot-path plans over the storage (again after a fork: new lock, new file).
+
+        Each numeric feature gets its bucket+sum segment indexed from 0, with the sum at a
+        positive index: CPython 3.11 specialises `list[i] += x` for 0 <= i only (`seg[-1]`
+        cost 20 ns more per feature). The lock's bound methods save the `with` protocol."""
+        storage, lay = self.storage, self.layout
+        self._acquire, self._release = storage.lock.acquire, storage.lock.release
+        self._values = storage.values
+        self._numeric = [(p.name, storage.segment(p.histogram.base, len(p.edges) + 2),
+                          list(p.edges), p.low, p.high, len(p.edges) + 1, p.base)
+                         for p in lay.numeric]
+        pred = lay.prediction
+        self._regression: tuple[Any, list[float], int, int, float] | None = None
+        if pred is not None:
+            n = len(pred.edges)
+            # buckets, sum, centered sum of squares and the window triples are contiguous
+            if not (lay.centered_sum_squares == pred.sum_slot + 1 == pred.base + n + 2
+                    and lay.window == lay.centered_sum_squares + 1):
+                raise RuntimeError("layout: prediction slots are not contiguous")
+            self._regression = (storage.segment(pred.base, n + 3 + 3 * L.WINDOW_SLOTS),
+                                list(pred.edges), n + 1, n + 2, lay.center)
+            self._window_offset = n + 3
         # The current window slot, cached: most predictions fall in the slot of the previous one.
         self._slot_start, self._slot_end, self._slot_j = math.inf, -math.inf, 0
 
-    def _enter_slot(self, c: Any, now: float) -> None:
-        """Point the window cache at the slot holding `now`, starting it empty if it is stale."""
-        lay = self.layout
-        slot_id = now // lay.slot_s
-        j = lay.window + 3 * int(slot_id % L.WINDOW_SLOTS)
-        if c[j] != slot_id:
-            c[j], c[j + 1], c[j + 2] = slot_id, math.inf, -math.inf
-        self._slot_start, self._slot_end = slot_id * lay.slot_s, (slot_id + 1) * lay.slot_s
-        self._slot_j = j
+    def _enter_slot(self, now: float) -> None:
+        """Point the window cache at the slot holding `now`, starting it empty if it is stale.
+        `_slot_j` is then the index of that slot's min in the prediction segment (max: +1)."""
+        assert self._regression is not None
+        seg, slot_s = self._regression[0], self._slot_s
+        slot_id = now // slot_s
+        j = self._window_offset + 3 * int(slot_id % L.WINDOW_SLOTS)
+        if seg[j] != slot_id:
+            seg[j], seg[j + 1], seg[j + 2] = slot_id, math.inf, -math.inf
+        self._slot_start, self._slot_end = slot_id * slot_s, (slot_id + 1) * slot_s
+        self._slot_j = j + 1
+
+    def _extend_window(self, lo: float, hi: float) -> None:
+        """Fold finite predictions in [lo, hi] into the current window slot (lock held)."""
+        now = self.clock()
+        if not self._slot_start <= now < self._slot_end:
+            self._enter_slot(now)
+        assert self._regression is not None
+        seg, j = self._regression[0], self._slot_j
+        if lo < seg[j]:
+            seg[j] = lo
+        if hi > seg[j + 1]:
+            seg[j + 1] = hi
 
     @classmethod
     def from_profile(
@@ -243,26 +272,30 @@ class ModelMonitor:
         `prediction=None` means no prediction was made (nothing counted for it). `scores`, for
         classifiers: the predicted class's probability, or a mapping class -> probability.
         """
-        storage = self.storage
         try:
-            if type(features) is not dict and not isinstance(features, Mapping):
-                return self._reject("not_a_mapping")
-            with storage.lock:
-                c = storage.values
+            if type(features) is not dict:
+                if not isinstance(features, Mapping):
+                    return self._reject("not_a_mapping")
+                # a plain copy: subscripting a defaultdict would insert into the caller's
+                # mapping, and other Mappings may be slow or odd; plain dicts are the norm
+                features = dict(features)
+            self._acquire()
+            try:
+                c = self._values
                 flags: dict[str, tuple[str, ...]] | None = None
                 absent = 0
                 # Happy paths first and inline; anything unusual goes to a helper.
-                for name, seg, edges, low, high, base in self._numeric:
+                for name, seg, edges, low, high, s, base in self._numeric:
                     try:  # subscripting is cheaper than .get(); absent keys are rare
                         v = features[name]
                     except KeyError:
-                        v = None
-                    if type(v) is float and low <= v <= high:  # False for NaN and +-Inf
+                        v = _ABSENT
+                    # ints are common (JSON has no float 1); bool is neither float nor int here
+                    if (type(v) is float or type(v) is int) and low <= v <= high:  # no NaN, Inf
                         seg[bisect_left(edges, v)] += 1.0
-                        seg[-1] += v  # the sum
+                        seg[s] += v  # the sum
                         continue
-                    if v is None and name not in features:
-                        absent += 1
+                    absent += v is _ABSENT
                     flag = _numeric_unusual(c, base, seg, edges, low, high, v)
                     if flag is not None:
                         if flags is None:
@@ -272,14 +305,13 @@ class ModelMonitor:
                     try:
                         v = features[name]
                     except KeyError:
-                        v = None
+                        v = _ABSENT
                     if type(v) is str and allowed is None:
                         slot = slots.get(v)
                         if slot is not None:
                             c[slot] += 1.0
                             continue
-                    if v is None and name not in features:
-                        absent += 1
+                    absent += v is _ABSENT
                     flag = _categorical_unusual(c, base, slots, unseen, allowed, v)
                     if flag is not None:
                         if flags is None:
@@ -287,7 +319,7 @@ class ModelMonitor:
                         flags[name] = flag
                 for name, base, vocabulary in self._text:
                     v = features.get(name, _ABSENT)
-                    if isinstance(v, str):
+                    if type(v) is str:
                         tokens = tokenize(v)
                         c[base + L.TXT_TOKENS] += len(tokens)
                         c[base + L.TXT_OOV] += sum(1 for t in tokens if t not in vocabulary)
@@ -309,24 +341,27 @@ class ModelMonitor:
                     c[self.layout.unknown_features] += len(unknown)
                 if prediction is not None:
                     reg = self._regression
-                    if (reg is not None and type(prediction) is float
+                    if (type(prediction) is float and reg is not None
                             and not prediction - prediction):
-                        base, edges, sum_slot, css, center = reg
-                        c[base + bisect_left(edges, prediction)] += 1.0
-                        c[sum_slot] += prediction
-                        c[css] += (prediction - center) ** 2
+                        seg, edges, sum_i, css_i, center = reg
+                        seg[bisect_left(edges, prediction)] += 1.0
+                        seg[sum_i] += prediction
+                        d = prediction - center
+                        seg[css_i] += d * d
                         now = self.clock()
                         if not self._slot_start <= now < self._slot_end:
-                            self._enter_slot(c, now)
+                            self._enter_slot(now)
                         j = self._slot_j
-                        if prediction < c[j + 1]:
-                            c[j + 1] = prediction
-                        if prediction > c[j + 2]:
-                            c[j + 2] = prediction
+                        if prediction < seg[j]:
+                            seg[j] = prediction
+                        if prediction > seg[j + 1]:
+                            seg[j + 1] = prediction
                     else:
                         self._prediction(c, prediction, scores)
                 if latency_s is not None:
                     self._latency(c, latency_s)
+            finally:
+                self._release()
             if flags is None and not unknown:
                 return _CLEAN  # nothing to report: no allocation
             # a read-only view (documented): the caller cannot edit what we report
@@ -341,7 +376,8 @@ class ModelMonitor:
 
     def _prediction(self, c: Any, y: Any, scores: Any) -> None:
         lay = self.layout
-        if lay.prediction is not None:
+        reg = self._regression
+        if reg is not None:
             if type(y) is not float:
                 y = _as_float(y)
                 if y is None:
@@ -350,18 +386,11 @@ class ModelMonitor:
             if y - y:
                 c[lay.prediction_invalid["nan" if y != y else "inf"]] += 1.0
                 return
-            hist = lay.prediction
-            c[hist.base + bisect_left(hist.edges, y)] += 1.0
-            c[hist.sum_slot] += y
-            c[lay.centered_sum_squares] += (y - lay.center) ** 2
-            now = self.clock()
-            if not self._slot_start <= now < self._slot_end:
-                self._enter_slot(c, now)
-            j = self._slot_j
-            if y < c[j + 1]:
-                c[j + 1] = y
-            if y > c[j + 2]:
-                c[j + 2] = y
+            seg, edges, sum_i, css_i, center = reg
+            seg[bisect_left(edges, y)] += 1.0
+            seg[sum_i] += y
+            seg[css_i] += (y - center) * (y - center)
+            self._extend_window(y, y)
         elif lay.class_unseen >= 0:
             if type(y) is float and y - y:
                 c[lay.prediction_invalid["nan" if y != y else "inf"]] += 1.0

@@ -104,7 +104,7 @@ class Storage:
         for begin, seg in self._segments:
             if begin == start and len(seg) == length:
                 return seg
-        seg = [0.0] * length
+        seg = list(self.values[start:start + length])  # e.g. the window's empty slot ids
         self._segments.append((start, seg))
         return seg
 
@@ -132,10 +132,10 @@ class Storage:
         if self.directory is not None:
             self._segments = []
             self._open(os.getpid())
-            for ref in self.on_reopen:
-                callback = ref()
-                if callback is not None:
-                    callback()
+        for ref in self.on_reopen:  # monitors bind the new lock (and the new file's segments)
+            callback = ref()
+            if callback is not None:
+                callback()
 
     def snapshots(self) -> list[np.ndarray]:
         """One array per process holding this profile's counters (just ours when single)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -225,14 +226,32 @@ def test_bad_profile_raises_profile_error(tmp_path, registry):
         ModelMonitor.from_profile(path, registry)
 
 
-def test_a_mapping_whose_get_fails_is_counted_not_raised(monitor, registry):
-    class Broken(dict[str, Any]):
-        def get(self, *args: Any) -> Any:
-            raise KeyError("boom")
+def test_a_mapping_whose_lookups_fail_is_counted_not_raised(monitor, registry):
+    from collections.abc import Iterator, Mapping
 
-    obs = monitor.observe(Broken(age=1))
+    class Broken(Mapping[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            raise RuntimeError("boom")
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(["age"])
+
+        def __len__(self) -> int:
+            return 1
+
+    obs = monitor.observe(Broken())
     assert isinstance(obs, Observation) and obs.rejected == "internal_error"
     assert value(registry, "mlmon_rejected_total", reason="internal_error") == 1.0
+
+
+def test_a_defaultdict_is_read_not_filled(monitor, registry):
+    from collections import defaultdict
+
+    features: defaultdict[str, Any] = defaultdict(lambda: 30.0, {"income": 1500})
+    assert monitor.observe(features).flags == {"age": ("missing",), "city": ("missing",),
+                                               "review": ("missing",)}
+    assert dict(features) == {"income": 1500}
+    assert value(registry, "mlmon_feature_missing_total", feature="age") == 1.0
 
 
 @pytest.mark.parametrize("features", [
@@ -244,3 +263,32 @@ def test_observation_flags_are_read_only(monitor, features):
     obs = monitor.observe(features)
     with pytest.raises(TypeError):
         obs.flags["age"] = ("missing",)  # type: ignore[index]
+
+
+def test_observe_and_batches_from_several_threads_count_exactly(monitor, registry):
+    import threading
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        def work(k: int) -> None:
+            for i in range(2000):
+                monitor.observe({"age": 20 + (i + k) % 40, "city": "rome", "income": 1500.0},
+                                float(i % 3) - 1.0)
+                monitor.observe_batch({"age": [30.0, 60.0]}, [0.0, 0.5])
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert value(registry, "mlmon_observations_total") == 4 * 2000 * 3
+    assert value(registry, "mlmon_feature_value_count", feature="age") == 4 * 2000 * 3
+    assert value(registry, "mlmon_feature_value_sum", feature="age") == sum(
+        20 + (i + k) % 40 + 90.0 for k in range(4) for i in range(2000))
+    assert value(registry, "mlmon_prediction_value_count") == 4 * 2000 * 3
+    assert value(registry, "mlmon_feature_category_total", feature="city",
+                 category="rome") == 4 * 2000
+    assert value(registry, "mlmon_prediction_window_max") == 1.0

@@ -140,6 +140,11 @@ def prometheus_config(targets: dict[str, list[str]], rule_files: list[Path],
         config.pop("alerting")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     jobs["prometheus"]["static_configs"] = [{"targets": [self_address]}]
+    if "alertmanager" in jobs:  # scrape the test's Alertmanager, or none (no stack hostnames)
+        if alertmanager:
+            jobs["alertmanager"]["static_configs"] = [{"targets": [alertmanager]}]
+        else:
+            config["scrape_configs"].remove(jobs.pop("alertmanager"))
     for name, addresses in targets.items():
         if name not in jobs:
             jobs[name] = {"job_name": name}

@@ -1,9 +1,9 @@
 """Drift computed by the real Prometheus from real exporter replicas equals exporter/drift.py.
 
-Three replicas of model churn (regression) and one of model spam (classification) observe
-known rows, Prometheus (1 s scrape and evaluation, `for:` set to 0s) records the drift
-statistics, Alertmanager routes the alerts to the webhook sink. A control run of the same length
-with undrifted data must send no drift alert.
+Three replicas of model churn (regression) and one of model spam (classification: predicted
+classes and score) observe known rows, Prometheus (1 s scrape and evaluation, `for:` set to 0s)
+records the drift statistics, Alertmanager routes the alerts to the webhook sink. A control run
+of the same length with undrifted data must send no drift alert.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from alerting.sink import Sink
 from exporter import drift
-from exporter.profile import Profile
+from exporter.profile import ClassificationPrediction, Profile
 from exporter.profiling import profile_data
 from exporter.values import canonical_category
 from tests.integration import prom_servers
@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 
 REPLICAS = 3
 ROWS_PER_REPLICA = 1500
+SPAM_ROWS = 1000
 CITIES = ["paris", "rome", "berlin", "madrid", "oslo"]
 WORDS = ["good", "bad", "service", "the", "great", "slow", "fast", "app"]
 DRIFT_ALERTS = ("MlmonFeatureDrift", "MlmonPredictionDrift")
@@ -98,6 +99,20 @@ def _expected_churn(profile: Profile, live: pd.DataFrame) -> dict[str, drift.Dri
     return out
 
 
+def _expected_spam(profile: Profile, live: pd.DataFrame) -> dict[str, drift.Drift]:
+    """exporter/drift.py on the classifier's predicted classes and scores."""
+    pred = profile.prediction
+    assert isinstance(pred, ClassificationPrediction) and pred.score is not None
+    ref = dict(zip(pred.classes, pred.class_shares, strict=True)) | {"__unseen__": 0.0}
+    counts: dict[str, float] = {}
+    for label in live["label"]:
+        key = label if label in pred.classes else "__unseen__"
+        counts[key] = counts.get(key, 0) + 1
+    return {"class": drift.categorical_drift(counts, ref),
+            "score": drift.numeric_drift(live["score"].to_numpy(), pred.score.edges,
+                                         pred.score.bin_shares)}
+
+
 def _run(tmp_path: Path, prometheus_factory: Any, alertmanager_factory: Any, sink: Sink,
          drifted: bool, seconds: float | None = None) -> dict[str, Any]:
     """Start replicas and servers; wait until the pooled statistics are recorded."""
@@ -119,8 +134,8 @@ def _run(tmp_path: Path, prometheus_factory: Any, alertmanager_factory: Any, sin
         for i, frame in enumerate(live):
             replicas.append(start_replica(tmp_path, churn_path, _rows(frame, "y", None),
                                           f"churn{i}", go))
-        replicas.append(start_replica(tmp_path, spam_path,
-                                      _rows(_spam(rng, 1000, drifted), "label", "score"),
+        spam_live = _spam(rng, SPAM_ROWS, drifted)
+        replicas.append(start_replica(tmp_path, spam_path, _rows(spam_live, "label", "score"),
                                       "spam", go))
         am = alertmanager_factory(webhook_url=sink.url + "/alerts")
         prom: Prometheus = prometheus_factory(
@@ -134,11 +149,13 @@ def _run(tmp_path: Path, prometheus_factory: Any, alertmanager_factory: Any, sin
         # Every group (features and predictions, both windows) has seen the last scrape.
         # (counters stop moving once every row is observed, so waiting in turn is enough)
         for w in ("5m", "1h"):
-            for expr in (f'model_feature:mlmon_feature_samples:increase{w}{{feature="age"}}',
-                         f'model:mlmon_prediction_samples:increase{w}{{model="churn"}}'):
-                prom.wait_for(f"{expr} == {total}", timeout=60)
+            for expr, n in (
+                    (f'model_feature:mlmon_feature_samples:increase{w}{{feature="age"}}', total),
+                    (f'model:mlmon_prediction_samples:increase{w}{{model="churn"}}', total),
+                    (f'model:mlmon_prediction_samples:increase{w}{{model="spam"}}', SPAM_ROWS)):
+                prom.wait_for(f"{expr} == {n}", timeout=60)
         result = {"prom": prom, "profile": churn, "pooled": pd.concat(live, ignore_index=True),
-                  "started": started}
+                  "spam_profile": spam, "spam_live": spam_live, "started": started}
         if drifted:
             _wait_alert(sink, "MlmonFeatureDrift", timeout=60)
         else:
@@ -194,6 +211,7 @@ def test_pooled_drift_matches_numpy_and_alert_reaches_sink(
                drifted=True)
     prom: Prometheus = run["prom"]
     expected = _expected_churn(run["profile"], run["pooled"])
+    spam = _expected_spam(run["spam_profile"], run["spam_live"])
     for window in ("5m", "1h"):
         for stat in ("psi", "ks", "js"):
             got = prom.values(f'model_feature:mlmon_feature_{stat}:{window}{{model="churn"}}',
@@ -207,6 +225,15 @@ def test_pooled_drift_matches_numpy_and_alert_reaches_sink(
         chi2 = prom.values(f'model_feature:mlmon_feature_chi2:{window}{{feature="city"}}',
                            "feature")
         assert _close(chi2["city"], expected["city"].chi2)
+        # The classifier: predicted classes (PSI, total variation as KS, JS) and its score.
+        for stat in ("psi", "ks", "js"):
+            for series, key in ((f'model:mlmon_prediction_{stat}:{window}{{model="spam"}}',
+                                 "class"),
+                                (f'model:mlmon_prediction_score_{stat}:{window}'
+                                 '{model="spam"}', "score")):
+                got = prom.values(series, "model")
+                want = getattr(spam[key], stat)
+                assert set(got) == {"spam"} and _close(got["spam"], want), (series, got, want)
     alerts = _drift_alerts(notification_sink, "MlmonFeatureDrift")
     assert {(a["labels"]["model"], a["labels"]["feature"]) for a in alerts} >= {
         ("churn", "age"), ("churn", "city")}

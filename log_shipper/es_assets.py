@@ -17,19 +17,26 @@ rejected there as an unknown setting.)
 
 `install()` is idempotent: it writes the template only when it differs from the one stored,
 and adds new fields to an existing data stream's current backing index, so a profile with a new
-feature takes effect without a rollover. The data stream itself is created by the first
-document written with `op_type: create`, as Elasticsearch does for any matching template.
+feature takes effect without a rollover. A template's lifecycle reaches only data streams
+created after it, so `install()` also puts the retention on an existing data stream
+(`PUT _data_stream/<name>/_lifecycle`, or DELETE for `none`); a server without that API (the
+test distribution) is told apart, logged, and reported as `retention="unsupported"`. The data
+stream itself is created by the first document written with `op_type: create`, as
+Elasticsearch does for any matching template.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, TEXT, Profile
 from log_shipper.record import index_name
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = "30d"
 # Above the built-in templates (`logs-*-*` has 100) so a future overlap cannot shadow ours.
@@ -147,17 +154,25 @@ def index_template(profile: Profile, *,
 
 @dataclass(frozen=True)
 class InstallReport:
-    """What `install()` did; `template` is "created", "updated" or "unchanged"."""
+    """What `install()` did; `template` is "created", "updated" or "unchanged"; `retention`
+    on an existing data stream is "applied", "removed", "unsupported" (the server has no
+    `_data_stream` lifecycle API) or None (no data stream yet: it gets the template's)."""
 
     template_name: str
     data_stream: str
     template: str
     data_stream_exists: bool
     mapping_updated: bool
+    retention: str | None = None
 
     def summary(self) -> str:
         stream = ("exists; current mapping " + ("updated" if self.mapping_updated else "unchanged")
                   if self.data_stream_exists else "created by the first record")
+        if self.retention == "unsupported":
+            stream += ("; retention NOT applied to it (this Elasticsearch has no _data_stream "
+                       "lifecycle API; only new data streams get the template's)")
+        elif self.retention is not None:
+            stream += f"; retention {self.retention}"
         return (f"index template {self.template_name}: {self.template}; "
                 f"data stream {self.data_stream}: {stream}")
 
@@ -194,7 +209,29 @@ def install(client: Any, profile: Profile, *,
             "index.mapping.total_fields.limit": body["template"]["settings"][
                 "index.mapping.total_fields.limit"]})
         mapping_updated = True
-    return InstallReport(name, name, status, True, mapping_updated)
+    applied = _apply_retention(client, name, retention)
+    return InstallReport(name, name, status, True, mapping_updated, applied)
+
+
+def _apply_retention(client: Any, name: str, retention: str | None) -> str:
+    """Put (or, for None, remove) the lifecycle retention of an existing data stream."""
+    from elasticsearch import ApiError
+
+    try:
+        if retention is None:
+            client.indices.delete_data_lifecycle(name=name)
+            return "removed"
+        client.indices.put_data_lifecycle(name=name, data_retention=retention)
+        return "applied"
+    except ApiError as exc:
+        message = str(exc.message)
+        if exc.meta.status in (400, 405) and ("no handler found" in message
+                                              or "Incorrect HTTP method" in message):
+            log.warning("retention %s not applied to the existing data stream %s: this "
+                        "Elasticsearch has no _data_stream lifecycle API (%s)",
+                        retention or "none", name, message)
+            return "unsupported"
+        raise
 
 
 def _stored_template(client: Any, name: str) -> dict[str, Any] | None:

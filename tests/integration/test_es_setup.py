@@ -148,3 +148,23 @@ def test_cli_unreachable_server_is_one_line(tmp_path, capsys) -> None:
     assert main(["es-setup", "--profile", str(path), "--es-url", url, "--timeout", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot connect" in err and "\n" not in err
+
+
+def test_a_changed_retention_reaches_an_existing_data_stream_or_says_it_cannot(
+        es_url: str, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    client = Elasticsearch(es_url)
+    model = _model()
+    name = f"mlmon-predictions-{model}"
+    assert install(client, _profile(model), retention="7d").retention is None  # no stream yet
+    client.create(index=name, id="a", document={"@timestamp": "2026-11-22T10:00:00Z"})
+    report = install(client, _profile(model), retention="3d")
+    try:
+        stored = client.indices.get_data_lifecycle(name=name)
+    except BadRequestError as exc:  # the test distribution: no _data_stream REST API at all
+        assert "no handler found" in str(exc)
+        assert report.retention == "unsupported"
+        assert "retention NOT applied" in report.summary()
+        assert f"retention 3d not applied to the existing data stream {name}" in caplog.text
+    else:  # a full server: the stream itself now keeps 3 days
+        assert report.retention == "applied"
+        assert stored["data_streams"][0]["lifecycle"]["data_retention"] == "3d"

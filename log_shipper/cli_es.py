@@ -71,21 +71,27 @@ def run(args: argparse.Namespace) -> int:
     except CliError:
         raise
     except Exception as exc:  # noqa: BLE001 - any client error becomes one readable line
-        raise CliError(f"{args.es_url}: {_describe(exc)}") from exc
+        raise CliError(f"{args.es_url}: {_describe(exc, args.timeout)}") from exc
     print(report.summary())
     return 0
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: Exception, timeout: float) -> str:
     """One line from an elasticsearch client error (status and reason, not the repr soup)."""
-    from elasticsearch import ApiError
+    from elasticsearch import ApiError, ConnectionTimeout
     from elasticsearch import ConnectionError as EsConnectionError
 
     if isinstance(exc, ApiError):
         info = exc.info if isinstance(exc.info, dict) else {}
         error = info.get("error", {})
         reason = error.get("reason") if isinstance(error, dict) else error
-        return f"HTTP {exc.meta.status}: {reason or exc.message}"
+        if reason:
+            return f"HTTP {exc.meta.status}: {reason}"
+        # No Elasticsearch error body: an HTML page, a proxy, another service on that port.
+        return (f"HTTP {exc.meta.status} from a server that does not look like Elasticsearch "
+                "(no Elasticsearch error in the answer); is --es-url right?")
+    if isinstance(exc, ConnectionTimeout):
+        return f"no answer within {timeout:g} s (read timeout)"
     if isinstance(exc, EsConnectionError):
         return "cannot connect (is Elasticsearch running?)"
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

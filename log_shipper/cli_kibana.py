@@ -77,8 +77,11 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "-":
         sys.stdout.write(ndjson)
     else:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(ndjson, encoding="utf-8")
+        # No mkdir -p: a typo in the directory should fail, not create a tree somewhere.
+        try:
+            Path(args.output).write_text(ndjson, encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
         print(f"wrote {ndjson.count(chr(10))} saved objects to {args.output}", file=sys.stderr)
     if args.do_import:
         if not args.kibana_url:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import http.server
 import json
+import socket
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +128,54 @@ def test_cli_without_url_is_one_line_error(tmp_path, capsys, monkeypatch) -> Non
     assert main(["es-setup", "--profile", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "MLMON_ES_URL" in err
+
+
+def _es_setup(profile_path: Path, url: str, capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["es-setup", "--profile", str(profile_path), "--es-url", url,
+                 "--timeout", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_es_setup_read_timeout_is_one_readable_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    profile_path = tmp_path / "p.json"
+    _profile().dump(profile_path)
+    # Listening but never answering: the kernel completes the connection, nobody reads.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        err = _es_setup(profile_path, url, capsys)
+    assert err == f"mlmon es-setup: error: {url}: no answer within 0.3 s (read timeout)\n"
+
+
+def test_es_setup_404_from_a_host_that_is_not_elasticsearch_is_one_readable_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    profile_path = tmp_path / "p.json"
+    _profile().dump(profile_path)
+
+    class NotElasticsearch(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html><body>Not Found</body></html>")
+
+        do_PUT = do_POST = do_DELETE = do_GET  # noqa: N815 - stdlib names
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotElasticsearch)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        err = _es_setup(profile_path, url, capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert "None" not in err
+    assert err.startswith(f"mlmon es-setup: error: {url}: HTTP 404 ")
+    assert "not look like Elasticsearch" in err

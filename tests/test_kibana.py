@@ -137,7 +137,7 @@ def test_committed_objects_match_the_generator() -> None:
 def test_cli_writes_ndjson(tmp_path: Path) -> None:
     profile_path = tmp_path / "p.json"
     _profile().dump(profile_path)
-    out = tmp_path / "k" / "objects.ndjson"
+    out = tmp_path / "objects.ndjson"
     assert main(["kibana-objects", "--profile", str(profile_path), "-o", str(out)]) == 0
     lines = out.read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(saved_objects(_profile()))
@@ -164,3 +164,18 @@ def test_import_to_nothing_listening_is_a_cli_error() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(CliError, match="cannot reach Kibana"):
         import_objects(f"http://127.0.0.1:{port}", "{}\n", timeout=2)
+
+
+@pytest.mark.parametrize("where", ["a_directory", "missing_parent", "parent_is_a_file"])
+def test_cli_unwritable_output_is_one_line_and_creates_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str) -> None:
+    profile_path = tmp_path / "p.json"
+    _profile().dump(profile_path)
+    (tmp_path / "file").write_text("x")
+    out = {"a_directory": tmp_path, "missing_parent": tmp_path / "missing" / "o.ndjson",
+           "parent_is_a_file": tmp_path / "file" / "o.ndjson"}[where]
+    assert main(["kibana-objects", "--profile", str(profile_path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mlmon kibana-objects: error: cannot write") and str(out) in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "missing").exists()  # no silent mkdir -p

@@ -1,10 +1,13 @@
 """Benchmark: `mlmon profile` on a generated 1M-row x 25-column CSV; peak memory and time.
 
 Baseline, measured in the same run on the same file: `pandas.read_csv` of the whole file (what
-profiling without streaming would at least cost). Each is run in a fresh subprocess so its peak
-RSS (ru_maxrss of the child) is its own.
+profiling without streaming would at least cost). Then `mlmon profile` with the default memory
+budget (values in memory when they fit) and with `--max-memory-mb` budgets small enough to force
+the multi-pass path; every profile must be byte-identical. Each command runs in a fresh
+subprocess so its peak RSS (ru_maxrss of the child) is its own.
 
     .venv/bin/python bench/bench_profiling.py [--rows 1000000] [--repeat 1] [--out bench/results]
+        [--budgets 64,16] [--keep-csv PATH]
 """
 
 from __future__ import annotations
@@ -53,27 +56,42 @@ def run_child(code: str) -> dict[str, float]:
     return {"seconds": elapsed, "peak_rss_mib": peak_kib / 1024}
 
 
+def profile_code(csv: str, out: str, budget: float | None) -> str:
+    """Python that runs `mlmon profile` on the generated file, with a memory budget or not."""
+    argv = ["profile", csv, "--model", "bench", "--model-version", "1",
+            "--prediction-column", "prediction", "-o", out]
+    if budget is not None:
+        argv += ["--max-memory-mb", f"{budget:g}"]
+    return f"from exporter.cli import main\nassert main({argv!r}) == 0"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=1, help="timed runs (median reported)")
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--budgets", type=_floats, default=[64.0, 16.0],
+                        help="--max-memory-mb values to run besides the default")
+    parser.add_argument("--keep-csv", help="generate the CSV here (once) and reuse it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        csv = os.path.join(tmp, "train.csv")
-        generate(csv, args.rows)
+        csv = args.keep_csv or os.path.join(tmp, "train.csv")
+        if not (args.keep_csv and os.path.exists(csv)):
+            generate(csv, args.rows)
         size_mib = os.path.getsize(csv) / 2**20
         baseline = f"import pandas as pd; pd.read_csv({csv!r})"
-        profiling = (
-            "from exporter.cli import main\nassert main(['profile', "
-            f"{csv!r}, '--model', 'bench', '--model-version', '1', "
-            f"'--prediction-column', 'prediction', '-o', {os.path.join(tmp, 'p.json')!r}]) == 0"
-        )
-        results: dict[str, list[dict[str, float]]] = {"read_csv (baseline)": [], "profile": []}
+        results: dict[str, list[dict[str, float]]] = {"read_csv (baseline)": []}
         for _ in range(args.repeat):
             results["read_csv (baseline)"].append(run_child(baseline))
-        for _ in range(args.repeat):
-            results["profile"].append(run_child(profiling))
+        outputs = {}
+        for budget in [None, *args.budgets]:
+            name = "profile" if budget is None else f"profile --max-memory-mb {budget:g}"
+            out = os.path.join(tmp, f"p{len(outputs)}.json")
+            results[name] = [run_child(profile_code(csv, out, budget)) for _ in range(args.repeat)]
+            with open(out, "rb") as fh:
+                outputs[name] = fh.read()
+        if len(set(outputs.values())) != 1:
+            raise SystemExit(f"profiles differ between memory budgets: {sorted(outputs)}")
     table = {
         name: {
             "seconds": statistics.median(r["seconds"] for r in runs),
@@ -82,14 +100,20 @@ def main() -> int:
         for name, runs in results.items()
     }
     print(f"{args.rows:,} rows x 25 columns, CSV {size_mib:.0f} MiB, median of {args.repeat}")
-    print(f"{'what':<22}{'seconds':>10}{'peak RSS MiB':>15}")
+    print(f"{'what':<34}{'seconds':>10}{'peak RSS MiB':>15}")
     for name, row in table.items():
-        print(f"{name:<22}{row['seconds']:>10.1f}{row['peak_rss_mib']:>15.0f}")
+        print(f"{name:<34}{row['seconds']:>10.1f}{row['peak_rss_mib']:>15.0f}")
+    print("every profile byte-identical: yes")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "profiling.json"), "w") as fh:
-        json.dump({"rows": args.rows, "columns": 25, "csv_mib": size_mib, "results": table}, fh,
+        json.dump({"rows": args.rows, "columns": 25, "csv_mib": size_mib, "results": table,
+                   "identical": True}, fh,
                   indent=2, sort_keys=True)
     return 0
+
+
+def _floats(text: str) -> list[float]:
+    return [float(item) for item in text.split(",") if item.strip()]
 
 
 if __name__ == "__main__":

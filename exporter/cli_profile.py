@@ -9,6 +9,7 @@ from typing import Any
 
 from exporter.cli import CliError
 from exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION, TEXT
+from exporter.profiling_passes import DEFAULT_MAX_MEMORY_MB
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
                       help="a baseline evaluation metric (repeatable)")
     opts.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time")
+    opts.add_argument("--max-memory-mb", type=float, default=DEFAULT_MAX_MEMORY_MB,
+                      help="numeric values kept in memory, at most; bigger files are read again "
+                           "in passes that give the same profile (default %(default)g)")
     opts.add_argument("--progress", action="store_true",
                       help="draw a progress bar on stderr even when it is not a terminal")
 
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     )
     progress = args.progress or sys.stderr.isatty()
     try:
-        profile = profile_file(args.data, chunk_rows=args.chunk_rows, progress=progress, **options)
+        profile = profile_file(args.data, chunk_rows=args.chunk_rows, progress=progress,
+                               max_memory_mb=args.max_memory_mb, **options)
     except ProfilingError as exc:
         raise CliError(str(exc)) from exc
     try:

@@ -7,8 +7,9 @@
 >>> profile.dump("profile.json")
 
 Both accept the options of `ProfileSettings` as keywords. The same data and options always give
-the same bytes from `profile.dumps()`. Bad data raises `ProfilingError` naming the column (and the
-file, for `profile_file`).
+the same bytes from `profile.dumps()`, whether a file fits in `max_memory_mb` (one pass, values
+in memory) or not (more passes, bounded memory). Bad data raises `ProfilingError` naming the
+column (and the file, for `profile_file`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from exporter.profiling_columns import (
 )
 from exporter.profiling_io import Progress, read_chunks, read_head
 from exporter.profiling_kinds import infer_prediction_kind
+from exporter.profiling_passes import DEFAULT_MAX_MEMORY_MB, DataChanged, MemoryBudget, Passes
 from exporter.profiling_prediction import PredictionColumn, scores_from_probabilities
 from exporter.profiling_settings import (
     ProfileSettings,
@@ -91,18 +93,24 @@ def profile_file(
     *,
     chunk_rows: int = 100_000,
     progress: bool | Progress = False,
+    max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
     settings: ProfileSettings | None = None,
     **options: Any,
 ) -> Profile:
     """Profile a CSV or Parquet file, streamed `chunk_rows` rows at a time.
 
-    Kinds are inferred from the first chunk. Numeric columns are held as float64 until the end
-    (exact quantiles); categories and tokens as counts. `progress` draws a bar on stderr.
+    Kinds are inferred from the first chunk. Categories and tokens are kept as counts. Finite
+    numeric values (features, regression predictions, scores, residuals) are kept as float64
+    while they fit in `max_memory_mb`; past that the file is read again, two or more times, to
+    find the same exact quantiles and moments in bounded memory. `progress` draws a bar on stderr.
     """
     try:
         settings = settings_from(settings, options)
         if chunk_rows < 1:
             raise ProfilingError("chunk_rows must be >= 1")
+        if not max_memory_mb >= 0:
+            raise ProfilingError(f"max_memory_mb must be >= 0, got {max_memory_mb!r}")
+        budget = MemoryBudget(int(max_memory_mb * 2**20))
         head = read_head(path, chunk_rows)
         check_columns(settings, [str(c) for c in head.columns])
         prediction_name = settings.prediction_column
@@ -110,35 +118,50 @@ def profile_file(
         kinds = resolve_kinds(features_head, settings)
         prediction_head = head[prediction_name] if prediction_name else None
         builder = _Builder(settings, kinds, prediction_head, prediction_name or "predictions",
-                           settings.target_column)
+                           settings.target_column, budget)
         string_columns = _string_columns(head, kinds, settings)
+        # Later passes read only the float columns, unless the head's index came from the file
+        # (a header one field short): then pandas would parse a column subset differently.
+        subset = head.index.equals(pd.RangeIndex(len(head)))
         del head, features_head, prediction_head
         bar = Progress(f"profiling {os.fspath(path)}") if progress is True else progress or None
+        label = bar.label if bar else ""
         try:
-            _stream(builder, read_chunks(path, chunk_rows, string_columns, bar), kinds, settings)
+            _stream(builder, read_chunks(path, chunk_rows, string_columns, bar), settings)
             if bar:
                 bar.finish()
+            passes = builder.passes() if budget.exceeded else None
+            while passes is not None and passes.begin():
+                if bar:
+                    bar.label = f"{label} (pass {passes.number}, over {max_memory_mb:g} MB)"
+                columns, builder.replayed = builder.float_columns() if subset else None, 0
+                chunks = read_chunks(path, chunk_rows, string_columns, bar, columns=columns)
+                _stream(builder, chunks, settings, replay=True)
+                passes.end()
+                if bar:
+                    bar.finish()
         finally:
             if bar:
                 bar.close()
         return builder.finish()
-    except ProfilingError as exc:
+    except (ProfilingError, DataChanged) as exc:
         raise ProfilingError(f"{os.fspath(path)}: {exc}") from exc
 
 
 def _stream(
-    builder: _Builder, chunks: Iterator[pd.DataFrame], kinds: dict[str, str],
-    settings: ProfileSettings,
+    builder: _Builder, chunks: Iterator[pd.DataFrame], settings: ProfileSettings,
+    replay: bool = False,
 ) -> None:
     """Feed file chunks to the builder, split into features and role columns."""
     for chunk in chunks:
         chunk.columns = [str(c) for c in chunk.columns]
         builder.add(
-            chunk[list(kinds)],
+            chunk[builder.feature_columns(replay)],
             chunk[settings.prediction_column] if settings.prediction_column else None,
             chunk[settings.score_column] if settings.score_column else None,
             chunk[settings.target_column] if settings.target_column else None,
             _probability_frame(chunk, settings),
+            replay,
         )
 
 
@@ -234,16 +257,39 @@ class _Builder:
         prediction_head: pd.Series | None,
         prediction_name: str,
         target_name: str | None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.settings = settings
+        self.budget = budget
         self.rows = 0
-        makers = {NUMERIC: NumericColumn, CATEGORICAL: CategoricalColumn, TEXT: TextColumn}
-        self.columns = {name: makers[kind](name) for name, kind in kinds.items()}
+        self.replayed = 0  # rows of the current later pass, for error messages
+        self.columns: dict[str, NumericColumn | CategoricalColumn | TextColumn] = {}
+        for name, kind in kinds.items():
+            self.columns[name] = (NumericColumn(name, budget) if kind == NUMERIC else
+                                  CategoricalColumn(name) if kind == CATEGORICAL else
+                                  TextColumn(name))
         self.prediction = None
         if prediction_head is not None:
             kind = settings.prediction_kind or infer_prediction_kind(prediction_head)
-            self.prediction = PredictionColumn(prediction_name, kind, target_name)
+            self.prediction = PredictionColumn(prediction_name, kind, target_name, budget)
         self.probability_classes = [class_name(c) for c in settings.probability_columns]
+
+    def feature_columns(self, replay: bool) -> list[str]:
+        """Features a chunk feeds: all of them, or only numeric ones in a later pass."""
+        return [name for name, column in self.columns.items()
+                if not replay or isinstance(column, NumericColumn)]
+
+    def float_columns(self) -> list[str]:
+        """The file columns a later pass reads: numeric features and the role columns."""
+        return self.feature_columns(replay=True) + self.settings.roles()
+
+    def passes(self) -> Passes:
+        """Drop every kept value; the later passes that compute the same statistics."""
+        streams = [column for column in self.columns.values() if isinstance(column, NumericColumn)]
+        if self.prediction is not None:
+            streams += self.prediction.float_values()
+        stats = [s for s in (stream.start_passes(self.settings.bins) for stream in streams) if s]
+        return Passes(stats, self.budget.max_bytes if self.budget else 0)
 
     def add(
         self,
@@ -252,9 +298,12 @@ class _Builder:
         score: pd.Series | None,
         target: pd.Series | None,
         probability_frame: pd.DataFrame | None,
+        replay: bool = False,
     ) -> None:
-        for name, column in self.columns.items():
-            column.add(features[name], self.rows)
+        """One chunk; `replay`: a later pass, which feeds only the numeric values."""
+        offset = self.replayed if replay else self.rows
+        for name in features.columns:
+            self.columns[name].add(features[name], offset)
         if self.prediction is not None and prediction is not None:
             scores = None
             if probability_frame is not None:
@@ -264,10 +313,13 @@ class _Builder:
                 )
             elif score is not None:
                 scores = np.asarray(score.to_numpy(dtype=np.float64, na_value=np.nan))
-            self.prediction.add(prediction, scores, target, self.rows)
+            self.prediction.add(prediction, scores, target, offset, replay)
         elif score is not None or probability_frame is not None:
             raise ProfilingError("scores and probabilities need predictions")
-        self.rows += len(features)
+        if replay:
+            self.replayed += len(features)
+        else:
+            self.rows += len(features)
 
     def finish(self) -> Profile:
         s = self.settings

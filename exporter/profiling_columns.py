@@ -2,13 +2,15 @@
 
 Each accumulator takes the column chunk by chunk (a whole DataFrame is one chunk), so files of any
 length stream through the same code as in-memory data and give the same profile. Numeric values
-are kept as float64 arrays until `finish`, because the quantile edges must be exact on the data
-(8 bytes per non-null numeric cell); categories and tokens are kept as counts.
+are kept as float64 arrays until `finish` (8 bytes per finite cell) while a memory budget allows,
+because the quantile edges are exact; past the budget, files are read again in passes that give
+the same bytes (`exporter.profiling_passes`). Categories and tokens are kept as counts.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -17,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from exporter.profile import Binned, CategoricalFeature, NumericFeature, TextFeature
+from exporter.profiling_passes import MemoryBudget, StreamedStats, error_means, fingerprint
+from exporter.profiling_sums import moments, pairwise_sum
 from exporter.values import canonical_category, tokenize
 
-# Above this magnitude, squares (for the std) could overflow float64: scale first.
-_SCALE_ABOVE = 1e150
 _FLOAT_MAX = float(np.finfo(np.float64).max)
+_MASK_64 = (1 << 64) - 1
 # pandas dtypes whose value_counts keys are safe to canonicalise one by one. Mixed object
 # columns are counted value by value instead, because pandas hashes True and 1 as one key.
 _HOMOGENEOUS = {"string", "integer", "floating", "mixed-integer-float", "boolean", "decimal"}
@@ -76,24 +79,29 @@ def binned(values: np.ndarray, bins: int) -> Binned:
     quantiles = np.quantile(values, np.arange(1, bins) / bins, method="inverted_cdf")
     edges = np.unique(quantiles) + 0.0  # + 0.0 turns -0.0 into 0.0: one spelling per edge
     counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
-    mean, std = _moments(values)
+    mean, std = moments(values)
     return Binned(
         edges=tuple(float(e) for e in edges),
         bin_shares=tuple(float(c) for c in counts / values.size),
-        min=float(values.min()),
-        max=float(values.max()),
+        min=float(values.min()) + 0.0,  # min and max of [-0.0, 0.0] could be either: say 0.0
+        max=float(values.max()) + 0.0,
         mean=mean,
         std=std,
     )
 
 
-def _moments(values: np.ndarray) -> tuple[float, float]:
-    """Mean and population std that stay finite for any finite input."""
-    scale = float(np.max(np.abs(values)))
-    if scale <= _SCALE_ABOVE:
-        return float(np.mean(values)), float(np.std(values))
-    scaled = values / scale
-    return float(np.mean(scaled) * scale), float(np.std(scaled) * scale)
+def binned_streamed(stats: StreamedStats) -> Binned:
+    """The same Binned as `binned`, from the statistics gathered over passes."""
+    edges, at_most, mean, std = stats.distribution()
+    counts = np.diff([0, *at_most, stats.count])
+    return Binned(
+        edges=tuple(edges),
+        bin_shares=tuple(float(c) for c in counts / stats.count),
+        min=stats.low,
+        max=stats.high,
+        mean=mean,
+        std=std,
+    )
 
 
 def widened_range(low: float, high: float, margin: float) -> tuple[float, float]:
@@ -103,27 +111,94 @@ def widened_range(low: float, high: float, margin: float) -> tuple[float, float]
 
 
 class FloatValues:
-    """Finite float64 values gathered chunk by chunk; non-finite cells are counted as nulls."""
+    """Finite float64 values gathered chunk by chunk; non-finite cells are counted as nulls.
 
-    def __init__(self, name: str) -> None:
+    The values are kept while `budget` allows (no budget: always). Past it they are dropped and
+    only the count, min and max go on; `start_passes` then prepares reading the data again, and
+    from then on `add_floats` feeds those passes (see `exporter.profiling_passes`).
+    """
+
+    def __init__(self, name: str, budget: MemoryBudget | None = None, binned: bool = True) -> None:
         self.name = name
+        self.binned_stats = binned  # False for residuals: only MAE and RMSE are wanted
         self.rows = 0
-        self.nulls = 0
-        self._chunks: list[np.ndarray] = []
+        self.nulls = 0  # null or infinite
+        self.infinite = 0
+        self.count = 0
+        self.checksum = 0  # of the finite values' bits, to check that later passes read them
+        self.low, self.high = math.inf, -math.inf
+        self._budget = budget
+        self._chunks: list[np.ndarray] | None = []  # None once dropped
+        self.streamed: StreamedStats | None = None
 
     def add_floats(self, values: np.ndarray) -> None:
         finite = np.isfinite(values)
+        kept = values[finite]
+        if self.streamed is not None:  # a later pass over the same data
+            self.streamed.add(kept)
+            return
         self.rows += values.size
-        self.nulls += int(values.size - finite.sum())
-        self._chunks.append(values[finite])
+        if kept.size < values.size:
+            self.nulls += values.size - kept.size
+            self.infinite += int(np.isinf(values).sum())
+        if not kept.size:
+            return
+        self.count += kept.size
+        self.checksum = (self.checksum + fingerprint(kept)) & _MASK_64
+        # + 0.0: the min of [-0.0, 0.0] is either, depending on the order; always say 0.0
+        self.low = min(self.low, float(kept.min()) + 0.0)
+        self.high = max(self.high, float(kept.max()) + 0.0)
+        if self._chunks is not None:
+            if self._budget is None or self._budget.keep(kept.nbytes):
+                self._chunks.append(kept)
+            else:
+                self._chunks = None
+
+    def start_passes(self, bins: int) -> StreamedStats | None:
+        """Drop the kept values; the statistics later passes feed (None: none needed)."""
+        self._chunks = None
+        if not self.count:
+            return None
+        self.streamed = StreamedStats(self.count, self.low, self.high, bins, self.binned_stats,
+                                      self.checksum, self.name)
+        return self.streamed
+
+    def check_finite(self) -> None:
+        """Raise when no value was finite, saying whether they were null or infinite."""
+        if self.count:
+            return
+        if self.infinite:
+            raise ProfilingError(
+                f"column {self.name!r}: no finite value ({self.infinite} infinite, "
+                f"{self.nulls - self.infinite} null)"
+            )
+        raise ProfilingError(f"column {self.name!r}: every value is null")
 
     def take(self) -> np.ndarray:
-        """All values, once; raises when every value was null."""
+        """All kept values, once."""
+        if self._chunks is None:
+            raise RuntimeError(f"column {self.name!r}: the values were not kept")
         values = np.concatenate(self._chunks) if self._chunks else np.empty(0)
         self._chunks = []
-        if values.size == 0:
-            raise ProfilingError(f"column {self.name!r}: every value is null")
         return values
+
+    def binned(self, bins: int) -> Binned:
+        """Edges, shares, min, max and moments, from the kept values or from the passes."""
+        self.check_finite()
+        if self.streamed is not None:
+            return binned_streamed(self.streamed)
+        return binned(self.take(), bins)
+
+    def error_metrics(self) -> dict[str, float]:
+        """MAE and RMSE, for residuals; {} when there is no finite one."""
+        if not self.count:
+            return {}
+        if self.streamed is not None:
+            return self.streamed.error_metrics()
+        errors = self.take()
+        with np.errstate(over="ignore"):
+            sums = pairwise_sum(np.abs(errors)), pairwise_sum(np.square(errors))
+        return error_means(*sums, errors.size)
 
     def null_rate(self) -> float:
         return self.nulls / self.rows if self.rows else 0.0
@@ -138,10 +213,9 @@ class NumericColumn(FloatValues):
     def finish(
         self, bins: int, margin: float, allowed: tuple[float, float] | None
     ) -> NumericFeature:
-        values = self.take()
-        dist = binned(values, bins)
+        dist = self.binned(bins)
         allowed_range = allowed or widened_range(dist.min, dist.max, margin)
-        return NumericFeature(self.name, int(values.size), self.null_rate(), dist, allowed_range)
+        return NumericFeature(self.name, self.count, self.null_rate(), dist, allowed_range)
 
 
 def category_counts(series: pd.Series, name: str) -> Counter[str]:

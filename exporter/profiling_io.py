@@ -38,13 +38,17 @@ def read_chunks(
     rows: int,
     string_columns: Sequence[str],
     progress: Progress | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """DataFrames of at most `rows` rows; `string_columns` are read as text, not re-guessed."""
+    """DataFrames of at most `rows` rows; `string_columns` are read as text, not re-guessed.
+
+    `columns`: read only these (each is parsed as it would be alongside the others).
+    """
     try:
         if file_format(path) == CSV:
-            yield from _csv_chunks(path, rows, string_columns, progress)
+            yield from _csv_chunks(path, rows, string_columns, progress, columns)
         else:
-            yield from _parquet_chunks(path, rows, progress)
+            yield from _parquet_chunks(path, rows, progress, columns)
     except ProfilingError:
         raise
     except OSError as exc:
@@ -52,7 +56,8 @@ def read_chunks(
     except pd.errors.EmptyDataError as exc:
         raise ProfilingError("the file is empty") from exc
     except UnicodeDecodeError as exc:
-        raise ProfilingError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        # exc.start counts from the start of the parser's buffer, not of the file: find the spot.
+        raise ProfilingError(f"not UTF-8 text: {_utf8_error(path) or exc.reason}") from exc
     except (pd.errors.ParserError, ValueError) as exc:
         # pyarrow's ArrowInvalid is a ValueError too; its messages can span lines.
         detail = " ".join(str(exc).split())
@@ -65,13 +70,16 @@ def _csv_chunks(
     rows: int,
     string_columns: Sequence[str],
     progress: Progress | None,
+    columns: Sequence[str] | None = None,
 ) -> Iterator[pd.DataFrame]:
     with open(path, "rb") as fh:
         if progress:
             progress.start(os.fstat(fh.fileno()).st_size, _position(fh))
         dtype: Any = {name: str for name in string_columns}
         seen = 0
-        with pd.read_csv(fh, chunksize=rows, dtype=dtype, encoding="utf-8") as reader:
+        usecols = None if columns is None else list(columns)
+        with pd.read_csv(fh, chunksize=rows, dtype=dtype, encoding="utf-8",
+                         usecols=usecols) as reader:
             for chunk in reader:
                 if chunk.empty:  # a header-only file still yields one empty chunk
                     continue
@@ -84,7 +92,8 @@ def _csv_chunks(
 
 
 def _parquet_chunks(
-    path: str | os.PathLike[str], rows: int, progress: Progress | None
+    path: str | os.PathLike[str], rows: int, progress: Progress | None,
+    columns: Sequence[str] | None = None,
 ) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq  # only Parquet needs pyarrow
 
@@ -97,11 +106,38 @@ def _parquet_chunks(
     if not total:
         raise ProfilingError("no data rows")
     seen = 0
-    for batch in parquet.iter_batches(batch_size=rows):
+    names = None if columns is None else list(columns)
+    for batch in parquet.iter_batches(batch_size=rows, columns=names):
         seen += batch.num_rows
         if progress:
             progress.update(seen)
         yield batch.to_pandas()
+
+
+def _utf8_error(path: str | os.PathLike[str], block: int = 1 << 20) -> str | None:
+    """Where the first byte that is not UTF-8 is: 'byte 0xff at offset 6 (line 2): ...'."""
+    done, lines, carry = 0, 1, b""
+    with open(path, "rb") as fh:
+        while True:
+            more = fh.read(block)
+            data = carry + more
+            if not data:
+                return None
+            try:
+                data.decode("utf-8")
+                carry = b""
+            except UnicodeDecodeError as exc:
+                if exc.reason == "unexpected end of data" and more:
+                    carry = data[exc.start:]  # a character cut by the block boundary
+                    data = data[:exc.start]
+                else:
+                    at, byte = done + exc.start, data[exc.start]
+                    line = lines + data.count(b"\n", 0, exc.start)
+                    return f"byte 0x{byte:02x} at offset {at} (line {line}): {exc.reason}"
+            done += len(data)
+            lines += data.count(b"\n")
+            if not more:
+                return None
 
 
 def _position(fh: IO[bytes]) -> Any:

@@ -17,11 +17,11 @@ from exporter.profile import (
 from exporter.profiling_columns import (
     FloatValues,
     ProfilingError,
-    binned,
     category_counts,
     null_mask,
     to_float,
 )
+from exporter.profiling_passes import MemoryBudget
 from exporter.values import canonical_category
 
 
@@ -65,14 +65,21 @@ def scores_from_probabilities(
 class PredictionColumn:
     """Predictions (and optional scores and targets) gathered chunk by chunk."""
 
-    def __init__(self, name: str, kind: str, target_name: str | None) -> None:
+    def __init__(
+        self, name: str, kind: str, target_name: str | None, budget: MemoryBudget | None = None
+    ) -> None:
         self.name, self.kind, self.target_name = name, kind, target_name
         self.classes: Counter[str] = Counter()
-        self.values = FloatValues(name)
-        self.scores = FloatValues(f"{name} score")
+        self.values = FloatValues(name, budget)
+        self.scores = FloatValues(f"{name} score", budget)
         self.has_scores = False
-        self.errors = FloatValues(f"{name} - {target_name}")  # regression residuals
+        # regression residuals, for MAE and RMSE
+        self.errors = FloatValues(f"{name} - {target_name}", budget, binned=False)
         self.compared = self.correct = 0  # classification rows with a target, and hits
+
+    def float_values(self) -> list[FloatValues]:
+        """Every float stream of the prediction side."""
+        return [self.values, self.scores, self.errors]
 
     def add(
         self,
@@ -80,12 +87,16 @@ class PredictionColumn:
         scores: np.ndarray | None,
         target: pd.Series | None,
         offset: int,
+        replay: bool = False,
     ) -> None:
+        """One chunk; `replay`: a later pass over the file, which only feeds the float streams."""
         if self.kind == CLASSIFICATION:
-            self.classes.update(category_counts(prediction, self.name))
             if scores is not None:
                 self.has_scores = True
                 self.scores.add_floats(np.asarray(scores, dtype=np.float64))
+            if replay:
+                return
+            self.classes.update(category_counts(prediction, self.name))
             if target is not None:
                 pairs = zip(categories(prediction), categories(target), strict=True)
                 both = [(p, t) for p, t in pairs if p is not None and t is not None]
@@ -101,13 +112,12 @@ class PredictionColumn:
 
     def finish(self, bins: int) -> Prediction:
         if self.kind != CLASSIFICATION:
-            values = self.values.take()
-            return RegressionPrediction(int(values.size), binned(values, bins))
+            return RegressionPrediction(self.values.count, self.values.binned(bins))
         total = sum(self.classes.values())
         if not total:
             raise ProfilingError(f"column {self.name!r}: every prediction is null")
         classes = sorted(self.classes)
-        score = binned(self.scores.take(), bins) if self.has_scores else None
+        score = self.scores.binned(bins) if self.has_scores else None
         return ClassificationPrediction(
             count=total,
             classes=tuple(classes),
@@ -121,12 +131,4 @@ class PredictionColumn:
             return {}
         if self.kind == CLASSIFICATION:
             return {"accuracy": self.correct / self.compared} if self.compared else {}
-        if not self.errors.rows - self.errors.nulls:
-            return {}
-        errors = self.errors.take()
-        with np.errstate(over="ignore"):
-            metrics = {
-                "mae": float(np.mean(np.abs(errors))),
-                "rmse": float(np.sqrt(np.mean(np.square(errors)))),
-            }
-        return {name: value for name, value in metrics.items() if np.isfinite(value)}
+        return self.errors.error_metrics()

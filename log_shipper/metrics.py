@@ -27,6 +27,7 @@ class ShipperStats:
     replayed: int = 0        # indexed from the spool
     dead_lettered: int = 0   # rejected by Elasticsearch for their content
     spool_corrupt: int = 0   # torn / corrupt spool lines skipped
+    duplicate_ids: int = 0   # 409 on a record's first send: its id was already indexed
     last_success: float | None = None  # wall-clock time of the last accepted bulk request
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -65,6 +66,8 @@ class ShipperCollector(Collector):
             ("replayed", s.replayed, "records indexed from the disk spool"),
             ("dead_lettered", s.dead_lettered, "records Elasticsearch rejected for their content"),
             ("spool_corrupt", s.spool_corrupt, "torn or corrupt spool records skipped"),
+            ("duplicate_ids", s.duplicate_ids,
+             "records not indexed because their id (request_id) was already indexed"),
         ):
             yield CounterMetricFamily(f"mlmon_shipper_{name}", text, value=value)
         dropped = CounterMetricFamily("mlmon_shipper_dropped", "records lost, by reason",

@@ -55,6 +55,7 @@ class SendResult:
     retry: list[Document] = field(default_factory=list)
     rejected: list[tuple[Document, int, Any]] = field(default_factory=list)  # doc, status, reason
     retries: int = 0  # documents re-sent inside this call
+    first_conflicts: int = 0  # 409s on the first attempt: the id existed before this send
     error: str | None = None  # why the last attempt failed as a whole, if it did
 
 
@@ -97,6 +98,8 @@ class BulkSender:
         attempt = 0
         while pending:
             outcome = self._attempt(pending)
+            if attempt == 0:
+                result.first_conflicts = outcome.first_conflicts
             result.ok.extend(outcome.ok)
             result.rejected.extend(outcome.rejected)
             result.error = outcome.error
@@ -144,6 +147,7 @@ class BulkSender:
             status = int(outcome.get("status", 0))
             if 200 <= status < 300 or status == 409:
                 result.ok.append(doc)
+                result.first_conflicts += status == 409
             elif status in RETRYABLE_STATUS:
                 result.retry.append(doc)
             else:

@@ -469,6 +469,11 @@ class Shipper:
 
     def _account(self, result: SendResult, *, replay: bool) -> None:
         self.stats.retried += result.retries
+        if not replay:
+            # A fresh record's first send answered 409: another record already holds its id (a
+            # reused request_id), and this one was not indexed. A 409 on a re-send (retry,
+            # replay) is our own earlier copy, delivered: not counted here.
+            self.stats.duplicate_ids += result.first_conflicts
         if result.ok:
             if replay:
                 self.stats.replayed += len(result.ok)

@@ -115,6 +115,7 @@ def test_health_series(closed_url: str, tmp_path: Path) -> None:
     assert registry.get_sample_value("mlmon_shipper_queued_total") == 5
     assert registry.get_sample_value("mlmon_shipper_spooled_total") == 5
     assert registry.get_sample_value("mlmon_shipper_shipped_total") == 0
+    assert registry.get_sample_value("mlmon_shipper_duplicate_ids_total") == 0
     assert registry.get_sample_value("mlmon_shipper_dropped_total", {"reason": "spool_full"}) == 0
     assert registry.get_sample_value("mlmon_shipper_queue_depth") == 0
     assert registry.get_sample_value("mlmon_shipper_spool_bytes") == shipper.spool_bytes() > 0

@@ -347,3 +347,20 @@ def test_only_documents_failing_with_503_are_retried_and_all_end_indexed(es_url:
         assert sorted(h["_id"] for h in hits) == sorted(d.id for d in docs)  # once each
     finally:
         client.options(ignore_status=404).indices.delete(index=index)
+
+
+def test_a_reused_request_id_is_indexed_once_and_counted(es_url: str, tmp_path: Path) -> None:
+    client = Elasticsearch(es_url)
+    profile = _profile("dupids")
+    index = _prepare_index(client, profile)
+    builder = _builder(profile)
+    shipper = _shipper(es_url, index, tmp_path)
+    for i in range(3):  # three predictions, the caller gave two of them the same id
+        shipper.ship(builder.build(_features(i), 0.5, request_id="same" if i else "other"))
+        assert shipper.flush(timeout=30)  # one at a time: the second "same" meets the first
+    assert shipper.close(timeout=30)
+    docs = _all_docs(client, index)
+    assert sorted(d["_id"] for d in docs) == ["other", "same"]
+    assert next(d for d in docs if d["_id"] == "same")["_source"]["features"]["age"] == 21.0
+    assert shipper.stats.duplicate_ids == 1
+    assert shipper.stats.shipped == 3  # 409 still counts as delivered: nothing to retry

@@ -33,8 +33,8 @@ DRIFT_S = 150.0   # an upper bound: the test stops the stack as soon as it has w
 RATE = 20.0
 INDEX = "mlmon-predictions-diabetes"
 
-# Generous: on a loaded 2-core machine a range query over every dashboard series can take seconds.
 
+# Generous: on a loaded 2-core machine a range query over every dashboard series can take seconds.
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=60) as answer:  # noqa: S310 (loopback)
         return json.load(answer)

@@ -290,11 +290,20 @@ class ModelMonitor:
                         v = features[name]
                     except KeyError:
                         v = _ABSENT
-                    # ints are common (JSON has no float 1); bool is neither float nor int here
-                    if (type(v) is float or type(v) is int) and low <= v <= high:  # no NaN, Inf
+                    if type(v) is float and low <= v <= high:  # False for NaN and +-Inf
                         seg[bisect_left(edges, v)] += 1.0
                         seg[s] += v  # the sum
                         continue
+                    if type(v) is int:  # JSON decodes 30.0 as 30; a bool is not an int here
+                        try:  # as a float first: float compares and adds are the cheap ones
+                            v = float(v)
+                        except OverflowError:
+                            pass  # beyond 1e308: the helper counts it as inf
+                        else:
+                            if low <= v <= high:
+                                seg[bisect_left(edges, v)] += 1.0
+                                seg[s] += v
+                                continue
                     absent += v is _ABSENT
                     flag = _numeric_unusual(c, base, seg, edges, low, high, v)
                     if flag is not None:
@@ -311,6 +320,14 @@ class ModelMonitor:
                         if slot is not None:
                             c[slot] += 1.0
                             continue
+                        # never seen in training, so not allowed either: inline, as drifting
+                        # traffic makes this the common flagged case
+                        c[unseen] += 1.0
+                        c[base + L.CAT_NOT_ALLOWED] += 1.0
+                        if flags is None:
+                            flags = {}
+                        flags[name] = _UNSEEN_NOT_ALLOWED
+                        continue
                     absent += v is _ABSENT
                     flag = _categorical_unusual(c, base, slots, unseen, allowed, v)
                     if flag is not None:

@@ -85,6 +85,26 @@ def test_numpy_scalars_and_ints_are_numbers(monitor, registry):
     assert value(registry, "mlmon_feature_invalid_total", feature="age", reason="inf") == 1.0
 
 
+def test_python_ints_count_exactly_as_floats(sample_profile):
+    """ints take their own fast path: same buckets, sums and flags as the equal floats."""
+    values = [25, 26, 35, 50, 51, 97, 98, 10, 11, -(10**400), 10**400, 2**53 + 1]
+    results = []
+    for convert in (lambda v: v, lambda v: float(v) if abs(v) < 1e308 else (
+            math.inf if v > 0 else -math.inf)):
+        registry = CollectorRegistry()
+        monitor = ModelMonitor.from_profile(sample_profile, registry, multiproc_directory=None)
+        flags = [monitor.observe({"age": convert(v), "income": 1500}).flags.get("age")
+                 for v in values]
+        results.append((flags, {s.name + str(sorted(s.labels.items())): s.value
+                                for m in registry.collect() if m.name.startswith("mlmon_feature")
+                                for s in m.samples}))
+    assert results[0] == results[1]
+    flags, samples = results[0]
+    assert flags.count(("out_of_range",)) == 3 and flags.count(("inf",)) == 2
+    assert value(registry, "mlmon_feature_value_sum", feature="age") == sum(
+        float(v) for v in values if abs(v) < 1e308)
+
+
 def test_categories_top_other_unseen_and_not_allowed(monitor, registry):
     assert monitor.observe({"city": "paris"}).flags.get("city") is None
     assert monitor.observe({"city": "berlin"}).flags.get("city") is None  # seen, not top-K

@@ -79,7 +79,7 @@ class OrderStatistics:
         self._pending: list[_Region] = []
         root = _Region(int(sort_keys(np.array([low]))[0]), int(sort_keys(np.array([high]))[0]),
                        n, 0, sorted(set(ranks)))
-        self._low, self._high = low + 0.0, high + 0.0
+        self._low, self._high = float(low) + 0.0, float(high) + 0.0
         self._settle(root)
 
     @property
@@ -150,10 +150,10 @@ class OrderStatistics:
         m = max(1, min(cells, span))
         if self._first:
             low, high = self._low, self._high
-            if np.isfinite(high - low):
+            if high - low < 2.0**1020:
                 points = np.linspace(low, high, m + 1)
-            else:  # the width overflows: halve, then double back (exact for finite halves)
-                points = np.linspace(low / 2, high / 2, m + 1) * 2
+            else:  # the width (nearly) overflows: in quarters, then back (only the order matters)
+                points = np.linspace(low / 4, high / 4, m + 1) * 4
             keys = np.maximum.accumulate(sort_keys(points)).clip(region.low, region.high)
             inner = [int(k) for k in keys[1:-1]]
         else:

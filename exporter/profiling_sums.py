@@ -17,13 +17,16 @@ from collections.abc import Iterator
 
 import numpy as np
 
-LEAF = 16_384  # values per subtree summed by numpy; any size >= 1 gives the same result
+LEAF = 16_384  # values per subtree summed by numpy; any size >= _BLOCK gives the same result
+_BLOCK = 128  # numpy sums up to this many values without splitting them
 # Above this magnitude, squares (for the std) could overflow float64: scale first.
 SCALE_ABOVE = 1e150
 
 
 def leaf_sizes(n: int, leaf: int = LEAF) -> list[int]:
     """Sizes, in order, of the subtrees of at most `leaf` values in numpy's tree over n values."""
+    if leaf < _BLOCK:
+        raise ValueError(f"leaf must be >= {_BLOCK}: numpy does not split smaller subtrees")
     sizes: list[int] = []
     stack = [n]
     while stack:

@@ -61,6 +61,24 @@ def test_two_runs_write_identical_bytes(train_csv, tmp_path) -> None:
     assert outputs[0].read_bytes() == outputs[1].read_bytes()
 
 
+def test_a_small_memory_budget_writes_the_same_bytes_in_passes(train_csv, tmp_path, capsys) -> None:
+    outputs = [tmp_path / "default.json", tmp_path / "passes.json"]
+    assert main(["profile", str(train_csv), *BASE, "-o", str(outputs[0])]) == 0
+    assert main(["profile", str(train_csv), *BASE, "--max-memory-mb", "0.001", "--progress",
+                 "-o", str(outputs[1])]) == 0
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()
+    assert "(pass 3, over 0.001 MB)" in capsys.readouterr().err
+
+
+def test_a_byte_that_is_not_utf8_is_located_in_the_file(tmp_path, capsys) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"city,x\nparis,1\nz\xfcrich,2\n")
+    assert main(["profile", str(path), *BASE, "-o", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"mlmon profile: error: {path}: not UTF-8 text: byte 0xfc at offset 16 "
+                   "(line 3): invalid start byte\n")
+
+
 def test_progress_flag_draws_a_bar_on_stderr(train_csv, tmp_path, capsys) -> None:
     assert main(["profile", str(train_csv), *BASE, "--progress", "-o",
                  str(tmp_path / "p.json")]) == 0
@@ -79,6 +97,10 @@ def _write(tmp_path, name: str, text: str):
         ("empty.csv", "", [], "empty.csv: the file is empty"),
         ("header.csv", "a,b\n", [], "header.csv: no data rows"),
         ("nulls.csv", "a,b\n1,\n2,\n", [], "nulls.csv: column 'b': every value is null"),
+        ("inf.csv", "a,b\n1,inf\n2,-inf\n", [], "inf.csv: column 'b': no finite value (2 infinite"),
+        ("inf.csv", "a,b\n1,inf\n2,-inf\n", ["--max-memory-mb", "0"],
+         "column 'b': no finite value"),
+        ("t.csv", "a,b\n1,2\n", ["--max-memory-mb", "-1"], "t.csv: max_memory_mb must be >= 0"),
         ("text.csv", "a,b\n1,hello world\n", ["--numeric", "b"],
          "text.csv: column 'b': 'hello world' (row 1) is not a number"),
         ("t.csv", "a,b\n1,2\n", ["--prediction-column", "y"],

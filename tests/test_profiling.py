@@ -188,6 +188,7 @@ def test_trained_at_is_normalised_to_utc() -> None:
     [
         ({"x": [None, None]}, {}, "column 'x': every value is null"),
         ({"x": [np.nan, np.nan]}, {}, "column 'x': every value is null"),
+        ({"x": [np.inf, -np.inf, None]}, {}, r"column 'x': no finite value \(2 infinite, 1 null\)"),
         ({"t": ["a b", "c"]}, {"numeric": ["t"]}, "column 't': 'a b' \\(row 1\\) is not a number"),
         ({"x": [1.0]}, {"categorical": ["nope"]}, "categorical names column 'nope'"),
         ({"x": [1.0]}, {"prediction_column": "y"}, "prediction_column names column 'y'"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -110,3 +112,164 @@ def test_an_error_mid_file_ends_the_progress_line(tmp_path) -> None:
     with pytest.raises(ProfilingError, match="oops"):
         profile_file(path, chunk_rows=2, progress=Progress("p", stream), **MODEL)
     assert stream.getvalue().endswith("\n") and "100%" not in stream.getvalue()
+
+
+# ---- the multi-pass path: files over the memory budget -------------------------------------
+
+
+def awkward_frame(rows: int = 3001, seed: int = 1) -> pd.DataFrame:
+    """Columns that stress exact quantiles: skew, heavy tails, huge outliers, ties, constants."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "normal": rng.normal(40, 12, rows).round(2),
+        "heavy": rng.standard_cauchy(rows) ** 3,
+        "outliers": np.concatenate([rng.random(rows - 2), [1e300, -1.7e308]]),
+        "discrete": rng.integers(0, 4, rows).astype(float),
+        "constant": np.full(rows, 2.5),
+        "zeros": rng.choice([-0.0, 0.0, 1.0], rows),
+        "huge": rng.normal(0, 1, rows) * 1e200,
+        "city": rng.choice(["paris", "rome"], rows),
+        "pred": rng.lognormal(0, 2, rows),
+        "truth": rng.lognormal(0, 2, rows),
+    })
+    frame.loc[::13, "normal"] = np.nan
+    frame.loc[::17, "heavy"] = np.inf
+    frame.loc[::19, "pred"] = -np.inf
+    return frame
+
+
+REGRESSION = {"prediction_column": "pred", "target_column": "truth", "categorical": ["city"]}
+
+
+def _passes_drawn(path, **options) -> tuple[str, str]:
+    """The profile's bytes and the progress output, which names each extra pass."""
+    stream = io.StringIO()
+    profile = profile_file(path, progress=Progress("p", stream), **MODEL, **options)
+    return profile.dumps(), stream.getvalue()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_over_the_budget_the_passes_give_the_same_bytes(tmp_path, suffix) -> None:
+    frame = awkward_frame()
+    path = tmp_path / f"train{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+        frame = pd.read_csv(path)
+    else:
+        frame.to_parquet(path)
+    in_memory = profile_data(frame, **MODEL, **REGRESSION).dumps()
+    profile, drawn = _passes_drawn(path, chunk_rows=400, **REGRESSION)
+    assert profile == in_memory and "(pass" not in drawn  # 3,001 rows fit in 256 MB: one pass
+    for budget in (0, 0.001, 0.05):  # collect nothing / a few values / whole cells
+        profile, drawn = _passes_drawn(path, chunk_rows=400, max_memory_mb=budget, **REGRESSION)
+        assert profile == in_memory, budget
+        assert "(pass 2, over" in drawn and "(pass 3, over" in drawn
+    metrics = Profile.loads(in_memory).baseline_metrics
+    assert set(metrics) == {"mae", "rmse"}
+
+
+def test_classifier_scores_over_the_budget(tmp_path) -> None:
+    frame = training_frame()
+    frame["p_yes"] = np.random.default_rng(4).random(len(frame)).round(3)
+    frame["p_no"] = 1 - frame["p_yes"]
+    path = tmp_path / "train.csv"
+    frame.to_csv(path, index=False)
+    options = dict(KINDS, probability_columns={"yes": "p_yes", "no": "p_no"})
+    expected = profile_data(pd.read_csv(path), **MODEL, **options).dumps()
+    assert profile_file(path, chunk_rows=100, max_memory_mb=0, **MODEL, **options).dumps() == (
+        expected)
+
+
+def test_a_header_one_field_short_is_read_the_same_way_in_every_pass(tmp_path) -> None:
+    # pandas takes the first field as the index here, but not when asked for a column subset.
+    path = tmp_path / "implicit.csv"
+    path.write_text("a,b\n0,1,2\n5,3,4\n7,5,8\n")
+    expected = profile_data(pd.read_csv(path), **MODEL).dumps()
+    assert profile_file(path, max_memory_mb=0, **MODEL).dumps() == expected
+
+
+class _RewriteAfterFirstPass(Progress):
+    """A progress bar that changes the file once the first pass is over."""
+
+    def __init__(self, path, text: str) -> None:
+        super().__init__("p", io.StringIO())
+        self.path, self.text = path, text
+
+    def finish(self) -> None:
+        super().finish()
+        if self.text:
+            self.path.write_text(self.text)
+            self.text = ""
+
+
+def test_a_file_that_changes_between_passes_is_an_error_not_a_wrong_profile(tmp_path) -> None:
+    path = tmp_path / "moving.csv"
+    path.write_text("x\n" + "".join(f"{i}\n" for i in range(50)))
+    changed = "x\n" + "".join(f"{i}\n" for i in range(49)) + "1000\n"  # same count, other value
+    with pytest.raises(ProfilingError, match="moving.csv: column 'x': the data changed between"):
+        profile_file(path, max_memory_mb=0, progress=_RewriteAfterFirstPass(path, changed),
+                     **MODEL)
+
+
+def test_a_negative_budget_is_refused(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("x\n1\n")
+    with pytest.raises(ProfilingError, match="max_memory_mb must be >= 0"):
+        profile_file(path, max_memory_mb=-1, **MODEL)
+
+
+cells = st.one_of(st.floats(), st.integers(-5, 5).map(float),
+                  st.sampled_from([0.0, -0.0, 1e308, -1e308, 5e-324]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(
+    frame=data_frames(
+        columns=[column("a", elements=cells), column("b", elements=cells),
+                 column("c", elements=st.integers(-(2**53), 2**53))],
+        index=range_indexes(min_size=1, max_size=60),
+    ),
+    bins=st.integers(2, 12),
+    chunk_rows=st.integers(1, 25),
+    budget=st.sampled_from([0, 0.0002]),
+)
+def test_any_file_gives_the_same_bytes_in_memory_and_in_passes(
+    tmp_path, frame, bins, chunk_rows, budget
+) -> None:
+    path = tmp_path / "any.parquet"  # Parquet keeps every float bit, -0.0 and 5e-324 included
+    frame.to_parquet(path)
+    try:
+        expected = profile_data(frame, **MODEL, bins=bins, numeric=["a", "b"]).dumps()
+    except ProfilingError as exc:  # a column with no finite value: the same error either way
+        with pytest.raises(ProfilingError, match=re.escape(str(exc))):
+            profile_file(path, chunk_rows=chunk_rows, max_memory_mb=budget, bins=bins,
+                         numeric=["a", "b"], **MODEL)
+        return
+    got = profile_file(path, chunk_rows=chunk_rows, max_memory_mb=budget, bins=bins,
+                       numeric=["a", "b"], **MODEL)
+    assert got.dumps() == expected
+
+
+def _peak_bytes(path, **options) -> int:
+    """Peak of numpy and Python allocations while profiling (tracemalloc sees both)."""
+    tracemalloc.start()
+    try:
+        profile_file(path, chunk_rows=5_000, **MODEL, **options)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_over_the_budget_does_not_grow_with_the_rows(tmp_path) -> None:
+    rng = np.random.default_rng(9)
+    paths = []
+    for rows in (20_000, 80_000):
+        path = tmp_path / f"rows{rows}.parquet"
+        pd.DataFrame({f"x{i}": rng.normal(size=rows) for i in range(4)}).to_parquet(path)
+        paths.append(path)
+    kept = [_peak_bytes(path) for path in paths]  # in memory: 8 bytes per value are kept
+    assert kept[1] - kept[0] > 0.8 * 60_000 * 4 * 8
+    streamed = [_peak_bytes(path, max_memory_mb=0.25) for path in paths]
+    assert streamed[1] - streamed[0] < 0.1 * (kept[1] - kept[0])
+    assert streamed[1] < kept[1] / 2

@@ -86,13 +86,18 @@ def test_progress_bar_reaches_100_percent(tmp_path) -> None:
 finite = st.floats(allow_nan=False, allow_infinity=False)
 
 
+def float_frames(floats: st.SearchStrategy[float], max_rows: int) -> st.SearchStrategy:
+    """Frames with float columns a and b and an integer column c."""
+    return data_frames(
+        columns=[column("a", elements=floats), column("b", elements=floats),
+                 column("c", elements=st.integers(-(2**53), 2**53))],
+        index=range_indexes(min_size=1, max_size=max_rows),
+    )
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    frame=data_frames(
-        columns=[column("a", elements=finite), column("b", elements=finite),
-                 column("c", elements=st.integers(-(2**53), 2**53))],
-        index=range_indexes(min_size=1, max_size=40),
-    ),
+    frame=float_frames(finite, 40),
     bins=st.integers(2, 12),
     margin=st.floats(0, 10),
 )
@@ -225,11 +230,7 @@ cells = st.one_of(st.floats(), st.integers(-5, 5).map(float),
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(
-    frame=data_frames(
-        columns=[column("a", elements=cells), column("b", elements=cells),
-                 column("c", elements=st.integers(-(2**53), 2**53))],
-        index=range_indexes(min_size=1, max_size=60),
-    ),
+    frame=float_frames(cells, 60),
     bins=st.integers(2, 12),
     chunk_rows=st.integers(1, 25),
     budget=st.sampled_from([0, 0.0002]),

@@ -15,7 +15,8 @@ column (and the file, for `profile_file`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, Union
 
 import numpy as np
@@ -110,7 +111,7 @@ def profile_file(
             raise ProfilingError("chunk_rows must be >= 1")
         if not max_memory_mb >= 0:
             raise ProfilingError(f"max_memory_mb must be >= 0, got {max_memory_mb!r}")
-        budget = MemoryBudget(int(max_memory_mb * 2**20))
+        budget = MemoryBudget(int(min(max_memory_mb, 2.0**40) * 2**20))  # inf: no limit
         head = read_head(path, chunk_rows)
         check_columns(settings, [str(c) for c in head.columns])
         prediction_name = settings.prediction_column
@@ -130,19 +131,14 @@ def profile_file(
             _stream(builder, read_chunks(path, chunk_rows, string_columns, bar), settings)
             if bar:
                 bar.finish()
-            passes = builder.passes() if budget.exceeded else None
-            while passes is not None and passes.begin():
-                if bar:
-                    bar.label = f"{label} (pass {passes.number}, over {max_memory_mb:g} MB)"
-                columns, builder.replayed = builder.float_columns() if subset else None, 0
-                chunks = read_chunks(path, chunk_rows, string_columns, bar, columns=columns)
-                _stream(builder, chunks, settings, replay=True)
-                passes.end()
-                if bar:
-                    bar.finish()
+            if budget.exceeded:
+                columns = builder.float_columns() if subset else None
+                read_again = partial(read_chunks, path, chunk_rows, string_columns, bar, columns)
+                _more_passes(builder, read_again, settings, bar, f"over {max_memory_mb:g} MB")
         finally:
             if bar:
                 bar.close()
+                bar.label = label
         return builder.finish()
     except (ProfilingError, DataChanged) as exc:
         raise ProfilingError(f"{os.fspath(path)}: {exc}") from exc
@@ -163,6 +159,23 @@ def _stream(
             _probability_frame(chunk, settings),
             replay,
         )
+
+
+def _more_passes(
+    builder: _Builder, read_again: Callable[[], Iterator[pd.DataFrame]],
+    settings: ProfileSettings, bar: Progress | None, why: str,
+) -> None:
+    """Read the file again until the float columns' statistics are exact (profiling_passes)."""
+    passes = builder.passes()
+    label = bar.label if bar else ""
+    while passes.begin():
+        if bar:
+            bar.label = f"{label} (pass {passes.number}, {why})"
+        builder.replayed = 0
+        _stream(builder, read_again(), settings, replay=True)
+        passes.end()
+        if bar:
+            bar.finish()
 
 
 # ---- private -----------------------------------------------------------------------------------

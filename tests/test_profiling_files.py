@@ -216,11 +216,13 @@ def test_a_file_that_changes_between_passes_is_an_error_not_a_wrong_profile(tmp_
                      **MODEL)
 
 
-def test_a_negative_budget_is_refused(tmp_path) -> None:
+def test_a_negative_budget_is_refused_and_an_infinite_one_means_no_limit(tmp_path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("x\n1\n")
-    with pytest.raises(ProfilingError, match="max_memory_mb must be >= 0"):
-        profile_file(path, max_memory_mb=-1, **MODEL)
+    for budget in (-1, float("nan")):
+        with pytest.raises(ProfilingError, match="max_memory_mb must be >= 0"):
+            profile_file(path, max_memory_mb=budget, **MODEL)
+    assert profile_file(path, max_memory_mb=float("inf"), **MODEL).feature("x").count == 1
 
 
 cells = st.one_of(st.floats(), st.integers(-5, 5).map(float),

@@ -15,7 +15,7 @@ It also gives, for each such value, how many values are <= it: the reference bin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,8 +54,7 @@ class _Region:
     count: int
     below: int
     ranks: list[int]
-    edges: list[int] = field(default_factory=list)  # cell i: keys [edges[i], edges[i+1])
-    inner: np.ndarray | None = None  # edges[1:-1], for np.searchsorted
+    edges: np.ndarray | None = None  # int64; cell i holds keys [edges[i], edges[i+1])
     counts: np.ndarray | None = None
     collected: list[np.ndarray] | None = None
 
@@ -98,8 +97,7 @@ class OrderStatistics:
                 region.collected = []
             else:
                 region.edges = self._cell_edges(region, cells)
-                region.inner = np.array(region.edges[1:-1], dtype=np.int64)
-                region.counts = np.zeros(len(region.edges) - 1, dtype=np.int64)
+                region.counts = np.zeros(region.edges.size - 1, dtype=np.int64)
         bounds = [bound for r in self._pending for bound in (r.low, r.high + 1)]
         self._bounds = np.array(bounds, dtype=np.int64)
 
@@ -140,11 +138,11 @@ class OrderStatistics:
         if region.collected is not None:
             region.collected.append(keys)
         else:
-            assert region.counts is not None and region.inner is not None
-            cells = np.searchsorted(region.inner, keys, side="right")
+            assert region.counts is not None and region.edges is not None
+            cells = np.searchsorted(region.edges[1:-1], keys, side="right")
             region.counts += np.bincount(cells, minlength=region.counts.size)
 
-    def _cell_edges(self, region: _Region, cells: int) -> list[int]:
+    def _cell_edges(self, region: _Region, cells: int) -> np.ndarray:
         """Key edges of the cells: equal widths in value space the first time, else in keys."""
         span = region.high - region.low + 1
         m = max(1, min(cells, span))
@@ -154,11 +152,11 @@ class OrderStatistics:
                 points = np.linspace(low, high, m + 1)
             else:  # the width (nearly) overflows: in quarters, then back (only the order matters)
                 points = np.linspace(low / 4, high / 4, m + 1) * 4
-            keys = np.maximum.accumulate(sort_keys(points)).clip(region.low, region.high)
-            inner = [int(k) for k in keys[1:-1]]
-        else:
-            inner = [region.low + span * i // m for i in range(1, m)]
-        return [region.low, *inner, region.high + 1]
+            edges = np.maximum.accumulate(sort_keys(points)).clip(region.low, region.high)
+        else:  # span can exceed int64: Python ints, then int64 (every edge is a key or high + 1)
+            edges = np.array([region.low + span * i // m for i in range(m + 1)], dtype=np.int64)
+        edges[0], edges[-1] = region.low, region.high + 1
+        return edges
 
     def _settle(self, region: _Region) -> None:
         """A region of one key is resolved on the spot; others wait for a pass."""
@@ -184,8 +182,8 @@ class OrderStatistics:
             self.at_most[value] = region.below + int(np.searchsorted(keys, key, side="right"))
 
     def _narrow(self, region: _Region) -> None:
-        assert region.counts is not None
-        counts, edges = region.counts, region.edges
+        assert region.counts is not None and region.edges is not None
+        counts, edges = region.counts, [int(e) for e in region.edges]
         if int(counts.sum()) != region.count:
             raise RuntimeError(f"the data changed between passes: {int(counts.sum())} values "
                                f"where {region.count} were counted")

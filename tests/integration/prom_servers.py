@@ -33,7 +33,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -85,6 +85,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+ServerT = TypeVar("ServerT", bound=Server)
 
 
 class Prometheus(Server):
@@ -174,54 +177,56 @@ def _start(cmd: list[str], workdir: Path, name: str,
     return process, log
 
 
-def start_alertmanager(workdir: Path, webhook_url: str) -> Server:
-    binary = shutil.which("prometheus-alertmanager")
+def _binary(name: str) -> str:
+    """The server binary's path; a missing one fails in CI and skips elsewhere."""
+    binary = shutil.which(name)
     if binary is None:
         from tests.conftest import missing_server
 
-        missing_server("prometheus-alertmanager")
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "alertmanager.yml"
-    config.write_text(alertmanager_config(webhook_url), encoding="utf-8")
-    port = free_port()
-    process, log = _start([
-        str(binary), f"--config.file={config}", f"--storage.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="], workdir, "am")
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+        missing_server(name)
+    return str(binary)
+
+
+def _launch(kind: type[ServerT], cmd: list[str], workdir: Path, name: str,
+            address: str) -> ServerT:
+    """Start `cmd`, wait until `/-/ready` answers on `address`, or stop it and say why."""
+    process, log = _start(cmd, workdir, name)
+    server = kind(process, f"http://{address}", log)
     try:
         wait_http(f"{server.url}/-/ready", process=process)
     except TimeoutError:
         server.stop()
-        raise RuntimeError(f"alertmanager did not start: {log.read_text()[-2000:]}") from None
+        raise RuntimeError(f"{name} did not start: {log.read_text()[-2000:]}") from None
     return server
+
+
+def start_alertmanager(workdir: Path, webhook_url: str) -> Server:
+    binary = _binary("prometheus-alertmanager")
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "alertmanager.yml"
+    config.write_text(alertmanager_config(webhook_url), encoding="utf-8")
+    address = f"127.0.0.1:{free_port()}"
+    return _launch(Server, [
+        binary, f"--config.file={config}", f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address={address}", "--cluster.listen-address="], workdir, "alertmanager",
+        address)
 
 
 def start_prometheus(workdir: Path, targets: dict[str, list[str]],
                      alertmanager: Server | None = None, interval: str = "1s",
                      for_override: str | None = "0s") -> Prometheus:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        from tests.conftest import missing_server
-
-        missing_server("prometheus")
+    binary = _binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    address = f"127.0.0.1:{port}"
+    address = f"127.0.0.1:{free_port()}"
     rules = substituted_rules(workdir, for_override)
     am_address = alertmanager.url.removeprefix("http://") if alertmanager else None
     config = workdir / "prometheus.yml"
     config.write_text(prometheus_config(targets, rules, am_address, interval, address),
                       encoding="utf-8")
-    process, log = _start([
-        str(binary), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address={address}", "--web.enable-lifecycle"], workdir, "prometheus")
-    server = Prometheus(process, f"http://{address}", log)
-    try:
-        wait_http(f"{server.url}/-/ready", process=process)
-    except TimeoutError:
-        server.stop()
-        raise RuntimeError(f"prometheus did not start: {log.read_text()[-2000:]}") from None
-    return server
+    return _launch(Prometheus, [
+        binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address={address}", "--web.enable-lifecycle"], workdir, "prometheus",
+        address)
 
 
 @pytest.fixture

@@ -62,6 +62,12 @@ def steps(*levels: tuple[float, str]) -> Steps:
     return [{"color": GREEN, "value": None}] + [{"color": c, "value": v} for v, c in levels]
 
 
+def psi_steps(alerts: dict[str, Any]) -> Steps:
+    """PSI colours of every dashboard: yellow from half the drift alert's floor, red from it."""
+    floor = alerts["MlmonFeatureDrift"]["psi_floor"]
+    return steps((floor / 2, YELLOW), (floor, RED))
+
+
 def timeseries(title: str, targets: list[Target], unit: str = "short", description: str = "",
                thresholds: Steps | None = None, soft_max: float | None = None,
                stacked: bool = False, points: bool = False) -> TimeSeries:

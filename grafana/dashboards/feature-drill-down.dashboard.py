@@ -6,11 +6,11 @@ Built on the recording rules in prometheus/recording_rules.yml (both windows).
 from panels import (
     FEATURE,
     RED,
-    YELLOW,
     alert_config,
     bars,
     dashboard,
     layout,
+    psi_steps,
     q,
     steps,
     timeseries,
@@ -18,8 +18,7 @@ from panels import (
 )
 
 alerts = alert_config()["alerts"]
-psi_floor = alerts["MlmonFeatureDrift"]["psi_floor"]
-PSI = steps((psi_floor / 2, YELLOW), (psi_floor, RED))
+PSI = psi_steps(alerts)
 UNSEEN = steps((alerts["MlmonUnseenCategoriesRising"]["max_share"], RED))
 INVALID = steps((alerts["MlmonInvalidValuesRising"]["max_ratio"], RED))
 WINDOWS = (("A", "5m"), ("B", "1h"))

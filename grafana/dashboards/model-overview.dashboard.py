@@ -13,6 +13,7 @@ from panels import (
     bars,
     dashboard,
     layout,
+    psi_steps,
     q,
     stat,
     steps,
@@ -22,8 +23,7 @@ from panels import (
 )
 
 alerts = alert_config()["alerts"]
-psi_floor = alerts["MlmonFeatureDrift"]["psi_floor"]
-PSI = steps((psi_floor / 2, YELLOW), (psi_floor, RED))
+PSI = psi_steps(alerts)
 KS_RATIO = steps((0.8, YELLOW), (1.0, RED))  # KS over its critical value: 1 = significant
 ERRORS = steps((alerts["MlmonHighErrorRatio"]["max_ratio"], RED))
 SLO = steps((alerts["MlmonLatencySLOBreach"]["max_seconds"], RED))

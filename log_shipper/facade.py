@@ -124,8 +124,6 @@ class PredictionLogger:
         """
         from exporter.monitor import ModelMonitor
 
-        if monitor is None:
-            monitor = ModelMonitor(profile, registry)
         builder = RecordBuilder(model=profile.model_name, model_version=profile.model_version,
                                 service_name=service_name, environment=environment,
                                 profile=profile)
@@ -147,6 +145,17 @@ class PredictionLogger:
                 spool_dir = Path(base) / index
             shipper = _shipper_with_own_spool(es_url, index, Path(spool_dir), explicit,
                                               redactor, shipper_options)
+        if log_sink is not None:
+            log_sink.redact_with_if_unset(redactor)
+        # The monitor last: registering it is the one step that cannot be undone by a retry,
+        # so every check that can fail (redaction rules, spool directory) has run before it.
+        if monitor is None:
+            try:
+                monitor = ModelMonitor(profile, registry)
+            except Exception:
+                if shipper is not None:
+                    shipper.close(timeout=5)
+                raise
         return cls(builder, monitor=monitor, shipper=shipper, log_sink=log_sink)
 
     def record(

@@ -77,7 +77,8 @@ class JsonLinesSink:
 
     def __init__(self, handler: logging.Handler, *, redactor: Redactor | None = None,
                  queue_size: int = 10_000, logger_name: str = "mlmon.records") -> None:
-        handler.setFormatter(RecordFormatter(redactor))
+        self._formatter = RecordFormatter(redactor)
+        handler.setFormatter(self._formatter)
         self._handler = handler
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
         self._front = _DroppingQueueHandler(self._queue)
@@ -102,6 +103,12 @@ class JsonLinesSink:
     @classmethod
     def tcp(cls, host: str, port: int, **options: Any) -> JsonLinesSink:
         return cls(TcpJsonLinesHandler(host, port), **options)
+
+    def redact_with_if_unset(self, redactor: Redactor | None) -> None:
+        """Use `redactor` unless the sink was built with its own (the facade's rules apply to
+        every path a record leaves by, not only the Elasticsearch one)."""
+        if self._formatter._redactor is None:
+            self._formatter._redactor = redactor
 
     @property
     def dropped(self) -> int:

@@ -175,3 +175,48 @@ def test_facade_refuses_a_redaction_rule_for_a_feature_the_profile_lacks(
     with pytest.raises(ValueError, match="no feature 'reviwe'"):
         PredictionLogger.from_profile(sample_profile, service_name="s", environment="e",
                                       registry=CollectorRegistry())
+
+
+def test_facade_redaction_reaches_the_log_sink_too(
+        sample_profile: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # MLMON_REDACT names what must never leave the process: by Elasticsearch or by a log line.
+    monkeypatch.setenv("MLMON_REDACT", "features.city=drop,features.review=mask")
+    path = tmp_path / "records.jsonl"
+    logger = PredictionLogger.from_profile(
+        sample_profile, service_name="s", environment="e", registry=CollectorRegistry(),
+        log_sink=JsonLinesSink.file(str(path)))
+    logger.record({"age": 40.0, "city": "paris", "review": "ann@example.org wrote"}, 0.5)
+    assert logger.close() is True
+    (doc,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "city" not in doc["features"] and doc["features"]["review"] == "***"
+    assert "ann@example.org" not in path.read_text() and "paris" not in path.read_text()
+
+
+def test_a_sink_with_its_own_redactor_keeps_it(
+        sample_profile: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLMON_REDACT", "features.review=mask")
+    path = tmp_path / "records.jsonl"
+    own = Redactor({"features.review": "drop"})
+    logger = PredictionLogger.from_profile(
+        sample_profile, service_name="s", environment="e", registry=CollectorRegistry(),
+        log_sink=JsonLinesSink.file(str(path), redactor=own))
+    logger.record({"review": "secret words"}, 0.5)
+    assert logger.close() is True
+    (doc,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "review" not in doc["features"]
+
+
+def test_a_refused_start_registers_nothing_so_a_corrected_retry_works(
+        sample_profile: Profile) -> None:
+    registry = CollectorRegistry()
+    with pytest.raises(ValueError, match="no feature 'ctiy'"):
+        PredictionLogger.from_profile(sample_profile, service_name="s", environment="e",
+                                      registry=registry,
+                                      redactor=Redactor({"features.ctiy": "mask"}))
+    logger = PredictionLogger.from_profile(sample_profile, service_name="s", environment="e",
+                                           registry=registry,
+                                           redactor=Redactor({"features.city": "mask"}))
+    logger.record({"city": "paris"}, 0.5)
+    assert registry.get_sample_value("mlmon_observations_total",
+                                     {"model": "churn", "model_version": "3"}) == 1
+    logger.close()

@@ -41,7 +41,7 @@ _HEADER = """\
 # runtime config from environment variables at start-up (no secret in the repository):
 #   MLMON_SLACK_WEBHOOK_URL=... python -m alerting.amconfig --out /etc/mlmon-am/alertmanager.yml
 # (docker-compose: the one-shot am-config service; make stack: stack/local.py).
-# See docs/readme/alerting.md and alerting/amconfig.py.
+# See README.md (drift) and alerting/amconfig.py.
 """
 
 

@@ -17,7 +17,7 @@ def by(labels: Sequence[str]) -> str:
 
 def window_count(metric: str, window: str, window_s: int, grace_s: int,
                  extra_labels: Sequence[str], counter: bool = True) -> str:
-    """Per-series change of `metric` over `window`, restart-aware (docs/readme/alerting.md).
+    """Per-series change of `metric` over `window`, restart-aware (README.md (drift)).
 
     Branches, first match wins (`or` keeps the left side's series):
     - the same process throughout the window (its profile-loaded timestamp one window ago is

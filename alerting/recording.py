@@ -111,7 +111,7 @@ class _Window:
             Rule(h.bucket(w), self.summed(f"{h.metric}_bucket", (*g, "le"), extra),
                  f"Cumulative bucket counts of the {h.what} over {w}, pooled over replicas: the "
                  "base of every distribution statistic (restart-aware counts, see "
-                 "docs/readme/alerting.md)."),
+                 "README.md (drift))."),
             Rule(h.count(w), f'sum without (le) ({h.bucket(w)}{{le="+Inf"}})',
                  f"Samples n of the {h.what} in {w} (the +Inf bucket, so it matches the buckets)."),
             Rule(h.cumulative(w),

@@ -1,7 +1,7 @@
 """Kind inference: which columns are numeric, categorical or text, and what the prediction is.
 
-The rules (documented in docs/readme/profile.md; override them with `numeric=`, `categorical=`,
-`text=` and `prediction_kind=`):
+The rules (documented in README.md, "Reference profile"; override them with `numeric=`,
+`categorical=`, `text=` and `prediction_kind=`):
 - booleans are categorical; numbers (int, float) are numeric;
 - strings are text when they are long (mean length > 30 characters), or when they look like free
   text: at least 20 distinct values, more than half of the values distinct, and more than half

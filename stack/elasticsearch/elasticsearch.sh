@@ -63,6 +63,18 @@ SETTINGS
 
 export ES_PATH_CONF="$base/conf" ES_TMPDIR="$base/tmp"
 if [[ "$(id -u)" == 0 ]]; then
+  # A checkout that `nobody` cannot read (e.g. under /root) cannot hold the running node's
+  # binaries: run a copy under the temp dir instead, made once and renamed into place whole.
+  if ! setpriv --reuid=nobody --regid=nogroup --clear-groups -- test -x "$es_home/bin/elasticsearch"; then
+    copy="${TMPDIR:-/tmp}/mlmon-elasticsearch-8.14.1"
+    if [[ ! -x "$copy/bin/elasticsearch" ]]; then
+      partial="$(mktemp -d "$copy.partial.XXXXXX")"
+      cp -a "$es_home/." "$partial/"
+      chmod 755 "$partial"
+      mv -T "$partial" "$copy" 2>/dev/null || rm -rf "$partial"  # another start won the race
+    fi
+    es_home="$copy"
+  fi
   chown -R nobody:nogroup "$base"
   exec setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$es_home/bin/elasticsearch" -q
 fi

@@ -229,34 +229,31 @@ def start_prometheus(workdir: Path, targets: dict[str, list[str]],
         address)
 
 
-@pytest.fixture
-def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
-    """`make(targets={job: [host:port]}, alertmanager=None, interval="1s", for_override="0s")`."""
-    started: list[Server] = []
+def _servers(tmp_path: Path, name: str,
+             start: Callable[..., ServerT]) -> Iterator[Callable[..., ServerT]]:
+    """A fixture body: `make(...)` starts a server in its own dir; all stop at teardown."""
+    started: list[ServerT] = []
 
-    def make(**kwargs: Any) -> Prometheus:
-        server = start_prometheus(tmp_path / f"prometheus{len(started)}", **kwargs)
+    def make(*args: Any, **kwargs: Any) -> ServerT:
+        server = start(tmp_path / f"{name}{len(started)}", *args, **kwargs)
         started.append(server)
         return server
 
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
+    """`make(targets={job: [host:port]}, alertmanager=None, interval="1s", for_override="0s")`."""
+    yield from _servers(tmp_path, "prometheus", start_prometheus)
 
 
 @pytest.fixture
 def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """`make(webhook_url=...)`: Alertmanager with the repo's routes, group_wait 0s."""
-    started: list[Server] = []
-
-    def make(webhook_url: str) -> Server:
-        server = start_alertmanager(tmp_path / f"alertmanager{len(started)}", webhook_url)
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
+    yield from _servers(tmp_path, "alertmanager", start_alertmanager)
 
 
 @pytest.fixture

@@ -20,6 +20,11 @@ FEATURE = ("model", "model_version", "feature")
 LN2 = math.log(2.0)
 
 
+def _ks_scale(n: str, m: str) -> str:
+    """sqrt((n + m) / (n m)): how a two-sample KS critical value shrinks with both sample sizes."""
+    return f"sqrt(({n} + {m}) / ({n} * {m}))"
+
+
 @dataclass(frozen=True)
 class Histogram:
     """A histogram on reference edges with its reference shares and `le` -> previous `le` map."""
@@ -227,11 +232,11 @@ class _Window:
         ref_shares = q.reference(FEATURE_CATS.ref_share, (*FEATURE, "category"))
         k = f"count by ({q.by(FEATURE)}) ({ref_shares})"
         expr = (
-            f"sqrt(({n_num} + {m}) / ({n_num} * {m}))\n"
+            f"{_ks_scale(n_num, m)}\n"
             f"* on (model, model_version) group_left ()\n"
             f"sqrt(0.5 * ln(2 * {tests} / {alpha!r}))\n"
             f"or\n"
-            f"sqrt(({n_cat} + {m}) / ({n_cat} * {m}))\n"
+            f"{_ks_scale(n_cat, m)}\n"
             f"* sqrt(0.5 * (\n"
             f"  {k} * {LN2!r}\n"
             f"  + on (model, model_version) group_left ()\n"
@@ -316,9 +321,9 @@ class _Window:
         k = (f"count by (model, model_version) "
              f"({q.reference(PREDICTION_CLASSES.ref_share, (*MODEL, 'class'))})")
         expr = (
-            f"sqrt(({n_reg} + {m}) / ({n_reg} * {m})) * {c_reg!r}\n"
+            f"{_ks_scale(n_reg, m)} * {c_reg!r}\n"
             f"or\n"
-            f"sqrt(({n_cls} + {m}) / ({n_cls} * {m}))\n"
+            f"{_ks_scale(n_cls, m)}\n"
             f"* sqrt(0.5 * ({k} * {LN2!r} + {math.log(1 / alpha)!r}))"
         )
         return Rule(

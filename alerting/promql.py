@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-LOADED = "mlmon_profile_loaded_timestamp_seconds"
+from exporter.series import COUNTERS_START as STARTED
 
 
 def by(labels: Sequence[str]) -> str:
@@ -19,23 +19,28 @@ def window_count(metric: str, window: str, window_s: int, grace_s: int,
                  extra_labels: Sequence[str], counter: bool = True) -> str:
     """Per-series change of `metric` over `window`, restart-aware (README.md (drift)).
 
+    Keyed on `mlmon_counters_start_timestamp_seconds`, when the target's exported counters
+    last started from zero: a process's start in one process; in multi-process mode the
+    creation of the profile's metadata in the directory, the same whichever worker answers
+    (worker restarts do not reset the summed counters, so they do not move it).
+
     Branches, first match wins (`or` keeps the left side's series):
-    - the same process throughout the window (its profile-loaded timestamp one window ago is
-      the largest in the window, so no newer process appeared): the exact difference between
-      its last sample in the window and the sample one window ago. `last_over_time` rather
-      than the instant value, so a replica that vanished inside the window still contributes
-      the counts it made there;
-    - else, a process that loaded its profile within the window (+ grace: loaded just before
-      the window start but first scraped after it) started from zero: its whole counter. On a
-      restart this counts the new process only: the old one's counts inside the window before
-      the restart are not counted;
+    - the same counters throughout the window (their start one window ago is the largest in
+      the window, so they did not start again): the exact difference between the last sample
+      in the window and the sample one window ago. `last_over_time` rather than the instant
+      value, so a replica that vanished inside the window still contributes the counts it
+      made there;
+    - else, counters that started within the window (+ grace: started just before the window
+      start but first scraped after it) started from zero: the whole counter. On a restart
+      this counts the new process only: the old one's counts inside the window before the
+      restart are not counted;
     - else (no sample one window ago: Prometheus or the target is newer than the window;
       or a restart and a vanishing in the same window) increase(), the estimate from what was
       scraped.
     """
     match = f"ignoring({by(extra_labels)}) " if extra_labels else ""
-    same = f"(max_over_time({LOADED}[{window}]) == {LOADED} offset {window})"
-    recent = f"({LOADED} > time() - {window_s + grace_s})"
+    same = f"(max_over_time({STARTED}[{window}]) == {STARTED} offset {window})"
+    recent = f"({STARTED} > time() - {window_s + grace_s})"
     fallback = "increase" if counter else "delta"  # a histogram _sum may go down
     return (
         f"((last_over_time({metric}[{window}]) - {metric} offset {window}) and {match}{same})\n"

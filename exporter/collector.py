@@ -26,6 +26,7 @@ from prometheus_client.utils import floatToGoString
 from exporter import layout as L
 from exporter.layout import WINDOW_SLOTS, Histogram, Layout, trained_timestamp
 from exporter.profile import Binned, CategoricalFeature, ClassificationPrediction, Profile
+from exporter.series import COUNTERS_START, PROFILE_LOADED
 
 if TYPE_CHECKING:
     from exporter.monitor import ModelMonitor
@@ -118,9 +119,12 @@ class Renderer:
         self._family("mlmon_model_trained_timestamp_seconds", "When the model was trained.",
                      "gauge", [] if trained is None else
                      [("mlmon_model_trained_timestamp_seconds", {}, c(trained))])
-        self._family("mlmon_profile_loaded_timestamp_seconds",
-                     "When this process loaded the profile.", "gauge",
-                     [("mlmon_profile_loaded_timestamp_seconds", {}, c(loaded_at))])
+        self._family(PROFILE_LOADED, "When this process loaded the profile.", "gauge",
+                     [(PROFILE_LOADED, {}, c(loaded_at))])
+        # set at every render: in multi-process mode it is read with the files
+        self._started_const = len(self._consts)
+        self._family(COUNTERS_START, "When the exported counters last started from zero.",
+                     "gauge", [(COUNTERS_START, {}, c(loaded_at))])
         self._family("mlmon_reference_rows", "Rows in the reference data.", "gauge",
                      [("mlmon_reference_rows", {}, c(profile.rows))])
         self._counter("mlmon_observations", "Records observed.", [({}, lay.observations)])
@@ -227,9 +231,10 @@ class Renderer:
 
     # ---- rendering (every scrape) ---------------------------------------------------------
 
-    def render(self, arrays: Sequence[np.ndarray], now: float) -> list[tuple[str, str, str,
-                                                                         list[Sample]]]:
-        """Families for the summed arrays of every worker; window min/max when not empty."""
+    def render(self, arrays: Sequence[np.ndarray], now: float, started_at: float
+               ) -> list[tuple[str, str, str, list[Sample]]]:
+        """Families for the summed arrays of every worker, whose counters started from zero at
+        `started_at`; window min/max when not empty."""
         if arrays:
             values = arrays[0] if len(arrays) == 1 else np.sum(arrays, axis=0)
         else:
@@ -240,6 +245,7 @@ class Renderer:
             before = np.repeat((cum - buckets)[self._segment_starts], self._segment_lengths_arr)
             cum -= before
         extended = np.concatenate((values, cum, self._const_array))
+        extended[values.size + cum.size + self._started_const] = started_at
         samples = [Sample(n, lab, val) for (n, lab), val in
                    zip(self._templates, extended[self._index].tolist(), strict=True)]
         out = [(name, doc, typ, samples[a:b]) for name, doc, typ, a, b in self._families]
@@ -316,8 +322,12 @@ class MonitorsCollector:
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             monitors = list(self._monitors)
-        yield from build_metrics(r.render(m.storage.snapshots(), m.clock())
-                                 for m, r in monitors)
+        parts = []
+        for m, r in monitors:
+            totals = m.storage.totals()
+            started = m.loaded_at if totals.started_at is None else totals.started_at
+            parts.append(r.render(totals.arrays, m.clock(), started))
+        yield from build_metrics(parts)
 
 
 _COLLECTORS: weakref.WeakKeyDictionary[CollectorRegistry, MonitorsCollector] = (
@@ -369,14 +379,18 @@ class MultiProcessCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        from exporter.multiprocess import profile_groups, read_arrays
+        from exporter.multiprocess import profile_groups
+        from exporter.worker_files import read_totals
 
         parts = []
-        for lay, shas, opened_at in profile_groups(self.directory):
-            sha = lay.profile.sha
+        renderers = {}
+        for group in profile_groups(self.directory):
+            sha = group.layout.profile.sha
             renderer = self._renderers.get(sha)
             if renderer is None:
-                renderer = self._renderers[sha] = Renderer(lay, opened_at)
-            arrays = [a for s in shas for a in read_arrays(self.directory, s, lay.size)]
-            parts.append(renderer.render(arrays, time.time()))
+                renderer = Renderer(group.layout, group.opened_at)
+            renderers[sha] = renderer
+            arrays = read_totals(self.directory, group.shas, group.layout)
+            parts.append(renderer.render(arrays, time.time(), group.started_at))
+        self._renderers = renderers  # profiles no longer in the directory are dropped
         yield from build_metrics(parts)

@@ -196,8 +196,9 @@ def series_count(profile: Profile, latency_buckets: int = len(DEFAULT_LATENCY_BU
     Kept as a closed formula, mirrored in README.md (exporter); a test checks it against the
     rendered exposition.
     """
-    # info, trained (if known), loaded, rows, observations, unknown, requests x2, in-flight
-    total = 9 + len(REJECTED_REASONS) + (latency_buckets + 3)
+    # info, trained (if known), loaded, counters start, rows, observations, unknown,
+    # requests x2, in-flight
+    total = 10 + len(REJECTED_REASONS) + (latency_buckets + 3)
     if trained_timestamp(profile) is None:
         total -= 1
     for f in profile.features:

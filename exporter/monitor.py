@@ -20,7 +20,6 @@ import math
 import numbers
 import os
 import time
-import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
@@ -172,7 +171,7 @@ class ModelMonitor:
         lay = self.layout
         self._observations_slot = lay.observations
         self._bind()
-        self.storage.on_reopen.append(weakref.WeakMethod(self._bind))
+        self.storage.subscribe(self._bind)
         self._categorical = [(p.name, p.base, p.slots, p.unseen_slot, p.allowed)
                              for p in lay.categorical]
         self._text = [(p.name, p.base, p.vocabulary) for p in lay.text]

@@ -3,36 +3,50 @@
 prometheus_client's multiprocess mode keys every value by name and labels in a dict-backed mmap;
 our hot path instead adds to a flat array of doubles, so we keep the same flat array in a file:
 
-    $MLMON_MULTIPROC_DIR/mlmon_<profile_sha>.json        profile + layout options (written once)
-    $MLMON_MULTIPROC_DIR/mlmon_<profile_sha>_<pid>.db    the worker's doubles, native byte order
+    $MLMON_MULTIPROC_DIR/mlmon_<profile_sha>.json    profile, layout options and the counters'
+                                                     start time (written once, by the first
+                                                     process that opens the profile)
+    $MLMON_MULTIPROC_DIR/mlmon_<profile_sha>_*.db    worker files and the compacted file of
+                                                     dead workers (`exporter.worker_files`)
 
 Writing through a `memoryview` of the mmap costs the same as writing to a bytearray, so workers
-pay nothing extra. `/metrics` in any process sums every file of a profile (`read_arrays`), and
-of older profiles of the same model version with the same slots (`profile_groups`).
+pay nothing extra. `/metrics` in any process sums every file of a profile, and of older profiles
+of the same model version with the same slots (`profile_groups`).
 
-Dead workers: their files are kept and summed, so counters keep counting across restarts, as
-with prometheus_client. The only gauge summed across files is in-flight requests (and the
-prediction window, which expires by itself); `mark_process_dead(pid)` zeroes both in a dead
-worker's files (call it from gunicorn's `child_exit` hook). A new process that gets a dead
-worker's pid continues that file and zeroes its gauges on open.
+Dead workers' counters are kept (merged into the compacted file), so the summed counters never
+go backwards across worker restarts: they started from zero when the profile's metadata was
+first written, whichever worker answers a scrape. That time is the `counters_start` exported as
+`mlmon_counters_start_timestamp_seconds`, which the restart-aware window counts key on.
+Metadata written by mlmon versions without it reads as 0 (the far past): never "recently
+started", so the rules take the exact difference, or increase() without a sample one window ago.
 """
 
 from __future__ import annotations
 
 import glob
 import json
-import mmap
 import os
 import threading
+import time
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from exporter.layout import WINDOW_SLOTS, Layout
+from exporter.layout import Layout
+from exporter.worker_files import (
+    WorkerFile,
+    close_inherited_locks,
+    compact_held,
+    create_worker_file,
+    directory_lock,
+    read_totals,
+    worker_pid,
+)
 
 ENV_VARS = ("MLMON_MULTIPROC_DIR", "PROMETHEUS_MULTIPROC_DIR")
-_DOUBLE = 8
+COUNTERS_START_KEY = "counters_start"
 
 
 def multiproc_dir() -> str | None:
@@ -45,10 +59,11 @@ def multiproc_dir() -> str | None:
 
 
 def open_storage(layout: Layout, directory: str | None) -> Storage:
-    """Storage for a monitor; in multi-process mode one per (directory, profile) per process."""
+    """Storage for a monitor; in multi-process mode one per (directory, profile) per process
+    (a forked child re-opens the ones it inherits, so the key needs no pid)."""
     if directory is None:
         return Storage(layout)
-    key = (os.path.abspath(directory), layout.profile.sha, os.getpid())
+    key = (os.path.abspath(directory), layout.profile.sha)
     storage = _SHARED.get(key)
     if storage is None or storage.pid != os.getpid():
         storage = _SHARED[key] = Storage(layout, directory)
@@ -59,6 +74,14 @@ def open_storage(layout: Layout, directory: str | None) -> Storage:
     return storage
 
 
+class Totals(NamedTuple):
+    """What a scrape renders: one array per worker (summed by the renderer) and when those
+    counters started from zero (None in one process: the monitor's own load time)."""
+
+    arrays: list[np.ndarray]
+    started_at: float | None
+
+
 class Storage:
     """A flat array of doubles: `values` for the hot path (a list in one process, a memoryview
     of the mmap with a worker file) and, with a file, `array`, a numpy view of the same bytes."""
@@ -67,38 +90,42 @@ class Storage:
         self.layout = layout
         self.directory = directory
         self.lock = threading.Lock()
-        self._mmap: mmap.mmap | None = None
+        self._file: WorkerFile | None = None
         self._segments: list[tuple[int, Any]] = []
-        self.on_reopen: list[weakref.WeakMethod[Any]] = []
-        self._open(os.getpid())
+        self._on_reopen: list[weakref.WeakMethod[Any]] = []
+        self._open()
         _LIVE.add(self)
 
-    def _open(self, pid: int) -> None:
+    def _open(self) -> None:
         size = max(self.layout.size, 1)
-        self.pid = pid
+        self.pid = os.getpid()
         if self.directory is None:
             # A list: item updates cost half of a memoryview's (26 vs 52 ns measured), and the
             # per-record budget is a few microseconds for ~50 updates.
             self.values: Any = [0.0] * size
             self.array: np.ndarray | None = None
-        else:
-            os.makedirs(self.directory, exist_ok=True)
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        sha = self.layout.profile.sha
+        with directory_lock(self.directory, exclusive=True):
             _write_meta(self.directory, self.layout)
-            path = data_path(self.directory, self.layout.profile.sha, pid)
-            with open(path, "a+b") as fh:
-                if os.fstat(fh.fileno()).st_size < size * _DOUBLE:
-                    fh.truncate(size * _DOUBLE)
-                self._mmap = mmap.mmap(fh.fileno(), size * _DOUBLE)
-            self.values = memoryview(self._mmap).cast("d")
-            self.array = np.frombuffer(self._mmap, dtype=np.float64)
-        # Fresh file: empty window. A dead worker's file reused with its pid: its counters carry
-        # on, its in-flight gauge and window are not ours.
-        _zero_gauges(self.values, self.layout)
+            # compact first, then create: the directory stays bounded by live workers
+            compact_held(self.directory, sha, self.layout)
+            self._file = create_worker_file(self.directory, sha, self.layout)
+        self.values = memoryview(self._file.mm).cast("d")
+        self.array = np.frombuffer(self._file.mm, dtype=np.float64)
+
+    def subscribe(self, callback: Callable[[], Any]) -> None:
+        """Call the bound method `callback` after a fork re-opened the storage (held weakly, so
+        a dropped monitor is not kept alive; dead references are pruned here)."""
+        self._on_reopen = [r for r in self._on_reopen if r() is not None]
+        self._on_reopen.append(weakref.WeakMethod(callback))  # type: ignore[arg-type]
 
     def segment(self, start: int, length: int) -> Any:
         """Slots [start, start + length) as their own indexable object, so the hot path can
         index from 0 (saves an addition per update). A memoryview slice shares the file's
-        bytes; in process memory it is a separate list that snapshots and batches fold in."""
+        bytes; in process memory it is a separate list that snapshots and batches fold in
+        (one per distinct slice: bounded by the layout)."""
         if self.array is not None:
             return self.values[start:start + length]
         for begin, seg in self._segments:
@@ -126,35 +153,43 @@ class Storage:
     def reopen_after_fork(self) -> None:
         """A forked child must not write into its parent's file: start its own.
 
-        Monitors hold segments (memoryview slices) of the old file: `on_reopen` callbacks
-        (weak, so a dropped monitor is not kept alive) let them fetch new ones."""
+        It closes its copy of the parent's lock descriptor (closing, not LOCK_UN, which would
+        release the parent's lock too). Monitors hold segments (memoryview slices) of the old
+        file: the subscribed callbacks let them fetch new ones."""
         self.lock = threading.Lock()
         if self.directory is not None:
+            if self._file is not None:
+                try:
+                    os.close(self._file.lock_fd)
+                except OSError:
+                    pass
             self._segments = []
-            self._open(os.getpid())
-        for ref in self.on_reopen:  # monitors bind the new lock (and the new file's segments)
+            self._open()
+        for ref in self._on_reopen:  # monitors bind the new lock (and the new file's segments)
             callback = ref()
             if callback is not None:
                 callback()
 
-    def snapshots(self) -> list[np.ndarray]:
-        """One array per process holding this profile's counters (just ours when single)."""
+    def totals(self) -> Totals:
+        """This profile's counters, one array per process (just ours when single)."""
         if self.array is None:
             array = np.array(self.values, dtype=np.float64)
             for start, seg in self._segments:
                 array[start:start + len(seg)] = seg
-            return [array]
-        return [a for sha in compatible_shas(self.directory, self.layout)
-                for a in read_arrays(self.directory, sha, self.layout.size)]
+            return Totals([array], None)
+        assert self.directory is not None
+        shas, started_at = _compatible(self.directory, self.layout)
+        return Totals(read_totals(self.directory, shas, self.layout), started_at)
 
 
 # Storages alive in this process, re-opened in forked children (gunicorn --preload forks after
-# the app, and with it a monitor, was created).
+# the app, and with it a monitor, was created). One per (directory, profile): bounded.
 _LIVE: weakref.WeakSet[Storage] = weakref.WeakSet()
-_SHARED: dict[tuple[str, str, int], Storage] = {}
+_SHARED: dict[tuple[str, str], Storage] = {}
 
 
 def _after_fork() -> None:
+    close_inherited_locks()
     for storage in list(_LIVE):
         storage.reopen_after_fork()
 
@@ -162,35 +197,41 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def data_path(directory: str, sha: str, pid: int) -> str:
-    return os.path.join(directory, f"mlmon_{sha}_{pid}.db")
-
-
 def meta_path(directory: str, sha: str) -> str:
     return os.path.join(directory, f"mlmon_{sha}.json")
 
 
 def _write_meta(directory: str, layout: Layout) -> None:
-    """Record the profile and options once, so any process can render the files; when the file
-    exists, touch it: its mtime says which profile of a model version was opened last."""
+    """Record the profile, options and counters' start once, so any process can render the
+    files; when the file exists, touch it: its mtime says which profile of a model version was
+    opened last.
+
+    Created with a hard link from a complete temporary file: it appears whole, and of racing
+    processes exactly one wins (the others' link fails), so all agree on `counters_start`."""
     path = meta_path(directory, layout.profile.sha)
-    meta = {"profile": layout.profile.to_dict(), "options": layout.options()}
-    if os.path.exists(path):
-        existing = load_meta(path)
-        if existing is not None and existing.get("options") != meta["options"]:
-            raise ValueError(
-                f"{path}: another process uses this profile with options "
-                f"{existing.get('options')}, not {meta['options']}; use the same options"
-            )
+    meta = {"profile": layout.profile.to_dict(), "options": layout.options(),
+            COUNTERS_START_KEY: time.time()}
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, sort_keys=True)
         try:
-            os.utime(path)
-        except OSError:
-            pass  # read-only or gone: the order of profiles is a hint, not a requirement
-        return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, sort_keys=True)
-    os.replace(tmp, path)
+            os.link(tmp, path)
+            return
+        except FileExistsError:
+            pass  # another process won: check its options below
+        finally:
+            os.unlink(tmp)
+    existing = load_meta(path)
+    if existing is not None and existing.get("options") != meta["options"]:
+        raise ValueError(
+            f"{path}: another process uses this profile with options "
+            f"{existing.get('options')}, not {meta['options']}; use the same options"
+        )
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # read-only or gone: the order of profiles is a hint, not a requirement
 
 
 def load_meta(path: str) -> dict[str, Any] | None:
@@ -202,63 +243,54 @@ def load_meta(path: str) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
-def read_arrays(directory: str, sha: str, size: int) -> list[np.ndarray]:
-    """Copies of every worker's counters for one profile; short or unreadable files skipped."""
-    out = []
-    for path in sorted(glob.glob(os.path.join(directory, f"mlmon_{sha}_*.db"))):
-        try:
-            data = np.fromfile(path, dtype=np.float64, count=size)
-        except (OSError, ValueError):
-            continue
-        if data.size == size:
-            out.append(data)
-    return out
-
-
-def _zero_gauges(values: Any, layout: Layout) -> None:
-    values[layout.in_flight] = 0.0
-    if layout.window >= 0:
-        # slot id -1 never matches a current slot, so the window reads as empty
-        for i in range(WINDOW_SLOTS):
-            values[layout.window + 3 * i] = -1.0
+def counters_start(meta: dict[str, Any]) -> float:
+    """When the counters of this metadata's profile started; 0 (the far past) when written by
+    a version that did not record it: inventing a recent time would make the window counts
+    take whole counters (an overcount)."""
+    value = meta.get(COUNTERS_START_KEY)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def mark_process_dead(pid: int, directory: str | None = None) -> int:
-    """Zero the gauges (in-flight, prediction window) in a dead worker's files; counters stay.
+    """Compact the files of workers that are gone (their lock is free), `pid`'s included.
 
-    Returns how many files were updated. Safe to call for a pid that never wrote anything.
+    Returns how many of `pid`'s files were merged. Optional: scrapes compact too; kept for
+    gunicorn `child_exit` hooks written for earlier versions (and prometheus_client's habit).
     """
-    from exporter.profile import Profile
-
     directory = directory or multiproc_dir()
-    if directory is None:
+    if directory is None or not os.path.isdir(directory):
         return 0
-    done = 0
-    for path in glob.glob(os.path.join(directory, f"mlmon_*_{int(pid)}.db")):
-        sha = os.path.basename(path)[len("mlmon_"):].rsplit("_", 1)[0]
-        meta = load_meta(meta_path(directory, sha))
-        if meta is None:
-            continue
-        layout = Layout(Profile.from_dict(meta["profile"]), **_layout_kwargs(meta))
-        with open(path, "r+b") as fh:
-            if os.fstat(fh.fileno()).st_size < layout.size * _DOUBLE:
-                continue
-            with mmap.mmap(fh.fileno(), layout.size * _DOUBLE) as mm:
-                with memoryview(mm) as raw, raw.cast("d") as values:
-                    _zero_gauges(values, layout)
-        done += 1
-    return done
+    merged = 0
+    with directory_lock(directory, exclusive=True) as held:
+        if not held:
+            return 0
+        for entry in _profiles_in(directory):
+            merged += sum(worker_pid(name) == int(pid)
+                          for name in compact_held(directory, entry.sha, entry.layout))
+    return merged
 
 
-def _layout_kwargs(meta: dict[str, Any]) -> dict[str, Any]:
-    options = meta.get("options") or {}
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()}
+class ProfileEntry(NamedTuple):
+    mtime: float         # when the profile was last opened (metadata written or touched)
+    sha: str
+    layout: Layout
+    started_at: float    # counters_start
 
 
-def profile_groups(directory: str) -> list[tuple[Layout, list[str], float]]:
-    """One entry per (model, model_version) with metadata in `directory`, for a scrape-only
-    process: (layout of the newest profile, shas whose files it sums, when that profile was
-    last opened).
+class Group(NamedTuple):
+    """What one (model, model_version) renders: the newest profile's layout, the shas whose
+    files it sums, when that profile was last opened, and when the summed counters started
+    (the earliest start of the group: the older files' counts are part of the sum)."""
+
+    layout: Layout
+    shas: list[str]
+    opened_at: float
+    started_at: float
+
+
+def profile_groups(directory: str) -> list[Group]:
+    """One group per (model, model_version) with metadata in `directory`, for a scrape-only
+    process.
 
     Two profiles of one model version (a rolling deploy with a regenerated profile) must not
     both be rendered: every series would appear twice. The newest (metadata file written or
@@ -267,57 +299,80 @@ def profile_groups(directory: str) -> list[tuple[Layout, list[str], float]]:
     older profiles with other bins or categories are left out, since their counts belong to
     buckets that are no longer exposed.
     """
-    by_model: dict[tuple[str, str], list[tuple[float, str, Layout]]] = {}
-    for mtime, sha, layout in _profiles_in(directory):
-        key = (layout.profile.model_name, layout.profile.model_version)
-        by_model.setdefault(key, []).append((mtime, sha, layout))
+    by_model: dict[tuple[str, str], list[ProfileEntry]] = {}
+    for entry in _profiles_in(directory):
+        key = (entry.layout.profile.model_name, entry.layout.profile.model_version)
+        by_model.setdefault(key, []).append(entry)
     groups = []
     for key in sorted(by_model):
-        entries = sorted(by_model[key], key=lambda e: (e[0], e[1]), reverse=True)
-        mtime, _, newest = entries[0]
-        signature = newest.signature()
-        shas = [sha for _, sha, lay in entries if lay.signature() == signature]
-        groups.append((newest, shas, mtime))
+        entries = sorted(by_model[key], key=lambda e: (e.mtime, e.sha), reverse=True)
+        newest = entries[0]
+        signature = newest.layout.signature()
+        members = [e for e in entries if e.layout.signature() == signature]
+        groups.append(Group(newest.layout, [e.sha for e in members], newest.mtime,
+                            min(e.started_at for e in members)))
     return groups
 
 
-def compatible_shas(directory: str, layout: Layout) -> list[str]:
+def _compatible(directory: str, layout: Layout) -> tuple[list[str], float]:
     """`layout`'s own sha and those of other profiles of the same model version whose files
-    share its slots (what a worker's own /metrics sums, so every scrape target agrees)."""
+    share its slots (what a worker's own /metrics sums, so every scrape target agrees), and
+    the earliest counters' start among them."""
     own, model = layout.profile.sha, (layout.profile.model_name, layout.profile.model_version)
     signature = layout.signature()
-    return [own] + [sha for _, sha, lay in _profiles_in(directory) if sha != own and (
-        lay.profile.model_name, lay.profile.model_version) == model
-        and lay.signature() == signature]
+    entries = _profiles_in(directory)
+    members = [e for e in entries if e.sha == own] + [
+        e for e in entries if e.sha != own
+        and (e.layout.profile.model_name, e.layout.profile.model_version) == model
+        and e.layout.signature() == signature]
+    # our own metadata is always there (written on open); 0.0 only if someone deleted it
+    started = min((e.started_at for e in members), default=0.0)
+    return [own] + [e.sha for e in members if e.sha != own], started
 
 
-# Parsed metadata files by path, reused while the file's (mtime, size) stay the same: a scrape
-# must not re-parse every profile.
-_PARSED: dict[str, tuple[tuple[int, int], Layout | None]] = {}
+def compatible_shas(directory: str, layout: Layout) -> list[str]:
+    """The shas whose files a worker of `layout` sums (see `_compatible`)."""
+    return _compatible(directory, layout)[0]
 
 
-def _profiles_in(directory: str) -> list[tuple[float, str, Layout]]:
-    """(mtime, sha, layout) for every readable metadata file in `directory`."""
+def _layout_kwargs(meta: dict[str, Any]) -> dict[str, Any]:
+    options = meta.get("options") or {}
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()}
+
+
+# Parsed metadata files per directory, by path, reused while the file's (mtime, size) stay the
+# same: a scrape must not re-parse every profile. Each scan keeps only the files it found, so
+# the cache holds what the directory holds now, not every profile ever seen.
+_PARSED: dict[str, dict[str, tuple[tuple[int, int], tuple[Layout, float] | None]]] = {}
+
+
+def _profiles_in(directory: str) -> list[ProfileEntry]:
+    """An entry for every readable metadata file in `directory`."""
     from exporter.profile import Profile, ProfileError
 
+    cache = _PARSED.get(directory, {})
+    fresh: dict[str, tuple[tuple[int, int], tuple[Layout, float] | None]] = {}
     out = []
-    for path in sorted(glob.glob(os.path.join(directory, "mlmon_*.json"))):
+    for path in sorted(glob.glob(os.path.join(glob.escape(directory), "mlmon_*.json"))):
         try:
             st = os.stat(path)
         except OSError:
             continue
         stamp = (st.st_mtime_ns, st.st_size)
-        cached = _PARSED.get(path)
+        cached = cache.get(path)
         if cached is not None and cached[0] == stamp:
-            layout = cached[1]
+            parsed = cached[1]
         else:
             meta = load_meta(path)
             try:
-                layout = None if meta is None else Layout(
-                    Profile.from_dict(meta["profile"]), **_layout_kwargs(meta))
+                parsed = None if meta is None else (Layout(
+                    Profile.from_dict(meta["profile"]), **_layout_kwargs(meta)),
+                    counters_start(meta))
             except (ProfileError, KeyError, TypeError, ValueError):
-                layout = None  # a broken file must not take /metrics down
-            _PARSED[path] = (stamp, layout)
-        if layout is not None:
-            out.append((st.st_mtime, os.path.basename(path)[len("mlmon_"):-len(".json")], layout))
+                parsed = None  # a broken file must not take /metrics down
+        fresh[path] = (stamp, parsed)
+        if parsed is not None:
+            sha = os.path.basename(path)[len("mlmon_"):-len(".json")]
+            out.append(ProfileEntry(st.st_mtime, sha, parsed[0], parsed[1]))
+    _PARSED[directory] = fresh
     return out

@@ -76,6 +76,7 @@ def test_two_workers_summed_by_a_third_process_serving_metrics(env):
     profile, mp, environ = env
     counts = [40, 70]
     pids = [run_worker(profile, environ, n, stuck=(i == 0)) for i, n in enumerate(counts)]
+    # the second worker compacted the first one's file on start: the compacted file + its own
     assert len(set(pids)) == 2 and len(list(mp.glob("mlmon_*_*.db"))) == 2
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=environ,
@@ -96,11 +97,14 @@ def test_two_workers_summed_by_a_third_process_serving_metrics(env):
     assert get("mlmon_feature_category_total", feature="city", category="paris") == sum(counts)
     for le, value in expected_age_buckets(counts).items():
         assert get("mlmon_feature_value_bucket", feature="age", le=le) == value
-    assert get("mlmon_requests_in_flight") == 1.0  # the worker that died mid-request
+    # the worker that died mid-request: its gauge went with compaction, its counters stayed
+    assert get("mlmon_requests_in_flight") == 0.0
     assert get("mlmon_model_info", profile_sha=Profile.load(profile).sha) == 1.0
     assert ("process_cpu_seconds_total", ()) in samples
-    # the dead worker's gauge is cleared; its counters keep counting
-    assert mark_process_dead(pids[0], str(mp)) == 1
+    # nothing left to do for the old hook: both workers' files are already merged
+    assert mark_process_dead(pids[0], str(mp)) == 0
+    assert [p.name for p in mp.glob("mlmon_*_*.db")] == [
+        f"mlmon_{Profile.load(profile).sha}_compacted.db"]
     registry = CollectorRegistry()
     ModelMonitor.from_profile(profile, registry, multiproc_directory=str(mp))
     assert registry.get_sample_value("mlmon_requests_in_flight", M) == 0.0
@@ -119,11 +123,14 @@ def test_worker_monitor_shows_totals_of_all_workers_and_survives_fork(env):
         monitor.observe({"age": 30.0}, 9.0)
         os._exit(0)
     os.waitpid(pid, 0)
+    # the child's own file is there until a scrape compacts it (the first worker's already is)
     assert len(list(mp.glob("mlmon_*_*.db"))) == 3
+    # window max combines workers with max: the child's 9.0 wins, read before compaction ...
+    totals = monitor.storage.totals()
+    assert len(list(mp.glob("mlmon_*_*.db"))) == 2  # ... which merged the child's file
     assert registry.get_sample_value("mlmon_observations_total", M) == 27.0
-    # window max combines workers with max: the child's 9.0 wins over everyone's
-    assert registry.get_sample_value("mlmon_prediction_window_max", M) == 9.0
-    own = os.path.join(mp, f"mlmon_{monitor.profile.sha}_{os.getpid()}.db")
     import numpy as np
 
-    assert np.fromfile(own)[monitor.layout.observations] == 1.0
+    assert np.sum(totals.arrays, axis=0)[monitor.layout.observations] == 27.0
+    own = list(mp.glob(f"mlmon_{monitor.profile.sha}_{os.getpid()}_*.db"))
+    assert len(own) == 1 and np.fromfile(own[0])[monitor.layout.observations] == 1.0

@@ -20,6 +20,7 @@ from alerting.alerts import alert_groups
 from alerting.config import load as load_config
 from alerting.recording import recording_groups
 from exporter import drift
+from exporter.series import COUNTERS_START
 
 PATH = Path(__file__).with_name("alerts_test.yml")
 RUNBOOK = "https://github.com/mlmon/mlmon/blob/main/alerting/runbook.md#"
@@ -66,7 +67,7 @@ class Case:
 
     def replica(self, model: dict[str, str], instance: str = "a") -> dict[str, str]:
         at = model | {"instance": instance, "job": "mlmon"}
-        self.add("mlmon_profile_loaded_timestamp_seconds", at, _const(0.0))
+        self.add(COUNTERS_START, at, _const(0.0))
         return at
 
     def histogram(self, prefix: str, at: dict[str, str], edges: list[float], ref: list[float],

@@ -2,12 +2,12 @@
 
 `python prometheus/tests/window_cases.py` rewrites the file; tests/test_rules.py checks that the
 committed file equals `render()`. Every case has replica `a` (the same process all along, 10
-records a minute) and a replica `b` that restarts, appears, vanishes or predates Prometheus.
-Values are per minute from t=0; the check is at t=10m over the 5m window, (5m, 10m]. Each
-replica's counter is also the `+Inf` bucket of feature `age`, so the per-bucket rules (matched
-to the replica's profile-loaded timestamp ignoring `feature` and `le`) are checked as well.
-The expected numbers are what README.md (drift) says is counted, worked out from the
-listed samples.
+records a minute) and a target `b` that restarts, appears, vanishes or predates Prometheus, or
+is a multi-worker server whose workers come and go. Values are per minute from t=0; the check
+is at t=10m over the 5m window, (5m, 10m]. Each target's counter is also the `+Inf` bucket of
+feature `age`, so the per-bucket rules (matched to the target's counters-start timestamp
+ignoring `feature` and `le`) are checked as well. The expected numbers are what README.md
+(drift) and docs/multi-worker.md say is counted, worked out from the listed samples.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import NamedTuple
 
 from alerting.config import duration_seconds
 from alerting.config import load as load_config
+from exporter.series import COUNTERS_START, PROFILE_LOADED
 
 PATH = Path(__file__).with_name("window_counts_test.yml")
 MODEL = {"model": "churn", "model_version": "3"}
 T, W = 10, 5  # evaluation minute and window (minutes)
-OLD = -100000.0  # a profile loaded long before the test starts
+OLD = -100000.0  # counters (and a profile) started long before the test starts
 Samples = list[float | None | str]  # None: no sample; "stale": a staleness marker
 
 
@@ -35,9 +36,12 @@ def _ramp(minutes: int, first: float = 0.0, per_minute: float = 10.0) -> list[fl
 class Case(NamedTuple):  # not a dataclass: tests load this file without registering it
     name: str
     why: str
-    b_loaded: Samples
+    b_started: Samples      # mlmon_counters_start_timestamp_seconds
     b_counter: Samples
     expected: float | None  # None: compare with increase() instead of a number
+    # mlmon_profile_loaded_timestamp_seconds when it differs from b_started (multi-worker:
+    # the answering worker's load time); the rules must not depend on it
+    b_loaded: Samples | None = None
 
 
 A_COUNTER = _ramp(T + 3)
@@ -102,9 +106,48 @@ def newer_than_window() -> Case:
                 "no sample one window ago and not a new process", loaded, counter, None)
 
 
+# Multi-worker targets (one MLMON_MULTIPROC_DIR): the counters are the sum over every worker's
+# file, dead workers' included, so they never go backwards when a worker is recycled or
+# crashes; the counters' start is when the directory first held the profile, whichever worker
+# answers; the profile-loaded timestamp is the answering worker's and jumps between them.
+WORKER_LOADS = [30.0, 200.0, 30.0, 200.0, 30.0, 200.0, 350.0, 200.0, 350.0, 200.0, 350.0,
+                200.0, 350.0]  # the worker loaded at 30 s is recycled at 5m50s (350 s)
+
+
+def worker_recycled_inside_window() -> Case:
+    # b: 3 workers sharing a directory created at 20 s; one recycled at 5m50s (max_requests or
+    # a crash: the same for the sum). The sum rises by 10 a minute throughout. Keyed on the
+    # answering worker's load time, the rules would take the whole counter here (63 + 50).
+    counter = _ramp(T + 3, first=3.0)
+    return Case("a multi-worker target with a worker recycled inside the window: exact",
+                "the summed counters never went backwards and their start stayed put, "
+                "whichever worker answered", [20.0] * (T + 3), counter,
+                A_COUNT + counter[T] - counter[T - W], WORKER_LOADS)
+
+
+def directory_created_inside_window() -> Case:
+    # b: a multi-worker target whose directory was emptied at deploy and first held the profile
+    # at 6m40s (400 s); its workers counted 4 by the 7m scrape.
+    counter = [None] * 7 + _ramp(6, first=4.0)
+    return Case("a multi-worker target whose directory started inside the window: whole counter",
+                "every summed count was made after the counters' start", [None] * 7 + [400.0] * 6,
+                counter, A_COUNT + counter[T], [None] * 7 + [400.0, 410.0] * 3)
+
+
+def metadata_without_start() -> Case:
+    # b: a directory written by an mlmon version that did not record the counters' start:
+    # exported as 0 (the far past), never "recently started", so: the exact difference.
+    counter = _ramp(T + 3, first=500.0)
+    return Case("a multi-worker directory from an older version (start 0) counts exactly",
+                "0 keeps the same-counters branch; a made-up recent start would count the whole "
+                "counter", [0.0] * (T + 3), counter, A_COUNT + counter[T] - counter[T - W],
+                WORKER_LOADS)
+
+
 CASES: tuple[Callable[[], Case], ...] = (
     restart_inside_window, restart_just_before_window, loaded_in_grace_scraped_after,
-    new_replica, vanished_replica, newer_than_window)
+    new_replica, vanished_replica, newer_than_window, worker_recycled_inside_window,
+    directory_created_inside_window, metadata_without_start)
 
 
 def _values(samples: Samples) -> str:
@@ -118,17 +161,19 @@ def _labels(d: dict[str, str]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in d.items()) + "}"
 
 
-def _series(instance: str, loaded: Samples, counter: Samples) -> list[tuple[str, str]]:
+def _series(instance: str, started: Samples, counter: Samples,
+            loaded: Samples | None = None) -> list[tuple[str, str]]:
     at = MODEL | {"instance": instance, "job": "mlmon"}
     bucket = at | {"feature": "age", "le": "+Inf"}
-    return [(f"mlmon_profile_loaded_timestamp_seconds{_labels(at)}", _values(loaded)),
+    return [(f"{COUNTERS_START}{_labels(at)}", _values(started)),
+            (f"{PROFILE_LOADED}{_labels(at)}", _values(started if loaded is None else loaded)),
             (f"mlmon_observations_total{_labels(at)}", _values(counter)),
             (f"mlmon_feature_value_bucket{_labels(bucket)}", _values(counter))]
 
 
 def case_lines(case: Case) -> list[str]:
     series = _series("a", [OLD] * len(A_COUNTER), A_COUNTER)
-    series += _series("b", case.b_loaded, case.b_counter)
+    series += _series("b", case.b_started, case.b_counter, case.b_loaded)
     lines = [f"  # {case.name}: {case.why}", "  - interval: 1m", "    input_series:"]
     for name, values in series:
         lines += [f"      - series: {json.dumps(name)}", f"        values: {json.dumps(values)}"]
@@ -155,7 +200,8 @@ def render() -> str:
         raise ValueError("the cases assume a 5m window and restart_grace 1m (alerting/config.yaml)")
     lines = [
         "# GENERATED by prometheus/tests/window_cases.py: window counts when replicas restart,",
-        "# appear, vanish or predate Prometheus (README.md (drift), window counts).",
+        "# appear, vanish or predate Prometheus, and multi-worker targets whose workers are",
+        "# recycled (README.md (drift), window counts; docs/multi-worker.md).",
         "rule_files:", "  - ../recording_rules.yml", "evaluation_interval: 1m", "tests:"]
     for make in CASES:
         lines += case_lines(make())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -330,17 +329,20 @@ class MonitorsCollector:
         yield from build_metrics(parts)
 
 
-_COLLECTORS: weakref.WeakKeyDictionary[CollectorRegistry, MonitorsCollector] = (
-    weakref.WeakKeyDictionary())
+# The collector of a registry is kept on the registry itself: a module-level map keyed weakly by
+# registry would never free one, since its value (holding monitors, which hold the registry)
+# keeps the key alive; a monitor made on a throwaway registry would live as long as the process.
+_COLLECTOR_ATTR = "_mlmon_monitors_collector"
 _COLLECTORS_LOCK = threading.Lock()
 
 
 def register_monitor(registry: CollectorRegistry, monitor: ModelMonitor) -> None:
     """Add a monitor to its registry's collector (created, with process_*, on first use)."""
     with _COLLECTORS_LOCK:
-        collector = _COLLECTORS.get(registry)
+        collector = getattr(registry, _COLLECTOR_ATTR, None)
         if collector is None:
-            collector = _COLLECTORS[registry] = MonitorsCollector()
+            collector = MonitorsCollector()
+            setattr(registry, _COLLECTOR_ATTR, collector)
             registry.register(collector)
             if registry is not REGISTRY:  # the default registry has its own process collector
                 try:
@@ -352,7 +354,7 @@ def register_monitor(registry: CollectorRegistry, monitor: ModelMonitor) -> None
 
 def unregister_monitor(registry: CollectorRegistry, monitor: ModelMonitor) -> None:
     with _COLLECTORS_LOCK:
-        collector = _COLLECTORS.get(registry)
+        collector = getattr(registry, _COLLECTOR_ATTR, None)
     if collector is not None:
         collector.remove(monitor)
 

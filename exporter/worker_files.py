@@ -6,7 +6,7 @@ Files of one profile (`sha`) in the directory:
     mlmon_<sha>_compacted.db       the counters of every dead worker, summed, then a JSON trailer
                                    naming the worker files it absorbed
     mlmon_<sha>_<pid>.db           written by mlmon versions without locks: read, never compacted
-    mlmon.lock                     the directory lock (below)
+    mlmon.lock, mlmon.turnstile    the directory lock (below)
 
 Liveness is the worker's flock, not its pid: the kernel releases it on any death (SIGKILL
 included), it is immune to pid reuse (the random token makes every file name unique anyway) and
@@ -38,6 +38,7 @@ from exporter.layout import WINDOW_SLOTS, Layout
 
 DOUBLE = 8
 LOCK_NAME = "mlmon.lock"
+TURNSTILE_NAME = "mlmon.turnstile"
 COMPACTED = "compacted"
 _WORKER = re.compile(r"(?P<pid>\d+)_(?P<token>[0-9a-f]+)")
 _LEGACY = re.compile(r"\d+")
@@ -98,11 +99,25 @@ def worker_pid(name: str) -> int | None:
 
 
 @contextlib.contextmanager
-def directory_lock(directory: str, exclusive: bool, blocking: bool = True) -> Iterator[bool]:
-    """Hold the directory lock; yields False when it could not be taken without blocking, or
-    when the lock file cannot be opened at all (a read-only directory that never held a
-    writer: there is nothing to be consistent with)."""
-    path = os.path.join(directory, LOCK_NAME)
+def directory_lock(directory: str, exclusive: bool) -> Iterator[bool]:
+    """Hold the directory lock; yields False when the lock files cannot be opened at all (a
+    read-only directory that never held a writer: there is nothing to be consistent with).
+
+    flock lets new shared holders in while an exclusive one waits, so frequent scrapes could
+    starve a starting worker. A turnstile in front gives writers the way: a writer holds it
+    while it waits for and holds the lock; a reader passes through it (shared) before taking
+    the lock, so readers arriving after a waiting writer queue behind it."""
+    with _flocked(os.path.join(directory, TURNSTILE_NAME), exclusive) as turn:
+        if exclusive:
+            with _flocked(os.path.join(directory, LOCK_NAME), True) as held:
+                yield held and turn
+            return
+    with _flocked(os.path.join(directory, LOCK_NAME), False) as held:
+        yield held
+
+
+@contextlib.contextmanager
+def _flocked(path: str, exclusive: bool) -> Iterator[bool]:
     fd = -1
     for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
         try:
@@ -114,12 +129,7 @@ def directory_lock(directory: str, exclusive: bool, blocking: bool = True) -> It
         yield False
         return
     try:
-        op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(fd, op)
-        except BlockingIOError:
-            yield False
-            return
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         _HELD.add(fd)
         try:
             yield True
@@ -158,7 +168,7 @@ def create_worker_file(directory: str, sha: str, layout: Layout) -> WorkerFile:
     lock_fd = -1
     try:
         lock_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # a scrape's probe may hold it for a moment
         os.ftruncate(fd, size)
         mm = mmap.mmap(fd, size)
     except BaseException:
@@ -228,15 +238,26 @@ def read_profile(directory: str, sha: str, size: int) -> list[np.ndarray]:
 
 
 def read_totals(directory: str, shas: Sequence[str], layout: Layout) -> list[np.ndarray]:
-    """Every array of these profiles, after compacting dead workers' files when the directory
-    is writable and no one else holds its lock (a scrape never waits for a compaction)."""
-    if os.access(directory, os.W_OK):
-        with directory_lock(directory, exclusive=True, blocking=False) as held:
-            if held:
-                for sha in shas:
-                    compact_held(directory, sha, layout)
+    """Every array of these profiles. When a worker file's lock is free (its owner is gone)
+    and the directory is writable, compact first: after any scrape the directory holds the
+    live workers' files and one compacted file per profile (plus files of older versions)."""
+    if os.access(directory, os.W_OK) and any(_owner_gone(directory, sha) for sha in shas):
+        with directory_lock(directory, exclusive=True):
+            for sha in shas:
+                compact_held(directory, sha, layout)
     with directory_lock(directory, exclusive=False):
         return [a for sha in shas for a in read_profile(directory, sha, layout.size)]
+
+
+def _owner_gone(directory: str, sha: str) -> bool:
+    """Whether some worker file of `sha` has a free lock (a probe: not under the directory
+    lock, so the compaction checks again)."""
+    for name in list_files(directory, sha).workers:
+        fd = _take_if_dead(os.path.join(directory, name))
+        if fd is not None:
+            os.close(fd)
+            return True
+    return False
 
 
 def _take_if_dead(path: str) -> int | None:
@@ -269,6 +290,8 @@ def _compact(directory: str, sha: str, layout: Layout) -> list[str]:
     size = layout.size
     files = list_files(directory, sha)
     total, absorbed = (read_compacted(directory, sha, size) if files.compacted else (None, []))
+    if files.compacted and total is None:
+        return []  # unreadable (truncated by hand?): replacing it would lose its counts
     for stale in glob.glob(os.path.join(glob.escape(directory), f".mlmon_{sha}_{COMPACTED}.*.tmp")):
         with contextlib.suppress(OSError):  # a compactor died while writing (we hold the lock)
             os.unlink(stale)

@@ -89,6 +89,8 @@ def test_reference_and_info_series():
     assert get("mlmon_model_info", {**m, "profile_sha": monitor.profile.sha}) == 1.0
     assert get("mlmon_model_trained_timestamp_seconds", m) == 1790812800.0  # 2026-10-01Z
     assert get("mlmon_profile_loaded_timestamp_seconds", m) == 1e6
+    # one process: its counters started when it loaded the profile (the window cases' premise)
+    assert get("mlmon_counters_start_timestamp_seconds", m) == 1e6
     assert get("mlmon_reference_rows", m) == 1000.0
     assert get("mlmon_feature_category_reference_share",
                {**m, "feature": "city", "category": "__other__"}) == 0.1

@@ -56,7 +56,7 @@ while time.time() < start:
 registry = CollectorRegistry()
 monitor = ModelMonitor.from_profile(sys.argv[1], registry)
 for i in range(n):
-    monitor.observe({"age": float(i), "city": "paris"}, 0.5)
+    monitor.observe({"age": float(i), "city": "paris"}, float(n))  # its window max: n
 if mode == "stuck":
     monitor.track_request().__enter__()
 get = lambda name: registry.get_sample_value(name, {"model": "churn", "model_version": "3"})
@@ -173,6 +173,7 @@ def test_counters_start_is_one_value_for_every_worker_and_a_sidecar(env):
         sidecar = scrape(mp)
         assert value(sidecar, COUNTERS_START) == start
         assert value(sidecar) == 10.0
+        assert value(sidecar, "mlmon_prediction_window_max") == 4.0  # max over live workers
         # a worker started later (a recycled one) agrees too
         [(late, report)] = start_workers(profile, environ, [5], "exit")
         late.wait(timeout=60)
@@ -182,6 +183,53 @@ def test_counters_start_is_one_value_for_every_worker_and_a_sidecar(env):
     sidecar = scrape(mp)
     assert value(sidecar, COUNTERS_START) == start and value(sidecar) == 15.0
     assert value(sidecar, PROFILE_LOADED) is not None  # still exported, as process info
+    # the dead workers' windows went with compaction: no window series at all
+    assert value(sidecar, "mlmon_prediction_window_max") is None
+
+
+def test_a_group_of_compatible_profiles_starts_at_its_earliest_start(env):
+    """Files of an older profile with the same layout are summed into the newest: the sum
+    started when the older one did, whichever of the two a worker has loaded."""
+    profile, mp, _ = env
+    directory = str(mp)
+    old = ModelMonitor.from_profile(profile, CollectorRegistry(), multiproc_directory=directory)
+    data = sample_profile_dict()
+    data["rows"] = 1200  # retrained: another sha, same slots
+    new = ModelMonitor(Profile.from_dict(data), CollectorRegistry(), multiproc_directory=directory)
+    for monitor, start, opened in ((old, 1_000.0, 10.0), (new, 2_000.0, 20.0)):
+        path = meta_path(directory, monitor.profile.sha)
+        meta = load_meta(path)
+        meta[COUNTERS_START_KEY] = start
+        Path(path).write_text(json.dumps(meta))
+        os.utime(path, (opened, opened))  # new is the newest profile
+    old.observe({"age": 1.0}, 0.5)
+    new.observe({"age": 1.0}, 0.5)
+    for registry in (old.registry, new.registry, scrape(mp)):
+        assert registry.get_sample_value(COUNTERS_START, M) == 1_000.0
+        assert registry.get_sample_value("mlmon_observations_total", M) == 2.0
+
+
+def test_a_scrape_waits_for_a_compaction_in_progress(env):
+    """Readers take the directory lock: while a compactor (here the test) holds it, another
+    process's scrape does not return; it does as soon as the lock is released. (The worker
+    stays alive, so the scrape has nothing to compact: it waits as a reader.)"""
+    profile, mp, environ = env
+    procs = start_workers(profile, environ, [3], "wait")
+    script = ("import sys; from tests.test_multiprocess_compaction import scrape, value;"
+              "from pathlib import Path; print('ready', flush=True);"
+              "print(value(scrape(Path(sys.argv[1]))), flush=True)")
+    with directory_lock(str(mp), exclusive=True):
+        reader = subprocess.Popen([sys.executable, "-c", script, str(mp)], env=environ,
+                                  stdout=subprocess.PIPE, text=True)
+        assert reader.stdout is not None and reader.stdout.readline() == "ready\n"
+        try:
+            reader.wait(timeout=3)  # ample time for one scrape, were it not blocked
+        except subprocess.TimeoutExpired:
+            pass
+        blocked = reader.poll() is None
+    out, _ = reader.communicate(timeout=60)
+    stop(procs)
+    assert blocked and float(out) == 3.0
 
 
 def test_recycled_workers_keep_the_directory_bounded_while_other_processes_scrape(env):

@@ -312,7 +312,10 @@ def _compact(directory: str, sha: str, layout: Layout) -> list[str]:
             if fd is None:
                 continue
             data = _read_data(path, size)
-            if data is None:  # unreadable: leave it (readers skip it too)
+            if data is None:
+                # short: its creator died before sizing it, so before counting anything
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
                 os.close(fd)
                 continue
             dead.append((name, fd, data))

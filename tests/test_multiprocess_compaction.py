@@ -343,19 +343,22 @@ def test_a_compactor_killed_before_unlinking_does_not_double_count(env):
     sha = sha_of(profile)
     layout = layout_of(profile)
     names = list_files(str(mp), sha).workers
-    assert len(names) == 2
+    assert len(names) == 2 and names == sorted(names)
     total = np.sum([np.fromfile(mp / n, count=layout.size) for n in names], axis=0)
     zero_gauges(total, layout)
     stale_tmp = mp / f".mlmon_{sha}_compacted.4242.tmp"
     stale_tmp.write_bytes(b"\0" * 16)
+    half_created = mp / f"mlmon_{sha}_4242_0badc0ffee.db"  # its creator died before sizing it
+    half_created.write_bytes(b"")
     with directory_lock(str(mp), exclusive=True):
         _replace_compacted(str(mp), sha, total, names)  # ... and the compactor dies here
-    assert list_files(str(mp), sha).workers == names
+    assert list_files(str(mp), sha).workers == sorted([*names, half_created.name])
     with directory_lock(str(mp), exclusive=False):
         arrays = read_profile(str(mp), sha, layout.size)
     assert len(arrays) == 1 and arrays[0][layout.observations] == 13.0
     assert value(scrape(mp)) == 13.0  # this scrape finishes the unlinks
     assert db_files(mp) == [f"mlmon_{sha}_compacted.db"] and not stale_tmp.exists()
+    assert not half_created.exists()
     assert read_compacted(str(mp), sha, layout.size)[1] == []  # the absorbed list is emptied
     assert value(scrape(mp)) == 13.0
 

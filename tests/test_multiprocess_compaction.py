@@ -284,7 +284,7 @@ def test_a_sigkilled_worker_is_compacted_and_its_in_flight_gauge_cleared(env):
 
 def test_mark_process_dead_compacts_the_dead_workers_files(env):
     profile, mp, environ = env
-    procs = start_workers(profile, environ, [4, 6], "exit")
+    procs = start_workers(profile, environ, [4, 6], "wait")  # both files exist, then both die
     stop(procs)
     assert len(db_files(mp)) == 2
     assert mark_process_dead(procs[0][1]["pid"], str(mp)) == 1  # both merged, one was its
@@ -339,7 +339,9 @@ def test_a_compactor_killed_before_unlinking_does_not_double_count(env):
     one (and a temporary file left by an earlier crash): readers skip the absorbed files, the
     next compaction removes them, and the totals never change."""
     profile, mp, environ = env
-    stop(start_workers(profile, environ, [5, 8], "exit"))  # two dead files
+    # both alive until both have their files (a worker starting after the other's exit would
+    # compact it), then two dead files
+    stop(start_workers(profile, environ, [5, 8], "wait"))
     sha = sha_of(profile)
     layout = layout_of(profile)
     names = list_files(str(mp), sha).workers

@@ -48,14 +48,15 @@ demo: ## run the demo model service alone on 127.0.0.1:8000 (exporter + shipper 
 # `make stack`: the same stack as local processes (no Docker), with the same demo timing profile
 # as docker-compose (prometheus/demo/prometheus.yml). Elasticsearch comes from the Maven-fetched
 # distribution (`es-start`, mk/elasticsearch.mk). STACK_FLAGS passes options to stack/local.py,
-# e.g. STACK_FLAGS='--healthy-s 60' for a shorter healthy phase, or '--port-base 19000' when the
-# compose ports are taken.
+# e.g. STACK_FLAGS='--healthy-s 60' for a shorter healthy phase, '--port-base 19000' when the
+# compose ports are taken, or '--discard-spool' to drop the records a previous run left in the
+# demo's spool (kept and delivered by default; `make stack` says which).
 STACK_DIR ?= .run/stack
 STACK_FLAGS ?=
 
 stack: es-start ## run the stack as local processes (Prometheus, Alertmanager, ES, demo, traffic, sink)
 	$(PY) stack/local.py up --run-dir $(STACK_DIR) --es-url http://127.0.0.1:$(ES_PORT) $(STACK_FLAGS)
 
-stack-down: ## stop what `make stack` started (and the Elasticsearch of es-start)
+stack-down: ## stop what `make stack` started (and the Elasticsearch of es-start), only if provably those processes
 	$(PY) stack/local.py down --run-dir $(STACK_DIR)
 	$(MAKE) --no-print-directory es-stop

@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 PYTHON ?= python3
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit-test bench generate check-generated lint
+.PHONY: help install test unit-test bench generate check-generated lint docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -32,6 +32,9 @@ bench: ## run every benchmark (a miss stops none); same-run ratios judged; summa
 
 lint: ## ruff
 	$(VENV)/bin/ruff check exporter log_shipper alerting demo grafana stack prometheus tests bench
+
+docs: ## build the documentation site into site/ (--strict: a broken link or anchor fails)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 generate: ## regenerate committed files (rules, dashboards, saved objects)
 

@@ -83,16 +83,19 @@ def classify_number(value: Any) -> tuple[float | None, str | None]:
     large for a float is INF, as numpy would make it.
     """
     if type(value) is not float:
-        if is_null(value):
-            return None, MISSING
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return None, WRONG_TYPE  # numbers.Real excludes np.bool_, Decimal, 0-d arrays
-        try:
+        if isinstance(value, float):  # numpy's float64 (a DataFrame's records): the common case
             value = float(value)
-        except OverflowError:
-            value = math.inf if value > 0 else -math.inf
-        except Exception:  # noqa: BLE001 - a Real whose float() fails is no usable number
-            return None, WRONG_TYPE
+        elif is_null(value):
+            return None, MISSING
+        elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return None, WRONG_TYPE  # numbers.Real excludes np.bool_, Decimal, 0-d arrays
+        else:
+            try:
+                value = float(value)
+            except OverflowError:
+                value = math.inf if value > 0 else -math.inf
+            except Exception:  # noqa: BLE001 - a Real whose float() fails is no usable number
+                return None, WRONG_TYPE
     if value - value:  # NaN or +-Inf (finite values give 0.0)
         return value, NAN if value != value else INF
     return value, None

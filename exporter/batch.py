@@ -356,7 +356,8 @@ def _count_predictions(delta: np.ndarray, lay: L.Layout, predictions: Any,
         h = lay.prediction
         delta[h.base:h.base + counts.size] += counts
         delta[h.sum_slot] += float(finite.sum())
-        delta[lay.centered_sum_squares] += float(np.square(finite - lay.center).sum())
+        with np.errstate(over="ignore"):  # a finite 1e200 squares to inf, as in observe()
+            delta[lay.centered_sum_squares] += float(np.square(finite - lay.center).sum())
         return (float(finite.min()), float(finite.max())) if finite.size else None
     if lay.class_unseen >= 0:
         _count_classes(delta, lay, predictions, scores)

@@ -221,3 +221,12 @@ def test_classify_category_and_label(value, category, label):
 def test_classify_text(value, verdict):
     result = classify_text(value)
     assert result == verdict and (result[0] is None or type(result[0]) is str)
+
+
+def test_a_record_without_profile_types_odd_values_without_raising():
+    record = RecordBuilder(model="churn", model_version="3", service_name="s",
+                           environment="test", new_id=lambda: "id")
+    doc = record.build({"big": 10**400, "n": np.int64(3), "x": np.float64("nan"),
+                        "flag": np.bool_(True), "s": np.str_("paris")}, 10**400)
+    assert doc["features"] == {"big": None, "n": 3, "x": None, "flag": True, "s": "paris"}
+    assert doc["prediction"] == {"invalid": INF}

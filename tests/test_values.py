@@ -94,9 +94,18 @@ def batch_containers(column: list[Any]) -> list[Any]:
 # ---- features ------------------------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(name=st.sampled_from(sorted(FEATURES)), column=columns)
 def test_a_feature_value_gets_one_verdict_in_observe_batch_and_record(name, column):
+    check_feature(name, column)
+
+
+@pytest.mark.parametrize("name", sorted(FEATURES))
+def test_every_odd_value_as_a_feature(name):
+    check_feature(name, list(ODD))
+
+
+def check_feature(name: str, column: list[Any]) -> None:
     single, single_registry = fresh()
     flags = [single.observe({name: v}).flags.get(name, ()) for v in column]
     for container in batch_containers(column):
@@ -147,9 +156,18 @@ def prediction_verdict(monitor: ModelMonitor, registry: CollectorRegistry, y: An
     return None if changed else MISSING
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(kind=st.sampled_from(sorted(PROFILES)), column=columns)
 def test_a_prediction_gets_one_verdict_in_observe_batch_and_record(kind, column):
+    check_prediction(kind, column)
+
+
+@pytest.mark.parametrize("kind", sorted(PROFILES))
+def test_every_odd_value_as_a_prediction(kind):
+    check_prediction(kind, list(ODD))
+
+
+def check_prediction(kind: str, column: list[Any]) -> None:
     single, single_registry = fresh(kind)
     for y in column:
         single.observe({}, y)

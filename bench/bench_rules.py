@@ -12,7 +12,6 @@ number of input and recorded series.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.judging import finish  # noqa: E402
 from exporter import ModelMonitor  # noqa: E402
 from exporter.profiling import profile_data  # noqa: E402
 from exporter.server import start_http_server  # noqa: E402
@@ -125,10 +125,9 @@ def main() -> int:
     print(f"{'total':28} {baseline['total_s'] * 1e3:19.2f} ms {full['total_s'] * 1e3:21.2f} ms")
     print(f"{'mlmon_* input series':28} {baseline['input_series']:22} {full['input_series']:24}")
     print(f"{'recorded series':28} {baseline['recorded_series']:22} {full['recorded_series']:24}")
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        Path(args.out, "bench_rules.json").write_text(
-            json.dumps({"baseline": baseline, "full": full}, indent=2, sort_keys=True))
+    if args.out:  # no ratio target: the costs are reported
+        return finish("bench_rules", args.out, "bench_rules.json",
+                      {"baseline": baseline, "full": full}, [])
     return 0
 
 

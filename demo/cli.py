@@ -38,6 +38,12 @@ def es_url_with_credentials(url: str, user: str | None, password: str | None) ->
     return urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc.rsplit('@', 1)[-1]}"))
 
 
+def _without_credentials(url: str) -> str:
+    """The URL as it may be printed: without a user or password that it carries."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
+
+
 def run(args: argparse.Namespace) -> int:
     from demo.model import build_profile, train
     from exporter.cli import CliError
@@ -53,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
     from prometheus_client import REGISTRY
 
+    from demo.listening import AnnouncingServer
     from demo.service import create_app
     from log_shipper.facade import PredictionLogger
 
@@ -62,5 +69,10 @@ def run(args: argparse.Namespace) -> int:
         profile, service_name=f"{model.name}-api", environment=args.environment,
         es_url=es_url, spool_dir=args.spool_dir, registry=REGISTRY)
     app = create_app(model, logger, REGISTRY)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                            access_log=False)
+    shipping = f"records to {_without_credentials(args.es_url)}" if args.es_url \
+        else "records not shipped (no --es-url)"
+    AnnouncingServer(config, "mlmon demo", f"(POST /predict, GET /metrics, GET /healthz); "
+                     f"{shipping}; Ctrl+C stops").run()
     return 0

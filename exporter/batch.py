@@ -2,30 +2,33 @@
 
 Counts are computed into a private delta array outside the lock (searchsorted + bincount per
 numeric column, one dict lookup per distinct category), then added to the shared counters in one
-numpy addition. The classification rules are those of `observe()` (docs/design.md section 2),
-except that a NaN in a float column means null here (`missing`), as numpy and pandas spell it.
+numpy addition. Every value gets the verdict `observe()` gives it (docs/design.md section 2):
+the decisions are `exporter.values`', taken per value for object columns and with numpy for
+numeric ones (a NaN in a float column is `nan`, as it is in a record).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from exporter import layout as L
-from exporter.values import canonical_category, tokenize
+from exporter.values import (
+    INF,
+    MISSING,
+    NAN,
+    WRONG_TYPE,
+    classify_category,
+    classify_label,
+    classify_number,
+    classify_text,
+    tokenize,
+)
 
 if TYPE_CHECKING:
     from exporter.monitor import BatchObservation, ModelMonitor
-
-_NULL_TYPES = ("NAType", "NaTType")  # pandas' nulls, recognised without importing pandas
-
-
-def _is_null(v: Any) -> bool:
-    return v is None or (type(v) is float and v != v) or type(v).__name__ in _NULL_TYPES
-
 
 def _is_dataframe(x: Any) -> bool:
     return type(x).__module__.startswith("pandas") and hasattr(x, "columns") and hasattr(x, "iloc")
@@ -178,42 +181,41 @@ def _prediction_column(predictions: Any) -> Any:
 # ---- numeric ------------------------------------------------------------------------------
 
 
-def _as_float_array(col: Any, null_is_nan: bool = True) -> tuple[np.ndarray, int]:
-    """Column -> float64 array (NaN = null) and the count of wrong-type values left out."""
+def _as_float_array(col: Any) -> tuple[np.ndarray, int, int]:
+    """Column -> float64 array (NaN and +-Inf as given, nulls as NaN), the count of wrong-type
+    values left out of it, and the count of nulls (None, pandas NA) among its NaNs."""
     if _is_series(col):
-        kind = col.dtype.kind
-        if kind in "fiu":
-            return col.to_numpy(dtype=np.float64, na_value=np.nan), 0
+        if col.dtype.kind in "fiu":
+            x = col.to_numpy(dtype=np.float64, na_value=np.nan)
+            # numpy-backed float columns cannot hold a null; pandas' nullable ones mask them
+            nulls = 0 if isinstance(col.dtype, np.dtype) else int(col.isna().sum())
+            return x, 0, nulls
         col = col.tolist()
     if isinstance(col, np.ndarray):  # one-dimensional: _columns and _prediction_column check
         if col.dtype.kind in "fiu":
-            return col.astype(np.float64, copy=False), 0
+            return col.astype(np.float64, copy=False), 0, 0
         if col.dtype.kind != "O":
-            return np.empty(0), len(col)  # strings, booleans, dates: all wrong_type
+            return np.empty(0), len(col), 0  # strings, booleans, dates: all wrong_type
         col = col.tolist()
     if not isinstance(col, list):
         col = list(col)
     types = set(map(type, col))
     if types <= {float, int}:
         try:
-            return np.array(col, dtype=np.float64), 0
+            return np.array(col, dtype=np.float64), 0, 0
         except OverflowError:
             pass
-    from exporter.monitor import _as_float
-
-    out, wrong = [], 0
+    out, wrong, nulls = [], 0, 0
     for v in col:
-        if type(v) is float:
-            out.append(v)
-        elif _is_null(v):
-            out.append(math.nan)
+        x, reason = classify_number(v)
+        if reason is MISSING:
+            out.append(np.nan)
+            nulls += 1
+        elif x is None:
+            wrong += 1
         else:
-            f = _as_float(v)
-            if f is None:
-                wrong += 1
-            else:
-                out.append(f)
-    return np.array(out, dtype=np.float64), wrong
+            out.append(x)
+    return np.array(out, dtype=np.float64), wrong, nulls
 
 
 # Up to this many edges, one vectorised `x <= edge` count per edge beats np.searchsorted, whose
@@ -234,13 +236,22 @@ def _bucket_counts(x: np.ndarray, edges: Sequence[float]) -> tuple[np.ndarray, n
     return finite, cum[1:] - cum[:-1]
 
 
+def _non_finite(x: np.ndarray, finite: np.ndarray) -> tuple[int, int]:
+    """(NaNs, +-Infs) in `x`, whose finite values are `finite`."""
+    if finite.size == x.size:
+        return 0, 0
+    nan = int(np.count_nonzero(np.isnan(x)))
+    return nan, x.size - finite.size - nan
+
+
 def _count_numeric(delta: np.ndarray, p: L.NumericPlan, col: Any, n: int) -> None:
-    x, wrong = _as_float_array(col)
+    x, wrong, nulls = _as_float_array(col)
     finite, counts = _bucket_counts(x, p.edges)
-    nan = int(np.count_nonzero(np.isnan(x))) if finite.size != x.size else 0
+    nan, inf = _non_finite(x, finite)
     b = p.base
-    delta[b + L.NUM_MISSING] += nan
-    delta[b + L.NUM_INF] += x.size - finite.size - nan
+    delta[b + L.NUM_MISSING] += nulls
+    delta[b + L.NUM_NAN] += nan - nulls
+    delta[b + L.NUM_INF] += inf
     delta[b + L.NUM_WRONG_TYPE] += wrong
     hist = p.histogram
     delta[hist.sum_slot] += float(finite.sum())
@@ -293,11 +304,9 @@ def _count_categorical(delta: np.ndarray, p: L.CategoricalPlan, col: Any) -> Non
     width = k2 + 2
 
     def code_of(v: Any) -> int:
-        if _is_null(v):
-            return k2
-        cat = v if type(v) is str else canonical_category(v)
-        if cat is None:
-            return k2 + 1
+        cat, reason = classify_category(v)
+        if reason is not None:
+            return k2 if reason is MISSING else k2 + 1
         slot = p.slots.get(cat)
         code = p.unseen_slot - first if slot is None else slot - first
         bad = (cat not in p.allowed) if p.allowed is not None else slot is None
@@ -315,11 +324,12 @@ def _count_text(delta: np.ndarray, p: L.TextPlan, col: Any) -> None:
     tokens = oov = missing = wrong = 0
     vocabulary = p.vocabulary
     for v in _as_list(col):
-        if isinstance(v, str):
-            toks = tokenize(v)
+        text, reason = classify_text(v)
+        if text is not None:
+            toks = tokenize(text)
             tokens += len(toks)
             oov += sum(1 for t in toks if t not in vocabulary)
-        elif _is_null(v):
+        elif reason is MISSING:
             missing += 1
         else:
             wrong += 1
@@ -336,17 +346,18 @@ def _count_predictions(delta: np.ndarray, lay: L.Layout, predictions: Any,
                        scores: Any) -> tuple[float, float] | None:
     """Count predictions; returns (min, max) of finite regression predictions for the window."""
     if lay.prediction is not None:
-        y, wrong = _as_float_array(predictions)
+        y, wrong, nulls = _as_float_array(predictions)  # a null is no prediction: not counted
         finite, counts = _bucket_counts(y, lay.prediction.edges)
-        nan = int(np.count_nonzero(np.isnan(y))) if finite.size != y.size else 0
+        nan, inf = _non_finite(y, finite)
         inv = lay.prediction_invalid
-        delta[inv["wrong_type"]] += wrong
-        delta[inv["nan"]] += nan
-        delta[inv["inf"]] += y.size - finite.size - nan
+        delta[inv[WRONG_TYPE]] += wrong
+        delta[inv[NAN]] += nan - nulls
+        delta[inv[INF]] += inf
         h = lay.prediction
         delta[h.base:h.base + counts.size] += counts
         delta[h.sum_slot] += float(finite.sum())
-        delta[lay.centered_sum_squares] += float(np.square(finite - lay.center).sum())
+        with np.errstate(over="ignore"):  # a finite 1e200 squares to inf, as in observe()
+            delta[lay.centered_sum_squares] += float(np.square(finite - lay.center).sum())
         return (float(finite.min()), float(finite.max())) if finite.size else None
     if lay.class_unseen >= 0:
         _count_classes(delta, lay, predictions, scores)
@@ -357,14 +368,13 @@ def _count_classes(delta: np.ndarray, lay: L.Layout, predictions: Any, scores: A
     first, n_classes = lay.class_unseen - len(lay.classes), len(lay.classes)
     # codes: 0..C-1 classes, C unseen, C+1 nan, C+2 inf, C+3 wrong_type, C+4 null (not counted)
 
+    invalid_code = {NAN: n_classes + 1, INF: n_classes + 2, WRONG_TYPE: n_classes + 3,
+                    MISSING: n_classes + 4}
+
     def code_of(v: Any) -> int:
-        if v is None or type(v).__name__ in _NULL_TYPES:
-            return n_classes + 4
-        if type(v) is float and v - v:
-            return n_classes + 1 if v != v else n_classes + 2
-        label = v if type(v) is str else canonical_category(v)
-        if label is None:
-            return n_classes + 3
+        label, reason = classify_label(v)
+        if reason is not None:
+            return invalid_code[reason]
         slot = lay.class_slots.get(label)
         return n_classes if slot is None else slot - first
 
@@ -391,7 +401,7 @@ def _count_scores(delta: np.ndarray, lay: L.Layout, codes: np.ndarray, scores: A
         rows = np.nonzero(known)[0]
         s = matrix[rows, codes[rows]].astype(np.float64)
     else:
-        s, wrong = _as_float_array(scores)
+        s, wrong, _ = _as_float_array(scores)  # a null score is NaN there: bad_score
         if wrong or s.ndim != 1 or s.size != codes.size:
             delta[lay.rejected["bad_score"]] += int(known.sum())
             return

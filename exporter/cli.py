@@ -6,12 +6,16 @@ imports and a missing optional dependency only affects the subcommand that needs
 
 Errors a user can fix (bad data, a corrupt profile, an unreachable server) are raised as
 `CliError` or `ProfileError` and printed as one line, with exit status 2; never a traceback.
+A reader that stops early (`mlmon es-setup --print | head`) ends the command quietly with the
+status of a process killed by SIGPIPE, as standard tools do.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -60,12 +64,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     from exporter.profile import ProfileError
 
     try:
-        return int(module.run(args) or 0)
+        status = int(module.run(args) or 0)
+        sys.stdout.flush()  # a broken pipe must surface here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        return _reader_went_away()
     except (CliError, ProfileError) as exc:
         print(f"mlmon {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_went_away() -> int:
+    """The exit status of a process killed by SIGPIPE, after pointing stdout at /dev/null so
+    that the interpreter's final flush of what is still buffered cannot fail again (the recipe
+    of Python's `signal` documentation, note on SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -57,8 +58,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="draw a progress bar on stderr even when it is not a terminal")
 
 
+# Keyword of profile_file / ProfileSettings -> the flag that sets it: errors name what the user
+# typed (`--prediction-column`), not the keyword (`prediction_column`).
+FLAGS = {
+    **{key: "--" + key.replace("_", "-") for key in (
+        "model_version", "prediction_column", "prediction_kind", "target_column",
+        "score_column", "probability_columns", "categorical", "text", "numeric", "exclude",
+        "bins", "top_k", "vocabulary_size", "range_margin", "max_seen_categories", "trained_at",
+        "chunk_rows", "max_memory_mb")},
+    "model_name": "--model", "allowed_ranges": "--allowed-range",
+    "allowed_categories": "--allowed", "baseline_metrics": "--metric",
+}
+
+
 def run(args: argparse.Namespace) -> int:
-    from exporter.profiling import ProfilingError, profile_file
+    from exporter.profiling import ProfilingError, ProfilingWarning, profile_file
+    from exporter.profiling_labels import option_labels
 
     options: dict[str, Any] = dict(
         model_name=args.model,
@@ -83,11 +98,21 @@ def run(args: argparse.Namespace) -> int:
         baseline_metrics=_option_map(args.metric, "--metric", _metric),
     )
     progress = args.progress or sys.stderr.isatty()
+    caught: list[warnings.WarningMessage] = []
     try:
-        profile = profile_file(args.data, chunk_rows=args.chunk_rows, progress=progress,
-                               max_memory_mb=args.max_memory_mb, **options)
+        with option_labels(FLAGS), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ProfilingWarning)
+            profile = profile_file(args.data, chunk_rows=args.chunk_rows, progress=progress,
+                                   max_memory_mb=args.max_memory_mb, **options)
     except ProfilingError as exc:
         raise CliError(str(exc)) from exc
+    finally:
+        for warning in caught:  # also before an error: what was found on the way
+            if issubclass(warning.category, ProfilingWarning):
+                print(f"mlmon profile: warning: {args.data}: {warning.message}", file=sys.stderr)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                       warning.lineno)
     try:
         profile.dump(args.output)
     except OSError as exc:

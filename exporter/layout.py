@@ -21,6 +21,7 @@ from exporter.profile import (
     RegressionPrediction,
     TextFeature,
 )
+from exporter.values import INF, NAN, NOT_ALLOWED, OUT_OF_RANGE, WRONG_TYPE
 
 # prometheus_client's default latency buckets: familiar to anyone reading a latency panel.
 DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
@@ -35,10 +36,11 @@ REJECTED_REASONS = (
     "not_a_mapping", "batch_length_mismatch", "bad_batch", "bad_score", "bad_latency",
     "internal_error",
 )
-NUMERIC_REASONS = ("out_of_range", "nan", "inf", "wrong_type")
-CATEGORICAL_REASONS = ("not_allowed", "wrong_type")
-TEXT_REASONS = ("wrong_type",)
-PREDICTION_REASONS = ("nan", "inf", "wrong_type")
+# The reasons' names are exporter.values' (the module that classifies values).
+NUMERIC_REASONS = (OUT_OF_RANGE, NAN, INF, WRONG_TYPE)
+CATEGORICAL_REASONS = (NOT_ALLOWED, WRONG_TYPE)
+TEXT_REASONS = (WRONG_TYPE,)
+PREDICTION_REASONS = (NAN, INF, WRONG_TYPE)
 OUTCOMES = ("ok", "error")
 OTHER, UNSEEN = "__other__", "__unseen__"
 

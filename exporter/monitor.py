@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import numbers
 import os
 import time
 from bisect import bisect_left
@@ -31,15 +30,25 @@ from exporter import layout as L
 from exporter.layout import DEFAULT_LATENCY_BUCKETS, DEFAULT_WINDOW_S, Layout
 from exporter.multiprocess import multiproc_dir, open_storage
 from exporter.profile import Profile
-from exporter.values import canonical_category, tokenize
+from exporter.values import (
+    INF,
+    MISSING,
+    NAN,
+    NOT_ALLOWED,
+    OUT_OF_RANGE,
+    UNSEEN,
+    WRONG_TYPE,
+    classify_category,
+    classify_label,
+    classify_number,
+    classify_text,
+    tokenize,
+)
 
 _ABSENT = object()
 _FROM_ENV: Any = object()
-_MISSING = ("missing",)
-_OUT_OF_RANGE = ("out_of_range",)
-_NAN, _INF, _WRONG_TYPE = ("nan",), ("inf",), ("wrong_type",)
-_NOT_ALLOWED = ("not_allowed",)
-_UNSEEN, _UNSEEN_NOT_ALLOWED = ("unseen",), ("unseen", "not_allowed")
+_MISSING, _OUT_OF_RANGE, _NOT_ALLOWED = (MISSING,), (OUT_OF_RANGE,), (NOT_ALLOWED,)
+_UNSEEN, _UNSEEN_NOT_ALLOWED = (UNSEEN,), (UNSEEN, NOT_ALLOWED)
 _MAX_NAME = 256  # unknown feature names are reported, never labels; keep them short
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,38 +80,37 @@ class Observation:
                 f"rejected={self.rejected!r})")
 
 
-def _as_float(v: Any) -> float | None:
-    """A non-float number as float (huge ints become inf); None for anything else."""
-    if isinstance(v, numbers.Real) and not isinstance(v, bool):
-        try:
-            return float(v)
-        except OverflowError:
-            return math.inf if v > 0 else -math.inf
-        except (TypeError, ValueError):
-            return None
-    return None
+# Where each reason of exporter.values is counted in a feature's block, and its flag tuple.
+_NUMERIC_SLOT = {MISSING: L.NUM_MISSING, NAN: L.NUM_NAN, INF: L.NUM_INF,
+                 WRONG_TYPE: L.NUM_WRONG_TYPE}
+_CATEGORICAL_SLOT = {MISSING: L.CAT_MISSING, WRONG_TYPE: L.CAT_WRONG_TYPE}
+_TEXT_SLOT = {MISSING: L.TXT_MISSING, WRONG_TYPE: L.TXT_WRONG_TYPE}
+_FLAG = {reason: (reason,) for reason in (MISSING, NAN, INF, WRONG_TYPE)}
+
+
+def _verdict(c: Any, base: int, slot_of: dict[str, int], classify: Callable[[Any], Any],
+             v: Any) -> tuple[Any, tuple[str, ...] | None]:
+    """`(value, None)` when `classify` says v counts, else `(None, flag)` with the reason counted
+    in the feature's block."""
+    if v is _ABSENT:
+        c[base + slot_of[MISSING]] += 1.0
+        return None, _MISSING
+    x, reason = classify(v)
+    if reason is None:
+        return x, None
+    c[base + slot_of[reason]] += 1.0
+    return None, _FLAG[reason]
 
 
 def _numeric_unusual(c: Any, base: int, seg: Any, edges: list[float], low: float, high: float,
                      v: Any) -> tuple[str, ...] | None:
     """A numeric value off the happy path: missing, not a float, NaN/Inf or out of range."""
-    if v is None or v is _ABSENT:
-        c[base + L.NUM_MISSING] += 1.0
-        return _MISSING
-    if type(v) is not float:
-        v = _as_float(v)
-        if v is None:
-            c[base + L.NUM_WRONG_TYPE] += 1.0
-            return _WRONG_TYPE
-    if v - v:  # NaN or +-Inf (finite values give 0.0)
-        if v != v:
-            c[base + L.NUM_NAN] += 1.0
-            return _NAN
-        c[base + L.NUM_INF] += 1.0
-        return _INF
-    seg[bisect_left(edges, v)] += 1.0
-    seg[-1] += v
-    if low <= v <= high:
+    x, flag = _verdict(c, base, _NUMERIC_SLOT, classify_number, v)
+    if flag is not None:
+        return flag
+    seg[bisect_left(edges, x)] += 1.0
+    seg[-1] += x
+    if low <= x <= high:  # type: ignore[operator]
         return None
     c[base + L.NUM_OUT_OF_RANGE] += 1.0
     return _OUT_OF_RANGE
@@ -111,14 +119,10 @@ def _numeric_unusual(c: Any, base: int, seg: Any, edges: list[float], low: float
 def _categorical_unusual(c: Any, base: int, slots: dict[str, int], unseen: int,
                          allowed: frozenset[str] | None, v: Any) -> tuple[str, ...] | None:
     """A category off the happy path: missing, not a str, unseen, or an explicit allowed list."""
-    if v is None or v is _ABSENT:
-        c[base + L.CAT_MISSING] += 1.0
-        return _MISSING
     if type(v) is not str:
-        v = canonical_category(v)
-        if v is None:
-            c[base + L.CAT_WRONG_TYPE] += 1.0
-            return _WRONG_TYPE
+        v, flag = _verdict(c, base, _CATEGORICAL_SLOT, classify_category, v)
+        if flag is not None:
+            return flag
     slot = slots.get(v)
     if slot is not None:
         c[slot] += 1.0
@@ -131,6 +135,20 @@ def _categorical_unusual(c: Any, base: int, slots: dict[str, int], unseen: int,
         c[base + L.CAT_NOT_ALLOWED] += 1.0
         return _UNSEEN_NOT_ALLOWED
     return _UNSEEN
+
+
+def _count_tokens(c: Any, base: int, vocabulary: frozenset[str], text: str) -> None:
+    tokens = tokenize(text)
+    c[base + L.TXT_TOKENS] += len(tokens)
+    c[base + L.TXT_OOV] += sum(1 for t in tokens if t not in vocabulary)
+
+
+def _text_unusual(c: Any, base: int, vocabulary: frozenset[str], v: Any) -> tuple[str, ...] | None:
+    """A text value that is not a plain str: missing, a str subclass (counted), or wrong_type."""
+    text, flag = _verdict(c, base, _TEXT_SLOT, classify_text, v)
+    if flag is None:
+        _count_tokens(c, base, vocabulary, text)
+    return flag
 
 
 # Returned for every record with nothing to report; read-only, so sharing it is safe.
@@ -336,19 +354,14 @@ class ModelMonitor:
                 for name, base, vocabulary in self._text:
                     v = features.get(name, _ABSENT)
                     if type(v) is str:
-                        tokens = tokenize(v)
-                        c[base + L.TXT_TOKENS] += len(tokens)
-                        c[base + L.TXT_OOV] += sum(1 for t in tokens if t not in vocabulary)
+                        _count_tokens(c, base, vocabulary, v)
                         continue
-                    if flags is None:
-                        flags = {}
-                    if v is None or v is _ABSENT:
-                        c[base] += 1.0
-                        absent += v is _ABSENT
-                        flags[name] = _MISSING
-                    else:
-                        c[base + L.TXT_WRONG_TYPE] += 1.0
-                        flags[name] = _WRONG_TYPE
+                    absent += v is _ABSENT
+                    flag = _text_unusual(c, base, vocabulary, v)
+                    if flag is not None:
+                        if flags is None:
+                            flags = {}
+                        flags[name] = flag
                 c[self._observations_slot] += 1.0
                 unknown: tuple[str, ...] = ()
                 if len(features) != self._n_features - absent:
@@ -394,13 +407,10 @@ class ModelMonitor:
         lay = self.layout
         reg = self._regression
         if reg is not None:
-            if type(y) is not float:
-                y = _as_float(y)
-                if y is None:
-                    c[lay.prediction_invalid["wrong_type"]] += 1.0
-                    return
-            if y - y:
-                c[lay.prediction_invalid["nan" if y != y else "inf"]] += 1.0
+            y, reason = classify_number(y)
+            if reason is not None:
+                if reason is not MISSING:  # a null is no prediction: nothing to count
+                    c[lay.prediction_invalid[reason]] += 1.0
                 return
             seg, edges, sum_i, css_i, center = reg
             seg[bisect_left(edges, y)] += 1.0
@@ -408,12 +418,10 @@ class ModelMonitor:
             seg[css_i] += (y - center) * (y - center)
             self._extend_window(y, y)
         elif lay.class_unseen >= 0:
-            if type(y) is float and y - y:
-                c[lay.prediction_invalid["nan" if y != y else "inf"]] += 1.0
-                return
-            label = y if type(y) is str else canonical_category(y)
-            if label is None:
-                c[lay.prediction_invalid["wrong_type"]] += 1.0
+            label, reason = classify_label(y)
+            if reason is not None:
+                if reason is not MISSING:
+                    c[lay.prediction_invalid[reason]] += 1.0
                 return
             c[lay.class_slots.get(label, lay.class_unseen)] += 1.0
             if scores is not None and lay.score is not None:
@@ -421,9 +429,8 @@ class ModelMonitor:
 
     def _score(self, c: Any, label: str, scores: Any) -> None:
         lay = self.layout
-        s = scores.get(label) if isinstance(scores, Mapping) else scores
-        s = s if type(s) is float else _as_float(s)
-        if s is None or s - s:
+        s, reason = classify_number(scores.get(label) if isinstance(scores, Mapping) else scores)
+        if reason is not None:
             c[lay.rejected["bad_score"]] += 1.0
             return
         hist = lay.score
@@ -432,8 +439,8 @@ class ModelMonitor:
         c[hist.sum_slot] += s
 
     def _latency(self, c: Any, seconds: Any) -> None:
-        s = seconds if type(seconds) is float else _as_float(seconds)
-        if s is None or s - s or s < 0:
+        s, reason = classify_number(seconds)
+        if reason is not None or s < 0:  # type: ignore[operator]
             c[self.layout.rejected["bad_latency"]] += 1.0
             return
         hist = self.layout.latency

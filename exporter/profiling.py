@@ -27,10 +27,12 @@ from exporter.profiling_columns import (
     CategoricalColumn,
     NumericColumn,
     ProfilingError,
+    ProfilingWarning,
     TextColumn,
 )
-from exporter.profiling_io import Progress, read_chunks, read_head
+from exporter.profiling_io import INFERENCE_ROWS, Progress, read_chunks, read_head
 from exporter.profiling_kinds import infer_prediction_kind
+from exporter.profiling_labels import option_label
 from exporter.profiling_passes import DEFAULT_MAX_MEMORY_MB, DataChanged, MemoryBudget, Passes
 from exporter.profiling_prediction import PredictionColumn, scores_from_probabilities
 from exporter.profiling_settings import (
@@ -43,7 +45,8 @@ from exporter.profiling_settings import (
     trained_at_utc,
 )
 
-__all__ = ["ProfileSettings", "ProfilingError", "Progress", "profile_data", "profile_file"]
+__all__ = ["ProfileSettings", "ProfilingError", "ProfilingWarning", "Progress", "profile_data",
+           "profile_file"]
 
 DataLike = Union[pd.DataFrame, Mapping[str, Any], np.ndarray]  # noqa: UP007 - runtime alias
 
@@ -100,19 +103,23 @@ def profile_file(
 ) -> Profile:
     """Profile a CSV or Parquet file, streamed `chunk_rows` rows at a time.
 
-    Kinds are inferred from the first chunk. Categories and tokens are kept as counts. Finite
-    numeric values (features, regression predictions, scores, residuals) are kept as float64
-    while they fit in `max_memory_mb`; past that the file is read again, two or more times, to
-    find the same exact quantiles and moments in bounded memory. `progress` draws a bar on stderr.
+    Kinds are inferred from the first INFERENCE_ROWS rows, whatever `chunk_rows` is. Categories
+    and tokens are kept as counts. Finite numeric values (features, regression predictions,
+    scores, residuals) are kept as float64 while they fit in `max_memory_mb`; past that the file
+    is read again, two or more times, to find the same exact quantiles and moments in bounded
+    memory. `progress` draws a bar on stderr. Caveats (a few cells of a numeric column that are
+    not numbers) are issued as `ProfilingWarning`s.
     """
     try:
         settings = settings_from(settings, options)
         if chunk_rows < 1:
-            raise ProfilingError("chunk_rows must be >= 1")
+            raise ProfilingError(f"{option_label('chunk_rows')} must be >= 1")
         if not max_memory_mb >= 0:
-            raise ProfilingError(f"max_memory_mb must be >= 0, got {max_memory_mb!r}")
+            raise ProfilingError(
+                f"{option_label('max_memory_mb')} must be >= 0, got {max_memory_mb!r}")
         budget = MemoryBudget(int(min(max_memory_mb, 2.0**40) * 2**20))  # inf: no limit
-        head = read_head(path, chunk_rows)
+        # Kinds come from the same rows whatever chunk_rows is, so it cannot change them.
+        head = read_head(path, INFERENCE_ROWS)
         check_columns(settings, [str(c) for c in head.columns])
         prediction_name = settings.prediction_column
         features_head = head.drop(columns=settings.roles() + list(settings.exclude))

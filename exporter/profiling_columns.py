@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from exporter.profile import Binned, CategoricalFeature, NumericFeature, TextFeature
+from exporter.profiling_labels import naming
 from exporter.profiling_passes import MemoryBudget, StreamedStats, error_means, fingerprint
 from exporter.profiling_sums import moments, pairwise_sum
 from exporter.values import canonical_category, tokenize
@@ -34,6 +36,19 @@ class ProfilingError(ValueError):
     """Data that cannot be profiled; the message names the column and says what is wrong."""
 
 
+class ProfilingWarning(UserWarning):
+    """Data profiled with a caveat the user should see (cells that are not numbers, counted
+    as nulls); the message names the column, the rows and the option that decides."""
+
+
+# A numeric column may hold at most this share of non-null cells that are not numbers (a typo,
+# "n/a" spelled out): they are then counted as nulls and named in a ProfilingWarning. Above it
+# the column is refused, so a column of words is never binned as if it were numbers.
+MAX_NON_NUMERIC_SHARE = 0.01
+# How many of those cells a message quotes (with their rows).
+QUOTED_CELLS = 5
+
+
 def null_mask(series: pd.Series) -> np.ndarray:
     """True for None, NaN and empty-string cells: what the profile counts as null."""
     mask = series.isna().to_numpy()
@@ -42,27 +57,45 @@ def null_mask(series: pd.Series) -> np.ndarray:
     return mask
 
 
-def to_float(series: pd.Series, name: str, offset: int) -> np.ndarray:
-    """The column as float64 with NaN for nulls; a value that is not a number is an error."""
+def parse_floats(series: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The column as float64 with NaN for nulls and for cells that are not numbers, and the mask
+    of those cells (booleans among other values are not numbers either)."""
     if pd.api.types.is_bool_dtype(series.dtype):
         raise ProfilingError(
             f"column {name!r}: holds booleans, not numbers; profile it as categorical"
         )
     if pd.api.types.is_numeric_dtype(series.dtype):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values, np.zeros(values.size, dtype=bool)
     raw = series.to_numpy(dtype=object)
     is_bool = np.fromiter((type(v) is bool for v in raw), dtype=bool, count=len(raw))
     coerced = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = is_bool | (np.isnan(coerced) & ~null_mask(series))
     # "nan" spelled as text is a null, as pandas would read it; anything else is a wrong value.
     bad &= np.array([not (isinstance(v, str) and v.strip().lower() == "nan") for v in raw], bool)
+    if bad.any():  # booleans coerce to 0 and 1: not numbers here
+        coerced = np.where(bad, np.nan, coerced)
+    return coerced, bad
+
+
+def to_float(series: pd.Series, name: str, offset: int) -> np.ndarray:
+    """The column as float64 with NaN for nulls; a value that is not a number is an error."""
+    values, bad = parse_floats(series, name)
     if bad.any():
         pos = int(np.argmax(bad))
+        raw = series.iloc[pos]
         raise ProfilingError(
-            f"column {name!r}: {raw[pos]!r} (row {offset + pos + 1}) is not a number; "
+            f"column {name!r}: {raw!r} (row {offset + pos + 1}) is not a number; "
             "profile the column as categorical or text instead"
         )
-    return coerced
+    return values
+
+
+def quoted_cells(cells: list[tuple[Any, int]], total: int) -> str:
+    """`'abc' (row 301), 'x' (row 9)` and how many more, for a message."""
+    text = ", ".join(f"{value!r} (row {row})" for value, row in cells[:QUOTED_CELLS])
+    more = total - min(len(cells), QUOTED_CELLS)
+    return text + (f" and {more:,} more" if more else "")
 
 
 def ranked(counts: Counter[str], limit: int) -> list[tuple[str, int]]:
@@ -205,14 +238,53 @@ class FloatValues:
 
 
 class NumericColumn(FloatValues):
-    """A numeric feature: exact quantile edges, bin shares, moments and an allowed range."""
+    """A numeric feature: exact quantile edges, bin shares, moments and an allowed range.
+
+    Cells that are not numbers are counted as nulls while they are at most
+    MAX_NON_NUMERIC_SHARE of the non-null cells (judged on the whole column at `finish`, so the
+    chunk size cannot change the verdict), and named in a ProfilingWarning; above it the
+    column is refused.
+    """
+
+    def __init__(self, name: str, budget: MemoryBudget | None = None) -> None:
+        super().__init__(name, budget)
+        self.non_numeric = 0
+        self.non_numeric_cells: list[tuple[Any, int]] = []  # (value, 1-based row), the first few
 
     def add(self, series: pd.Series, offset: int) -> None:
-        self.add_floats(to_float(series, self.name, offset))
+        values, bad = parse_floats(series, self.name)
+        if self.streamed is None and bad.any():  # later passes read the same cells again
+            self.non_numeric += int(bad.sum())
+            for pos in np.flatnonzero(bad)[:QUOTED_CELLS - len(self.non_numeric_cells)]:
+                self.non_numeric_cells.append((series.iloc[pos], offset + int(pos) + 1))
+        self.add_floats(values)
+
+    def check_numbers(self) -> None:
+        """Refuse a column with too many cells that are not numbers; warn about a few."""
+        if not self.non_numeric:
+            return
+        non_null = self.rows - self.nulls + self.non_numeric
+        share = self.non_numeric / non_null
+        cells = quoted_cells(self.non_numeric_cells, self.non_numeric)
+        verb = "is not a number" if self.non_numeric == 1 else "are not numbers"
+        counted = (f"{cells} {verb} ({self.non_numeric:,} of its {non_null:,} non-null values, "
+                   f"{share:.2%})")
+        categorical = naming("categorical", self.name)
+        if share > MAX_NON_NUMERIC_SHARE:
+            raise ProfilingError(
+                f"column {self.name!r}: {counted}: more than the {MAX_NON_NUMERIC_SHARE:.0%} a "
+                f"numeric column may have; profile it as categories with {categorical} (or as "
+                "text), or fix those cells"
+            )
+        warnings.warn(ProfilingWarning(
+            f"column {self.name!r}: {counted}: counted as nulls (a numeric column may have up "
+            f"to {MAX_NON_NUMERIC_SHARE:.0%}); fix them, or profile the column as categories "
+            f"with {categorical}"), stacklevel=2)
 
     def finish(
         self, bins: int, margin: float, allowed: tuple[float, float] | None
     ) -> NumericFeature:
+        self.check_numbers()
         dist = self.binned(bins)
         allowed_range = allowed or widened_range(dist.min, dist.max, margin)
         return NumericFeature(self.name, self.count, self.null_rate(), dist, allowed_range)

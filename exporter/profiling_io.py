@@ -17,6 +17,9 @@ import pandas as pd
 from exporter.profiling_columns import ProfilingError
 
 CSV, PARQUET = "csv", "parquet"
+# Rows read first to infer the column kinds: a fixed number, not the chunk size, so that
+# `--chunk-rows` changes memory use and speed, never a profile.
+INFERENCE_ROWS = 100_000
 _SUFFIXES = {".csv": CSV, ".parquet": PARQUET, ".pq": PARQUET}
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 from exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION, TEXT, Options
 from exporter.profiling_columns import ProfilingError
 from exporter.profiling_kinds import infer_kind
+from exporter.profiling_labels import option_label as label
 from exporter.values import canonical_category
 
 
@@ -49,18 +50,21 @@ class ProfileSettings:
     def __post_init__(self) -> None:
         for name in ("model_name", "model_version"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ProfilingError(f"{name} must be a non-empty string")
+                raise ProfilingError(f"{label(name)} must be a non-empty string")
         if self.prediction_kind not in (None, REGRESSION, CLASSIFICATION):
-            raise ProfilingError(f"prediction_kind must be {REGRESSION!r} or {CLASSIFICATION!r}")
+            raise ProfilingError(
+                f"{label('prediction_kind')} must be {REGRESSION!r} or {CLASSIFICATION!r}")
         limits = {"bins": 2, "top_k": 0, "vocabulary_size": 0, "max_seen_categories": 1}
         for name, low in limits.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ProfilingError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise ProfilingError(f"{label(name)} must be an integer >= {low}, got {value!r}")
         if self.top_k > self.max_seen_categories:
-            raise ProfilingError("top_k must not exceed max_seen_categories")
+            raise ProfilingError(
+                f"{label('top_k')} must not exceed {label('max_seen_categories')}")
         if not (isinstance(self.range_margin, (int, float)) and 0 <= self.range_margin < 1e6):
-            raise ProfilingError(f"range_margin must be >= 0, got {self.range_margin!r}")
+            raise ProfilingError(
+                f"{label('range_margin')} must be >= 0, got {self.range_margin!r}")
 
     def roles(self) -> list[str]:
         """Columns that hold predictions, targets or scores: never features."""
@@ -113,7 +117,7 @@ def check_columns(settings: ProfileSettings, columns: list[str]) -> None:
         for name in names:
             if name not in known:
                 raise ProfilingError(
-                    f"{option} names column {name!r}, which is not in the data "
+                    f"{label(option)} names column {name!r}, which is not in the data "
                     f"(columns: {listing})"
                 )
     claimed: dict[str, str] = {}
@@ -121,7 +125,8 @@ def check_columns(settings: ProfileSettings, columns: list[str]) -> None:
                    "categorical", "text", "numeric", "exclude"):
         for name in named[option]:
             if name in claimed:
-                raise ProfilingError(f"column {name!r} is in both {claimed[name]} and {option}")
+                raise ProfilingError(
+                    f"column {name!r} is in both {label(claimed[name])} and {label(option)}")
             claimed[name] = option
 
 
@@ -135,10 +140,12 @@ def resolve_kinds(features: pd.DataFrame, settings: ProfileSettings) -> dict[str
         kinds[name] = overrides.get(name) or infer_kind(features[name], name)
     for name in settings.allowed_ranges:
         if kinds.get(name) != NUMERIC:
-            raise ProfilingError(f"allowed_ranges: column {name!r} is not a numeric feature")
+            raise ProfilingError(
+                f"{label('allowed_ranges')}: column {name!r} is not a numeric feature")
     for name in settings.allowed_categories:
         if kinds.get(name) != CATEGORICAL:
-            raise ProfilingError(f"allowed_categories: column {name!r} is not categorical")
+            raise ProfilingError(
+                f"{label('allowed_categories')}: column {name!r} is not categorical")
     if not kinds:
         raise ProfilingError("no feature columns left to profile")
     return kinds
@@ -152,7 +159,8 @@ def trained_at_utc(value: str | datetime | None) -> str | None:
         try:
             value = datetime.fromisoformat(value.strip())
         except ValueError as exc:
-            raise ProfilingError(f"trained_at: {value!r} is not an ISO-8601 time") from exc
+            raise ProfilingError(
+                f"{label('trained_at')}: {value!r} is not an ISO-8601 time") from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -162,7 +170,7 @@ def allowed_range(name: str, bounds: tuple[float, float]) -> tuple[float, float]
     try:
         low, high = (float(b) for b in bounds)
     except (TypeError, ValueError) as exc:
-        raise ProfilingError(f"allowed_ranges[{name!r}]: expected (low, high)") from exc
+        raise ProfilingError(f"{label('allowed_ranges')} {name}: expected (low, high)") from exc
     if not (np.isfinite(low) and np.isfinite(high) and low <= high):
-        raise ProfilingError(f"allowed_ranges[{name!r}]: need finite low <= high")
+        raise ProfilingError(f"{label('allowed_ranges')} {name}: need finite low <= high")
     return low, high

@@ -55,12 +55,9 @@ def connect(url: str, *, user: str | None = None, ca_certs: str | None = None,
 def run(args: argparse.Namespace) -> int:
     profile = Profile.load(args.profile)
     retention = None if str(args.retention).lower() == "none" else args.retention
+    if args.print_only:
+        return _print_template(profile, retention)
     try:
-        if args.print_only:
-            json.dump(index_template(profile, retention=retention), sys.stdout, indent=2,
-                      sort_keys=True)
-            sys.stdout.write("\n")
-            return 0
         if not args.es_url:
             raise CliError("no Elasticsearch URL: pass --es-url or set MLMON_ES_URL")
         client = connect(args.es_url, user=args.user, ca_certs=args.ca_certs,
@@ -73,6 +70,18 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - any client error becomes one readable line
         raise CliError(f"{args.es_url}: {_describe(exc, args.timeout)}") from exc
     print(report.summary())
+    return 0
+
+
+def _print_template(profile: Profile, retention: str | None) -> int:
+    """`--print`: outside `run`'s catch-all for client errors, so that a closed stdout
+    (`| head`) reaches the CLI's broken-pipe handling instead of becoming a client error."""
+    try:
+        template = index_template(profile, retention=retention)
+    except AssetError as exc:
+        raise CliError(str(exc)) from exc
+    json.dump(template, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
     return 0
 
 

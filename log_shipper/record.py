@@ -8,15 +8,21 @@ Elasticsearch would reject for its mapping never leaves the process: such a valu
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, TEXT, Profile
-from exporter.values import canonical_category
+from exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION, TEXT, Profile
+from exporter.values import (
+    MISSING,
+    classify_category,
+    classify_label,
+    classify_number,
+    classify_text,
+    python_scalar,
+)
 
 DATASET = "mlmon.prediction"
 
@@ -32,40 +38,18 @@ def utc_timestamp(epoch_s: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _unwrap(value: Any) -> Any:
-    """numpy scalars -> Python scalars; everything else as is."""
-    if hasattr(value, "item") and not hasattr(value, "__len__"):
-        try:
-            return value.item()
-        except Exception:  # noqa: BLE001 - not a scalar after all
-            return value
-    return value
-
-
 def _finite_number(value: Any) -> float | None:
-    value = _unwrap(value)
-    if type(value) in (int, float) and math.isfinite(value):
-        return float(value)
-    return None
+    number, reason = classify_number(value)
+    return number if reason is None else None
 
 
 def _json_scalar(value: Any) -> Any:
     """A value JSON (and Elasticsearch) can hold, or None; used when there is no profile."""
-    value = _unwrap(value)
+    value = python_scalar(value)
     if value is None or isinstance(value, (str, bool)):
         return value
-    if isinstance(value, (int, float)):
-        return value if math.isfinite(value) else None
-    return None
-
-
-def _invalid_reason(value: Any) -> str:
-    value = _unwrap(value)
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    return "wrong_type"
+    number = _finite_number(value)
+    return value if number is not None and type(value) is int else number
 
 
 class RecordBuilder:
@@ -92,12 +76,11 @@ class RecordBuilder:
         self._model = {"name": model, "version": model_version}
         # Chosen once: the typing function per known feature.
         self._kinds: dict[str, str] | None = None
-        self._classification = False
+        self._prediction_kind: str | None = None  # None: typed by the value itself
         if profile is not None:
             self._kinds = {f.name: f.kind for f in profile.features}
-            self._classification = (
-                profile.prediction is not None and profile.prediction.kind == CLASSIFICATION
-            )
+            if profile.prediction is not None:
+                self._prediction_kind = profile.prediction.kind
         self._clock = clock
         self._new_id = new_id
 
@@ -149,33 +132,31 @@ class RecordBuilder:
                 # Unknown names are listed, their values never indexed: an attacker-controlled
                 # key must not grow the mapping.
                 unknown.append(str(name))
-            elif value is None:
-                typed[name] = None
             elif kind == NUMERIC:
-                raw = _unwrap(value)
-                typed[name] = None if isinstance(raw, bool) else _finite_number(raw)
+                typed[name] = _finite_number(value)
             elif kind == CATEGORICAL:
-                typed[name] = canonical_category(value)
+                typed[name] = classify_category(value)[0]
             elif kind == TEXT:
-                typed[name] = value if isinstance(value, str) else None
+                typed[name] = classify_text(value)[0]
         return typed, sorted(unknown)
 
     def _prediction(self, prediction: Any,
                     scores: Mapping[str, float] | float | None) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        value = _unwrap(prediction)
-        if value is None:
-            pass
-        elif self._classification or isinstance(value, (str, bool)):
-            label = canonical_category(value)
-            if label is None:
-                out["invalid"] = _invalid_reason(value)
-            else:
+        kind = self._prediction_kind
+        if kind is None:  # no profile to say: a str or bool is a label, anything else a number
+            kind = (CLASSIFICATION if isinstance(python_scalar(prediction), (str, bool))
+                    else REGRESSION)
+        if kind == CLASSIFICATION:
+            label, reason = classify_label(prediction)
+            if label is not None:
                 out["label"] = label
-        elif _finite_number(value) is not None:
-            out["value"] = float(value)
         else:
-            out["invalid"] = _invalid_reason(value)
+            number, reason = classify_number(prediction)
+            if reason is None:
+                out["value"] = number
+        if reason is not None and reason != MISSING:  # a null is no prediction
+            out["invalid"] = reason
         if scores is not None and not isinstance(scores, Mapping):
             # A bare number: the predicted class's probability (as the exporter accepts it).
             score = _finite_number(scores)

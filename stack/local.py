@@ -16,7 +16,10 @@ For a faster run (the end-to-end test), `--rules-config` generates the rule file
 copy of alerting/config.yaml (stack/fast_rules.py shortens its `demo:` `for:`),
 `--scrape-interval` / `--evaluation-interval` / `--group-wait` shorten Prometheus' and
 Alertmanager's timing, and `--healthy-s` / `--drift-s` set the traffic schedule. Every process
-is started in its own session with its pid in the run directory; `down` stops exactly those pids.
+is started in its own session and recorded in the run directory with what proves its identity
+(stack/processes.py); `down` stops only processes that still match their record, each with its
+process group. The demo's spool of a previous run is kept (its records are delivered on start),
+and said so; `--discard-spool` drops it, also said so.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -63,6 +65,8 @@ class Settings:
     evaluation_interval: str | None = None
     group_wait: str | None = None
     group_interval: str | None = None
+    # The previous run's undelivered records: kept (and delivered) unless this is set.
+    discard_spool: bool = False
     healthy_s: float = 180.0
     drift_s: float = 3600.0
     rate: float = 10.0
@@ -230,6 +234,8 @@ def commands(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+PIDS = "pids.json"  # in the run directory: what `up` started (stack/processes.py)
+
 READY = {"sink": "/healthz", "alertmanager": "/-/ready", "prometheus": "/-/ready",
          "demo": "/healthz"}
 
@@ -250,7 +256,11 @@ def wait_ready(url: str, timeout_s: float, process: subprocess.Popen) -> None:
 
 
 def up(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, int]:
-    """Start every process (fresh data directories); returns service -> pid."""
+    """Start every process (fresh data directories, the spool kept unless `discard_spool`);
+    returns service -> pid."""
+    from stack import processes
+
+    _forget_a_stopped_stack(settings.run_dir / PIDS)
     missing = [b for b in ("prometheus", "prometheus-alertmanager") if shutil.which(b) is None]
     if missing:
         raise RuntimeError(f"not installed: {', '.join(missing)} (make install-servers)")
@@ -259,23 +269,22 @@ def up(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, int]:
     if busy:
         raise RuntimeError(f"ports in use: {', '.join(busy)} (try --port-base)")
     run = settings.run_dir
-    if (run / "pids.json").exists():
-        raise RuntimeError(f"{run} holds a running stack: run `make stack-down` first")
-    for stale in ("prometheus-data", "alertmanager-data", "rules", "spool"):
-        shutil.rmtree(run / stale, ignore_errors=True)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "notifications.jsonl").unlink(missing_ok=True)
+    prepare_run_dir(settings)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if settings.es_url:
         _es_setup(settings, env)
-    pids: dict[str, int] = {}
+    started: list[processes.Started] = []
     try:
         for name, command in commands(settings).items():
             with open(run / f"{name}.log", "wb") as log:  # one run per log
+                # Its own session: its own process group, which `down` signals as a whole.
                 process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True)
-            pids[name] = process.pid
-            (run / "pids.json").write_text(json.dumps(pids))
+            try:
+                started.append(processes.identify(name, process.pid))
+            except ProcessLookupError as exc:  # it ended at once: its log says why
+                raise RuntimeError(f"{exc}; see {run / name}.log") from exc
+            processes.save(run / PIDS, started)
             if name in READY:
                 wait_ready(settings.url(name) + READY[name], ready_timeout_s, process)
             if name == "prometheus":
@@ -283,7 +292,53 @@ def up(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, int]:
     except Exception:
         down(settings)
         raise
-    return pids
+    return {p.name: p.pid for p in started}
+
+
+def prepare_run_dir(settings: Settings) -> None:
+    """Fresh data directories and notifications; the spool kept unless `discard_spool`: it
+    holds records a previous run accepted and did not deliver yet."""
+    run = settings.run_dir
+    for stale in ("prometheus-data", "alertmanager-data", "rules"):
+        shutil.rmtree(run / stale, ignore_errors=True)
+    if settings.discard_spool:
+        shutil.rmtree(run / "spool", ignore_errors=True)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "notifications.jsonl").unlink(missing_ok=True)
+
+
+def spool_note(settings: Settings) -> str | None:
+    """What `up` does with a spool left by a previous run, in a sentence; None when none is."""
+    spool = settings.run_dir / "spool"
+    files = [p for p in spool.rglob("*") if p.is_file()] if spool.is_dir() else []
+    if not files:
+        return None
+    size = sum(p.stat().st_size for p in files)
+    held = f"the previous run's spool {spool} ({len(files)} files, {size:,} bytes)"
+    if settings.discard_spool:
+        return f"discarding {held}, as --discard-spool asks"
+    if settings.es_url:
+        return (f"keeping {held}: the demo delivers its records to Elasticsearch first "
+                "(--discard-spool drops them)")
+    return f"leaving {held} in place: without --es-url nothing reads it this run"
+
+
+def _forget_a_stopped_stack(pid_file: Path) -> None:
+    """A record of processes that all ended (a crash, a reboot) is dropped; one with a live
+    process means a stack is running, which `up` must not start beside or forget."""
+    from stack import processes
+
+    if not pid_file.exists():
+        return
+    try:
+        running = [p for p in processes.load(pid_file) if processes.is_running(p)]
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from exc
+    if running:
+        names = ", ".join(f"{p.name} (pid {p.pid})" for p in running)
+        raise RuntimeError(f"{pid_file.parent} holds a running stack ({names}): "
+                           "run `make stack-down` first")
+    pid_file.unlink()
 
 
 def _es_setup(settings: Settings, env: dict[str, str]) -> None:
@@ -318,39 +373,20 @@ def _port_free(port: int) -> bool:
 
 
 def down(settings: Settings, timeout_s: float = 15.0) -> list[str]:
-    """Stop the processes `up` started (by pid, newest first); returns their names."""
-    pid_file = settings.run_dir / "pids.json"
+    """Stop the processes `up` started that are provably still them (newest first), each with
+    its process group; returns one line per recorded process saying what happened."""
+    from stack import processes
+
+    pid_file = settings.run_dir / PIDS
     if not pid_file.exists():
         return []
-    pids: dict[str, int] = json.loads(pid_file.read_text())
-    for name in reversed(list(pids)):
-        _stop(pids[name], timeout_s)
+    try:
+        started = processes.load(pid_file)
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from exc
+    outcomes = [processes.stop(p, timeout_s) for p in reversed(started)]
     pid_file.unlink()
-    return list(pids)
-
-
-def _stop(pid: int, timeout_s: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            finished, _status = os.waitpid(pid, os.WNOHANG)
-            if finished:
-                return
-        except ChildProcessError:  # not our child (a `down` from another process): poll
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+    return outcomes
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -373,6 +409,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--healthy-s", type=float, default=Settings.healthy_s)
     parser.add_argument("--drift-s", type=float, default=Settings.drift_s)
     parser.add_argument("--rate", type=float, default=Settings.rate)
+    parser.add_argument("--discard-spool", action="store_true",
+                        help="drop the records a previous run left in the demo's spool instead "
+                             "of delivering them")
     return parser
 
 
@@ -385,17 +424,21 @@ def main(argv: list[str] | None = None) -> int:
                         rules_config=args.rules_config, scrape_interval=args.scrape_interval,
                         evaluation_interval=args.evaluation_interval,
                         group_wait=args.group_wait, group_interval=args.group_interval,
-                        healthy_s=args.healthy_s, drift_s=args.drift_s, rate=args.rate)
+                        healthy_s=args.healthy_s, drift_s=args.drift_s, rate=args.rate,
+                        discard_spool=args.discard_spool)
     try:
         if args.action == "up":
+            note = spool_note(settings)
+            if note:
+                print(f"stack: {note}")
             pids = up(settings)
             for name in pids:
                 port = settings.ports.get(name)
                 where = f" on {settings.url(name)}" if port else ""
                 print(f"stack: {name} started{where} (log: {settings.run_dir / name}.log)")
         else:
-            stopped = down(settings)
-            print(f"stack: stopped {', '.join(stopped) or 'nothing'}")
+            for outcome in down(settings) or ["nothing to stop"]:
+                print(f"stack: {outcome}")
     except RuntimeError as exc:
         print(f"stack: error: {exc}", file=sys.stderr)
         return 2

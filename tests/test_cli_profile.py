@@ -100,19 +100,27 @@ def _write(tmp_path, name: str, text: str):
         ("inf.csv", "a,b\n1,inf\n2,-inf\n", [], "inf.csv: column 'b': no finite value (2 infinite"),
         ("inf.csv", "a,b\n1,inf\n2,-inf\n", ["--max-memory-mb", "0"],
          "column 'b': no finite value"),
-        ("t.csv", "a,b\n1,2\n", ["--max-memory-mb", "-1"], "t.csv: max_memory_mb must be >= 0"),
+        ("t.csv", "a,b\n1,2\n", ["--max-memory-mb", "-1"], "t.csv: --max-memory-mb must be >= 0"),
         ("text.csv", "a,b\n1,hello world\n", ["--numeric", "b"],
-         "text.csv: column 'b': 'hello world' (row 1) is not a number"),
+         "text.csv: column 'b': 'hello world' (row 1) is not a number (1 of its 1"),
         ("t.csv", "a,b\n1,2\n", ["--prediction-column", "y"],
-         "t.csv: prediction_column names column 'y', which is not in the data (columns: a, b)"),
-        ("t.csv", "a,b\n1,2\n", ["--categorical", "zz"], "t.csv: categorical names column 'zz'"),
-        ("t.csv", "a,b\n1,2\n", ["--text", "zz"], "t.csv: text names column 'zz'"),
-        ("t.csv", "a,b\n1,2\n", ["--exclude", "zz"], "t.csv: exclude names column 'zz'"),
-        ("t.csv", "a,b\n1,2\n", ["--target-column", "zz"], "t.csv: target_column names column"),
-        ("t.csv", "a,b\n1,2\n", ["--allowed-range", "zz=0:1"], "allowed_ranges names column 'zz'"),
+         "t.csv: --prediction-column names column 'y', which is not in the data (columns: a, b)"),
+        ("t.csv", "a,b\n1,2\n", ["--categorical", "zz"], "t.csv: --categorical names column 'zz'"),
+        ("t.csv", "a,b\n1,2\n", ["--text", "zz"], "t.csv: --text names column 'zz'"),
+        ("t.csv", "a,b\n1,2\n", ["--exclude", "zz"], "t.csv: --exclude names column 'zz'"),
+        ("t.csv", "a,b\n1,2\n", ["--target-column", "zz"], "t.csv: --target-column names column"),
+        ("t.csv", "a,b\n1,2\n", ["--allowed-range", "zz=0:1"], "--allowed-range names column 'zz'"),
         ("t.csv", "a,b\n1,2\n", ["--allowed-range", "a=0-1"], "--allowed-range a: expected LOW"),
-        ("t.csv", "a,b\n1,2\n", ["--trained-at", "soon"], "trained_at: 'soon' is not an ISO"),
+        ("t.csv", "a,b\n1,2\n", ["--trained-at", "soon"], "--trained-at: 'soon' is not an ISO"),
         ("t.csv", "a,b\n1,2\n", ["--metric", "mae"], "--metric: expected NAME=VALUE"),
+        ("t.csv", "a,b\n1,2\n", ["--bins", "1"], "t.csv: --bins must be an integer >= 2"),
+        ("t.csv", "a,b\n1,2\n", ["--top-k", "30", "--max-seen-categories", "10"],
+         "t.csv: --top-k must not exceed --max-seen-categories"),
+        ("t.csv", "a,b\n1,2\n", ["--categorical", "a", "--numeric", "a"],
+         "t.csv: column 'a' is in both --categorical and --numeric"),
+        ("t.csv", "a,b\n1,2\n", ["--chunk-rows", "0"], "t.csv: --chunk-rows must be >= 1"),
+        ("t.csv", "a,b\n1,2\n", ["--allowed", "a=x"],
+         "t.csv: --allowed: column 'a' is not categorical"),
         ("ragged.csv", "a,b\n1,2\n1,2,3,4\n", [], "ragged.csv: not a valid CSV file"),
         ("bad.parquet", "not parquet", [], "bad.parquet: not a valid Parquet file"),
         ("data.json", "{}", [], "data.json: unsupported file type '.json'"),
@@ -177,3 +185,18 @@ def test_classifier_options_from_the_command_line(tmp_path) -> None:
     chosen = frame["p_yes"].where(frame["churn"] == "yes", frame["p_no"])
     assert profile.prediction.score.max == chosen.max()
     assert profile.prediction.score.min == chosen.min()
+
+
+def test_a_typo_in_a_numeric_column_is_a_warning_naming_the_row_and_the_flag(
+        tmp_path, capsys) -> None:
+    path = tmp_path / "typo.csv"
+    path.write_text("age,y\n" + "".join(
+        f"{'abc' if row == 301 else 20 + row % 50},{row % 7}\n" for row in range(1, 1001)))
+    out = tmp_path / "p.json"
+    assert main(["profile", str(path), *BASE, "--prediction-column", "y", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"mlmon profile: warning: {path}: column 'age': 'abc' (row 301) is not a "
+                   "number (1 of its 1,000 non-null values, 0.10%): counted as nulls (a numeric "
+                   "column may have up to 1%); fix them, or profile the column as categories "
+                   "with --categorical age\n")
+    assert Profile.load(out).feature("age").kind == "numeric"

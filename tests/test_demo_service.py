@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import subprocess
+import sys
+import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from demo.cli import es_url_with_credentials
+from demo.cli import _without_credentials, es_url_with_credentials
 from demo.model import build_profile, train
 from demo.scenario import drifted
 from demo.service import create_app
@@ -131,3 +136,28 @@ def test_credentials_go_into_the_url_quoted() -> None:
     assert es_url_with_credentials("http://es:9200", None, "x") == "http://es:9200"
     assert (es_url_with_credentials("http://es:9200", "elastic", "p@ss:w/rd")
             == "http://elastic:p%40ss%3Aw%2Frd@es:9200")
+
+
+def test_mlmon_demo_says_where_it_listens_once_it_answers() -> None:
+    # --port 0: the line must carry the port actually bound, not the one asked for.
+    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "demo", "--port", "0"],
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(90, proc.kill)  # a demo that never says it listens fails
+    watchdog.start()
+    try:
+        line = proc.stdout.readline()  # blocks until the line (or exit); the demo trains first
+        match = re.match(r"mlmon demo: listening on (http://127\.0\.0\.1:(\d+)) ", line)
+        assert match and match[2] != "0", (line, proc.poll())
+        assert "records not shipped (no --es-url)" in line
+        with urllib.request.urlopen(f"{match[1]}/healthz", timeout=10) as answer:  # noqa: S310
+            assert answer.status == 200
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_a_printed_es_url_carries_no_credentials() -> None:
+    assert _without_credentials("https://elastic:secret@es:9200/x") == "https://es:9200/x"
+    assert _without_credentials("http://es:9200") == "http://es:9200"

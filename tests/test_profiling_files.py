@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import tracemalloc
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -13,8 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.pandas import column, data_frames, range_indexes
 
+from exporter import profiling
 from exporter.profile import Profile
-from exporter.profiling import ProfilingError, Progress, profile_data, profile_file
+from exporter.profiling import (
+    ProfilingError,
+    ProfilingWarning,
+    Progress,
+    profile_data,
+    profile_file,
+)
 
 MODEL = {"model_name": "churn", "model_version": "3"}
 
@@ -66,11 +74,72 @@ def test_integer_column_named_categorical_is_read_as_written(tmp_path) -> None:
     assert profile_file(path, categorical=["zip"], **MODEL).feature("zip").seen == ("007", "010")
 
 
-def test_non_number_in_a_later_chunk_names_column_and_row(tmp_path) -> None:
+def test_non_number_after_the_inference_rows_names_column_and_row(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(profiling, "INFERENCE_ROWS", 2)  # kinds from rows 1-2: numbers
     path = tmp_path / "late.csv"
     path.write_text("x\n" + "1.5\n" * 5 + "oops\n")
-    with pytest.raises(ProfilingError, match=r"late.csv: column 'x': 'oops' \(row 6\)"):
-        profile_file(path, chunk_rows=2, **MODEL)
+    # 1 of 6 values: more than a numeric column may have, so refused, whatever the chunks.
+    for chunk_rows in (1, 2, 100):
+        with pytest.raises(ProfilingError, match=r"late.csv: column 'x': 'oops' \(row 6\) is "
+                           r"not a number \(1 of its 6 non-null values, 16.67%\): more than the "
+                           r"1% a numeric column may have; profile it as categories with "
+                           r"categorical=\['x'\]"):
+            profile_file(path, chunk_rows=chunk_rows, **MODEL)
+
+
+def _typo_file(path, bad_rows, rows=1000):
+    """A numeric column `age` with "abc" in `bad_rows` (1-based data rows), and a prediction."""
+    path.write_text("age,y\n" + "".join(
+        f"{'abc' if row in bad_rows else 20 + (row * 7) % 50},{row % 5 / 4}\n"
+        for row in range(1, rows + 1)))
+    return path
+
+
+def test_a_few_non_numbers_leave_a_column_numeric_the_same_whatever_the_chunks(tmp_path) -> None:
+    # Issue 10: one typo in row 301 turned a numeric column into 457 categories, silently, and
+    # into an error with --chunk-rows 100.
+    path = _typo_file(tmp_path / "typo.csv", {301})
+    profiles = set()
+    for chunk_rows, budget in ((7, 256), (100, 256), (100_000, 256), (100, 0)):
+        with pytest.warns(ProfilingWarning) as caught:
+            profile = profile_file(path, chunk_rows=chunk_rows, max_memory_mb=budget,
+                                   prediction_column="y", **MODEL)
+        assert [str(w.message) for w in caught] == [
+            "column 'age': 'abc' (row 301) is not a number (1 of its 1,000 non-null values, "
+            "0.10%): counted as nulls (a numeric column may have up to 1%); fix them, or profile "
+            "the column as categories with categorical=['age']"]
+        profiles.add(profile.dumps())
+    feature = profile.feature("age")
+    assert feature.kind == "numeric" and feature.null_rate == 1 / 1000 and feature.count == 999
+    assert len(profiles) == 1
+    with pytest.warns(ProfilingWarning):  # the same data in memory, as pandas reads it
+        in_memory = profile_data(pd.read_csv(path), prediction_column="y", **MODEL)
+    assert in_memory.dumps() == profiles.pop()
+
+
+def test_a_typo_after_the_inference_rows_is_counted_the_same_way(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(profiling, "INFERENCE_ROWS", 50)
+    path = _typo_file(tmp_path / "late.csv", {700})
+    for chunk_rows in (10, 100_000):
+        with pytest.warns(ProfilingWarning, match=r"'abc' \(row 700\) is not a number"):
+            feature = profile_file(path, chunk_rows=chunk_rows, prediction_column="y",
+                                   **MODEL).feature("age")
+        assert feature.kind == "numeric" and feature.null_rate == 1 / 1000
+
+
+def test_a_column_mostly_of_numbers_but_not_numeric_says_so(tmp_path) -> None:
+    path = _typo_file(tmp_path / "junk.csv", set(range(20, 1001, 20)))  # 5 % "abc"
+    with pytest.warns(ProfilingWarning) as caught:
+        profile = profile_file(path, chunk_rows=100, prediction_column="y", **MODEL)
+    assert profile.feature("age").kind == "categorical"
+    message = str(caught[0].message)
+    assert message.startswith("column 'age': not profiled as numeric although 95% of its "
+                              "non-null values")
+    assert "'abc' (row 20), 'abc' (row 40)" in message and "and 45 more" in message
+    assert "categorical=['age']" in message
+    with warnings.catch_warnings():  # named categorical: the caller decided, nothing to say
+        warnings.simplefilter("error")
+        profile_file(path, prediction_column="y", categorical=["age"], **MODEL)
 
 
 def test_progress_bar_reaches_100_percent(tmp_path) -> None:
@@ -110,11 +179,12 @@ def test_any_finite_frame_gives_a_profile_that_validates(frame, bins, margin) ->
         assert len(feature.binned.edges) <= bins - 1
 
 
-def test_an_error_mid_file_ends_the_progress_line(tmp_path) -> None:
+def test_an_error_mid_file_ends_the_progress_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(profiling, "INFERENCE_ROWS", 2)  # the head does not reach the bad row
     path = tmp_path / "late.csv"
-    path.write_text("x\n" + "1.5\n" * 5 + "oops\n")
+    path.write_text("x\n" + "1.5\n" * 5 + "1,2,3\n")  # a ragged row: the parser fails there
     stream = io.StringIO()
-    with pytest.raises(ProfilingError, match="oops"):
+    with pytest.raises(ProfilingError, match="not a valid CSV file"):
         profile_file(path, chunk_rows=2, progress=Progress("p", stream), **MODEL)
     assert stream.getvalue().endswith("\n") and "100%" not in stream.getvalue()
 

@@ -1,25 +1,35 @@
-"""stack/local.py: the compose configuration rewritten for local processes (pure functions)."""
+"""stack/local.py: the compose configuration rewritten for local processes (pure functions), the
+run directory a new run inherits, and what `down` may stop."""
 
 from __future__ import annotations
 
+import dataclasses
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from alerting import generate
+from stack import processes
 from stack.fast_rules import fast_config
 from stack.local import (
+    PIDS,
     PROMETHEUS_CONFIG,
     SERVICE_PORTS,
     Settings,
     alertmanager_config,
     commands,
+    down,
+    prepare_run_dir,
     prometheus_config,
     rendered_alertmanager,
     rewrite_address,
     rewrite_url,
     rule_files,
+    spool_note,
+    up,
 )
 
 PORTS = {name: 20000 + i for i, name in enumerate(SERVICE_PORTS)}
@@ -122,3 +132,81 @@ def test_a_bad_notification_setting_is_one_readable_error(tmp_path: Path) -> Non
     with pytest.raises(RuntimeError, match="MLMON_SMTP_SMARTHOST must be host:port"):
         commands(settings)
     assert not (tmp_path / "alertmanager.yml").exists()
+
+
+def _previous_run(run: Path) -> Path:
+    """A run directory as a stopped stack leaves it: data, notifications, an undelivered spool."""
+    for data in ("prometheus-data", "alertmanager-data", "rules"):
+        (run / data).mkdir(parents=True)
+        (run / data / "x").write_text("old")
+    (run / "notifications.jsonl").write_text("{}\n")
+    segment = run / "spool" / "p1" / "00000001.seg"
+    segment.parent.mkdir(parents=True)
+    segment.write_bytes(b"x" * 1000)
+    return segment
+
+
+def test_a_new_run_keeps_the_previous_spool_and_says_so(tmp_path: Path) -> None:
+    segment = _previous_run(tmp_path)
+    settings = Settings(run_dir=tmp_path, es_url="http://127.0.0.1:9200")
+    note = spool_note(settings)
+    assert note is not None and note.startswith("keeping the previous run's spool")
+    assert "1 files, 1,000 bytes" in note and "--discard-spool" in note
+    prepare_run_dir(settings)
+    assert segment.read_bytes() == b"x" * 1000
+    assert not (tmp_path / "prometheus-data").exists()
+    assert not (tmp_path / "notifications.jsonl").exists()
+
+
+def test_discard_spool_drops_it_and_says_so(tmp_path: Path) -> None:
+    _previous_run(tmp_path)
+    settings = Settings(run_dir=tmp_path, es_url="http://127.0.0.1:9200", discard_spool=True)
+    note = spool_note(settings)
+    assert note is not None and note.startswith("discarding the previous run's spool")
+    prepare_run_dir(settings)
+    assert not (tmp_path / "spool").exists()
+
+
+def test_no_spool_no_note(tmp_path: Path) -> None:
+    assert spool_note(Settings(run_dir=tmp_path)) is None
+    (tmp_path / "spool").mkdir()
+    assert spool_note(Settings(run_dir=tmp_path)) is None  # an empty one holds nothing
+
+
+def test_down_stops_what_is_still_ours_and_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
+    ours = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    other = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        # `other` stands for a process that got the pid of a recorded one after it ended.
+        reused = dataclasses.replace(processes.identify("sink", other.pid), start_ticks=1)
+        processes.save(tmp_path / PIDS, [reused, processes.identify("demo", ours.pid)])
+        outcomes = down(Settings(run_dir=tmp_path), timeout_s=10)
+        assert outcomes[0] == f"demo: stopped (pid {ours.pid})"
+        assert "sink: not running" in outcomes[1] and "left alone" in outcomes[1]
+        assert ours.poll() is not None and other.poll() is None
+        assert not (tmp_path / PIDS).exists()
+    finally:
+        for process in (ours, other):
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_up_refuses_to_start_beside_a_running_stack_and_forgets_a_dead_one(
+        tmp_path: Path) -> None:
+    running = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        processes.save(tmp_path / PIDS, [processes.identify("prometheus", running.pid)])
+        with pytest.raises(RuntimeError, match=rf"running stack \(prometheus \(pid {running.pid}"):
+            up(Settings(run_dir=tmp_path))
+    finally:
+        running.kill()
+        running.wait(timeout=10)
+    # Now every recorded process has ended (as after a crash): the record is dropped, and `up`
+    # goes on to its next check, which a port held here makes fail before anything starts.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        ports = {**PORTS, "sink": holder.getsockname()[1]}
+        with pytest.raises(RuntimeError, match="ports in use: sink"):
+            up(Settings(run_dir=tmp_path, ports=ports))
+    assert not (tmp_path / PIDS).exists()

@@ -249,8 +249,7 @@ def _count_numeric(delta: np.ndarray, p: L.NumericPlan, col: Any, n: int) -> Non
     finite, counts = _bucket_counts(x, p.edges)
     nan, inf = _non_finite(x, finite)
     b = p.base
-    delta[b + L.NUM_MISSING] += nulls
-    delta[b + L.NUM_NAN] += nan - nulls
+    delta[b + L.NUM_MISSING] += nan  # nulls (read as NaN) and NaNs alike: classify_feature_number
     delta[b + L.NUM_INF] += inf
     delta[b + L.NUM_WRONG_TYPE] += wrong
     hist = p.histogram

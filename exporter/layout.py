@@ -37,7 +37,7 @@ REJECTED_REASONS = (
     "internal_error",
 )
 # The reasons' names are exporter.values' (the module that classifies values).
-NUMERIC_REASONS = (OUT_OF_RANGE, NAN, INF, WRONG_TYPE)
+NUMERIC_REASONS = (OUT_OF_RANGE, INF, WRONG_TYPE)  # a NaN feature is missing (values.py)
 CATEGORICAL_REASONS = (NOT_ALLOWED, WRONG_TYPE)
 TEXT_REASONS = (WRONG_TYPE,)
 PREDICTION_REASONS = (NAN, INF, WRONG_TYPE)
@@ -46,7 +46,7 @@ OTHER, UNSEEN = "__other__", "__unseen__"
 
 # Offsets inside one numeric feature's block: missing, 4 reasons, then the buckets and the sum
 # (buckets + sum are contiguous: the hot path gets them as one segment, sum last).
-NUM_MISSING, NUM_OUT_OF_RANGE, NUM_NAN, NUM_INF, NUM_WRONG_TYPE, NUM_BUCKETS = range(6)
+NUM_MISSING, NUM_OUT_OF_RANGE, NUM_INF, NUM_WRONG_TYPE, NUM_BUCKETS = range(5)
 # Categorical block: missing, not_allowed, wrong_type, then top-K categories, __other__, __unseen__.
 CAT_MISSING, CAT_NOT_ALLOWED, CAT_WRONG_TYPE, CAT_CATEGORIES = range(4)
 # Text block: missing, wrong_type, tokens, oov tokens.
@@ -205,7 +205,7 @@ def series_count(profile: Profile, latency_buckets: int = len(DEFAULT_LATENCY_BU
         total -= 1
     for f in profile.features:
         if isinstance(f, NumericFeature):
-            total += 4 * len(f.binned.edges) + 12
+            total += 4 * len(f.binned.edges) + 11  # one invalid reason fewer than a prediction
         elif isinstance(f, CategoricalFeature):
             total += 2 * len(f.top_categories) + 9
         else:

@@ -39,6 +39,7 @@ from exporter.values import (
     UNSEEN,
     WRONG_TYPE,
     classify_category,
+    classify_feature_number,
     classify_label,
     classify_number,
     classify_text,
@@ -81,8 +82,7 @@ class Observation:
 
 
 # Where each reason of exporter.values is counted in a feature's block, and its flag tuple.
-_NUMERIC_SLOT = {MISSING: L.NUM_MISSING, NAN: L.NUM_NAN, INF: L.NUM_INF,
-                 WRONG_TYPE: L.NUM_WRONG_TYPE}
+_NUMERIC_SLOT = {MISSING: L.NUM_MISSING, INF: L.NUM_INF, WRONG_TYPE: L.NUM_WRONG_TYPE}
 _CATEGORICAL_SLOT = {MISSING: L.CAT_MISSING, WRONG_TYPE: L.CAT_WRONG_TYPE}
 _TEXT_SLOT = {MISSING: L.TXT_MISSING, WRONG_TYPE: L.TXT_WRONG_TYPE}
 _FLAG = {reason: (reason,) for reason in (MISSING, NAN, INF, WRONG_TYPE)}
@@ -105,7 +105,7 @@ def _verdict(c: Any, base: int, slot_of: dict[str, int], classify: Callable[[Any
 def _numeric_unusual(c: Any, base: int, seg: Any, edges: list[float], low: float, high: float,
                      v: Any) -> tuple[str, ...] | None:
     """A numeric value off the happy path: missing, not a float, NaN/Inf or out of range."""
-    x, flag = _verdict(c, base, _NUMERIC_SLOT, classify_number, v)
+    x, flag = _verdict(c, base, _NUMERIC_SLOT, classify_feature_number, v)
     if flag is not None:
         return flag
     seg[bisect_left(edges, x)] += 1.0

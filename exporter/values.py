@@ -101,6 +101,19 @@ def classify_number(value: Any) -> tuple[float | None, str | None]:
     return value, None
 
 
+def classify_feature_number(value: Any) -> tuple[float | None, str | None]:
+    """`classify_number` for a numeric *feature*: a NaN is MISSING there (x is None).
+
+    Profiling counts a NaN cell as null (pandas and numpy spell a missing number that way), so
+    the live value is compared with the reference null rate, not counted as invalid. A model's
+    NaN prediction stays invalid `nan` (`classify_number`): no data is ever missing there.
+    """
+    x, reason = classify_number(value)
+    if reason == NAN:
+        return None, MISSING
+    return x, reason
+
+
 def _is_nan(value: Any) -> bool:
     value = python_scalar(value)
     return type(value) is float and value != value

@@ -83,8 +83,7 @@ def red_flag_searches(profile: Profile, *,
         add("missing", "missing (absent or null)", _flag_query(f.name, "missing"))
         if f.kind == NUMERIC:
             add("out_of_range", "out of the allowed range", _flag_query(f.name, "out_of_range"))
-            add("invalid", "NaN, Inf or wrong type",
-                _flag_query(f.name, "nan", "inf", "wrong_type"))
+            add("invalid", "Inf or wrong type", _flag_query(f.name, "inf", "wrong_type"))
         elif f.kind == CATEGORICAL:
             add("not_allowed", "category not allowed", _flag_query(f.name, "not_allowed"))
             add("unseen", "category unseen in training", _flag_query(f.name, "unseen"))

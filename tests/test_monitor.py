@@ -65,7 +65,7 @@ def test_out_of_range_is_bucketed_and_flagged(monitor, registry):
 
 
 @pytest.mark.parametrize("raw, flag", [
-    (math.nan, "nan"), (math.inf, "inf"), (-math.inf, "inf"), ("42", "wrong_type"),
+    (math.nan, "missing"), (math.inf, "inf"), (-math.inf, "inf"), ("42", "wrong_type"),
     (True, "wrong_type"), ({"a": 1}, "wrong_type"), ([1.0], "wrong_type"), (None, "missing"),
 ])
 def test_numeric_invalid_values_are_not_bucketed(monitor, registry, raw, flag):

@@ -345,11 +345,11 @@ def unseen_categories() -> Case:
 
 def invalid_values() -> Case:
     # age: 3% out_of_range + 3% wrong_type = 6% (> 5%), although no reason alone exceeds 5%;
-    # income: 1% out_of_range + 1% nan = 2%. A reason at 0 is left out of the breakdown.
+    # income: 1% out_of_range + 1% inf = 2%. A reason at 0 is left out of the breakdown.
     case, at = _quality_case("MlmonInvalidValuesRising fires after 10m on the sum over reasons")
     for feature, reason, count in (("age", "out_of_range", 3), ("age", "wrong_type", 3),
-                                   ("age", "nan", 0), ("income", "out_of_range", 1),
-                                   ("income", "nan", 1)):
+                                   ("age", "inf", 0), ("income", "out_of_range", 1),
+                                   ("income", "inf", 1)):
         case.add("mlmon_feature_invalid_total", at | {"feature": feature, "reason": reason},
                  _rising(count))
     return case.expect("MlmonInvalidValuesRising", "10m", "11m", [_alert(
@@ -359,18 +359,20 @@ def invalid_values() -> Case:
         "(out_of_range 3%, wrong_type 3%; threshold 0.05).", "MlmonInvalidValuesRising")])
 
 
-def invalid_all_nan() -> Case:
-    # Every value of score turns NaN: observe() counts it as invalid (reason nan), neither
-    # missing nor in the histogram, so only this alert can see it.
-    case, at = _quality_case("MlmonInvalidValuesRising fires after 10m when a feature turns NaN")
-    case.add("mlmon_feature_invalid_total", at | {"feature": "score", "reason": "nan"},
+def invalid_all_inf() -> Case:
+    # Every value of score turns infinite: observe() counts it as invalid (reason inf), neither
+    # missing nor in the histogram, so only this alert can see it. (A NaN is missing: the
+    # missing-rate alert's case.)
+    case, at = _quality_case(
+        "MlmonInvalidValuesRising fires after 10m when a feature turns infinite")
+    case.add("mlmon_feature_invalid_total", at | {"feature": "score", "reason": "inf"},
              _rising(100))
     case.add("mlmon_feature_missing_total", at | {"feature": "score"}, _const(0.0))
     return case.expect("MlmonInvalidValuesRising", "10m", "11m", [_alert(
         {"severity": "warning", **CHURN, "feature": "score"},
         "A feature receives many invalid values.",
         "Feature score of model churn version 3: 100% of records over the last 5m were invalid "
-        "(nan 100%; threshold 0.05).", "MlmonInvalidValuesRising")])
+        "(inf 100%; threshold 0.05).", "MlmonInvalidValuesRising")])
 
 
 def text_oov() -> Case:
@@ -519,7 +521,7 @@ def healthy() -> Case:
 
 CASES = (feature_drift, feature_drift_categorical, drift_below_psi_floor, drift_not_significant,
          drift_held_while_window_thins, prediction_drift, prediction_drift_classes,
-         not_enough_data, feature_missing, unseen_categories, invalid_values, invalid_all_nan,
+         not_enough_data, feature_missing, unseen_categories, invalid_values, invalid_all_inf,
          text_oov, prediction_nan, multiple_versions, unexpected_version, model_stale,
          latency_slo, error_ratio, throughput_zero, exporter_down, exporter_absent, healthy)
 

@@ -30,7 +30,7 @@ NORMAL = {"age": 30.0, "income": 1500.0, "city": "paris", "review": "good servic
 PLANTED: dict[str, tuple[dict[str, Any], Any, float, str, set[str]]] = {
     "age-absent": ({"age": None}, 0.1, 0.01, "3", {"age.missing"}),
     "age-high": ({"age": 150.0}, 0.1, 0.01, "3", {"age.out_of_range"}),
-    "age-nan": ({"age": float("nan")}, 0.1, 0.01, "3", {"age.invalid"}),
+    "age-nan": ({"age": float("nan")}, 0.1, 0.01, "3", {"age.missing"}),  # a NaN is missing
     "age-inf": ({"age": float("-inf")}, 0.1, 0.01, "3", {"age.invalid"}),
     "age-text": ({"age": "forty"}, 0.1, 0.01, "3", {"age.invalid"}),
     "income-low": ({"income": -5.0}, 0.1, 0.01, "3", {"income.out_of_range"}),

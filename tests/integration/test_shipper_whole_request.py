@@ -165,3 +165,40 @@ def test_a_rejection_of_the_whole_request_splits_only_as_far_as_needed(es_url: s
         assert len(boundary.ok) == 1
     finally:
         client.options(ignore_status=404).indices.delete(index=index)
+
+
+def test_record_with_an_over_long_request_id_is_indexed_under_its_hash(
+        es_url: str, tmp_path: Path) -> None:  # noqa: F811
+    # The request id contract end to end: record() returns the hashed id, Elasticsearch holds
+    # the document under it (once, even when the request is recorded twice) with the original.
+    from prometheus_client import CollectorRegistry
+
+    from exporter.profile import Profile
+    from log_shipper.facade import PredictionLogger
+    from log_shipper.record import stable_id
+    from tests.profiles import sample_profile_dict
+
+    data = sample_profile_dict()
+    data["model"]["name"] = "whole-request-id"
+    profile = Profile.from_dict(data)
+    logger = PredictionLogger.from_profile(
+        profile, service_name="t", environment="t", es_url=es_url, spool_dir=tmp_path,
+        registry=CollectorRegistry(), max_age_s=0.2, handle_signals=False)
+    long_id = "req-" + "é" * 320  # 644 bytes
+    first = logger.record({"age": 30.0, "city": "paris"}, 0.4, request_id=long_id)
+    assert logger.shipper is not None and logger.shipper.flush(timeout=30)
+    second = logger.record({"age": 30.0, "city": "paris"}, 0.4, request_id=long_id)
+    good = logger.record({"age": 31.0, "city": "rome"}, 0.5)
+    assert logger.close(timeout=60)
+    client = Elasticsearch(es_url)
+    index = logger.shipper.index
+    try:
+        client.indices.refresh(index=index)
+        hits = {h["_id"]: h["_source"] for h in helpers.scan(
+            client, index=index, query={"query": {"match_all": {}}})}
+        assert first == second == stable_id(long_id)[0]
+        assert set(hits) == {first, good}
+        assert hits[first]["event"]["original_id"] == long_id
+        assert logger.shipper.stats.dead_lettered == 0 and logger.errors == 0
+    finally:
+        client.options(ignore_status=404).indices.delete(index=index)

@@ -224,18 +224,19 @@ def test_a_refused_start_registers_nothing_so_a_corrected_retry_works(
     logger.close()
 
 
+class _Unbuildable(dict):  # type: ignore[type-arg]  # a record whose build fails when read
+    def keys(self):  # type: ignore[override]
+        raise RuntimeError("cannot build")
+
+    def __iter__(self):  # type: ignore[override]
+        raise RuntimeError("cannot build")
+
+
 def test_the_sink_counts_what_it_could_not_build_or_write(tmp_path: Path) -> None:
-    class Unbuildable(dict):  # a record whose build fails in the listener thread
-        def keys(self):  # type: ignore[override]
-            raise RuntimeError("cannot build")
-
-        def __iter__(self):  # type: ignore[override]
-            raise RuntimeError("cannot build")
-
     path = tmp_path / "records.log"
     sink = JsonLinesSink.file(str(path))
     sink.emit(RECORD)
-    sink.emit(Unbuildable())
+    sink.emit(_Unbuildable())
     sink.close()
     assert [json.loads(line) for line in path.read_text().splitlines()] == [RECORD]
     assert sink.drops == {"build_error": 1, "queue_full": 0, "write_error": 0}
@@ -277,3 +278,22 @@ def test_record_hands_an_unbuilt_record_to_the_sinks_and_returns_its_id(
     assert json.loads(line)["event"]["id"] == event_id
     assert event_id is not None and event_id.startswith("sha256:")
     assert json.loads(line)["event"]["original_id"] == "r" * 700
+
+
+def test_logger_and_sink_errors_are_exported(sample_profile: Profile, tmp_path: Path) -> None:
+    from log_shipper.logger_metrics import PredictionLoggerCollector
+
+    registry = CollectorRegistry()
+    sink = JsonLinesSink.file(str(tmp_path / "records.log"))
+    logger = PredictionLogger.from_profile(sample_profile, service_name="api", environment="t",
+                                           log_sink=sink, registry=registry)
+    registry.register(PredictionLoggerCollector(logger))
+
+    assert logger.record({"age": 30}, 0.4) is not None
+    assert logger.record(None, 0.4) is None  # type: ignore[arg-type]  # fails inside: counted
+    sink.emit(_Unbuildable())
+    logger.close()
+    assert registry.get_sample_value("mlmon_prediction_logger_errors_total") == 1
+    for reason, count in (("build_error", 1), ("queue_full", 0), ("write_error", 0)):
+        assert registry.get_sample_value("mlmon_log_sink_dropped_total",
+                                         {"reason": reason}) == count

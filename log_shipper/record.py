@@ -50,10 +50,21 @@ def index_name(model: str) -> str:
     return f"mlmon-predictions-{model.lower()}"
 
 
+# (whole second, its "YYYY-MM-DDTHH:MM:SS." text): records come many per second, and formatting
+# the date is most of a timestamp's cost. One tuple, swapped whole, so threads never mix parts.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def utc_timestamp(epoch_s: float) -> str:
     """`2026-11-22T10:00:00.123Z`: ECS `@timestamp`, UTC, millisecond precision."""
-    moment = datetime.fromtimestamp(epoch_s, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    global _last_second
+    # Rounded to the microsecond first, as datetime does, then truncated to the millisecond.
+    second, ms = divmod(round(epoch_s * 1e6) // 1000, 1000)
+    cached = _last_second
+    if cached[0] != second:
+        moment = datetime.fromtimestamp(second, tz=timezone.utc)
+        cached = _last_second = (second, moment.strftime("%Y-%m-%dT%H:%M:%S."))
+    return f"{cached[1]}{ms:03d}Z"
 
 
 def _unwrap(value: Any) -> Any:
@@ -196,6 +207,9 @@ class RecordBuilder:
             elif value is None:
                 typed[name] = None
             elif kind == NUMERIC:
+                if type(value) is float:  # the common case, without the general checks
+                    typed[name] = value if math.isfinite(value) else None
+                    continue
                 raw = _unwrap(value)
                 typed[name] = None if isinstance(raw, bool) else _finite_number(raw)
             elif kind == CATEGORICAL:

@@ -124,3 +124,15 @@ def test_a_deferred_record_builds_the_same_document_when_read(sample_profile: Pr
 def test_a_deferred_record_with_an_over_long_id_reports_the_hashed_id() -> None:
     pending = _builder().defer({}, None, request_id="x" * 600)
     assert pending.id == dict(pending)["event"]["id"] == stable_id("x" * 600)[0]
+
+
+def test_the_cached_second_timestamp_matches_datetime_formatting() -> None:
+    # utc_timestamp caches the formatted second; the result must be what datetime gives,
+    # across second boundaries and from several values within one second.
+    def by_datetime(t: float) -> str:
+        moment = datetime.fromtimestamp(t, tz=timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+    moments = [NOW, NOW + 0.5, NOW + 0.876, NOW + 1, NOW - 1.25, 0.0, 86_399.999, 1.9995]
+    for t in moments + moments[::-1]:
+        assert utc_timestamp(t) == by_datetime(t), t

@@ -4,7 +4,10 @@ A lean FastAPI service (20 numeric + 5 categorical features, a scikit-learn logi
 regression on one-hot codes, uvicorn, one process) answers POST /predict in four modes:
 - `plain`: predict only (the baseline);
 - `exporter`: + `ModelMonitor.observe()` (Prometheus series);
-- `logger`: + `PredictionLogger.record()` with the Elasticsearch shipper (a real node);
+- `logger`: + `PredictionLogger.record()` with the Elasticsearch shipper (a real node, on the
+  same machine: its indexing competes with the service for the cores);
+- `logger_es_down`: the same with Elasticsearch unreachable (every record spooled to disk):
+  the service's own cost without a co-located node;
 - `jsonlog`: + python-json-logger's `logger.info(record)` to a file (the guide's way).
 Rounds are interleaved (each round runs every mode, in a rotated order) so a change in the
 machine's load hits all modes alike; each mode's figure is the median of its rounds and is
@@ -41,7 +44,11 @@ from fastapi import FastAPI, Request
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-MODES = ("plain", "exporter", "logger", "jsonlog")
+MODES = ("plain", "exporter", "logger", "logger_es_down", "jsonlog")
+# A port nothing listens on (discard): `logger_es_down` spools every record to disk, so the
+# service pays for observe, build, redact, encode and spooling, but no Elasticsearch node
+# shares the machine's cores with it (in production the cluster runs elsewhere).
+_NO_ELASTICSEARCH = "http://127.0.0.1:9"
 GOAL_LOGGER_VS_PLAIN = 0.9
 NUMERIC = [f"n{i}" for i in range(20)]
 CATEGORICAL = {f"c{i}": [f"v{j}" for j in range(4 + i)] for i in range(5)}
@@ -107,23 +114,25 @@ def serve(mode: str, port: int, workdir: Path, es_url: str | None) -> None:
 
         def record(features: dict[str, Any], label: str, score: float) -> None:
             monitor.observe(features, label, scores=score)
-    elif mode == "logger":
+    elif mode in ("logger", "logger_es_down"):
         from exporter.profile import Profile
         from log_shipper.facade import PredictionLogger
 
         logger = PredictionLogger.from_profile(
             Profile.load(workdir / "profile.json"), service_name="loadbench",
-            environment="bench", es_url=es_url, spool_dir=workdir / f"spool-{port}",
+            environment="bench", spool_dir=workdir / f"spool-{port}",
+            es_url=es_url if mode == "logger" else _NO_ELASTICSEARCH,
             registry=CollectorRegistry(), handle_signals=False)
 
         def record(features: dict[str, Any], label: str, score: float) -> None:
             logger.record(features, label, scores=score)
 
         def close_logger() -> None:
-            delivered = logger.close(timeout=60)
+            delivered = logger.close(timeout=60 if mode == "logger" else 1)
             assert logger.shipper is not None
             stats.update(delivered=delivered, shipped=logger.shipper.stats.shipped,
                          replayed=logger.shipper.stats.replayed, errors=logger.errors,
+                         spooled=logger.shipper.stats.spooled,
                          dropped=dict(logger.shipper.stats.dropped))
         closing.append(close_logger)
     elif mode == "jsonlog":

@@ -296,3 +296,9 @@ class PendingRecord(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.build())
+
+
+def materialize(item: Any) -> Mapping[str, Any]:
+    """The record a queued item stands for: a `PendingRecord` built, anything else as is.
+    Meant as the shipper's `prepare`, so a record that fails to build is counted as such."""
+    return item.build() if isinstance(item, PendingRecord) else item

@@ -10,7 +10,13 @@ from datetime import datetime, timezone
 import numpy as np
 
 from exporter.profile import Profile
-from log_shipper.record import RecordBuilder, index_name, stable_id, utc_timestamp
+from log_shipper.record import (
+    RecordBuilder,
+    index_name,
+    materialize,
+    stable_id,
+    utc_timestamp,
+)
 from tests.profiles import sample_profile_dict
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=timezone.utc).timestamp()
@@ -136,3 +142,11 @@ def test_the_cached_second_timestamp_matches_datetime_formatting() -> None:
     moments = [NOW, NOW + 0.5, NOW + 0.876, NOW + 1, NOW - 1.25, 0.0, 86_399.999, 1.9995]
     for t in moments + moments[::-1]:
         assert utc_timestamp(t) == by_datetime(t), t
+
+
+def test_materialize_builds_a_pending_record_and_passes_a_dict_through() -> None:
+    pending = _builder().defer({"a": 1}, 1.0, request_id="req-9")
+    assert materialize(pending) == _builder().build({"a": 1}, 1.0, request_id="req-9",
+                                                    timestamp=NOW)
+    record = {"event": {"id": "x"}}
+    assert materialize(record) is record

@@ -5,9 +5,12 @@ Targets (issue 4, section 6):
 - shipping throughput >= 0.8x a plain `elasticsearch.helpers.bulk` of the same documents,
   both measured here, in the same run, against the same single-node cluster.
 
+- `PredictionLogger.record()` median <= 1.5x python-json-logger's `logger.info(record)` to a
+  file handler (the guide's way of logging inputs), same run; reported beside it: observe()
+  alone and the pre-issue-9 path (observe + build + ship in the caller's thread).
+
 Reported beside them, without a target: `ship()` in `durability="spool_first"` mode (fsync
-"always": the record is serialized and written to the spool in the caller's thread), and the
-whole per-prediction call `PredictionLogger.record()` (monitor observe + record build + ship).
+"always": the record is serialized and written to the spool in the caller's thread).
 
 Usage: bench/bench_shipper.py --out DIR [--es-url URL] [--docs N] [--rounds R]
 Without --es-url (or MLMON_ES_URL) it starts a throw-away Elasticsearch through the test
@@ -18,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,7 @@ from log_shipper.shipper import Shipper  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TARGET_ENQUEUE_US = 5.0
 TARGET_RATIO = 0.8
+TARGET_RECORD_VS_GUIDE = 1.5  # record() against the guide's logger.info(), same run
 CHUNK = 500
 
 
@@ -89,28 +94,66 @@ def bench_enqueue(url: str, records: list[dict[str, Any]],
     return _summary(times)
 
 
-def bench_record(url: str, n: int) -> dict[str, float]:
-    """Per-call `PredictionLogger.record()`: observe (Prometheus) + build + ship (memory mode)."""
+def _features(i: int) -> dict[str, Any]:
+    cities = ["paris", "rome", "berlin", "madrid", "oslo"]
+    return {"age": 20.0 + i % 60, "income": 1000.0 + (i * 37) % 5000, "city": cities[i % 5],
+            "review": "the service was good"}
+
+
+def _per_call(n: int, call: Callable[[int], Any]) -> dict[str, float]:
+    clock = time.perf_counter_ns
+    times = []
+    for i in range(n):
+        start = clock()
+        call(i)
+        times.append(clock() - start)
+    return _summary(times)
+
+
+def bench_record(url: str, n: int) -> dict[str, dict[str, float]]:
+    """Per-call costs on the request thread, measured in turn in the same process:
+    - `record`: `PredictionLogger.record()` (observe + capture + ship; built off the thread);
+    - `build_on_thread`: observe + build + ship in the caller's thread (record() before issue 9);
+    - `observe`: `ModelMonitor.observe()` alone;
+    - `guide`: python-json-logger's `logger.info(record)` to a file handler (how the guide's
+      course code logs a prediction's inputs), synchronous as it is written there."""
     from prometheus_client import CollectorRegistry
+    from pythonjsonlogger.json import JsonFormatter
 
     profile = Profile.load(REPO / "kibana" / "example_profile.json")
-    cities = ["paris", "rome", "berlin", "madrid", "oslo"]
+    features = [_features(i) for i in range(n)]
+    scores = {"no": 0.3, "yes": 0.7}
     with tempfile.TemporaryDirectory() as spool:
         logger = PredictionLogger.from_profile(
             profile, service_name="bench", environment="bench", es_url=url, spool_dir=spool,
-            registry=CollectorRegistry(), queue_size=n + 1, handle_signals=False)
-        clock = time.perf_counter_ns
-        times = []
-        for i in range(n):
-            features = {"age": 20.0 + i % 60, "income": 1000.0 + (i * 37) % 5000,
-                        "city": cities[i % 5], "review": "the service was good"}
-            start = clock()
-            logger.record(features, "yes", latency_s=0.01, scores={"no": 0.3, "yes": 0.7})
-            times.append(clock() - start)
+            registry=CollectorRegistry(), queue_size=2 * n + 1, handle_signals=False)
+        monitor, builder, shipper = logger.monitor, logger.builder, logger.shipper
+        assert monitor is not None and shipper is not None
+
+        def build_on_thread(i: int) -> None:
+            seen = monitor.observe(features[i], "yes", latency_s=0.01, scores=scores)
+            shipper.ship(builder.build(features[i], "yes", latency_s=0.01, scores=scores,
+                                       flags=seen.flags, unknown_features=seen.unknown_features))
+
+        guide = logging.Logger("bench-guide", logging.INFO)
+        handler = logging.FileHandler(Path(spool) / "guide.log", encoding="utf-8")
+        handler.setFormatter(JsonFormatter())
+        guide.addHandler(handler)
+        out = {
+            "record": _per_call(n, lambda i: logger.record(features[i], "yes", latency_s=0.01,
+                                                           scores=scores)),
+            "build_on_thread": _per_call(n, build_on_thread),
+            "observe": _per_call(n, lambda i: monitor.observe(features[i], "yes",
+                                                              latency_s=0.01, scores=scores)),
+            "guide": _per_call(n, lambda i: guide.info(
+                {"features": features[i], "prediction": "yes", "scores": scores,
+                 "latency_s": 0.01})),
+        }
+        handler.close()
         logger.close(timeout=120)
         Elasticsearch(url).options(ignore_status=404).indices.delete(
             index="mlmon-predictions-churn")
-    return _summary(times)
+    return out
 
 
 def bench_bulk(client: Elasticsearch, index: str, records: list[dict[str, Any]]) -> float:
@@ -191,8 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         "enqueue_p99_us": round(enqueue["p99_us"], 3),
         "spool_first_enqueue_median_us": round(spool_first["median_us"], 3),
         "spool_first_enqueue_p99_us": round(spool_first["p99_us"], 3),
-        "record_median_us": round(record_call["median_us"], 3),
-        "record_p99_us": round(record_call["p99_us"], 3),
+        "record_median_us": round(record_call["record"]["median_us"], 3),
+        "record_p99_us": round(record_call["record"]["p99_us"], 3),
+        "record_build_on_thread_median_us": round(record_call["build_on_thread"]["median_us"], 3),
+        "observe_median_us": round(record_call["observe"]["median_us"], 3),
+        "guide_logger_info_median_us": round(record_call["guide"]["median_us"], 3),
+        "record_vs_guide": round(record_call["record"]["median_us"]
+                                 / record_call["guide"]["median_us"], 3),
         "helpers_bulk_docs_per_s": round(bulk), "shipper_docs_per_s": round(shipped),
         "bulk_rounds_docs_per_s": [round(r) for r in bulk_rates],
         "shipper_rounds_docs_per_s": [round(r) for r in shipper_rates],
@@ -200,21 +248,31 @@ def main(argv: list[str] | None = None) -> int:
         "enqueue_ok": enqueue["median_us"] <= TARGET_ENQUEUE_US,
         "throughput_ok": shipped >= TARGET_RATIO * bulk,
     }
+    result["record_ok"] = result["record_vs_guide"] <= TARGET_RECORD_VS_GUIDE
     print(f"| measure | value | target |\n| --- | --- | --- |\n"
           f"| ship() median | {result['enqueue_median_us']} us | <= {TARGET_ENQUEUE_US} us |\n"
           f"| ship() p99 | {result['enqueue_p99_us']} us | |\n"
           f"| ship() spool_first median | {result['spool_first_enqueue_median_us']} us "
           f"(p99 {result['spool_first_enqueue_p99_us']}) | none |\n"
           f"| PredictionLogger.record() median | {result['record_median_us']} us "
-          f"(p99 {result['record_p99_us']}) | none |\n"
+          f"(p99 {result['record_p99_us']}) | <= {TARGET_RECORD_VS_GUIDE}x guide |\n"
+          f"| observe + build + ship on the thread (before) | "
+          f"{result['record_build_on_thread_median_us']} us | |\n"
+          f"| observe() alone | {result['observe_median_us']} us | |\n"
+          f"| guide: python-json-logger info() to a file | "
+          f"{result['guide_logger_info_median_us']} us | baseline |\n"
+          f"| record() / guide | {result['record_vs_guide']} | "
+          f"<= {TARGET_RECORD_VS_GUIDE} |\n"
           f"| helpers.bulk | {bulk:.0f} docs/s | baseline |\n"
           f"| Shipper | {shipped:.0f} docs/s | >= {TARGET_RATIO}x baseline |\n"
           f"| ratio | {result['ratio']} | >= {TARGET_RATIO} |")
-    # Judged on the same-run ratio only; the enqueue time is absolute: reported, not judged.
+    # Judged on same-run ratios only; the enqueue time is absolute: reported, not judged.
     throughput = Target("Shipper vs helpers.bulk throughput", shipped / bulk, TARGET_RATIO,
                         at_least=True, reported=f"{shipped:.0f} vs {bulk:.0f} docs/s; ship() "
                         f"median {result['enqueue_median_us']} us")
-    return finish("bench_shipper", args.out, "bench_shipper.json", result, [throughput])
+    record = Target("PredictionLogger.record() vs python-json-logger", result["record_vs_guide"],
+                    TARGET_RECORD_VS_GUIDE, at_least=False)
+    return finish("bench_shipper", args.out, "bench_shipper.json", result, [throughput, record])
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from demo.model import DemoModel
 from exporter.server import make_asgi_app
 from log_shipper.facade import PredictionLogger
+from log_shipper.logger_metrics import PredictionLoggerCollector
 from log_shipper.metrics import ShipperCollector
 
 
@@ -52,6 +53,7 @@ def create_app(model: DemoModel, logger: PredictionLogger,
         shipper = logger.shipper
         registry.register(ShipperCollector(shipper.stats, shipper.queue_depth,
                                            shipper.spool_bytes))
+    registry.register(PredictionLoggerCollector(logger))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

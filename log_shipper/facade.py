@@ -1,8 +1,10 @@
 """One call per prediction feeds the exporter (Prometheus) and the shipper (Elasticsearch).
 
-`PredictionLogger.record(...)` runs `ModelMonitor.observe()` for the metrics, builds the ECS
-record with the flags the monitor found, and hands it to the shipper and/or the JSON-lines log.
-It never raises: a failure is counted in `errors` and the prediction goes on.
+`PredictionLogger.record(...)` runs `ModelMonitor.observe()` for the metrics, captures what the
+ECS record needs (with the flags the monitor found) and hands it to the shipper and/or the
+JSON-lines log, whose threads build, redact and encode it: the request thread pays for observe()
+and an enqueue (docs/shipper-records.md has the measured costs). It never raises: a failure is
+counted in `errors` and the prediction goes on.
 
 `with logger.track_request():` around the request adds the monitor's in-flight gauge, latency
 and outcome; `record()` calls inside it leave the latency histogram to the request (so it is
@@ -185,14 +187,15 @@ class PredictionLogger:
                 observation = self.monitor.observe(features, prediction,
                                                    latency_s=monitor_latency, scores=scores)
                 flags, unknown = observation.flags, observation.unknown_features
-            record = self.builder.build(features, prediction, latency_s=latency_s,
+            # Only capture here; the shipper's and the log sink's threads build and encode.
+            record = self.builder.defer(features, prediction, latency_s=latency_s,
                                         scores=scores, request_id=request_id, flags=flags,
                                         unknown_features=unknown)
             if self.shipper is not None:
                 self.shipper.ship(record)
             if self.log_sink is not None:
                 self.log_sink.emit(record)
-            return str(record["event"]["id"])
+            return record.id
         except Exception:  # noqa: BLE001 - monitoring must not break the prediction
             self.errors += 1
             return None

@@ -4,10 +4,11 @@ For those who ship through Logstash (TCP `json_lines` input, or a file input tai
 any log collector reading stdout. Formatting uses python-json-logger; the line holds exactly the
 record's fields (sorted keys), so Logstash indexes the same field names as the direct path.
 
-The caller's thread only puts the record on a bounded queue (`QueueHandler`); a listener thread
-redacts, formats and writes it, so a slow disk or a down Logstash never delays a prediction.
-A full queue drops the line and counts it (`dropped`). Every sink has its own logger, queue and
-listener: sinks never see each other's records.
+The caller's thread only puts the record (a dict, or a `PendingRecord` not yet built) on a
+bounded queue; a listener thread builds, redacts, formats and writes it, so a slow disk or a
+down Logstash never delays a prediction. What is not written is counted by reason (`drops`:
+queue full, record failed to build, format or write failed). Every sink has its own queue,
+listener and handler: sinks never see each other's records.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import logging.handlers
 import queue
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -50,21 +52,34 @@ class TcpJsonLinesHandler(logging.handlers.SocketHandler):
         return self.format(record).encode("utf-8") + b"\n"
 
 
-class _DroppingQueueHandler(logging.handlers.QueueHandler):
-    """A QueueHandler that never blocks, never prints a traceback, and formats nothing itself."""
+SINK_DROP_REASONS = ("queue_full", "build_error", "write_error")
 
-    def __init__(self, q: queue.Queue[Any]) -> None:
-        super().__init__(q)
-        self.dropped = 0
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record  # formatting happens in the listener thread
+class _RecordListener(logging.handlers.QueueListener):
+    """Takes records (dicts or `PendingRecord`s) off the queue and logs each, in its thread.
 
-    def enqueue(self, record: logging.LogRecord) -> None:
+    The request thread only enqueues: building the record, the `LogRecord`, formatting and
+    writing all happen here. A record that fails to build is counted, never raised."""
+
+    def __init__(self, q: queue.Queue[Any], handler: logging.Handler, name: str,
+                 drops: dict[str, int]) -> None:
+        super().__init__(q, handler)
+        self._name = name
+        self._drops = drops
+
+    def enqueue_sentinel(self) -> None:
+        # The base class's put_nowait raises on a full queue, so a close() at a busy moment
+        # would fail: wait for the listener (which is draining it) to make room instead.
+        self.queue.put(self._sentinel)
+
+    def handle(self, item: Any) -> None:
         try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
+            message = item if type(item) is dict else dict(item)
+        except Exception:  # noqa: BLE001 - one bad record must not stop the listener
+            self._drops["build_error"] += 1
+            return
+        record = logging.LogRecord(self._name, logging.INFO, __file__, 0, message, None, None)
+        super().handle(record)
 
 
 class JsonLinesSink:
@@ -79,18 +94,19 @@ class JsonLinesSink:
                  queue_size: int = 10_000, logger_name: str = "mlmon.records") -> None:
         self._formatter = RecordFormatter(redactor)
         handler.setFormatter(self._formatter)
+        # A failed format or write reaches handleError: count it instead of printing a traceback.
+        handler.handleError = self._write_failed  # type: ignore[method-assign]
         self._handler = handler
+        self.drops: dict[str, int] = dict.fromkeys(SINK_DROP_REASONS, 0)
+        # Each sink has its own queue, listener and handler (no named, process-global logger):
+        # two sinks never see each other's records, a redacting one's included.
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
-        self._front = _DroppingQueueHandler(self._queue)
-        self._listener = logging.handlers.QueueListener(self._queue, handler)
-        # A private logger, not `logging.getLogger(name)`: a named logger is process-global, so
-        # two sinks sharing it would each receive the other's records (a record meant for a
-        # redacting sink would reach a sink without a redactor, raw). This one is registered
-        # nowhere, has no parent and only this sink's handler.
-        self._logger = logging.Logger(logger_name, logging.INFO)
-        self._logger.propagate = False  # records are data, not the application's log
-        self._logger.addHandler(self._front)
+        self._listener = _RecordListener(self._queue, handler, logger_name, self.drops)
+        self._closed = False
         self._listener.start()
+
+    def _write_failed(self, record: logging.LogRecord) -> None:
+        self.drops["write_error"] += 1
 
     @classmethod
     def stdout(cls, **options: Any) -> JsonLinesSink:
@@ -112,18 +128,20 @@ class JsonLinesSink:
 
     @property
     def dropped(self) -> int:
-        """Lines dropped because the queue was full."""
-        return self._front.dropped
+        """Records not written, for any reason (`drops` has them by reason)."""
+        return sum(self.drops.values())
 
-    def emit(self, record: dict[str, Any]) -> None:
-        """Queue one record for writing; never blocks, never raises."""
+    def emit(self, record: Mapping[str, Any]) -> None:
+        """Queue one record (a dict or a `PendingRecord`) for writing; never blocks or raises."""
         try:
-            self._logger.info(record)
-        except Exception:  # noqa: BLE001 - the serving path must never see our failures
-            self._front.dropped += 1
+            self._queue.put_nowait(record)
+        except queue.Full:  # the only error a put_nowait raises
+            self.drops["queue_full"] += 1
 
     def close(self) -> None:
         """Write what is queued, then close the handler."""
-        self._logger.removeHandler(self._front)
+        if self._closed:
+            return
+        self._closed = True
         self._listener.stop()
         self._handler.close()

@@ -4,13 +4,24 @@
 the profile says (numeric -> float, categorical -> canonical string, text -> str), so a value
 Elasticsearch would reject for its mapping never leaves the process: such a value becomes
 `null` and the exporter's flag (`wrong_type`, `nan`, ...) says why.
+
+The request id contract: the record's `event.id` is its Elasticsearch `_id`, which Elasticsearch
+refuses over 512 bytes (UTF-8). A longer `request_id` is replaced by `stable_id()`, a SHA-256 of
+it (the same request id always gives the same `_id`, so a retried request is still indexed
+once), and the original is kept in `event.original_id` (in `_source`, not indexed).
+
+`RecordBuilder.defer(...)` captures what a record needs (O(1) plus a copy of the features) and
+returns a `PendingRecord`, a read-only Mapping that builds the document the first time it is
+read: in the shipper's or the log sink's thread, not the request's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +36,20 @@ from exporter.values import (
 )
 
 DATASET = "mlmon.prediction"
+MAX_ID_BYTES = 512  # Elasticsearch's limit on a document `_id`, in UTF-8 bytes
+_HASHED_ID_PREFIX = "sha256:"
+
+
+def stable_id(request_id: str) -> tuple[str, str | None]:
+    """`(id, original)`: the id itself when Elasticsearch accepts it, else `sha256:<hex>` of
+    its UTF-8 bytes and the original (kept in `event.original_id`)."""
+    # No encoding for the usual short id: 128 characters are at most 512 bytes in UTF-8.
+    if len(request_id) <= MAX_ID_BYTES // 4:
+        return request_id, None
+    raw = request_id.encode("utf-8", "surrogatepass")
+    if len(raw) <= MAX_ID_BYTES:
+        return request_id, None
+    return _HASHED_ID_PREFIX + hashlib.sha256(raw).hexdigest(), request_id
 
 
 def index_name(model: str) -> str:
@@ -32,10 +57,21 @@ def index_name(model: str) -> str:
     return f"mlmon-predictions-{model.lower()}"
 
 
+# (whole second, its "YYYY-MM-DDTHH:MM:SS." text): records come many per second, and formatting
+# the date is most of a timestamp's cost. One tuple, swapped whole, so threads never mix parts.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def utc_timestamp(epoch_s: float) -> str:
     """`2026-11-22T10:00:00.123Z`: ECS `@timestamp`, UTC, millisecond precision."""
-    moment = datetime.fromtimestamp(epoch_s, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    global _last_second
+    # Rounded to the microsecond first, as datetime does, then truncated to the millisecond.
+    second, ms = divmod(round(epoch_s * 1e6) // 1000, 1000)
+    cached = _last_second
+    if cached[0] != second:
+        moment = datetime.fromtimestamp(second, tz=timezone.utc)
+        cached = _last_second = (second, moment.strftime("%Y-%m-%dT%H:%M:%S."))
+    return f"{cached[1]}{ms:03d}Z"
 
 
 def _finite_number(value: Any) -> float | None:
@@ -84,6 +120,10 @@ class RecordBuilder:
         self._clock = clock
         self._new_id = new_id
 
+    def new_id(self) -> str:
+        """A fresh record id (a random UUID unless the builder was given `new_id`)."""
+        return self._new_id()
+
     def build(
         self,
         features: Mapping[str, Any],
@@ -97,11 +137,11 @@ class RecordBuilder:
         timestamp: float | None = None,
     ) -> dict[str, Any]:
         """The record as a plain dict (key order fixed, JSON-safe)."""
-        event: dict[str, Any] = {
-            "id": str(request_id) if request_id is not None else self._new_id(),
-            "kind": "event",
-            "dataset": DATASET,
-        }
+        ident, original = (stable_id(str(request_id)) if request_id is not None
+                           else (self._new_id(), None))
+        event: dict[str, Any] = {"id": ident, "kind": "event", "dataset": DATASET}
+        if original is not None:
+            event["original_id"] = original
         latency = _finite_number(latency_s)
         if latency is not None and latency >= 0:
             event["duration"] = int(round(latency * 1e9))  # ECS: nanoseconds
@@ -121,6 +161,22 @@ class RecordBuilder:
             "unknown_features": unknown,
         }
 
+    def defer(
+        self,
+        features: Mapping[str, Any],
+        prediction: Any,
+        *,
+        latency_s: float | None = None,
+        scores: Mapping[str, float] | float | None = None,
+        request_id: str | None = None,
+        flags: Mapping[str, Iterable[str]] | None = None,
+        unknown_features: Iterable[str] | None = None,
+    ) -> PendingRecord:
+        """What `build()` needs, captured now (id and timestamp included); built when read."""
+        ident = self._new_id() if request_id is None else str(request_id)
+        return PendingRecord(self, ident, self._clock(), dict(features), prediction, latency_s,
+                             scores, flags, unknown_features)
+
     def _features(self, features: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if self._kinds is None:
             return {str(k): _json_scalar(v) for k, v in features.items()}, []
@@ -133,6 +189,9 @@ class RecordBuilder:
                 # key must not grow the mapping.
                 unknown.append(str(name))
             elif kind == NUMERIC:
+                if type(value) is float:  # the common case, without the general checks
+                    typed[name] = value if math.isfinite(value) else None
+                    continue
                 typed[name] = _finite_number(value)
             elif kind == CATEGORICAL:
                 typed[name] = classify_category(value)[0]
@@ -170,3 +229,58 @@ class RecordBuilder:
                 # The score of the predicted class: what the exporter's score histogram sees.
                 out["value"] = out["scores"][label]
         return out
+
+
+class PendingRecord(Mapping[str, Any]):
+    """A record captured on the request thread and built on first read (then kept).
+
+    `id` is known at once (it is what `PredictionLogger.record()` returns); everything else
+    waits for the reader, the shipper's or the log sink's thread. Two readers racing build it
+    twice and get equal documents: the id and the timestamp were fixed at capture.
+
+    >>> pending = builder.defer({"age": 42}, 0.73)
+    >>> pending.id                 # no build yet
+    >>> dict(pending)              # built here
+    """
+
+    __slots__ = ("_builder", "_request_id", "_timestamp", "_args", "_built")
+
+    def __init__(self, builder: RecordBuilder, request_id: str, timestamp: float,
+                 *args: Any) -> None:
+        self._builder = builder
+        self._request_id = request_id
+        self._timestamp = timestamp
+        self._args = args
+        self._built: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        """The record's `event.id` (the `_id` it will have in Elasticsearch)."""
+        return stable_id(self._request_id)[0]
+
+    def build(self) -> dict[str, Any]:
+        """The document (built once)."""
+        built = self._built
+        if built is None:
+            features, prediction, latency_s, scores, flags, unknown = self._args
+            built = self._builder.build(features, prediction, latency_s=latency_s,
+                                        scores=scores, request_id=self._request_id,
+                                        flags=flags, unknown_features=unknown,
+                                        timestamp=self._timestamp)
+            self._built = built
+        return built
+
+    def __getitem__(self, key: str) -> Any:
+        return self.build()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.build())
+
+    def __len__(self) -> int:
+        return len(self.build())
+
+
+def materialize(item: Any) -> Mapping[str, Any]:
+    """The record a queued item stands for: a `PendingRecord` built, anything else as is.
+    Meant as the shipper's `prepare`, so a record that fails to build is counted as such."""
+    return item.build() if isinstance(item, PendingRecord) else item

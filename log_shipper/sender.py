@@ -11,6 +11,13 @@ replay can duplicate a record. Outcomes:
   re-sending cannot help; the caller dead-letters these with `reason`.
 Only documents that got `retry` are re-sent, after `backoff_delay(attempt)`.
 
+A rejection of the whole request (400 `action_request_validation_exception` for an `_id` over
+512 bytes, 413 for a body over `http.max_content_length`) is not a verdict on each document: the
+batch is split in halves, recursively, until the offender is alone; the rest is indexed and only
+the offender is `rejected`, with Elasticsearch's own error. What can be checked before sending is:
+a batch whose body would exceed `max_request_bytes` is sent as several requests, and a document
+that alone exceeds it is rejected without a request.
+
 The bulk request's server-side `timeout` (how long Elasticsearch waits for an unavailable
 primary shard) is kept below the client's request timeout, so a missing shard gives per-document
 503s for its documents only, instead of a client timeout that re-sends the whole batch.
@@ -23,6 +30,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
@@ -32,6 +40,11 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # Statuses of a whole bulk request that say "try again later" rather than "bad document".
 RETRYABLE_REQUEST_STATUS = RETRYABLE_STATUS | {401, 403, 404}
+# Only what the outcome needs: the answer to 500 documents shrinks from ~100 KB to ~10 KB of
+# JSON, parsed in the worker's thread (which shares the GIL with the service's requests).
+_RESPONSE_FIELDS = ["items.*.status", "items.*.error"]
+# Elasticsearch's default `http.max_content_length`: a larger request is answered 413.
+DEFAULT_MAX_REQUEST_BYTES = 100 << 20
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
@@ -76,8 +89,11 @@ class BulkSender:
         max_backoff_s: float = 5.0,
         request_timeout_s: float = 30.0,
         bulk_timeout_s: float | None = None,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if max_request_bytes < 1:
+            raise ValueError("max_request_bytes must be >= 1")
         # The client's own retries would re-send whole requests and hide failures from us.
         self._client = client.options(max_retries=0, retry_on_status=(), retry_on_timeout=False,
                                       request_timeout=request_timeout_s)
@@ -89,6 +105,9 @@ class BulkSender:
         self.max_retries = max_retries
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
+        self.max_request_bytes = max_request_bytes
+        self._action_prefix = (b'{"create":{"_index":' + json.dumps(index).encode()
+                               + b',"_id":')
         self._sleep = sleep
 
     def send(self, docs: Sequence[Document]) -> SendResult:
@@ -112,26 +131,48 @@ class BulkSender:
         result.retry = pending
         return result
 
-    def _body(self, docs: Sequence[Document]) -> bytes:
-        parts: list[bytes] = []
-        prefix = b'{"create":{"_index":' + json.dumps(self.index).encode() + b',"_id":'
-        for doc in docs:
-            parts.append(prefix + json.dumps(doc.id).encode() + b"}}\n")
-            parts.append(doc.source + b"\n")
-        return b"".join(parts)
+    def _action(self, doc: Document) -> bytes:
+        """The two bulk lines of one document: action and source."""
+        return self._action_prefix + json.dumps(doc.id).encode() + b"}}\n" + doc.source + b"\n"
 
     def _attempt(self, docs: Sequence[Document]) -> SendResult:
+        """One pass over `docs`: requests bounded by `max_request_bytes`, whole-request
+        rejections split until the offender is alone."""
+        result = SendResult()
+        batch: list[Document] = []
+        lines: list[bytes] = []
+        size = 0
+        for doc in docs:
+            action = self._action(doc)
+            if len(action) > self.max_request_bytes:
+                result.rejected.append((doc, 413, _too_large(len(action), self.max_request_bytes)))
+                continue
+            if size + len(action) > self.max_request_bytes:
+                _merge(result, self._request(batch, lines))
+                batch, lines, size = [], [], 0
+            batch.append(doc)
+            lines.append(action)
+            size += len(action)
+        if batch:
+            _merge(result, self._request(batch, lines))
+        return result
+
+    def _request(self, docs: list[Document], lines: list[bytes]) -> SendResult:
+        """One bulk request; on a whole-request rejection, each half again."""
         result = SendResult()
         try:
-            response = self._client.bulk(operations=self._body(docs), timeout=self._bulk_timeout)
+            response = self._client.bulk(operations=b"".join(lines), timeout=self._bulk_timeout,
+                                         filter_path=_RESPONSE_FIELDS)
         except ApiError as exc:
             if exc.meta.status in RETRYABLE_REQUEST_STATUS:
                 result.retry = list(docs)
                 result.error = f"bulk request failed with HTTP {exc.meta.status}: {exc.message}"
+            elif len(docs) > 1:
+                half = len(docs) // 2
+                _merge(result, self._request(docs[:half], lines[:half]))
+                _merge(result, self._request(docs[half:], lines[half:]))
             else:
-                reason = {"type": "bulk_request_rejected", "status": exc.meta.status,
-                          "reason": str(exc.body or exc.message)}
-                result.rejected = [(doc, exc.meta.status, reason) for doc in docs]
+                result.rejected = [(docs[0], exc.meta.status, _request_error(exc, len(lines[0])))]
             return result
         except TransportError as exc:  # connection refused / reset, timeout
             result.retry = list(docs)
@@ -153,3 +194,35 @@ class BulkSender:
             else:
                 result.rejected.append((doc, status, outcome.get("error")))
         return result
+
+
+def _merge(into: SendResult, part: SendResult) -> None:
+    """Add one request's outcome to a pass's."""
+    into.ok.extend(part.ok)
+    into.retry.extend(part.retry)
+    into.rejected.extend(part.rejected)
+    into.first_conflicts += part.first_conflicts
+    into.error = part.error or into.error
+
+
+def _request_error(exc: ApiError, request_bytes: int) -> Any:
+    """Elasticsearch's own reason for rejecting a whole request: the `error` object of its
+    answer, or when the body is empty (a 413 is) the status line it sent."""
+    body = exc.body
+    if isinstance(body, dict) and body.get("error"):
+        return body["error"]
+    status = exc.meta.status
+    try:
+        phrase = HTTPStatus(status).phrase  # what Elasticsearch's status line says
+    except ValueError:
+        phrase = f"HTTP {status}"
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    return {"type": phrase.lower().replace(" ", "_"), "status": status,
+            "reason": f"{phrase}: {text}" if text else phrase, "request_bytes": request_bytes}
+
+
+def _too_large(nbytes: int, limit: int) -> dict[str, Any]:
+    """The reason for a document that alone exceeds the request limit (never sent)."""
+    return {"type": "request_too_large", "status": 413,
+            "reason": f"the document's bulk lines are {nbytes} bytes, over the request limit "
+                      f"of {limit} bytes (Elasticsearch's http.max_content_length)"}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import socket
 import threading
 from pathlib import Path
@@ -220,3 +222,78 @@ def test_a_refused_start_registers_nothing_so_a_corrected_retry_works(
     assert registry.get_sample_value("mlmon_observations_total",
                                      {"model": "churn", "model_version": "3"}) == 1
     logger.close()
+
+
+class _Unbuildable(dict):  # type: ignore[type-arg]  # a record whose build fails when read
+    def keys(self):  # type: ignore[override]
+        raise RuntimeError("cannot build")
+
+    def __iter__(self):  # type: ignore[override]
+        raise RuntimeError("cannot build")
+
+
+def test_the_sink_counts_what_it_could_not_build_or_write(tmp_path: Path) -> None:
+    path = tmp_path / "records.log"
+    sink = JsonLinesSink.file(str(path))
+    sink.emit(RECORD)
+    sink.emit(_Unbuildable())
+    sink.close()
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [RECORD]
+    assert sink.drops == {"build_error": 1, "queue_full": 0, "write_error": 0}
+    closed = io.StringIO()
+    closed.close()  # every write raises: the handler reports it through handleError
+    broken = JsonLinesSink(logging.StreamHandler(closed))
+    broken.emit(RECORD)
+    broken.close()
+    assert broken.drops == {"build_error": 0, "queue_full": 0, "write_error": 1}
+    assert broken.dropped == 1
+
+
+def test_a_full_sink_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    class SlowHandler(logging.Handler):  # holds the listener until the queue has filled up
+        def emit(self, record: logging.LogRecord) -> None:
+            gate.wait(10)
+
+    sink = JsonLinesSink(SlowHandler(), queue_size=3)
+    for _ in range(10):
+        sink.emit(RECORD)
+    gate.set()
+    sink.close()
+    # One record may already be in the handler when the others arrive, three fit the queue;
+    # close() with a full queue waits for room instead of failing.
+    assert 6 <= sink.drops["queue_full"] <= 7
+
+
+def test_record_hands_an_unbuilt_record_to_the_sinks_and_returns_its_id(
+        sample_profile: Profile, tmp_path: Path) -> None:
+    path = tmp_path / "records.log"
+    sink = JsonLinesSink.file(str(path))
+    logger = PredictionLogger.from_profile(sample_profile, service_name="api", environment="t",
+                                           log_sink=sink, registry=CollectorRegistry())
+    event_id = logger.record({"age": 30, "city": "paris"}, 0.4, request_id="r" * 700)
+    logger.close()
+    (line,) = path.read_text().splitlines()
+    assert json.loads(line)["event"]["id"] == event_id
+    assert event_id is not None and event_id.startswith("sha256:")
+    assert json.loads(line)["event"]["original_id"] == "r" * 700
+
+
+def test_logger_and_sink_errors_are_exported(sample_profile: Profile, tmp_path: Path) -> None:
+    from log_shipper.logger_metrics import PredictionLoggerCollector
+
+    registry = CollectorRegistry()
+    sink = JsonLinesSink.file(str(tmp_path / "records.log"))
+    logger = PredictionLogger.from_profile(sample_profile, service_name="api", environment="t",
+                                           log_sink=sink, registry=registry)
+    registry.register(PredictionLoggerCollector(logger))
+
+    assert logger.record({"age": 30}, 0.4) is not None
+    assert logger.record(None, 0.4) is None  # type: ignore[arg-type]  # fails inside: counted
+    sink.emit(_Unbuildable())
+    logger.close()
+    assert registry.get_sample_value("mlmon_prediction_logger_errors_total") == 1
+    for reason, count in (("build_error", 1), ("queue_full", 0), ("write_error", 0)):
+        assert registry.get_sample_value("mlmon_log_sink_dropped_total",
+                                         {"reason": reason}) == count

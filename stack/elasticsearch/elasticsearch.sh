@@ -6,7 +6,8 @@
 # BASE_DIR holds conf/, data/, logs/ and tmp/; running again with the same BASE_DIR and ports
 # restarts the same node on the same data. Environment: MLMON_ES_HOME (default: the
 # distribution unpacked by `make install-elasticsearch`), MLMON_ES_HEAP (default 512m: the
-# machines have 2 shared cores), ES_JAVA_HOME / JAVA_HOME.
+# machines have 2 shared cores), MLMON_ES_SETTINGS (extra elasticsearch.yml lines, e.g. a small
+# `http.max_content_length` for a test), ES_JAVA_HOME / JAVA_HOME.
 # Elasticsearch refuses to run as root, so as root it runs as `nobody` (setpriv, util-linux).
 set -euo pipefail
 
@@ -59,6 +60,7 @@ discovery.type: single-node
 xpack.security.enabled: false
 cluster.routing.allocation.disk.threshold_enabled: false
 action.destructive_requires_name: false
+${MLMON_ES_SETTINGS:-}
 SETTINGS
 
 export ES_PATH_CONF="$base/conf" ES_TMPDIR="$base/tmp"

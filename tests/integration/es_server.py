@@ -79,8 +79,10 @@ class ElasticsearchServer:
     """
 
     def __init__(self, base_dir: Path, http_port: int | None = None,
-                 transport_port: int | None = None, heap: str = "512m") -> None:
+                 transport_port: int | None = None, heap: str = "512m",
+                 settings: dict[str, str] | None = None) -> None:
         self.base_dir = Path(base_dir)
+        self.settings = dict(settings or {})  # extra elasticsearch.yml settings
         self.http_port = http_port or free_port()
         self.transport_port = transport_port or free_port()
         self.heap = heap
@@ -104,7 +106,8 @@ class ElasticsearchServer:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         # /tmp/pytest-of-root is 0700: as root the node runs as nobody, so its dir must be
         # reachable by nobody; tempfile.mkdtemp under /tmp is.
-        env = dict(os.environ, MLMON_ES_HOME=str(es_home()), MLMON_ES_HEAP=self.heap)
+        env = dict(os.environ, MLMON_ES_HOME=str(es_home()), MLMON_ES_HEAP=self.heap,
+                   MLMON_ES_SETTINGS="\n".join(f"{k}: {v}" for k, v in self.settings.items()))
         with open(self.output_file, "ab") as out:
             self._process = subprocess.Popen(
                 [str(LAUNCHER), str(self.base_dir), str(self.http_port), str(self.transport_port)],
@@ -187,9 +190,10 @@ def _wait_port_closed(port: int, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def new_server(prefix: str = "mlmon-es-") -> ElasticsearchServer:
+def new_server(prefix: str = "mlmon-es-",
+               settings: dict[str, str] | None = None) -> ElasticsearchServer:
     """A server in a fresh temp dir; call `missing_server` first when it is not installed."""
-    return ElasticsearchServer(Path(tempfile.mkdtemp(prefix=prefix)))
+    return ElasticsearchServer(Path(tempfile.mkdtemp(prefix=prefix)), settings=settings)
 
 
 def _require_installed() -> None:
@@ -200,10 +204,12 @@ def _require_installed() -> None:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[ElasticsearchServer]:
-    """A started node in a fresh temp dir, stopped and deleted afterwards (skip when missing)."""
+def running_server(settings: dict[str, str] | None = None) -> Iterator[ElasticsearchServer]:
+    """A started node in a fresh temp dir, stopped and deleted afterwards (skip when missing).
+
+    `settings`: extra elasticsearch.yml settings, e.g. `{"http.max_content_length": "1mb"}`."""
     _require_installed()
-    server = new_server()
+    server = new_server(settings=settings)
     try:
         server.start()
         yield server

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-DROP_REASONS = ("queue_full", "spool_full", "closed", "unserializable", "spool_error")
+DROP_REASONS = ("queue_full", "spool_full", "closed", "unserializable", "spool_error",
+                "prepare_error")
 
 
 @dataclass

@@ -107,6 +107,7 @@ class Shipper:
         request_timeout_s: float = 10.0,
         shutdown_timeout_s: float = 10.0,
         on_durable: Callable[[Sequence[str]], None] | None = None,
+        prepare: Callable[[Any], Mapping[str, Any]] | None = None,
         adopt_dirs: Iterable[str | os.PathLike[str]] = (),
         durability: str | None = None,
         handle_signals: bool = True,
@@ -125,7 +126,7 @@ class Shipper:
         client = Elasticsearch(es) if isinstance(es, str) else es
         self.index = index
         self.stats = ShipperStats()
-        self._queue: deque[Mapping[str, Any]] = deque()
+        self._queue: deque[Any] = deque()
         self._queue_size = queue_size
         self._wake_at = max_docs  # a full chunk is waiting: worth waking the worker for
         # Past this depth the deque is drained to disk instead of waiting on Elasticsearch.
@@ -145,6 +146,7 @@ class Shipper:
                                   max_backoff_s=max_backoff_s,
                                   request_timeout_s=request_timeout_s, sleep=sleep)
         self._redactor = redactor or None
+        self._prepare = prepare
         self._initial_backoff_s, self._max_backoff_s = initial_backoff_s, max_backoff_s
         self._shutdown_timeout_s = shutdown_timeout_s
         self._on_durable = on_durable
@@ -178,7 +180,7 @@ class Shipper:
 
     # ---- the prediction path ---------------------------------------------------------------
 
-    def ship(self, record: Mapping[str, Any]) -> bool:
+    def ship(self, record: Any) -> bool:
         """Queue one record; never blocks, never raises. False when it was dropped (counted).
 
         In `spool_first` mode the record is in the spool (page cache) when this returns True."""
@@ -199,7 +201,7 @@ class Shipper:
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
             return False
 
-    def _ship_to_spool(self, record: Mapping[str, Any]) -> bool:
+    def _ship_to_spool(self, record: Any) -> bool:
         try:
             if self._closed:
                 self.stats.drop("closed")
@@ -347,7 +349,17 @@ class Shipper:
             self._dispatch(chunk.items, now)
         return moved > 0 or chunk is not None
 
-    def _encode(self, record: Mapping[str, Any], worker: bool = True) -> Document | None:
+    def _encode(self, item: Any, worker: bool = True) -> Document | None:
+        drop = self.stats.worker_drop if worker else self.stats.drop
+        if self._prepare is not None:
+            try:
+                record = self._prepare(item)
+            except Exception as exc:  # noqa: BLE001 - a bad item must not stop the worker
+                drop("prepare_error")
+                log.warning("mlmon shipper: dropped an item prepare() failed on: %r", exc)
+                return None
+        else:
+            record = item
         try:
             doc = dict(record)
             if self._redactor is not None:
@@ -361,10 +373,7 @@ class Shipper:
                                 allow_nan=False).encode("utf-8")
             return Document(str(doc_id), source)
         except Exception as exc:  # noqa: BLE001 - a bad record must not stop the worker
-            if worker:
-                self.stats.worker_drop("unserializable")
-            else:
-                self.stats.drop("unserializable")
+            drop("unserializable")
             log.warning("mlmon shipper: dropped a record that is not JSON-serializable: %s", exc)
             return None
 

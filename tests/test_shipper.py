@@ -187,3 +187,22 @@ def test_backoff_delay_doubles_from_initial_and_is_capped() -> None:
     assert [backoff_delay(a, 0.5, 30.0) for a in range(1, 9)] == [
         0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
     assert backoff_delay(1, 0.2, 0.1) == 0.1  # the cap wins even on the first attempt
+
+
+def test_prepare_builds_the_record_off_the_callers_thread_and_its_errors_are_counted(
+        closed_url: str, tmp_path: Path) -> None:
+    callers: list[str] = []
+
+    def prepare(item: tuple[int, str]) -> dict[str, object]:
+        callers.append(threading.current_thread().name)
+        n, city = item
+        if n == 3:
+            raise ValueError("cannot build record 3")
+        return _record(n, city=city)
+
+    shipper = _shipper(closed_url, tmp_path, prepare=prepare)
+    assert all(shipper.ship((i, "paris")) for i in range(5))
+    shipper.close(timeout=0.2)
+    assert _spooled_ids(tmp_path) == ["r0", "r1", "r2", "r4"]
+    assert shipper.stats.dropped["prepare_error"] == 1
+    assert threading.current_thread().name not in callers

@@ -145,13 +145,12 @@ def test_spool_payload_round_trip() -> None:
     assert json.loads(decode_spooled(encode_spooled(doc)).source) == {"a": 1}
 
 
-def test_spool_first_from_many_threads_keeps_every_record(closed_url: str,
-                                                          tmp_path: Path) -> None:
-    # Callers append to the spool concurrently while the worker peeks and syncs: no record
-    # lost, torn or duplicated, and each thread's records stay in its own order.
+def test_fsync_always_from_many_threads_keeps_every_record(closed_url: str,
+                                                           tmp_path: Path) -> None:
+    # Callers append to the spool concurrently while the writer syncs and the sender peeks: no
+    # record lost, torn or duplicated, and each thread's records stay in its own order.
     durable: list[str] = []
-    shipper = _shipper(closed_url, tmp_path, durability="spool_first", fsync="always",
-                       on_durable=durable.extend)
+    shipper = _shipper(closed_url, tmp_path, fsync="always", on_durable=durable.extend)
 
     def produce(t: int) -> None:
         for i in range(300):
@@ -172,15 +171,9 @@ def test_spool_first_from_many_threads_keeps_every_record(closed_url: str,
     assert shipper.stats.queued == shipper.stats.spooled == 1200
 
 
-def test_durability_follows_fsync_unless_given(closed_url: str, tmp_path: Path) -> None:
-    for name, options, expected in (("a", {"fsync": "always"}, "spool_first"),
-                                    ("b", {}, "memory"),
-                                    ("c", {"fsync": "always", "durability": "memory"}, "memory")):
-        shipper = _shipper(closed_url, tmp_path / name, **options)
-        shipper.close(timeout=0)
-        assert shipper.durability == expected
-    with pytest.raises(ValueError, match="durability must be one of"):
-        _shipper(closed_url, tmp_path / "d", durability="disk")
+def test_an_unknown_fsync_policy_is_refused(closed_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fsync must be one of always, interval, never"):
+        _shipper(closed_url, tmp_path, fsync="sometimes")
 
 
 def test_backoff_delay_doubles_from_initial_and_is_capped() -> None:

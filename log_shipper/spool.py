@@ -140,6 +140,7 @@ class Spool:
         self._lock = threading.RLock()
         self.corrupt = 0  # torn or corrupt lines skipped
         self.cursor_errors = 0  # cursor saves that failed (disk full): re-sends, not losses
+        self._cursor_failing = False
         self._sizes: dict[int, int] = {
             int(p.stem): p.stat().st_size for p in self.directory.glob("*" + _SUFFIX)
             if p.stem.isdigit()
@@ -325,9 +326,13 @@ class Spool:
                 self._segment_path(seg).unlink(missing_ok=True)
             self._save_cursor(end)
         except OSError as exc:
+            if not self._cursor_failing:  # once per run of failures, not once per batch
+                log.warning("spool %s: cannot save the cursor (%s); delivered records may be "
+                            "re-sent after a restart", self.directory, exc)
             self.cursor_errors += 1
-            log.warning("spool %s: cannot save the cursor (%s); delivered records may be "
-                        "re-sent after a restart", self.directory, exc)
+            self._cursor_failing = True
+        else:
+            self._cursor_failing = False
 
     # ---- cursor --------------------------------------------------------------------------
 

@@ -59,7 +59,7 @@ from elasticsearch import ApiError, Elasticsearch
 
 from log_shipper.chunking import BatchLimits
 from log_shipper.deadletter import DeadLetter
-from log_shipper.metrics import ShipperCollector, ShipperStats
+from log_shipper.metrics import ShipperCollector, ShipperStats, snapshot, write_stats_file
 from log_shipper.redact import Redactor
 from log_shipper.sender import BulkSender, Document, SendResult, backoff_delay
 from log_shipper.spool import FSYNC_POLICIES, Spool, SpoolLockedError
@@ -74,6 +74,7 @@ _SENDER_IDLE_S = 0.5     # longest sleep of an idle sender; bounds how late a lo
 _PROBE_EVERY_S = 0.5     # during a backoff, how often Elasticsearch is asked whether it is back
 _PROBE_TIMEOUT_S = 1.0
 _DROP_LOG_EVERY_S = 10.0
+_STATS_FILE_EVERY_S = 1.0  # how stale the summed multi-process series may be
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
@@ -187,6 +188,7 @@ class Shipper:
         self._dropped_logged = 0
         self._next_drop_log = 0.0
         self._next_fsync_log = 0.0
+        self._next_stats_file = 0.0
         # shared flags (a bool store is atomic under the GIL)
         self._writer_busy = False
         self._sender_busy = False
@@ -336,7 +338,11 @@ class Shipper:
                 if self._unsent() >= self._limits.max_docs:
                     self._sender_wake.set()
             self._sync()
-            self._log_drops(self._clock())
+            now = self._clock()
+            self._log_drops(now)
+            if now >= self._next_stats_file:
+                self._next_stats_file = now + _STATS_FILE_EVERY_S
+                self._write_stats_file()
         finally:
             self._writer_busy = False
 
@@ -346,6 +352,14 @@ class Shipper:
             self._log_drops(float("inf"))
         finally:
             self._sender_wake.set()
+
+    def _write_stats_file(self) -> None:
+        """This process's counters for `SpoolRootCollector` (multi-worker services)."""
+        try:
+            write_stats_file(self._spool.directory,
+                             snapshot(self.stats, self.queue_depth(), self.spool_bytes()))
+        except OSError as exc:
+            self._warn_once_per_interval(f"cannot write the stats file: {exc}")
 
     def _encode(self, item: Any, drop: Callable[[str], None]) -> Document | None:
         """prepare -> redact -> JSON; None (counted with the reason) when that fails."""
@@ -530,6 +544,7 @@ class Shipper:
     def _sender_exit(self) -> None:
         self._sender_busy = False
         try:
+            self._write_stats_file()  # the final counts, delivered ones included
             self._spool.close()
             for orphan in self._adopted:
                 orphan.close()  # still an orphan: the next process adopts it

@@ -7,6 +7,7 @@ points at a closed loopback port (a real "connection refused"), which is the out
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from log_shipper.metrics import ShipperCollector
+from log_shipper.metrics import ShipperCollector, SpoolRootCollector
 from log_shipper.redact import Redactor
 from log_shipper.sender import Document, backoff_delay
 from log_shipper.shipper import Shipper, decode_spooled, encode_spooled
@@ -199,3 +200,46 @@ def test_prepare_builds_the_record_off_the_callers_thread_and_its_errors_are_cou
     assert _spooled_ids(tmp_path) == ["r0", "r1", "r2", "r4"]
     assert shipper.stats.dropped["prepare_error"] == 1
     assert threading.current_thread().name not in callers
+
+
+def test_a_forked_child_ships_through_its_own_spool_with_its_own_threads(
+        closed_url: str, tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path / "root", max_age_s=60)
+    assert shipper.ship(_record(0))  # the parent's: its copy in the child must not be spooled
+    pid = os.fork()
+    if pid == 0:  # the child: whatever happens, leave with a code, never return into pytest
+        code = 1
+        try:
+            ok = shipper.ship(_record(1)) and shipper.ship(_record(2))
+            shipper.close(timeout=0.2)
+            code = 0 if ok and shipper.stats.queued == shipper.stats.spooled == 2 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # the child's roles ran and counted from 0
+    shipper.close(timeout=0.2)
+    assert _spooled_ids(tmp_path / "root") == ["r0"]
+    assert _spooled_ids(tmp_path / "root" / f"pid-{pid}") == ["r1", "r2"]
+    summed = CollectorRegistry()
+    summed.register(SpoolRootCollector(tmp_path / "root"))  # both processes, no pid label
+    assert summed.get_sample_value("mlmon_shipper_spooled_total") == 3
+    assert summed.get_sample_value("mlmon_shipper_queued_total") == 3
+
+
+def test_the_supervisor_restarts_a_role_whose_turn_raised(closed_url: str,
+                                                          tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path)
+    tick = shipper._spool.tick
+    calls = {"n": 0}
+
+    def fails_once() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("injected")
+        tick()
+
+    shipper._spool.tick = fails_once  # type: ignore[method-assign]
+    assert all(shipper.ship(_record(i)) for i in range(20))
+    shipper.close(timeout=0.5)
+    assert shipper.writer.restarts == 1 and shipper.sender.restarts == 0
+    assert _spooled_ids(tmp_path) == [f"r{i}" for i in range(20)]  # nothing lost on the way

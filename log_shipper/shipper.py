@@ -524,11 +524,15 @@ class Shipper:
                         self.index, error)
         until = self._clock() + backoff_delay(self._failures, self._initial_backoff_s,
                                               self._max_backoff_s)
-        if self._close_deadline is not None:
-            until = min(until, self._close_deadline)
-        while (now := self._clock()) < until:
-            time.sleep(min(_PROBE_EVERY_S, until - now))
-            if self._clock() < until and self._answers():
+        while True:
+            limit = until  # close() may come during the backoff: its deadline caps the wait
+            if self._close_deadline is not None:
+                limit = min(limit, self._close_deadline)
+            now = self._clock()
+            if now >= limit:
+                return
+            time.sleep(min(_PROBE_EVERY_S, limit - now))
+            if self._clock() < limit and self._answers():
                 return
 
     def _answers(self) -> bool:

@@ -11,7 +11,8 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,21 @@ def test_the_supervisor_restarts_a_role_whose_turn_raised(closed_url: str,
     shipper.close(timeout=0.5)
     assert shipper.writer.restarts == 1 and shipper.sender.restarts == 0
     assert _spooled_ids(tmp_path) == [f"r{i}" for i in range(20)]  # nothing lost on the way
+
+
+def test_close_during_a_long_backoff_returns_by_its_deadline(closed_url: str,
+                                                             tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path, initial_backoff_s=60.0, max_backoff_s=60.0)
+    shipper.ship(_record(1))
+    assert _wait(lambda: shipper.stats.retried + shipper._failures > 0)  # backing off: 60 s
+    start = time.monotonic()
+    assert shipper.close(timeout=0.5) is False
+    assert time.monotonic() - start < 5.0  # not the 60 s backoff
+    assert _spooled_ids(tmp_path) == ["r1"]  # released: the next process can open it
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.01)
+    return condition()

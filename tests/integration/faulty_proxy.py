@@ -6,7 +6,9 @@ Modes (switchable while connections are open):
 - `hang`: accept connections and read nothing more; forward nothing (a cluster that stopped
   answering, a black-holed route). Connections already open stall too;
 - `slow`: forward, sleeping `delay_s` before every chunk of each direction;
-- `reset`: close every connection, new and open, with a TCP RST (SO_LINGER 0).
+- `reset`: close every connection, new and open, with a TCP RST (SO_LINGER 0);
+- `garbage`: answer every new connection's request with HTTP 200 and a body that is not JSON
+  (a misconfigured load balancer's error page), without reaching the server.
 
     >>> with FaultyProxy(upstream_port=9200) as proxy:   # doctest: +SKIP
     ...     url = proxy.url; proxy.mode = "hang"; ...; proxy.mode = "pass"
@@ -22,7 +24,9 @@ import threading
 import time
 from types import TracebackType
 
-MODES = ("pass", "hang", "slow", "reset")
+MODES = ("pass", "hang", "slow", "reset", "garbage")
+GARBAGE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 22\r\n"
+           b"Connection: close\r\n\r\n<html>not json</html>\n")
 _POLL_S = 0.05
 
 
@@ -99,7 +103,16 @@ class FaultyProxy:
             if self._mode == "reset":
                 _reset(client)
                 continue
+            if self._mode == "garbage":
+                threading.Thread(target=self._garbage, args=(client,), daemon=True).start()
+                continue
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _garbage(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError), client:
+            client.settimeout(5)
+            client.recv(65536)  # the request (its start is enough to answer)
+            client.sendall(GARBAGE)
 
     def _serve(self, client: socket.socket) -> None:
         try:

@@ -180,6 +180,37 @@ def test_delivery_resumes_within_two_seconds_of_elasticsearch_coming_back(
                                                       201)) == 201
 
 
+def test_a_response_that_is_not_json_never_ends_a_role(es_url: str, proxy: FaultyProxy,
+                                                       tmp_path: Path) -> None:
+    index = "mlmon-faults-garbage"
+    shipper = _shipper(proxy.url, index, tmp_path)
+    proxy.mode = "garbage"
+    accepted = _ship_all(shipper, "g", 500, rate_per_s=250)  # ~2 s of HTML answers
+    assert shipper.stats.shipped == 0 and shipper._failures > 0  # every answer was refused
+    proxy.mode = "pass"
+    assert shipper.close(timeout=60)
+    ids = assert_every_accepted_record_accounted(es_url, index, accepted, shipper, 500)
+    assert len(ids) == 500
+    assert shipper.writer.restarts == shipper.sender.restarts == 0
+
+
+def test_an_unwritable_dead_letter_file_is_counted_and_the_rest_indexed(
+        es_url: str, tmp_path: Path) -> None:
+    index = "mlmon-faults-deadletter"
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")  # the dead-letter file's parent is a file: every open fails
+    shipper = _shipper(es_url, index, tmp_path / "spool", dead_letter_path=blocker / "dead")
+    accepted = _ship_all(shipper, "ok", 1)
+    assert shipper.flush(timeout=60)  # features.n is mapped as a number now
+    bad = {"event": {"id": "bad-0"}, "features": {"n": "not a number"}}
+    accepted += ["bad-0"] if shipper.ship(bad) else []
+    accepted += _ship_all(shipper, "ok2", 50)
+    assert shipper.close(timeout=60)
+    ids = assert_every_accepted_record_accounted(es_url, index, accepted, shipper, 52)
+    assert "bad-0" not in ids and len(ids) == 51
+    assert shipper.stats.dropped["dead_letter_error"] == 1
+
+
 # ---- a full disk ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fsync", ["interval", "always"])

@@ -214,10 +214,24 @@ class Spool:
     def sync(self) -> None:
         """Force written records to stable storage (not for `never`)."""
         with self._lock:
+            # A duplicate of the descriptor, synced outside the lock: appends from other threads
+            # (callers under fsync="always") do not wait for the disk, and a segment closed
+            # meanwhile cannot turn our descriptor into another file's.
+            fd = None
             if self._fd is not None and self._dirty and self.fsync != "never":
-                os.fsync(self._fd)
+                fd = os.dup(self._fd)
             self._dirty = False
             self._last_sync = self._clock()
+        if fd is None:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            with self._lock:
+                self._dirty = True  # try again next time; the caller counts the failure
+            raise
+        finally:
+            os.close(fd)
 
     def _writable_fd(self) -> int:
         if self._fd is not None and self._sizes[self._active] >= self.segment_bytes:

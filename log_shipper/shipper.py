@@ -6,10 +6,10 @@ Every record takes one path: memory -> spool (disk) -> Elasticsearch. Two superv
 - the *spool writer* moves accepted records from the in-memory queue to the spool: `prepare`
   (optional), redaction, JSON encoding, one `os.write` per group, fsync per policy. It never
   touches the network, so a hung or slow Elasticsearch cannot delay spooling.
-- the *sender* reads the spool oldest first (orphaned spools of dead processes before its own),
+- the *sender* (`log_shipper.delivery`) reads the spool oldest first (orphans before its own),
   sends batches (`chunking.BatchLimits`), and acknowledges a batch only when each document was
   indexed, already present (409) or dead-lettered. After a failure it backs off exponentially
-  but probes Elasticsearch with a cheap request every `_PROBE_EVERY_S`, so delivery resumes
+  but probes Elasticsearch with a cheap request every `PROBE_EVERY_S`, so delivery resumes
   within about a second of the cluster coming back, whatever the backoff had grown to.
 
 `fsync` is the durability policy of that one path:
@@ -34,7 +34,8 @@ roles, and counts from zero (the parent still owes what it had accepted).
 
 `adopt_dirs`: spool directories left by other processes (a worker killed and replaced by one
 with a new pid). Each one whose lock is free is taken over at start-up and replayed before the
-shipper's own spool; once drained its directory is removed.
+shipper's own spool; once drained its segments are deleted, and its directory too unless it
+holds other files (the dead process's `shipper-stats.json`, still counted in the summed series).
 """
 
 from __future__ import annotations
@@ -55,13 +56,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import Elasticsearch
 
 from log_shipper.chunking import BatchLimits
 from log_shipper.deadletter import DeadLetter
+from log_shipper.delivery import SpoolSender, encode_spooled, probe
 from log_shipper.metrics import ShipperCollector, ShipperStats, snapshot, write_stats_file
 from log_shipper.redact import Redactor
-from log_shipper.sender import BulkSender, Document, SendResult, backoff_delay
+from log_shipper.sender import BulkSender, Document
 from log_shipper.spool import FSYNC_POLICIES, Spool, SpoolLockedError
 from log_shipper.spool_dirs import PROCESS_PREFIX, own_dir_choices
 from log_shipper.supervisor import SupervisedRole
@@ -70,25 +72,9 @@ log = logging.getLogger(__name__)
 
 _WRITER_PERIOD_S = 0.05  # longest a record waits in memory before the writer spools it
 _WRITE_GROUP = 1000      # records per spool append (one os.write)
-_SENDER_IDLE_S = 0.5     # longest sleep of an idle sender; bounds how late a lost wake-up is seen
-_PROBE_EVERY_S = 0.5     # during a backoff, how often Elasticsearch is asked whether it is back
-_PROBE_TIMEOUT_S = 1.0
 _DROP_LOG_EVERY_S = 10.0
 _STATS_FILE_EVERY_S = 1.0  # how stale the summed multi-process series may be
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-def encode_spooled(doc: Document) -> bytes:
-    """Spool payload: `<id length>:<id><source>`, so replay needs no JSON parsing."""
-    ident = doc.id.encode("utf-8")
-    return b"%d:" % len(ident) + ident + doc.source
-
-
-def decode_spooled(payload: bytes) -> Document:
-    """The inverse of `encode_spooled`."""
-    length, _, rest = payload.partition(b":")
-    n = int(length)
-    return Document(rest[:n].decode("utf-8"), rest[n:])
 
 
 def write_error_reason(exc: OSError) -> str:
@@ -172,18 +158,17 @@ class Shipper:
     def _start_process_state(self) -> None:
         """Queue, clients, flags and the two roles of this process (again in a forked child)."""
         client = Elasticsearch(self._es) if isinstance(self._es, str) else self._es
-        self._probe_client = client.options(request_timeout=_PROBE_TIMEOUT_S, max_retries=0)
-        self._sender = BulkSender(client, self.index, **self._sender_options)
         self._queue: deque[Any] = deque()
         self._appended: list[str] = []  # fsync="always": ids callers spooled, not yet synced
         self._append_lock = threading.Lock()
-        # sender state (only the sender thread touches these)
-        # the batch being sent: its spool, end position, documents still to send, batch size
-        self._head: tuple[Spool, Any, list[Document], int] | None = None
-        self._recovering = bool(self._spool)  # a backlog from before: its sends are replays
-        self._first_unsent_at: float | None = None
-        self._taken = 0  # records of the own spool acknowledged by the sender
-        self._failures = 0
+        self._sender_wake = threading.Event()
+        self._delivery = SpoolSender(
+            self, index=self.index, spool=self._spool, adopted=self._adopted,
+            sender=BulkSender(client, self.index, **self._sender_options),
+            answers=probe(client), dead=self._dead, stats=self.stats, limits=self._limits,
+            initial_backoff_s=self._initial_backoff_s, max_backoff_s=self._max_backoff_s,
+            wake=self._sender_wake, warn=self._warn_once_per_interval, clock=self._clock,
+            wall_clock=self._wall_clock)
         # writer state
         self._dropped_logged = 0
         self._next_drop_log = 0.0
@@ -191,15 +176,13 @@ class Shipper:
         self._next_stats_file = 0.0
         # shared flags (a bool store is atomic under the GIL)
         self._writer_busy = False
-        self._sender_busy = False
         self._flush_requested = False
         self._writer_wake = threading.Event()
-        self._sender_wake = threading.Event()
         self._done = threading.Event()
         self.writer = SupervisedRole("spool writer", turn=self._writer_turn,
                                      finished=self._writer_finished, on_exit=self._writer_exit,
                                      clock=self._clock)
-        self.sender = SupervisedRole("sender", turn=self._sender_turn,
+        self.sender = SupervisedRole("sender", turn=self._delivery.turn,
                                      finished=self._sender_finished, on_exit=self._sender_exit,
                                      clock=self._clock)
         if self._closed:  # a child forked from a closed shipper stays closed
@@ -248,7 +231,7 @@ class Shipper:
             with self.stats._lock:
                 self.stats.queued += 1
                 self.stats.spooled += written
-            if written and self._unsent() >= self._limits.max_docs:
+            if written and self.unsent() >= self._limits.max_docs:
                 self._sender_wake.set()
             return written == 1
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
@@ -276,9 +259,6 @@ class Shipper:
 
     def _backlog(self) -> bool:
         return bool(self._spool) or any(self._adopted)
-
-    def _unsent(self) -> int:
-        return self.stats.spooled - self._taken
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every accepted record was delivered; False on timeout."""
@@ -314,8 +294,8 @@ class Shipper:
         return self._done.is_set() and not self._backlog() and not self._queue
 
     def _drained(self) -> bool:
-        return (not self._writer_busy and not self._queue and not self._sender_busy
-                and not self._backlog() and self._head is None)
+        return (not self._writer_busy and not self._queue and not self._delivery.busy
+                and not self._backlog() and self._delivery.head is None)
 
     # ---- the spool writer ------------------------------------------------------------------
 
@@ -335,7 +315,7 @@ class Shipper:
                 written = self._write(docs, self.stats.worker_drop)
                 self.stats.spooled += written
                 self._durable_unless_always(docs[:written])
-                if self._unsent() >= self._limits.max_docs:
+                if self.unsent() >= self._limits.max_docs:
                     self._sender_wake.set()
             self._sync()
             now = self._clock()
@@ -439,114 +419,13 @@ class Shipper:
     def _sender_finished(self) -> bool:
         if not self._closed or self.writer.is_running():
             return False
-        if self._head is None and not self._backlog():
+        if self._delivery.head is None and not self._backlog():
             return True
         assert self._close_deadline is not None
         return self._clock() >= self._close_deadline
 
-    def _sender_turn(self) -> None:
-        now = self._clock()
-        if self._head is None:
-            source = self._due_source(now)
-            if source is None:
-                self._sender_busy = False
-                self._sender_wake.wait(self._sender_wait(now))
-                self._sender_wake.clear()
-                return
-            self._sender_busy = True
-            batch = source.peek(self._limits.max_docs, self._limits.max_bytes)
-            self.stats.spool_corrupt = self._spool.corrupt + sum(s.corrupt for s in self._adopted)
-            self._head = (source, batch.end, [decode_spooled(p) for p in batch.records],
-                          len(batch.records))
-        self._sender_busy = True
-        source, end, docs, count = self._head
-        if docs:
-            try:
-                result = self._sender.send(docs)
-            except Exception as exc:  # noqa: BLE001 - e.g. a body that is not JSON: retry later
-                result = SendResult(retry=list(docs), error=f"{type(exc).__name__}: {exc}")
-            self._account(result, replay=self._recovering or source is not self._spool)
-            if result.retry:
-                self._head = (source, end, result.retry, count)  # only the failed ones again
-                self._back_off(result.error)
-                return
-        self._acknowledge(source, end)
-
-    def _due_source(self, now: float) -> Spool | None:
-        """The spool to send from now: an orphan with records, or our own when a batch is due."""
-        for orphan in self._adopted:
-            if orphan:
-                return orphan
-        if not self._spool:
-            self._first_unsent_at = None
-            return None
-        if self._first_unsent_at is None:
-            self._first_unsent_at = now
-        if self._closed or self._flush_requested or self._recovering:
-            return self._spool
-        waited = now - self._first_unsent_at
-        due = self._limits.due(max(self._unsent(), 1), self._spool.pending_bytes, waited)
-        return self._spool if due else None
-
-    def _sender_wait(self, now: float) -> float:
-        if self._first_unsent_at is None:
-            return _SENDER_IDLE_S
-        return max(0.001, min(_SENDER_IDLE_S,
-                              self._first_unsent_at + self._limits.max_age_s - now))
-
-    def _acknowledge(self, source: Spool, end: Any) -> None:
-        source.ack(end)
-        assert self._head is not None
-        if source is self._spool:
-            self._taken += self._head[3]
-        self._head = None
-        if source is self._spool and not source:
-            self._recovering = False
-            self._first_unsent_at = None
-            self._taken = self.stats.spooled
-        if source is not self._spool and not source:
-            self._adopted.remove(source)
-            source.discard()
-            log.info("mlmon shipper: replayed and removed the orphaned spool %s",
-                     source.directory)
-        if self._failures:
-            log.warning("mlmon shipper: Elasticsearch accepts %s again; sending the spool",
-                        self.index)
-        self._failures = 0
-
-    def _back_off(self, error: str | None) -> None:
-        """Wait the capped exponential backoff, but stop early when a probe finds Elasticsearch
-        answering again (or the close deadline comes)."""
-        self._failures += 1
-        self._recovering = True
-        if self._failures == 1:
-            log.warning("mlmon shipper: cannot index into %s (%s); records wait in the spool",
-                        self.index, error)
-        until = self._clock() + backoff_delay(self._failures, self._initial_backoff_s,
-                                              self._max_backoff_s)
-        while True:
-            limit = until  # close() may come during the backoff: its deadline caps the wait
-            if self._close_deadline is not None:
-                limit = min(limit, self._close_deadline)
-            now = self._clock()
-            if now >= limit:
-                return
-            time.sleep(min(_PROBE_EVERY_S, limit - now))
-            if self._clock() < limit and self._answers():
-                return
-
-    def _answers(self) -> bool:
-        """A cheap probe: does Elasticsearch answer HTTP below 500 (it may be able to index)?"""
-        try:
-            self._probe_client.perform_request("HEAD", "/")
-        except ApiError as exc:
-            return int(exc.meta.status) < 500
-        except Exception:  # noqa: BLE001 - refused, reset, timeout: still down
-            return False
-        return True
-
     def _sender_exit(self) -> None:
-        self._sender_busy = False
+        self._delivery.busy = False
         try:
             self._write_stats_file()  # the final counts, delivered ones included
             self._spool.close()
@@ -556,26 +435,22 @@ class Shipper:
         finally:
             self._done.set()
 
-    def _account(self, result: SendResult, *, replay: bool) -> None:
-        self.stats.retried += result.retries
-        if not replay:
-            # A fresh record's first send answered 409: another record already holds its id (a
-            # reused request_id), and this one was not indexed. A 409 on a re-send (retry,
-            # replay) is our own earlier copy, delivered: not counted here.
-            self.stats.duplicate_ids += result.first_conflicts
-        if result.ok:
-            if replay:
-                self.stats.replayed += len(result.ok)
-            else:
-                self.stats.shipped += len(result.ok)
-            self.stats.last_success = self._wall_clock()
-        if result.rejected:
-            try:
-                self._dead.write(self.index, result.rejected)
-                self.stats.dead_lettered += len(result.rejected)
-            except OSError as exc:
-                self.stats.worker_drop("dead_letter_error", len(result.rejected))
-                self._warn_once_per_interval(f"cannot write the dead-letter file: {exc}")
+    # what the sender asks of its host (delivery.Host)
+    def closing(self) -> bool:
+        """True once close() was called."""
+        return self._closed
+
+    def flushing(self) -> bool:
+        """True while flush() waits."""
+        return self._flush_requested
+
+    def close_deadline(self) -> float | None:
+        """When close() stops delivering, on `clock`; None before close()."""
+        return self._close_deadline
+
+    def unsent(self) -> int:
+        """Records written to the own spool and not yet acknowledged (an estimate)."""
+        return self.stats.spooled - self._delivery.taken
 
     # ---- logging ---------------------------------------------------------------------------
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from log_shipper.delivery import decode_spooled, encode_spooled
 from log_shipper.metrics import ShipperCollector, SpoolRootCollector
 from log_shipper.redact import Redactor
 from log_shipper.sender import Document, backoff_delay
-from log_shipper.shipper import Shipper, decode_spooled, encode_spooled
+from log_shipper.shipper import Shipper
 from log_shipper.spool import Spool
 
 
@@ -250,7 +251,7 @@ def test_close_during_a_long_backoff_returns_by_its_deadline(closed_url: str,
                                                              tmp_path: Path) -> None:
     shipper = _shipper(closed_url, tmp_path, initial_backoff_s=60.0, max_backoff_s=60.0)
     shipper.ship(_record(1))
-    assert _wait(lambda: shipper.stats.retried + shipper._failures > 0)  # backing off: 60 s
+    assert _wait(lambda: shipper._delivery.failures > 0)  # backing off: 60 s
     start = time.monotonic()
     assert shipper.close(timeout=0.5) is False
     assert time.monotonic() - start < 5.0  # not the 60 s backoff

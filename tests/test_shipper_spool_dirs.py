@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.profile import Profile
+from log_shipper.delivery import decode_spooled
 from log_shipper.facade import PredictionLogger
-from log_shipper.shipper import decode_spooled
 from log_shipper.spool import Spool, SpoolLockedError
 from tests.test_shipper import closed_url
 

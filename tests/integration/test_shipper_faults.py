@@ -162,9 +162,10 @@ def test_delivery_resumes_within_two_seconds_of_elasticsearch_coming_back(
     proxy.mode = "reset"
     accepted += _ship_all(shipper, "down", 200, rate_per_s=100)
     # Long enough for the backoff to grow well past the resume target.
-    assert _wait_for(lambda: backoff_delay(shipper._failures, 0.5, 30.0) >= 8.0, timeout=30)
+    delivery = shipper._delivery
+    assert _wait_for(lambda: backoff_delay(delivery.failures, 0.5, 30.0) >= 8.0, timeout=30)
     time.sleep(1.0)
-    backoff_s = backoff_delay(shipper._failures, 0.5, 30.0)
+    backoff_s = backoff_delay(delivery.failures, 0.5, 30.0)
     before = shipper.stats.last_success
     indexed_before = shipper.stats.shipped + shipper.stats.replayed
     proxy.mode = "pass"
@@ -186,7 +187,7 @@ def test_a_response_that_is_not_json_never_ends_a_role(es_url: str, proxy: Fault
     shipper = _shipper(proxy.url, index, tmp_path)
     proxy.mode = "garbage"
     accepted = _ship_all(shipper, "g", 500, rate_per_s=250)  # ~2 s of HTML answers
-    assert shipper.stats.shipped == 0 and shipper._failures > 0  # every answer was refused
+    assert shipper.stats.shipped == 0 and shipper._delivery.failures > 0  # every answer was refused
     proxy.mode = "pass"
     assert shipper.close(timeout=60)
     ids = assert_every_accepted_record_accounted(es_url, index, accepted, shipper, 500)

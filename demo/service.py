@@ -25,7 +25,6 @@ from starlette.routing import Route
 from demo.model import DemoModel
 from exporter.server import make_asgi_app
 from log_shipper.facade import PredictionLogger
-from log_shipper.metrics import ShipperCollector
 
 
 class _AsgiEndpoint:
@@ -49,9 +48,7 @@ def create_app(model: DemoModel, logger: PredictionLogger,
     if logger.monitor is None:
         raise ValueError("the demo service needs a PredictionLogger with a monitor")
     if logger.shipper is not None:
-        shipper = logger.shipper
-        registry.register(ShipperCollector(shipper.stats, shipper.queue_depth,
-                                           shipper.spool_bytes))
+        registry.register(logger.shipper.collector())  # roles' up / restarts included
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -548,7 +548,10 @@ def _reinit_in_child() -> None:
         try:
             shipper._after_fork_in_child()
         except Exception:  # noqa: BLE001 - never break the child's start-up
+            # Fresh objects: the parent's may have been held by one of its threads at the fork.
+            shipper.stats.reset()
             shipper._closed = True
+            shipper._done = threading.Event()
             shipper._done.set()
             log.exception("mlmon shipper: cannot restart %s in the forked child; it drops "
                           "records as closed", shipper.index)

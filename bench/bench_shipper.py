@@ -1,16 +1,16 @@
 """Benchmark the log shipper: enqueue cost and sustained shipping into a real Elasticsearch.
 
 Targets (issue 4, section 6):
-- `ship()` median <= 5 us per record (the default `durability="memory"` mode);
+- `ship()` median <= 5 us per record (the default `fsync="interval"` policy);
 - shipping throughput >= 0.8x a plain `elasticsearch.helpers.bulk` of the same documents,
   both measured here, in the same run, against the same single-node cluster.
 
 - `PredictionLogger.record()` median <= 1.5x python-json-logger's `logger.info(record)` to a
   file handler (the guide's way of logging inputs), same run; reported beside it: observe()
-  alone and the pre-issue-9 path (observe + build + ship in the caller's thread).
+  alone and the older path (observe + build + ship in the caller's thread).
 
-Reported beside them, without a target: `ship()` in `durability="spool_first"` mode (fsync
-"always": the record is serialized and written to the spool in the caller's thread).
+Reported beside them, without a target: `ship()` under `fsync="always"` (the record is
+serialized and written to the spool in the caller's thread).
 
 Usage: bench/bench_shipper.py --out DIR [--es-url URL] [--docs N] [--rounds R]
 Without --es-url (or MLMON_ES_URL) it starts a throw-away Elasticsearch through the test
@@ -76,13 +76,11 @@ def _summary(times: list[int]) -> dict[str, float]:
 
 
 def bench_enqueue(url: str, records: list[dict[str, Any]],
-                  durability: str = "memory") -> dict[str, float]:
-    """Per-call `ship()` time, measured one call at a time, with the worker running."""
-    fsync = "always" if durability == "spool_first" else "interval"
+                  fsync: str = "interval") -> dict[str, float]:
+    """Per-call `ship()` time, measured one call at a time, with the roles running."""
     with tempfile.TemporaryDirectory() as spool:
         shipper = Shipper(es=url, index="mlmon-bench-enqueue", spool_dir=spool,
-                          queue_size=len(records) + 1, handle_signals=False, fsync=fsync,
-                          durability=durability)
+                          queue_size=len(records) + 1, handle_signals=False, fsync=fsync)
         clock = time.perf_counter_ns
         times = []
         for record in records:
@@ -212,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     with elasticsearch_url(args.es_url) as url:
         client = Elasticsearch(url, request_timeout=120)
         enqueue = bench_enqueue(url, fresh_ids(records))
-        spool_first = bench_enqueue(url, fresh_ids(records), durability="spool_first")
+        spool_first = bench_enqueue(url, fresh_ids(records), fsync="always")
         record_call = bench_record(url, args.docs)
         # Warm-up (not measured): JIT, caches and the first index creation cost only once.
         bench_bulk(client, "mlmon-bench-warmup", fresh_ids(records))
@@ -252,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| measure | value | target |\n| --- | --- | --- |\n"
           f"| ship() median | {result['enqueue_median_us']} us | <= {TARGET_ENQUEUE_US} us |\n"
           f"| ship() p99 | {result['enqueue_p99_us']} us | |\n"
-          f"| ship() spool_first median | {result['spool_first_enqueue_median_us']} us "
+          f"| ship() fsync=always median | {result['spool_first_enqueue_median_us']} us "
           f"(p99 {result['spool_first_enqueue_p99_us']}) | none |\n"
           f"| PredictionLogger.record() median | {result['record_median_us']} us "
           f"(p99 {result['record_p99_us']}) | <= {TARGET_RECORD_VS_GUIDE}x guide |\n"

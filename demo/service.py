@@ -26,7 +26,6 @@ from demo.model import DemoModel
 from exporter.server import make_asgi_app
 from log_shipper.facade import PredictionLogger
 from log_shipper.logger_metrics import PredictionLoggerCollector
-from log_shipper.metrics import ShipperCollector
 
 
 class _AsgiEndpoint:
@@ -50,9 +49,7 @@ def create_app(model: DemoModel, logger: PredictionLogger,
     if logger.monitor is None:
         raise ValueError("the demo service needs a PredictionLogger with a monitor")
     if logger.shipper is not None:
-        shipper = logger.shipper
-        registry.register(ShipperCollector(shipper.stats, shipper.queue_depth,
-                                           shipper.spool_bytes))
+        registry.register(logger.shipper.collector())  # roles' up / restarts included
     registry.register(PredictionLoggerCollector(logger))
 
     @contextlib.asynccontextmanager

@@ -1,75 +1,50 @@
-"""Pure chunking of serialized documents by count, bytes and age.
+"""Pure batch rules for the sender: how big a bulk request may be and when one is due.
 
-No clock and no I/O: the caller passes `now`, so the rules are testable without sleeping.
-A chunk is released when it reaches `max_docs`, when the next document would push it past
-`max_bytes` (that document starts the next chunk), or when its oldest document is `max_age_s` old.
+No clock and no I/O: the caller passes sizes and ages, so the rules are testable without
+sleeping. A batch holds at most `max_docs` documents and at most `max_bytes` bytes, counting the
+document that would cross the bound (it starts the next batch); a single document larger than
+`max_bytes` goes alone, since it cannot be made smaller. A batch is due when a full one is
+waiting, or when its oldest document has waited `max_age_s`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
+from dataclasses import dataclass
 
 
-@dataclass
-class Chunk(Generic[T]):
-    """Documents released together, with their total size in bytes."""
-
-    items: list[T] = field(default_factory=list)
-    nbytes: int = 0
-
-    def __len__(self) -> int:
-        return len(self.items)
+def fits(count: int, nbytes: int, size: int, max_docs: int, max_bytes: int) -> bool:
+    """True when a document of `size` bytes may join a batch of `count` documents and `nbytes`
+    bytes without crossing `max_docs` or `max_bytes`; the first document always fits."""
+    if count == 0:
+        return True  # one document alone always goes, however large: it cannot be smaller
+    return count < max_docs and nbytes + size <= max_bytes
 
 
-class Chunker(Generic[T]):
-    """Groups items into chunks.
+@dataclass(frozen=True)
+class BatchLimits:
+    """The size and age bounds of one bulk request.
 
-    >>> chunker = Chunker(max_docs=500, max_bytes=5 << 20, max_age_s=1.0)
-    >>> ready = chunker.add(doc, len(doc), now)   # the chunks now full
-    >>> ready = chunker.poll(now)                  # the pending chunk once it is old enough
+    >>> limits = BatchLimits(max_docs=500, max_bytes=5 << 20, max_age_s=1.0)
+    >>> limits.fits(count=10, nbytes=1000, size=200)    # may this document join the batch?
+    True
+    >>> limits.due(count=10, nbytes=1000, waited_s=0.2)  # worth sending now?
+    False
     """
 
-    def __init__(self, *, max_docs: int, max_bytes: int, max_age_s: float) -> None:
-        if max_docs < 1 or max_bytes < 1 or max_age_s < 0:
+    max_docs: int
+    max_bytes: int
+    max_age_s: float
+
+    def __post_init__(self) -> None:
+        if self.max_docs < 1 or self.max_bytes < 1 or self.max_age_s < 0:
             raise ValueError("max_docs and max_bytes must be >= 1 and max_age_s >= 0")
-        self.max_docs = max_docs
-        self.max_bytes = max_bytes
-        self.max_age_s = max_age_s
-        self._pending: Chunk[T] = Chunk()
-        self._started = 0.0
 
-    def __len__(self) -> int:
-        return len(self._pending)
+    def fits(self, count: int, nbytes: int, size: int) -> bool:
+        """True when a document of `size` bytes may join a batch of `count` docs, `nbytes`."""
+        return fits(count, nbytes, size, self.max_docs, self.max_bytes)
 
-    def add(self, item: T, nbytes: int, now: float) -> list[Chunk[T]]:
-        """Add one item; return the chunks (zero, one or two) this item made ready."""
-        ready: list[Chunk[T]] = []
-        if self._pending.items and self._pending.nbytes + nbytes > self.max_bytes:
-            ready.append(self._take())
-        if not self._pending.items:
-            self._started = now
-        self._pending.items.append(item)
-        self._pending.nbytes += nbytes
-        if len(self._pending) >= self.max_docs or self._pending.nbytes >= self.max_bytes:
-            ready.append(self._take())
-        return ready
-
-    def deadline(self) -> float | None:
-        """When the pending chunk becomes due by age; None when nothing is pending."""
-        return self._started + self.max_age_s if self._pending.items else None
-
-    def poll(self, now: float) -> Chunk[T] | None:
-        """The pending chunk when its oldest item is at least `max_age_s` old."""
-        due = self.deadline()
-        return self._take() if due is not None and now >= due else None
-
-    def flush(self) -> Chunk[T] | None:
-        """The pending chunk regardless of age (shutdown, explicit flush)."""
-        return self._take() if self._pending.items else None
-
-    def _take(self) -> Chunk[T]:
-        chunk, self._pending = self._pending, Chunk()
-        return chunk
+    def due(self, count: int, nbytes: int, waited_s: float) -> bool:
+        """True when a batch of this size, whose oldest document waited `waited_s`, should go."""
+        if count == 0:
+            return False
+        return count >= self.max_docs or nbytes >= self.max_bytes or waited_s >= self.max_age_s

@@ -7,6 +7,7 @@ is kept here for a person to read, fix and re-index, instead of blocking the spo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -54,6 +55,13 @@ class DeadLetter:
             data = data[os.write(self._fd, data):]
         if self._fsync:
             os.fsync(self._fd)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop this process's copy of the descriptor (reopened on use)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
 
     def close(self) -> None:
         """Close the file (a later write reopens it)."""

@@ -1,33 +1,45 @@
 """The shipper's own health as Prometheus series `mlmon_shipper_*`.
 
-The worker thread updates plain integers in `ShipperStats` (no locks, no prometheus_client call
-on the prediction path); `ShipperCollector` turns them into metric families at scrape time.
+The roles update plain integers in `ShipperStats` (no prometheus_client call on the prediction
+path); `ShipperCollector` turns them into metric families at scrape time.
+
+Several worker processes: each process counts its own records from zero (a forked child too)
+and writes them to `shipper-stats.json` in its spool directory; `SpoolRootCollector` sums the
+files under a spool root into one pid-free series per name (docs/shipper-delivery.md).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-DROP_REASONS = ("queue_full", "spool_full", "closed", "unserializable", "spool_error")
+# Records lost, by reason. ship() returned False for the first two; the others were accepted
+# and could not be made durable or delivered.
+DROP_REASONS = ("queue_full", "closed", "prepare_error", "unserializable", "spool_full",
+                "disk_full", "disk_error", "spool_error", "dead_letter_error")
 
 
 @dataclass
 class ShipperStats:
-    """Counters since start-up. Written by the worker; `dropped` also by producers (locked)."""
+    """Counters since start-up. Written by the roles; `dropped` also by producers (locked)."""
 
-    queued: int = 0          # records the worker took from the queue (+ depth = accepted)
-    shipped: int = 0         # indexed (or already present: 409) by a direct send
+    queued: int = 0          # records the writer took from the queue (+ depth = accepted)
+    shipped: int = 0         # indexed (or already present: 409) on their first delivery try
     retried: int = 0         # document re-sends after a retryable failure
     spooled: int = 0         # written to the disk spool
-    replayed: int = 0        # indexed from the spool
+    replayed: int = 0        # indexed after a failure, or from a spool left by a process
     dead_lettered: int = 0   # rejected by Elasticsearch for their content
     spool_corrupt: int = 0   # torn / corrupt spool lines skipped
     duplicate_ids: int = 0   # 409 on a record's first send: its id was already indexed
+    fsync_failures: int = 0  # fsyncs that failed: spooled records not safe from power loss
     last_success: float | None = None  # wall-clock time of the last accepted bulk request
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -38,49 +50,129 @@ class ShipperStats:
             self.dropped[reason] = self.dropped.get(reason, 0) + count
 
     def worker_drop(self, reason: str, count: int = 1) -> None:
-        """Count a drop from the worker. No lock: only the worker writes these reasons, and
+        """Count a drop from a role. No lock: each reason is written by one role only, and
         taking the producers' lock could wait on a SIGTERM handler that interrupted a holder."""
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
+    def reset(self) -> None:
+        """Zero every counter and make a fresh lock (a forked child counts its own records)."""
+        for f in fields(self):
+            setattr(self, f.name, f.default_factory() if callable(f.default_factory)
+                    else f.default)
+
+
+STATS_FILE = "shipper-stats.json"  # in each process's spool directory
+
+# name -> help of the counters, in the order they are exported
+COUNTERS = {
+    "queued": "records accepted by ship()",
+    "shipped": "records indexed on their first delivery attempt",
+    "retried": "document re-sends after a retryable failure",
+    "spooled": "records written to the disk spool",
+    "replayed": "records indexed after a failure or from a spool left by a previous process",
+    "dead_lettered": "records Elasticsearch rejected for their content",
+    "spool_corrupt": "torn or corrupt spool records skipped",
+    "duplicate_ids": "records not indexed because their id (request_id) was already indexed",
+    "fsync_failures": "spool fsyncs that failed (records kept, not safe from a power loss)",
+}
+
+
+def snapshot(stats: ShipperStats, queue_depth: int, spool_bytes: int) -> dict[str, Any]:
+    """The values one process exports, as plain data (also what its stats file holds)."""
+    values: dict[str, Any] = {name: getattr(stats, name) for name in COUNTERS}
+    values["queued"] += queue_depth
+    values.update(dropped=dict(stats.dropped), queue_depth=queue_depth, spool_bytes=spool_bytes,
+                  last_success=stats.last_success)
+    return values
+
+
+def write_stats_file(directory: Path, values: Mapping[str, Any]) -> None:
+    """Replace `<directory>/shipper-stats.json` atomically (raises OSError, e.g. disk full)."""
+    tmp = directory / (STATS_FILE + ".tmp")
+    tmp.write_text(json.dumps(values, sort_keys=True))
+    os.replace(tmp, directory / STATS_FILE)
+
+
+def _families(values: Mapping[str, Any],
+              roles: Iterable[tuple[str, bool, int]] | None) -> Iterator[Metric]:
+    for name, text in COUNTERS.items():
+        yield CounterMetricFamily(f"mlmon_shipper_{name}", text, value=values[name])
+    dropped = CounterMetricFamily("mlmon_shipper_dropped", "records lost, by reason",
+                                  labels=["reason"])
+    for reason, value in sorted(values["dropped"].items()):
+        dropped.add_metric([reason], value)
+    yield dropped
+    yield GaugeMetricFamily("mlmon_shipper_queue_depth", "records in the in-memory queue",
+                            value=values["queue_depth"])
+    yield GaugeMetricFamily("mlmon_shipper_spool_bytes", "bytes waiting in the disk spool",
+                            value=values["spool_bytes"])
+    if values["last_success"] is not None:
+        yield GaugeMetricFamily("mlmon_shipper_last_success_timestamp_seconds",
+                                "when Elasticsearch last accepted a bulk request",
+                                value=values["last_success"])
+    if roles is not None:
+        up = GaugeMetricFamily("mlmon_shipper_role_up",
+                               "1 while the role runs, 0 while it backs off after an error",
+                               labels=["role"])
+        restarts = CounterMetricFamily("mlmon_shipper_role_restarts",
+                                       "restarts of the role after an unexpected error",
+                                       labels=["role"])
+        for role, is_up, count in roles:
+            up.add_metric([role], 1.0 if is_up else 0.0)
+            restarts.add_metric([role], count)
+        yield up
+        yield restarts
+
 
 class ShipperCollector(Collector):
-    """Yields the `mlmon_shipper_*` families from a stats object and live gauges.
+    """Yields the `mlmon_shipper_*` families of one process's shipper.
 
+    >>> REGISTRY.register(shipper.collector())   # or, by hand:
     >>> REGISTRY.register(ShipperCollector(shipper.stats, shipper.queue_depth,
     ...                                    shipper.spool_bytes))
     """
 
     def __init__(self, stats: ShipperStats, queue_depth: Callable[[], int],
-                 spool_bytes: Callable[[], int]) -> None:
+                 spool_bytes: Callable[[], int],
+                 roles: Callable[[], Iterable[tuple[str, bool, int]]] | None = None) -> None:
         self._stats = stats
         self._queue_depth = queue_depth
         self._spool_bytes = spool_bytes
+        self._roles = roles
 
     def collect(self) -> Iterator[Metric]:
-        s = self._stats
-        for name, value, text in (
-            ("queued", s.queued + self._queue_depth(), "records accepted by ship()"),
-            ("shipped", s.shipped, "records indexed by a direct bulk request"),
-            ("retried", s.retried, "document re-sends after a retryable failure"),
-            ("spooled", s.spooled, "records written to the disk spool"),
-            ("replayed", s.replayed, "records indexed from the disk spool"),
-            ("dead_lettered", s.dead_lettered, "records Elasticsearch rejected for their content"),
-            ("spool_corrupt", s.spool_corrupt, "torn or corrupt spool records skipped"),
-            ("duplicate_ids", s.duplicate_ids,
-             "records not indexed because their id (request_id) was already indexed"),
-        ):
-            yield CounterMetricFamily(f"mlmon_shipper_{name}", text, value=value)
-        dropped = CounterMetricFamily("mlmon_shipper_dropped", "records lost, by reason",
-                                      labels=["reason"])
-        counts = dict(s.dropped)
-        for reason, value in sorted(counts.items()):
-            dropped.add_metric([reason], value)
-        yield dropped
-        yield GaugeMetricFamily("mlmon_shipper_queue_depth", "records in the in-memory queue",
-                                value=self._queue_depth())
-        yield GaugeMetricFamily("mlmon_shipper_spool_bytes", "bytes waiting in the disk spool",
-                                value=self._spool_bytes())
-        if s.last_success is not None:
-            yield GaugeMetricFamily("mlmon_shipper_last_success_timestamp_seconds",
-                                    "when Elasticsearch last accepted a bulk request",
-                                    value=s.last_success)
+        values = snapshot(self._stats, self._queue_depth(), self._spool_bytes())
+        yield from _families(values, self._roles() if self._roles is not None else None)
+
+
+class SpoolRootCollector(Collector):
+    """The `mlmon_shipper_*` families summed over every process spooling under `root`.
+
+    Each shipper rewrites its `shipper-stats.json` about once a second; this sums those files
+    (the root's and its `pid-*` subdirectories'), so a metrics-only process of a multi-worker
+    service exports one series per name, without a pid, like the model counters beside it.
+    A file left by a dead worker keeps counting its final values, so the sums never go back.
+    `last_success` is the latest of all; the per-process role series are not summed.
+
+    >>> REGISTRY.register(SpoolRootCollector("/var/lib/mlmon/spool/mlmon-predictions-churn"))
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def collect(self) -> Iterator[Metric]:
+        total: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+        total.update(dropped=dict.fromkeys(DROP_REASONS, 0), queue_depth=0, spool_bytes=0,
+                     last_success=None)
+        for path in [self.root / STATS_FILE, *sorted(self.root.glob(f"*/{STATS_FILE}"))]:
+            try:
+                values = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # absent, or being replaced right now: next scrape
+            for name in (*COUNTERS, "queue_depth", "spool_bytes"):
+                total[name] += values.get(name, 0)
+            for reason, count in values.get("dropped", {}).items():
+                total["dropped"][reason] = total["dropped"].get(reason, 0) + count
+            if values.get("last_success") is not None:
+                total["last_success"] = max(total["last_success"] or 0, values["last_success"])
+        yield from _families(total, None)

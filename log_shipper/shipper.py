@@ -1,38 +1,47 @@
-"""`Shipper`: records into Elasticsearch without ever slowing the prediction path, none lost.
+"""`Shipper`: records into Elasticsearch through a write-ahead log on disk, none lost silently.
 
-`ship(record)` appends to a bounded in-memory deque and returns: constant time, no lock, no I/O,
-never raises. One background worker does the rest, in this order every turn:
+Every record takes one path: memory -> spool (disk) -> Elasticsearch. Two supervised roles
+(`log_shipper.supervisor`), each on its own thread, so neither can stall the other:
 
-1. drain the deque into the chunker (count, bytes, age) and dispatch ready chunks:
-   - straight to Elasticsearch when the spool is empty and Elasticsearch is healthy;
-   - to the disk spool otherwise (an outage, a backlog to keep in order, the deque filling up
-     because Elasticsearch is slower than the traffic, or shutdown past its deadline);
-2. replay the spool head, oldest first, when the backoff allows; a chunk is acknowledged only
-   when each of its documents was indexed, already present (409) or dead-lettered.
+- the *spool writer* moves accepted records from the in-memory queue to the spool: `prepare`
+  (optional), redaction, JSON encoding, one `os.write` per group, fsync per policy. It never
+  touches the network, so a hung or slow Elasticsearch cannot delay spooling.
+- the *sender* (`log_shipper.delivery`) reads the spool oldest first (orphans before its own),
+  sends batches (`chunking.BatchLimits`), and acknowledges a batch only when each document was
+  indexed, already present (409) or dead-lettered. After a failure it backs off exponentially
+  but probes Elasticsearch with a cheap request every `PROBE_EVERY_S`, so delivery resumes
+  within about a second of the cluster coming back, whatever the backoff had grown to.
 
-Documents failing with 429 / 5xx / connection errors are retried (only those) with capped
-exponential backoff; documents Elasticsearch rejects for their content go to the dead-letter
-file with the reason. The deque overflows only when even the disk cannot keep up: those drops,
-and drops because the spool is full, are counted (`mlmon_shipper_dropped_total`) and logged.
+`fsync` is the durability policy of that one path:
+- `"interval"` (default) / `"never"`: `ship()` appends to a bounded deque and returns: constant
+  time, no lock, no I/O, never raises. The writer spools within `_WRITER_PERIOD_S`; the spool
+  is fsynced every `fsync_interval_s` (`never`: when the OS likes).
+- `"always"`: `ship()` itself runs the writer's step for its record (prepare, redact, encode,
+  append): when it returns True the record is in the kernel's page cache, which survives a
+  SIGKILL; the writer fsyncs what callers appended once per turn (group commit). When the record
+  cannot be spooled (disk full, spool over its bound) `ship()` returns False and counts why.
 
-Durability (`durability`):
-- `"memory"` (the default unless `fsync="always"`): as above. A SIGKILL loses what is still in
-  the deque, in the chunker and in the bulk request in flight.
-- `"spool_first"` (the default with `fsync="always"`): `ship()` redacts and serializes the
-  record and appends it to the spool itself (one `os.write`, under the spool's lock): once it
-  returns True the record is in the kernel's page cache, which survives a SIGKILL of the
-  process. The worker fsyncs per policy (a group of records per fsync under `always`) and sends
-  only from the spool. It costs more per call (measured in bench/bench_shipper.py), and the
-  serialization happens in the caller's thread.
+Whatever cannot be made durable is counted in `stats.dropped[reason]` and logged (rate-limited):
+`queue_full` and `closed` (ship() returned False), `prepare_error`, `unserializable`,
+`spool_full`, `disk_full` (ENOSPC, EDQUOT, EFBIG), `disk_error` (EIO and other write errors),
+`spool_error` (an unexpected error in the spool code: the role is restarted),
+`dead_letter_error` (rejected by Elasticsearch and the dead-letter file could not be written).
+
+Fork-safety: after `os.fork()` (gunicorn `--preload`) the child's shipper forgets the parent's
+queue, files and threads, opens its own spool directory (`<root>/pid-<child pid>`, `root` being
+the parent's directory or its parent when that is itself a `pid-` directory), starts its own
+roles, and counts from zero (the parent still owes what it had accepted).
 
 `adopt_dirs`: spool directories left by other processes (a worker killed and replaced by one
 with a new pid). Each one whose lock is free is taken over at start-up and replayed before the
-shipper's own spool; once drained its directory is removed.
+shipper's own spool; once drained its segments are deleted, and its directory too unless it
+holds other files (the dead process's `shipper-stats.json`, still counted in the summed series).
 """
 
 from __future__ import annotations
 
 import atexit
+import errno
 import json
 import logging
 import os
@@ -49,39 +58,36 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
-from log_shipper.chunking import Chunker
+from log_shipper.chunking import BatchLimits
 from log_shipper.deadletter import DeadLetter
-from log_shipper.metrics import ShipperStats
+from log_shipper.delivery import SpoolSender, encode_spooled, probe
+from log_shipper.metrics import ShipperCollector, ShipperStats, snapshot, write_stats_file
 from log_shipper.redact import Redactor
-from log_shipper.sender import BulkSender, Document, SendResult, backoff_delay
-from log_shipper.spool import Spool, SpoolLockedError
+from log_shipper.sender import BulkSender, Document
+from log_shipper.spool import FSYNC_POLICIES, Spool, SpoolLockedError
+from log_shipper.spool_dirs import PROCESS_PREFIX, own_dir_choices
+from log_shipper.supervisor import SupervisedRole
 
 log = logging.getLogger(__name__)
 
-_IDLE_WAIT_S = 0.5  # longest sleep of an idle worker; bounds how late a lost wake-up is noticed
+_WRITER_PERIOD_S = 0.05  # longest a record waits in memory before the writer spools it
+_WRITE_GROUP = 1000      # records per spool append (one os.write)
 _DROP_LOG_EVERY_S = 10.0
-DURABILITY_MODES = ("memory", "spool_first")
+_STATS_FILE_EVERY_S = 1.0  # how stale the summed multi-process series may be
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
-def encode_spooled(doc: Document) -> bytes:
-    """Spool payload: `<id length>:<id><source>`, so replay needs no JSON parsing."""
-    ident = doc.id.encode("utf-8")
-    return b"%d:" % len(ident) + ident + doc.source
-
-
-def decode_spooled(payload: bytes) -> Document:
-    """The inverse of `encode_spooled`."""
-    length, _, rest = payload.partition(b":")
-    n = int(length)
-    return Document(rest[:n].decode("utf-8"), rest[n:])
+def write_error_reason(exc: OSError) -> str:
+    """The drop reason for a spool write that failed with `exc`."""
+    return "disk_full" if exc.errno in _DISK_FULL else "disk_error"
 
 
 class Shipper:
-    """Ships record dicts to one Elasticsearch index or data stream.
+    """Ships records to one Elasticsearch index or data stream through a disk spool.
 
     >>> shipper = Shipper(es="http://127.0.0.1:9200", index="mlmon-predictions-churn",
     ...                   spool_dir="/var/lib/mlmon/spool/churn", fsync="always")
-    >>> shipper.ship(record)        # True when queued
+    >>> shipper.ship(record)        # True when accepted; False when dropped (counted)
     >>> shipper.close(timeout=10)   # True when everything reached Elasticsearch
     """
 
@@ -107,8 +113,8 @@ class Shipper:
         request_timeout_s: float = 10.0,
         shutdown_timeout_s: float = 10.0,
         on_durable: Callable[[Sequence[str]], None] | None = None,
+        prepare: Callable[[Any], Mapping[str, Any]] | None = None,
         adopt_dirs: Iterable[str | os.PathLike[str]] = (),
-        durability: str | None = None,
         handle_signals: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -116,74 +122,84 @@ class Shipper:
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
-        durability = durability or ("spool_first" if fsync == "always" else "memory")
-        if durability not in DURABILITY_MODES:
-            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, "
-                             f"not {durability!r}")
-        self.durability = durability
-        self._spool_first = durability == "spool_first"
-        client = Elasticsearch(es) if isinstance(es, str) else es
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, not {fsync!r}")
         self.index = index
+        self.fsync = fsync
         self.stats = ShipperStats()
-        self._queue: deque[Mapping[str, Any]] = deque()
+        self._es = es
         self._queue_size = queue_size
-        self._wake_at = max_docs  # a full chunk is waiting: worth waking the worker for
-        # Past this depth the deque is drained to disk instead of waiting on Elasticsearch.
-        self._high_water = max(max_docs, queue_size // 2)
-        self._chunker: Chunker[Document] = Chunker(max_docs=max_docs, max_bytes=max_bytes,
-                                                   max_age_s=max_age_s)
-        self._max_docs, self._max_bytes = max_docs, max_bytes
-        self._spool = Spool(spool_dir, max_bytes=spool_max_bytes, segment_bytes=segment_bytes,
-                            fsync=fsync, fsync_interval_s=fsync_interval_s, clock=clock,
-                            sync_on_append=not self._spool_first)
-        self._adopted = self._adopt(adopt_dirs, spool_max_bytes, segment_bytes, fsync,
-                                    fsync_interval_s, clock)
+        self._wake_writer_at = max(1, min(_WRITE_GROUP, queue_size // 4))
+        self._limits = BatchLimits(max_docs=max_docs, max_bytes=max_bytes, max_age_s=max_age_s)
+        self._spool_options: dict[str, Any] = dict(
+            max_bytes=spool_max_bytes, segment_bytes=segment_bytes, fsync=fsync,
+            fsync_interval_s=fsync_interval_s, clock=clock, sync_on_append=False)
+        self._spool = Spool(spool_dir, **self._spool_options)
+        self._adopted = self._adopt(adopt_dirs)
         self._dead = DeadLetter(dead_letter_path or Path(spool_dir) / "dead-letter.ndjson",
                                 fsync=fsync == "always", clock=wall_clock)
-        self._sender = BulkSender(client, index, max_retries=max_retries,
-                                  initial_backoff_s=initial_backoff_s,
-                                  max_backoff_s=max_backoff_s,
-                                  request_timeout_s=request_timeout_s, sleep=sleep)
+        self._sender_options: dict[str, Any] = dict(
+            max_retries=max_retries, initial_backoff_s=initial_backoff_s,
+            max_backoff_s=max_backoff_s, request_timeout_s=request_timeout_s, sleep=sleep)
         self._redactor = redactor or None
+        self._prepare = prepare
         self._initial_backoff_s, self._max_backoff_s = initial_backoff_s, max_backoff_s
         self._shutdown_timeout_s = shutdown_timeout_s
         self._on_durable = on_durable
         self._clock, self._wall_clock = clock, wall_clock
-        # worker state (only the worker thread touches these)
-        # spool batch being replayed: (its spool, end position, documents still to send)
-        self._head: tuple[Spool, Any, list[Document]] | None = None
-        self._recovering = bool(self._spool)  # sends from the spool count as replayed until
-        self._max_age_s = max_age_s            # it is empty (spool_first mode)
-        self._next_batch_at = 0.0
-        # spool_first: ids appended by callers, reported durable by the worker after its fsync
-        self._appended: list[str] = []
-        self._appended_count = 0
-        self._failures = 0
-        self._next_probe = 0.0
-        self._dropped_logged = 0
-        self._next_drop_log = 0.0
-        # shared flags (a bool store is atomic under the GIL)
         self._closed = False
-        self._busy = False
-        self._flush_requested = False
         self._close_deadline: float | None = None
-        self._wake = threading.Event()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"mlmon-shipper-{index}",
-                                        daemon=True)
-        self._thread.start()
+        self._start_process_state()
+        _LIVE.add(self)
         atexit.register(_close_at_exit, weakref.ref(self))
         if handle_signals:
             self._chain_sigterm()
 
+    def _start_process_state(self) -> None:
+        """Queue, clients, flags and the two roles of this process (again in a forked child)."""
+        client = Elasticsearch(self._es) if isinstance(self._es, str) else self._es
+        self._queue: deque[Any] = deque()
+        self._appended: list[str] = []  # fsync="always": ids callers spooled, not yet synced
+        self._append_lock = threading.Lock()
+        self._sender_wake = threading.Event()
+        self._delivery = SpoolSender(
+            self, index=self.index, spool=self._spool, adopted=self._adopted,
+            sender=BulkSender(client, self.index, **self._sender_options),
+            answers=probe(client), dead=self._dead, stats=self.stats, limits=self._limits,
+            initial_backoff_s=self._initial_backoff_s, max_backoff_s=self._max_backoff_s,
+            wake=self._sender_wake, warn=self._warn_once_per_interval, clock=self._clock,
+            wall_clock=self._wall_clock)
+        # writer state
+        self._dropped_logged = 0
+        self._next_drop_log = 0.0
+        self._next_fsync_log = 0.0
+        self._next_stats_file = 0.0
+        # shared flags (a bool store is atomic under the GIL)
+        self._writer_busy = False
+        self._flush_requested = False
+        self._writer_wake = threading.Event()
+        self._done = threading.Event()
+        self.writer = SupervisedRole("spool writer", turn=self._writer_turn,
+                                     finished=self._writer_finished, on_exit=self._writer_exit,
+                                     clock=self._clock)
+        self.sender = SupervisedRole("sender", turn=self._delivery.turn,
+                                     finished=self._sender_finished, on_exit=self._sender_exit,
+                                     clock=self._clock)
+        if self._closed:  # a child forked from a closed shipper stays closed
+            self._done.set()
+            return
+        self.writer.start(f"mlmon-spool-writer-{self.index}")
+        self.sender.start(f"mlmon-sender-{self.index}")
+
     # ---- the prediction path ---------------------------------------------------------------
 
-    def ship(self, record: Mapping[str, Any]) -> bool:
-        """Queue one record; never blocks, never raises. False when it was dropped (counted).
+    def ship(self, record: Any) -> bool:
+        """Accept one record (or, with `prepare`, the item it is built from); never raises.
 
-        In `spool_first` mode the record is in the spool (page cache) when this returns True."""
-        if self._spool_first:
-            return self._ship_to_spool(record)
+        False when it was dropped (counted with its reason). Under `fsync="always"` the record
+        is in the spool (page cache) when this returns True."""
+        if self.fsync == "always":
+            return self._ship_now(record)
         try:
             if self._closed:
                 self.stats.drop("closed")
@@ -193,34 +209,33 @@ class Shipper:
                 self.stats.drop("queue_full")
                 return False
             queue.append(record)
-            if len(queue) == self._wake_at:
-                self._wake.set()
+            if len(queue) == self._wake_writer_at:
+                self._writer_wake.set()
             return True
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
             return False
 
-    def _ship_to_spool(self, record: Mapping[str, Any]) -> bool:
+    def _ship_now(self, record: Any) -> bool:
+        """fsync="always": the writer's step, in the caller's thread, for one record."""
         try:
             if self._closed:
                 self.stats.drop("closed")
                 return False
-            doc = self._encode(record, worker=False)
+            doc = self._encode(record, self.stats.drop)
             if doc is None:
                 return False
-            if not self._spool.append([encode_spooled(doc)]):
-                self.stats.drop("spool_full")
-                return False
-            with self.stats._lock:  # producers in several threads
+            with self._append_lock:  # the spool's order is the order ids are reported in
+                written = self._write([doc], self.stats.drop)
+                if written:
+                    self._appended.append(doc.id)
+            with self.stats._lock:
                 self.stats.queued += 1
-                self.stats.spooled += 1
-                self._appended.append(doc.id)
-                self._appended_count += 1
-                wake = self._appended_count % self._wake_at == 0
-            if wake:
-                self._wake.set()
-            return True
+                self.stats.spooled += written
+            if written and self.unsent() >= self._limits.max_docs:
+                self._sender_wake.set()
+            return written == 1
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
-            self.stats.drop("spool_error")
+            self.stats.drop("disk_error")
             return False
 
     # ---- state ---------------------------------------------------------------------------
@@ -233,16 +248,26 @@ class Shipper:
         """Bytes waiting in the disk spool (adopted orphans' included)."""
         return self._spool.pending_bytes + sum(s.pending_bytes for s in list(self._adopted))
 
+    def collector(self) -> ShipperCollector:
+        """The `mlmon_shipper_*` metric families of this shipper, roles included."""
+        return ShipperCollector(self.stats, self.queue_depth, self.spool_bytes,
+                                roles=self._role_states)
+
+    def _role_states(self) -> list[tuple[str, bool, int]]:
+        return [("spool_writer", self.writer.up, self.writer.restarts),
+                ("sender", self.sender.up, self.sender.restarts)]
+
     def _backlog(self) -> bool:
         return bool(self._spool) or any(self._adopted)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued and spooled record was delivered; False on timeout."""
+        """Wait until every accepted record was delivered; False on timeout."""
         deadline = self._clock() + timeout
         self._flush_requested = True
         try:
             while self._clock() < deadline:
-                self._wake.set()
+                self._writer_wake.set()
+                self._sender_wake.set()
                 if self._drained():
                     return True
                 if self._done.is_set():
@@ -253,101 +278,80 @@ class Shipper:
             self._flush_requested = False
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush for up to `timeout` seconds, spool what is left, stop the worker.
+        """Spool what is in memory, deliver for up to `timeout` seconds, stop both roles.
 
         Returns True when everything was delivered to Elasticsearch (nothing left in the spool).
         """
         timeout = self._shutdown_timeout_s if timeout is None else timeout
         if not self._closed:
-            self._closed = True
             self._close_deadline = self._clock() + timeout
-        self._wake.set()
-        # The worker stops at the deadline; spooling what remains takes a moment more.
-        self._thread.join(timeout + 5.0)
+            self._closed = True
+        self._writer_wake.set()
+        self._sender_wake.set()
+        # The sender stops at the deadline; the writer spools what remains, a moment more.
+        self.writer.join(timeout + 5.0)
+        self.sender.join(timeout + 5.0)
         return self._done.is_set() and not self._backlog() and not self._queue
 
     def _drained(self) -> bool:
-        return (not self._busy and not self._queue and not len(self._chunker)
-                and not self._backlog() and self._head is None)
+        return (not self._writer_busy and not self._queue and not self._delivery.busy
+                and not self._backlog() and self._delivery.head is None)
 
-    # ---- the worker ----------------------------------------------------------------------
+    # ---- the spool writer ------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _writer_finished(self) -> bool:
+        return self._closed and not self._queue
+
+    def _writer_turn(self) -> None:
+        self._writer_wake.wait(_WRITER_PERIOD_S)
+        self._writer_wake.clear()
+        self._writer_busy = True
         try:
-            while True:
-                self._wake.clear()
-                self._busy = True
-                now = self._clock()
-                worked = self._drain(now)
-                self._spool.tick()
-                self._report_appended()
-                worked = self._replay(now) or worked
-                self._log_drops(now)
-                self._busy = False
-                if self._closed and self._finish_if_due(now):
-                    return
-                if not worked:
-                    self._wake.wait(self._idle_wait(now))
-        except Exception:  # noqa: BLE001 - log, keep the process alive; records stay spooled
-            log.exception("mlmon shipper worker for %s stopped", self.index)
+            queue = self._queue
+            while queue:
+                items = [queue.popleft() for _ in range(min(len(queue), _WRITE_GROUP))]
+                self.stats.queued += len(items)
+                docs = [d for d in (self._encode(i, self.stats.worker_drop) for i in items) if d]
+                written = self._write(docs, self.stats.worker_drop)
+                self.stats.spooled += written
+                self._durable_unless_always(docs[:written])
+                if self.unsent() >= self._limits.max_docs:
+                    self._sender_wake.set()
+            self._sync()
+            now = self._clock()
+            self._log_drops(now)
+            if now >= self._next_stats_file:
+                self._next_stats_file = now + _STATS_FILE_EVERY_S
+                self._write_stats_file()
         finally:
-            self._busy = False
+            self._writer_busy = False
+
+    def _writer_exit(self) -> None:
+        try:
+            self._sync()
+            self._log_drops(float("inf"))
+        finally:
+            self._sender_wake.set()
+
+    def _write_stats_file(self) -> None:
+        """This process's counters for `SpoolRootCollector` (multi-worker services)."""
+        try:
+            write_stats_file(self._spool.directory,
+                             snapshot(self.stats, self.queue_depth(), self.spool_bytes()))
+        except OSError as exc:
+            self._warn_once_per_interval(f"cannot write the stats file: {exc}")
+
+    def _encode(self, item: Any, drop: Callable[[str], None]) -> Document | None:
+        """prepare -> redact -> JSON; None (counted with the reason) when that fails."""
+        if self._prepare is not None:
             try:
-                self._spool.close()
-                for orphan in self._adopted:
-                    orphan.close()  # still an orphan: the next process adopts it
-                self._dead.close()
-            finally:
-                self._done.set()
-
-    def _finish_if_due(self, now: float) -> bool:
-        """At close: stop once all is delivered, or at the deadline with the rest spooled."""
-        if self._queue or len(self._chunker):
-            return False
-        if not self._backlog() and self._head is None:
-            return True
-        assert self._close_deadline is not None
-        return now >= self._close_deadline
-
-    def _report_appended(self) -> None:
-        """spool_first: report the ids callers appended, now synced per the fsync policy."""
-        if self._appended and self._on_durable is not None:
-            with self.stats._lock:
-                ids, self._appended = self._appended, []
-            self._durable(ids)
-        elif self._appended:
-            self._appended = []
-
-    def _idle_wait(self, now: float) -> float:
-        wait = _IDLE_WAIT_S
-        due = self._chunker.deadline()
-        if due is not None:
-            wait = min(wait, due - now)
-        if self._backlog():
-            wait = min(wait, max(self._next_probe, self._next_batch_at) - now)
-        return max(wait, 0.001)
-
-    def _drain(self, now: float) -> bool:
-        """Move up to one chunk's worth of records from the deque through the chunker."""
-        queue = self._queue
-        moved = 0
-        while queue and moved < self._max_docs:
-            record = queue.popleft()
-            moved += 1
-            doc = self._encode(record)
-            if doc is not None:
-                for chunk in self._chunker.add(doc, len(doc.source), now):
-                    self._dispatch(chunk.items, now)
-        self.stats.queued += moved
-        if queue:
-            return True
-        finishing = self._closed or self._flush_requested
-        chunk = self._chunker.flush() if finishing else self._chunker.poll(now)
-        if chunk is not None:
-            self._dispatch(chunk.items, now)
-        return moved > 0 or chunk is not None
-
-    def _encode(self, record: Mapping[str, Any], worker: bool = True) -> Document | None:
+                record = self._prepare(item)
+            except Exception as exc:  # noqa: BLE001 - a bad item must not stop the role
+                drop("prepare_error")
+                self._warn_once_per_interval(f"prepare() failed: {exc!r}")
+                return None
+        else:
+            record = item
         try:
             doc = dict(record)
             if self._redactor is not None:
@@ -360,91 +364,123 @@ class Shipper:
             source = json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False,
                                 allow_nan=False).encode("utf-8")
             return Document(str(doc_id), source)
-        except Exception as exc:  # noqa: BLE001 - a bad record must not stop the worker
-            if worker:
-                self.stats.worker_drop("unserializable")
-            else:
-                self.stats.drop("unserializable")
-            log.warning("mlmon shipper: dropped a record that is not JSON-serializable: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - a bad record must not stop the role
+            drop("unserializable")
+            self._warn_once_per_interval(f"a record is not JSON-serializable: {exc}")
             return None
 
-    def _divert(self, now: float) -> bool:
-        """True when new chunks must go to the spool instead of straight to Elasticsearch."""
-        if self._spool or self._head is not None or now < self._next_probe:
-            return True  # outage or backlog: keep order, don't hammer a sick cluster
-        if len(self._queue) > self._high_water:
-            return True  # Elasticsearch slower than the traffic
-        return self._close_deadline is not None and now >= self._close_deadline
+    def _write(self, docs: list[Document], drop: Callable[[str, int], None]) -> int:
+        """Append `docs` to the spool; count those that could not be written, by reason."""
+        if not docs:
+            return 0
+        try:
+            written = self._spool.append([encode_spooled(d) for d in docs])
+        except OSError as exc:
+            drop(write_error_reason(exc), len(docs))
+            self._warn_once_per_interval(f"cannot write to the spool: {exc}")
+            return 0
+        except Exception:
+            drop("spool_error", len(docs))  # counted, then the supervisor logs and restarts
+            raise
+        if written < len(docs):
+            drop("spool_full", len(docs) - written)
+        return written
 
-    def _dispatch(self, docs: list[Document], now: float) -> None:
-        if self._divert(now):
-            self._to_spool(docs)
+    def _sync(self) -> None:
+        """Fsync per policy, then report the ids appended by callers (fsync="always")."""
+        with self._append_lock:
+            ids, self._appended = self._appended, []
+        try:
+            self._spool.tick()
+        except OSError as exc:
+            # The records stay in the spool and will be sent; what failed is the promise that
+            # they survive a power loss. Counted and logged, and not reported as durable.
+            self.stats.fsync_failures += 1
+            self._warn_once_per_interval(f"fsync of the spool failed: {exc}")
             return
-        result = self._sender.send(docs)
-        self._account(result, replay=False)
-        if result.retry:
-            self._failed(result.error)
-            self._to_spool(result.retry)
+        self._durable(ids)
 
-    def _replay(self, now: float) -> bool:
-        """Send the spool head once if due; True when something happened."""
-        if self._head is None:
-            source = next((s for s in self._adopted if s), self._spool)  # orphans first
-            if not source or now < self._next_probe:
-                return False
-            if source is self._spool and self._spool_first and not self._batch_due(now):
-                return False
-            batch = source.peek(self._max_docs, self._max_bytes)
-            self.stats.spool_corrupt = self._spool.corrupt + sum(s.corrupt for s in self._adopted)
-            self._head = (source, batch.end, [decode_spooled(p) for p in batch.records])
-        elif now < self._next_probe:
+    def _durable_unless_always(self, docs: list[Document]) -> None:
+        if self.fsync != "always":
+            self._durable(d.id for d in docs)
+
+    def _durable(self, ids: Iterable[str]) -> None:
+        if self._on_durable is not None:
+            ids = list(ids)
+            if not ids:
+                return
+            try:
+                self._on_durable(ids)
+            except Exception:  # noqa: BLE001 - a caller's hook must not stop the role
+                log.exception("mlmon shipper: on_durable hook failed")
+
+    # ---- the sender ------------------------------------------------------------------------
+
+    def _sender_finished(self) -> bool:
+        if not self._closed or self.writer.is_running():
             return False
-        source, end, docs = self._head
-        if docs:
-            result = self._sender.send(docs)
-            self._account(result, replay=not self._spool_first or self._recovering
-                          or source is not self._spool)
-            if result.retry:
-                self._head = (source, end, result.retry)  # only the failed documents again
-                self._failed(result.error)
-                return True
-        source.ack(end)
-        self._head = None
-        if source is self._spool and not source:
-            self._recovering = False
-        if source is not self._spool and not source:
-            self._adopted.remove(source)
-            source.discard()
-            log.info("mlmon shipper: replayed and removed the orphaned spool %s",
-                     source.directory)
-        if self._failures:
-            log.warning("mlmon shipper: Elasticsearch accepts %s again; replaying the spool",
-                        self.index)
-        self._failures = 0
-        self._next_probe = 0.0
-        return True
-
-    def _batch_due(self, now: float) -> bool:
-        """spool_first: send when a chunk's worth is waiting, the oldest is `max_age_s` old,
-        or on flush / close; so a trickle of records is still sent in batches."""
-        if self._closed or self._flush_requested or self._recovering or now >= self._next_batch_at:
-            self._next_batch_at = now + self._max_age_s
+        if self._delivery.head is None and not self._backlog():
             return True
-        if self._spool.pending_bytes >= self._max_bytes or self._appended_count >= self._wake_at:
-            self._appended_count = 0
-            self._next_batch_at = now + self._max_age_s
-            return True
-        return False
+        assert self._close_deadline is not None
+        return self._clock() >= self._close_deadline
 
-    def _adopt(self, dirs: Iterable[str | os.PathLike[str]], max_bytes: int, segment_bytes: int,
-               fsync: str, fsync_interval_s: float, clock: Callable[[], float]) -> list[Spool]:
+    def _sender_exit(self) -> None:
+        self._delivery.busy = False
+        try:
+            self._write_stats_file()  # the final counts, delivered ones included
+            self._spool.close()
+            for orphan in self._adopted:
+                orphan.close()  # still an orphan: the next process adopts it
+            self._dead.close()
+        finally:
+            self._done.set()
+
+    # what the sender asks of its host (delivery.Host)
+    def closing(self) -> bool:
+        """True once close() was called."""
+        return self._closed
+
+    def flushing(self) -> bool:
+        """True while flush() waits."""
+        return self._flush_requested
+
+    def close_deadline(self) -> float | None:
+        """When close() stops delivering, on `clock`; None before close()."""
+        return self._close_deadline
+
+    def unsent(self) -> int:
+        """Records written to the own spool and not yet acknowledged (an estimate)."""
+        return self.stats.spooled - self._delivery.taken
+
+    # ---- logging ---------------------------------------------------------------------------
+
+    def _warn_once_per_interval(self, message: str) -> None:
+        now = self._clock()
+        if now >= self._next_fsync_log:
+            self._next_fsync_log = now + _DROP_LOG_EVERY_S
+            log.warning("mlmon shipper for %s: %s", self.index, message)
+
+    def _log_drops(self, now: float) -> None:
+        """Drops are never silent: one warning per interval with the count since the last."""
+        if now < self._next_drop_log:
+            return
+        total = sum(self.stats.dropped.values())
+        if total > self._dropped_logged:
+            log.warning("mlmon shipper: dropped %d records for %s (by reason: %s)",
+                        total - self._dropped_logged, self.index,
+                        {k: v for k, v in self.stats.dropped.items() if v})
+            self._dropped_logged = total
+            self._next_drop_log = now + _DROP_LOG_EVERY_S
+
+    # ---- start-up: orphans -----------------------------------------------------------------
+
+    def _adopt(self, dirs: Iterable[str | os.PathLike[str]]) -> list[Spool]:
         """Take over every orphaned spool directory whose lock is free (start-up, caller's
         thread: opening a spool reads only file sizes and the cursor)."""
         adopted: list[Spool] = []
         for directory in dirs:
             try:
-                orphan = Spool(directory, max_bytes=max_bytes, segment_bytes=segment_bytes,
-                               fsync=fsync, fsync_interval_s=fsync_interval_s, clock=clock)
+                orphan = Spool(directory, **self._spool_options)
             except SpoolLockedError:
                 continue  # a live process owns it, or another one adopted it first
             except OSError as exc:
@@ -458,59 +494,29 @@ class Shipper:
                 orphan.discard()
         return adopted
 
-    def _failed(self, error: str | None) -> None:
-        self._failures += 1
-        self._recovering = True
-        delay = backoff_delay(self._failures, self._initial_backoff_s, self._max_backoff_s)
-        self._next_probe = self._clock() + delay
-        if self._failures == 1:
-            log.warning("mlmon shipper: cannot index into %s (%s); spooling to disk",
-                        self.index, error)
+    # ---- fork ------------------------------------------------------------------------------
 
-    def _account(self, result: SendResult, *, replay: bool) -> None:
-        self.stats.retried += result.retries
-        if not replay:
-            # A fresh record's first send answered 409: another record already holds its id (a
-            # reused request_id), and this one was not indexed. A 409 on a re-send (retry,
-            # replay) is our own earlier copy, delivered: not counted here.
-            self.stats.duplicate_ids += result.first_conflicts
-        if result.ok:
-            if replay:
-                self.stats.replayed += len(result.ok)
-            else:
-                self.stats.shipped += len(result.ok)
-            self.stats.last_success = self._wall_clock()
-            self._durable(d.id for d in result.ok)
-        if result.rejected:
-            self._dead.write(self.index, result.rejected)
-            self.stats.dead_lettered += len(result.rejected)
-            self._durable(d.id for d, _, _ in result.rejected)
+    def _after_fork_in_child(self) -> None:
+        """A forked child: own spool directory, own threads and locks, counters from zero."""
+        parent_dir = self._spool.directory
+        for spool in (self._spool, *self._adopted):
+            spool.forget_after_fork()
+        self._adopted = []
+        self._dead.forget_after_fork()
+        self.stats.reset()
+        if not self._closed:
+            root = (parent_dir.parent if parent_dir.name.startswith(PROCESS_PREFIX)
+                    else parent_dir)
+            self._spool = self._own_spool(root)
+        self._start_process_state()
 
-    def _to_spool(self, docs: list[Document]) -> None:
-        written = self._spool.append([encode_spooled(d) for d in docs])
-        self.stats.spooled += written
-        self._durable(d.id for d in docs[:written])
-        if written < len(docs):
-            self.stats.worker_drop("spool_full", len(docs) - written)
-
-    def _durable(self, ids: Iterable[str]) -> None:
-        if self._on_durable is not None:
+    def _own_spool(self, root: Path) -> Spool:
+        for own in own_dir_choices(root, use_root=False):
             try:
-                self._on_durable(list(ids))
-            except Exception:  # noqa: BLE001 - a caller's hook must not stop the worker
-                log.exception("mlmon shipper: on_durable hook failed")
-
-    def _log_drops(self, now: float) -> None:
-        """Drops are never silent: one warning per interval with the count since the last."""
-        if now < self._next_drop_log:
-            return
-        total = sum(self.stats.dropped.values())
-        if total > self._dropped_logged:
-            log.warning("mlmon shipper: dropped %d records for %s (by reason: %s)",
-                        total - self._dropped_logged, self.index,
-                        {k: v for k, v in self.stats.dropped.items() if v})
-            self._dropped_logged = total
-            self._next_drop_log = now + _DROP_LOG_EVERY_S
+                return Spool(own, **self._spool_options)
+            except SpoolLockedError:
+                continue
+        raise SpoolLockedError(f"no free per-process spool directory under {root}")
 
     # ---- process exit ----------------------------------------------------------------------
 
@@ -532,6 +538,26 @@ class Shipper:
                 os.kill(os.getpid(), signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, on_sigterm)
+
+
+_LIVE: weakref.WeakSet[Shipper] = weakref.WeakSet()
+
+
+def _reinit_in_child() -> None:
+    for shipper in list(_LIVE):
+        try:
+            shipper._after_fork_in_child()
+        except Exception:  # noqa: BLE001 - never break the child's start-up
+            # Fresh objects: the parent's may have been held by one of its threads at the fork.
+            shipper.stats.reset()
+            shipper._closed = True
+            shipper._done = threading.Event()
+            shipper._done.set()
+            log.exception("mlmon shipper: cannot restart %s in the forked child; it drops "
+                          "records as closed", shipper.index)
+
+
+os.register_at_fork(after_in_child=_reinit_in_child)
 
 
 def _close_at_exit(ref: weakref.ref[Shipper]) -> None:

@@ -17,9 +17,13 @@ never held in a user-space buffer.
 `sync_on_append=False` leaves every fsync to the owner (`sync()` / `tick()`), whatever the
 policy: appends then cost one `os.write`, and the shipper's worker fsyncs a group of them.
 
-Threads: appends may come from any thread (the shipper's `spool_first` mode appends in the
-caller's thread) while one reader (the worker) peeks and acknowledges; a lock guards the
-bookkeeping, and reads of segment bytes happen outside it (written bytes never change). A directory
+Threads: appends may come from any thread (the shipper's spool writer, or the caller itself
+under `fsync="always"`) while one reader (the shipper's sender) peeks and acknowledges; a lock
+guards the bookkeeping, and reads of segment bytes happen outside it (written bytes never
+change). A write that fails (ENOSPC, EIO) raises `OSError` after cutting what part of it reached
+the file, and the next append opens a new segment: the spool never holds half a record between
+whole ones. A cursor that cannot be saved is logged and counted (`cursor_errors`), never raised:
+it only means re-sending delivered records after a restart. A directory
 belongs to one process at a time: the spool holds an exclusive `flock` on `<dir>/lock` from
 construction to `close()`, and a second spool on the same directory (another worker process,
 or the same process twice) raises `SpoolLockedError`, because two writers would delete each
@@ -40,6 +44,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from log_shipper.chunking import fits
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +139,8 @@ class Spool:
         self._sync_on_append = sync_on_append
         self._lock = threading.RLock()
         self.corrupt = 0  # torn or corrupt lines skipped
+        self.cursor_errors = 0  # cursor saves that failed (disk full): re-sends, not losses
+        self._cursor_failing = False
         self._sizes: dict[int, int] = {
             int(p.stem): p.stat().st_size for p in self.directory.glob("*" + _SUFFIX)
             if p.stem.isdigit()
@@ -178,9 +186,13 @@ class Spool:
         fd = self._writable_fd()
         data = b"".join(lines[:count])
         view = memoryview(data)
-        while view:  # os.write may write less than asked
-            written = os.write(fd, view)
-            view = view[written:]
+        try:
+            while view:  # os.write may write less than asked
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError:
+            self._undo_partial_write()
+            raise
         self._sizes[self._active] += len(data)
         self._dirty = True
         if not self._sync_on_append:
@@ -202,10 +214,24 @@ class Spool:
     def sync(self) -> None:
         """Force written records to stable storage (not for `never`)."""
         with self._lock:
+            # A duplicate of the descriptor, synced outside the lock: appends from other threads
+            # (callers under fsync="always") do not wait for the disk, and a segment closed
+            # meanwhile cannot turn our descriptor into another file's.
+            fd = None
             if self._fd is not None and self._dirty and self.fsync != "never":
-                os.fsync(self._fd)
+                fd = os.dup(self._fd)
             self._dirty = False
             self._last_sync = self._clock()
+        if fd is None:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            with self._lock:
+                self._dirty = True  # try again next time; the caller counts the failure
+            raise
+        finally:
+            os.close(fd)
 
     def _writable_fd(self) -> int:
         if self._fd is not None and self._sizes[self._active] >= self.segment_bytes:
@@ -218,6 +244,16 @@ class Spool:
             if self.fsync == "always":  # the new file's directory entry must survive too
                 self._fsync_directory()
         return self._fd
+
+    def _undo_partial_write(self) -> None:
+        """After a failed write (ENOSPC, EIO): cut what part of it reached the file, and start
+        the next append in a new segment, so no torn line ever sits between whole ones."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, self._sizes[self._active])  # type: ignore[arg-type]
+        with contextlib.suppress(OSError):
+            os.close(self._fd)  # type: ignore[arg-type]
+        self._fd = None
+        self._dirty = False
 
     def _close_fd(self) -> None:
         with self._lock:
@@ -234,7 +270,7 @@ class Spool:
             sizes, cursor = dict(self._sizes), self._cursor
         batch = SpoolBatch(end=cursor)
         position = cursor
-        while len(batch.records) < max_records and batch.nbytes < max_bytes:
+        while len(batch.records) < max_records:
             segment = self._next_segment(position, sizes)
             if segment is None:
                 break
@@ -263,15 +299,16 @@ class Spool:
         with open(self._segment_path(position.segment), "rb") as f:
             f.seek(offset)
             while offset < size:
-                if len(batch.records) >= max_records or batch.nbytes >= max_bytes:
-                    return Position(position.segment, offset), False
                 line = f.readline(size - offset)
                 if not line:
                     break
                 if not line.endswith(b"\n") and position.segment == self._active and self._fd:
                     break  # cannot happen (whole lines are written), but never read half a line
-                offset += len(line)
                 payload = decode_line(line)
+                if payload is not None and not fits(len(batch.records), batch.nbytes,
+                                                    len(payload), max_records, max_bytes):
+                    return Position(position.segment, offset), False  # starts the next batch
+                offset += len(line)
                 if payload is None:
                     self.corrupt += 1
                     log.warning("spool %s: skipped a torn or corrupt record at %d:%d",
@@ -296,9 +333,20 @@ class Spool:
                 finished_segments.append(seg)
                 del self._sizes[seg]
         # Outside the lock: appends need not wait for the file system. Only the reader acks.
-        for seg in finished_segments:
-            self._segment_path(seg).unlink(missing_ok=True)
-        self._save_cursor(end)
+        # Neither failure loses a record: a segment left behind or a stale cursor only means
+        # re-sending delivered records after a restart, answered 409 thanks to op_type create.
+        try:
+            for seg in finished_segments:
+                self._segment_path(seg).unlink(missing_ok=True)
+            self._save_cursor(end)
+        except OSError as exc:
+            if not self._cursor_failing:  # once per run of failures, not once per batch
+                log.warning("spool %s: cannot save the cursor (%s); delivered records may be "
+                            "re-sent after a restart", self.directory, exc)
+            self.cursor_errors += 1
+            self._cursor_failing = True
+        else:
+            self._cursor_failing = False
 
     # ---- cursor --------------------------------------------------------------------------
 
@@ -329,6 +377,15 @@ class Spool:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close this process's copies of the descriptors without syncing
+        or locking (the parent still owns the directory, its lock and its segment)."""
+        for fd in (self._fd, self._lock_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._lock_fd = None
 
     def close(self) -> None:
         """Sync and close the segment being written, and release the directory."""

@@ -7,19 +7,22 @@ points at a closed loopback port (a real "connection refused"), which is the out
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from log_shipper.metrics import ShipperCollector
+from log_shipper.delivery import decode_spooled, encode_spooled
+from log_shipper.metrics import ShipperCollector, SpoolRootCollector
 from log_shipper.redact import Redactor
 from log_shipper.sender import Document, backoff_delay
-from log_shipper.shipper import Shipper, decode_spooled, encode_spooled
+from log_shipper.shipper import Shipper
 from log_shipper.spool import Spool
 
 
@@ -145,13 +148,12 @@ def test_spool_payload_round_trip() -> None:
     assert json.loads(decode_spooled(encode_spooled(doc)).source) == {"a": 1}
 
 
-def test_spool_first_from_many_threads_keeps_every_record(closed_url: str,
-                                                          tmp_path: Path) -> None:
-    # Callers append to the spool concurrently while the worker peeks and syncs: no record
-    # lost, torn or duplicated, and each thread's records stay in its own order.
+def test_fsync_always_from_many_threads_keeps_every_record(closed_url: str,
+                                                           tmp_path: Path) -> None:
+    # Callers append to the spool concurrently while the writer syncs and the sender peeks: no
+    # record lost, torn or duplicated, and each thread's records stay in its own order.
     durable: list[str] = []
-    shipper = _shipper(closed_url, tmp_path, durability="spool_first", fsync="always",
-                       on_durable=durable.extend)
+    shipper = _shipper(closed_url, tmp_path, fsync="always", on_durable=durable.extend)
 
     def produce(t: int) -> None:
         for i in range(300):
@@ -172,18 +174,92 @@ def test_spool_first_from_many_threads_keeps_every_record(closed_url: str,
     assert shipper.stats.queued == shipper.stats.spooled == 1200
 
 
-def test_durability_follows_fsync_unless_given(closed_url: str, tmp_path: Path) -> None:
-    for name, options, expected in (("a", {"fsync": "always"}, "spool_first"),
-                                    ("b", {}, "memory"),
-                                    ("c", {"fsync": "always", "durability": "memory"}, "memory")):
-        shipper = _shipper(closed_url, tmp_path / name, **options)
-        shipper.close(timeout=0)
-        assert shipper.durability == expected
-    with pytest.raises(ValueError, match="durability must be one of"):
-        _shipper(closed_url, tmp_path / "d", durability="disk")
+def test_an_unknown_fsync_policy_is_refused(closed_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fsync must be one of always, interval, never"):
+        _shipper(closed_url, tmp_path, fsync="sometimes")
 
 
 def test_backoff_delay_doubles_from_initial_and_is_capped() -> None:
     assert [backoff_delay(a, 0.5, 30.0) for a in range(1, 9)] == [
         0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
     assert backoff_delay(1, 0.2, 0.1) == 0.1  # the cap wins even on the first attempt
+
+
+def test_prepare_builds_the_record_off_the_callers_thread_and_its_errors_are_counted(
+        closed_url: str, tmp_path: Path) -> None:
+    callers: list[str] = []
+
+    def prepare(item: tuple[int, str]) -> dict[str, object]:
+        callers.append(threading.current_thread().name)
+        n, city = item
+        if n == 3:
+            raise ValueError("cannot build record 3")
+        return _record(n, city=city)
+
+    shipper = _shipper(closed_url, tmp_path, prepare=prepare)
+    assert all(shipper.ship((i, "paris")) for i in range(5))
+    shipper.close(timeout=0.2)
+    assert _spooled_ids(tmp_path) == ["r0", "r1", "r2", "r4"]
+    assert shipper.stats.dropped["prepare_error"] == 1
+    assert threading.current_thread().name not in callers
+
+
+def test_a_forked_child_ships_through_its_own_spool_with_its_own_threads(
+        closed_url: str, tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path / "root", max_age_s=60)
+    assert shipper.ship(_record(0))  # the parent's: its copy in the child must not be spooled
+    pid = os.fork()
+    if pid == 0:  # the child: whatever happens, leave with a code, never return into pytest
+        code = 1
+        try:
+            ok = shipper.ship(_record(1)) and shipper.ship(_record(2))
+            shipper.close(timeout=0.2)
+            code = 0 if ok and shipper.stats.queued == shipper.stats.spooled == 2 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # the child's roles ran and counted from 0
+    shipper.close(timeout=0.2)
+    assert _spooled_ids(tmp_path / "root") == ["r0"]
+    assert _spooled_ids(tmp_path / "root" / f"pid-{pid}") == ["r1", "r2"]
+    summed = CollectorRegistry()
+    summed.register(SpoolRootCollector(tmp_path / "root"))  # both processes, no pid label
+    assert summed.get_sample_value("mlmon_shipper_spooled_total") == 3
+    assert summed.get_sample_value("mlmon_shipper_queued_total") == 3
+
+
+def test_the_supervisor_restarts_a_role_whose_turn_raised(closed_url: str,
+                                                          tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path)
+    tick = shipper._spool.tick
+    calls = {"n": 0}
+
+    def fails_once() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("injected")
+        tick()
+
+    shipper._spool.tick = fails_once  # type: ignore[method-assign]
+    assert all(shipper.ship(_record(i)) for i in range(20))
+    shipper.close(timeout=0.5)
+    assert shipper.writer.restarts == 1 and shipper.sender.restarts == 0
+    assert _spooled_ids(tmp_path) == [f"r{i}" for i in range(20)]  # nothing lost on the way
+
+
+def test_close_during_a_long_backoff_returns_by_its_deadline(closed_url: str,
+                                                             tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path, initial_backoff_s=60.0, max_backoff_s=60.0)
+    shipper.ship(_record(1))
+    assert _wait(lambda: shipper._delivery.failures > 0)  # backing off: 60 s
+    start = time.monotonic()
+    assert shipper.close(timeout=0.5) is False
+    assert time.monotonic() - start < 5.0  # not the 60 s backoff
+    assert _spooled_ids(tmp_path) == ["r1"]  # released: the next process can open it
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.01)
+    return condition()

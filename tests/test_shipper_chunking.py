@@ -1,42 +1,31 @@
-"""The pure chunker: count, bytes and age, with the clock passed in."""
+"""The pure batch rules: count, bytes (the crossing document included) and age."""
 
 from __future__ import annotations
 
 import pytest
 
-from log_shipper.chunking import Chunker
+from log_shipper.chunking import BatchLimits
 
 
-def test_chunk_by_count() -> None:
-    chunker: Chunker[int] = Chunker(max_docs=3, max_bytes=1000, max_age_s=10)
-    ready = [c.items for i in range(7) for c in chunker.add(i, 1, now=0.0)]
-    assert ready == [[0, 1, 2], [3, 4, 5]]
-    assert chunker.flush().items == [6]  # type: ignore[union-attr]
-    assert chunker.flush() is None
+def test_a_batch_stops_at_max_docs() -> None:
+    limits = BatchLimits(max_docs=3, max_bytes=1000, max_age_s=10)
+    assert limits.fits(2, 2, 1) and not limits.fits(3, 3, 1)
 
 
-def test_an_item_that_would_overflow_bytes_starts_the_next_chunk() -> None:
-    chunker: Chunker[str] = Chunker(max_docs=100, max_bytes=10, max_age_s=10)
-    assert chunker.add("a", 6, 0.0) == []
-    (first,) = chunker.add("b", 6, 0.0)
-    assert first.items == ["a"] and first.nbytes == 6
-    (big,) = chunker.add("c", 4, 0.0)  # b + c = 10 bytes: full
-    assert big.items == ["b", "c"]
-    both = chunker.add("d", 8, 0.0) + chunker.add("e", 20, 0.0)
-    assert [c.items for c in both] == [["d"], ["e"]]
+def test_the_document_that_would_cross_max_bytes_starts_the_next_batch() -> None:
+    limits = BatchLimits(max_docs=100, max_bytes=10, max_age_s=10)
+    assert limits.fits(1, 6, 4)        # exactly 10: fits
+    assert not limits.fits(1, 6, 5)    # 11 would cross the bound: waits for the next batch
+    assert limits.fits(0, 0, 50)       # alone, even past the bound: it cannot be smaller
 
 
-def test_chunk_by_age() -> None:
-    chunker: Chunker[int] = Chunker(max_docs=100, max_bytes=1000, max_age_s=1.0)
-    assert chunker.deadline() is None
-    chunker.add(1, 1, now=5.0)
-    chunker.add(2, 1, now=5.5)
-    assert chunker.deadline() == 6.0
-    assert chunker.poll(5.99) is None
-    assert chunker.poll(6.0).items == [1, 2]  # type: ignore[union-attr]
-    assert len(chunker) == 0
+def test_due_by_count_bytes_or_age() -> None:
+    limits = BatchLimits(max_docs=3, max_bytes=100, max_age_s=1.0)
+    assert not limits.due(0, 0, 99.0)  # nothing waiting
+    assert not limits.due(2, 50, 0.99)
+    assert limits.due(3, 3, 0.0) and limits.due(1, 100, 0.0) and limits.due(1, 1, 1.0)
 
 
-def test_invalid_limits_are_refused() -> None:
-    with pytest.raises(ValueError):
-        Chunker(max_docs=0, max_bytes=1, max_age_s=1)
+def test_bad_limits_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_docs and max_bytes"):
+        BatchLimits(max_docs=0, max_bytes=1, max_age_s=1)

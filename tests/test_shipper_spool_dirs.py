@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.profile import Profile
+from log_shipper.delivery import decode_spooled
 from log_shipper.facade import PredictionLogger
-from log_shipper.shipper import decode_spooled
 from log_shipper.spool import Spool, SpoolLockedError
 from tests.test_shipper import closed_url
 
@@ -122,14 +122,14 @@ def test_an_explicit_spool_dir_in_use_falls_back_to_a_per_process_subdirectory(
 
 
 # Ships records one by one and writes each id to stdout once ship() returned True for it,
-# then waits to be SIGKILLed. Batching is slow on purpose (60 s, 10 000 docs): in the default
-# mode every record would still be in memory at the kill.
+# then waits to be SIGKILLed. Batching is slow on purpose (60 s, 10 000 docs), so nothing is
+# sent: every id must come from the spool ship() wrote to before returning True.
 _PRODUCER = """
 import os, sys
 from log_shipper.shipper import Shipper
-url, spool, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+url, spool = sys.argv[1], sys.argv[2]
 shipper = Shipper(es=url, index="mlmon-predictions-test", spool_dir=spool, handle_signals=False,
-                  max_docs=10_000, max_age_s=60, fsync="always", durability=mode)
+                  max_docs=10_000, max_age_s=60, fsync="always")
 for i in range(200):
     if shipper.ship({"event": {"id": f"d{i}"}, "features": {"n": i}}):
         os.write(1, f"d{i}\\n".encode())
@@ -138,10 +138,10 @@ sys.stdin.read()
 """
 
 
-def test_spool_first_loses_nothing_ship_returned_for_on_sigkill(closed_url: str,
-                                                               tmp_path: Path) -> None:
-    producer = subprocess.Popen([sys.executable, "-c", _PRODUCER, closed_url, str(tmp_path),
-                                 "spool_first"], cwd=REPO, stdin=subprocess.PIPE,
+def test_fsync_always_loses_nothing_ship_returned_for_on_sigkill(closed_url: str,
+                                                                 tmp_path: Path) -> None:
+    producer = subprocess.Popen([sys.executable, "-c", _PRODUCER, closed_url, str(tmp_path)],
+                                cwd=REPO, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True)
     assert producer.stdout is not None
     returned = []

@@ -41,7 +41,10 @@ def test_peek_does_not_consume_and_respects_limits(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     spool.append([b"a" * 10, b"b" * 10, b"c" * 10])
     assert spool.peek(2, 1 << 20).records == [b"a" * 10, b"b" * 10]
-    assert spool.peek(10, 15).records == [b"a" * 10, b"b" * 10]  # stops once past 15 bytes
+    # Bounded in bytes including the record that would cross the bound: it waits for the next.
+    assert spool.peek(10, 15).records == [b"a" * 10]
+    assert spool.peek(10, 20).records == [b"a" * 10, b"b" * 10]
+    assert spool.peek(10, 5).records == [b"a" * 10]  # alone, a record goes however large
     assert spool.peek(1, 1 << 20).records == [b"a" * 10]
 
 

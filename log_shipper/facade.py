@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from log_shipper.logging_sink import JsonLinesSink
-from log_shipper.record import RecordBuilder, index_name
+from log_shipper.record import RecordBuilder, index_name, materialize
 from log_shipper.redact import Redactor
 from log_shipper.shipper import Shipper
 from log_shipper.spool import SpoolLockedError
@@ -218,7 +218,9 @@ class PredictionLogger:
 def _shipper_with_own_spool(es_url: str, index: str, root: Path, explicit: bool,
                             redactor: Redactor | None, options: dict[str, Any]) -> Shipper:
     """A shipper on the first spool directory no other process holds, adopting the orphans."""
-    options = {"dead_letter_path": root / "dead-letter.ndjson", **options}
+    # prepare: the spool writer builds each PendingRecord, so a record that fails to build is
+    # counted as prepare_error (not as unserializable)
+    options = {"dead_letter_path": root / "dead-letter.ndjson", "prepare": materialize, **options}
     choices = own_dir_choices(root, use_root=explicit)
     for n, own in enumerate(choices):
         try:

@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from exporter.profile import Profile
 from log_shipper.facade import PredictionLogger
 from log_shipper.logging_sink import JsonLinesSink
+from log_shipper.record import RecordBuilder
 from log_shipper.redact import Redactor
 
 RECORD = {"@timestamp": "2026-11-22T10:00:00.000Z", "event": {"id": "e1"},
@@ -297,3 +299,29 @@ def test_logger_and_sink_errors_are_exported(sample_profile: Profile, tmp_path: 
     for reason, count in (("build_error", 1), ("queue_full", 0), ("write_error", 0)):
         assert registry.get_sample_value("mlmon_log_sink_dropped_total",
                                          {"reason": reason}) == count
+
+
+def test_a_record_that_fails_to_build_is_dropped_as_prepare_error(
+        sample_profile: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The facade's shipper builds each queued record in its spool writer (prepare=materialize):
+    # a build that raises there is counted by reason, the other records still reach the spool.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    logger = PredictionLogger.from_profile(sample_profile, service_name="api", environment="t",
+                                           es_url=closed_url, spool_dir=tmp_path / "spool",
+                                           registry=CollectorRegistry())
+    real_build = RecordBuilder.build
+
+    def build(self: RecordBuilder, features: Any, *args: Any, **kwargs: Any) -> Any:
+        if features.get("age") == 13:
+            raise RuntimeError("cannot build")
+        return real_build(self, features, *args, **kwargs)
+
+    monkeypatch.setattr(RecordBuilder, "build", build)
+    for age in (30, 13, 31):
+        assert logger.record({"age": age, "city": "paris"}, 0.4) is not None
+    assert logger.shipper is not None
+    logger.close(timeout=2)
+    assert logger.shipper.stats.dropped["prepare_error"] == 1
+    assert logger.shipper.stats.spooled == 2

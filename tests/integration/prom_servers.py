@@ -31,7 +31,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -117,10 +117,12 @@ class Prometheus(Server):
             time.sleep(0.5)
 
 
-def substituted_rules(dest: Path, for_override: str | None) -> list[Path]:
-    """Copies of the repo's rule files; every `for:` replaced by `for_override` when given."""
+def substituted_rules(dest: Path, for_override: str | None,
+                      sources: Sequence[Path] = RULE_FILES) -> list[Path]:
+    """Copies of the rule files (the repo's by default); every `for:` replaced by
+    `for_override` when given."""
     out = []
-    for path in RULE_FILES:
+    for path in sources:
         text = path.read_text(encoding="utf-8")
         if for_override is not None:
             text = re.sub(r"(?m)^(\s+for: ).*$", rf"\g<1>{for_override}", text)
@@ -214,11 +216,13 @@ def start_alertmanager(workdir: Path, webhook_url: str) -> Server:
 
 def start_prometheus(workdir: Path, targets: dict[str, list[str]],
                      alertmanager: Server | None = None, interval: str = "1s",
-                     for_override: str | None = "0s") -> Prometheus:
+                     for_override: str | None = "0s",
+                     rule_files: Sequence[Path] = RULE_FILES) -> Prometheus:
+    """`rule_files`: the committed ones, or e.g. rules generated with shorter windows."""
     binary = _binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     address = f"127.0.0.1:{free_port()}"
-    rules = substituted_rules(workdir, for_override)
+    rules = substituted_rules(workdir, for_override, rule_files)
     am_address = alertmanager.url.removeprefix("http://") if alertmanager else None
     config = workdir / "prometheus.yml"
     config.write_text(prometheus_config(targets, rules, am_address, interval, address),
@@ -246,7 +250,8 @@ def _servers(tmp_path: Path, name: str,
 
 @pytest.fixture
 def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
-    """`make(targets={job: [host:port]}, alertmanager=None, interval="1s", for_override="0s")`."""
+    """`make(targets={job: [host:port]}, alertmanager=None, interval="1s", for_override="0s",
+    rule_files=RULE_FILES)`."""
     yield from _servers(tmp_path, "prometheus", start_prometheus)
 
 

@@ -1,5 +1,6 @@
-"""gunicorn settings for tests/integration/test_multiworker.py: the hook that README.md
-(multi-worker servers) asks a gunicorn deployment to install, nothing else."""
+"""gunicorn settings for tests/integration/test_multiworker.py (its `--preload` case): the
+`child_exit` hook calling `mark_process_dead` that README.md (multi-worker servers) asked
+deployments to install, so the test covers servers that have it as well as servers without."""
 
 from __future__ import annotations
 
@@ -9,5 +10,5 @@ from exporter.multiprocess import mark_process_dead
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """A worker exited (recycled, terminated or killed): zero its gauges in its files."""
+    """A worker exited (recycled, terminated or killed)."""
     mark_process_dead(worker.pid)

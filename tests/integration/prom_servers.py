@@ -171,11 +171,12 @@ def alertmanager_config(webhook_url: str) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def _start(cmd: list[str], workdir: Path, name: str,
-           cwd: Path | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+def _start(cmd: list[str], workdir: Path, name: str, cwd: Path | None = None,
+           env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
     log = workdir / f"{name}.log"
     with open(log, "wb") as fh:
-        process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd or workdir)
+        process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd or workdir,
+                                   env=env)
     return process, log
 
 
@@ -285,16 +286,24 @@ def start_replica(workdir: Path, profile: Path, rows: list[dict[str, Any]], name
     rows_path = workdir / f"{name}.jsonl"
     rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     port = free_port()
-    process, log = _start([sys.executable, "-m", "tests.integration.prom_servers",
-                           "--profile", str(profile), "--rows", str(rows_path),
-                           "--port", str(port),
-                           *(["--go", str(go_file)] if go_file else [])], workdir, name, cwd=REPO)
+    return start_python_server(["-m", "tests.integration.prom_servers",
+                                "--profile", str(profile), "--rows", str(rows_path),
+                                "--port", str(port),
+                                *(["--go", str(go_file)] if go_file else [])],
+                               workdir, name, port)
+
+
+def start_python_server(args: list[str], workdir: Path, name: str, port: int,
+                        env: dict[str, str] | None = None, timeout: float = 30) -> Server:
+    """`python ARGS` from the repo root (log: `workdir/NAME.log`), serving /metrics on
+    127.0.0.1:`port`; returns once /metrics answers, or stops it and raises with its log's end."""
+    process, log = _start([sys.executable, *args], workdir, name, cwd=REPO, env=env)
     server = Server(process, f"http://127.0.0.1:{port}", log)
     try:
-        wait_http(f"{server.url}/metrics", timeout=30, process=process)
+        wait_http(f"{server.url}/metrics", timeout=timeout, process=process)
     except TimeoutError:
         server.stop()
-        raise RuntimeError(f"replica {name} did not start: {log.read_text()[-2000:]}") from None
+        raise RuntimeError(f"{name} did not start: {log.read_text()[-2000:]}") from None
     return server
 
 

@@ -2,12 +2,13 @@
 with the committed recording rules, and window counts that equal the traffic sent, exactly.
 
 Three workers share MLMON_MULTIPROC_DIR and serve tests/multiworker_app.py (the monitor created
-per worker, or once in the master with gunicorn `--preload`). Prometheus scrapes them every
-second and evaluates the recording rules generated from alerting/config.yaml with only the
-windows shortened (SHORT, LONG) through alerting.generate. The test sends bursts of known
-records separated by quiet gaps; between bursts it terminates one worker (the server starts a
-new one) and kills another, and workers also recycle themselves after a number of requests
-(gunicorn `--max-requests`, uvicorn `--limit-max-requests`).
+per worker, or once in the master with gunicorn `--preload`). Prometheus scrapes their port
+every second (in one case only a metrics-only process reading the same directory instead) and
+evaluates the recording rules generated from alerting/config.yaml with only the windows
+shortened (SHORT, LONG) through alerting.generate. The test sends bursts of known records
+separated by quiet gaps; between bursts it terminates one worker (the server starts a new one)
+and kills another, and workers also recycle themselves after a number of requests (gunicorn
+`--max-requests`, uvicorn `--limit-max-requests`).
 
 At every rule evaluation whose window edges fall in quiet time, the recorded window counts
 (records observed, a numeric feature's buckets, a categorical feature's categories) must equal
@@ -19,7 +20,8 @@ for certain when the burst ended before the scrape began, and missed it for cert
 burst began after the scrape's answer (start + scrape_duration_seconds). Evaluations where a
 burst is neither, or whose window starts before the target's first scrape (the documented
 increase() fallback of a target newer than the window), are not judged; the test requires
-judged evaluations whose window holds bursts on both sides of each restart.
+judged evaluations whose window holds bursts on both sides of each restart. Failed scrapes are
+reported on their own, and the windows they touch are not judged.
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -52,7 +52,7 @@ from exporter.layout import OTHER, UNSEEN
 from exporter.profile import Profile
 from exporter.values import canonical_category
 from tests.integration import prom_servers
-from tests.integration.prom_servers import Prometheus, Server, free_port, wait_http
+from tests.integration.prom_servers import Prometheus, Server, free_port, start_python_server
 from tests.profiles import sample_profile_dict
 
 prometheus_factory = prom_servers.prometheus_factory  # the fixture, by name, for pytest
@@ -60,7 +60,7 @@ prometheus_factory = prom_servers.prometheus_factory  # the fixture, by name, fo
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-SHORT, LONG = "15s", "40s"
+SHORT, LONG = "20s", "40s"
 GRACE = "3s"  # restart_grace: at least twice the 1 s scrape interval (the generator checks it)
 WORKERS = 3
 MAX_REQUESTS = 150  # each worker serves about 350 requests: every worker recycles at least once
@@ -86,6 +86,14 @@ SERVERS = {
     "uvicorn": ["-m", "uvicorn", "--workers", str(WORKERS),
                 "--limit-max-requests", str(MAX_REQUESTS), "--no-access-log"],
 }
+# A metrics-only process beside the workers (e.g. a sidecar sharing the directory's volume).
+SIDECAR = """
+import sys, time
+from exporter.server import multiprocess_registry, start_http_server
+start_http_server(int(sys.argv[1]), registry=multiprocess_registry())
+while True:
+    time.sleep(3600)
+"""
 
 
 @dataclass
@@ -134,7 +142,12 @@ def _short_rules(dest: Path) -> Path:
     return path
 
 
-def _start_server(kind: str, preload: bool, workdir: Path, profile: Path) -> Server:
+def _environment(workdir: Path, profile: Path) -> dict[str, str]:
+    return {**os.environ, "MLMON_MULTIPROC_DIR": str(workdir / "multiproc"),
+            "MLMON_TEST_PROFILE": str(profile), "PYTHONPATH": str(REPO)}
+
+
+def _start_server(kind: str, preload: bool, workdir: Path, env: dict[str, str]) -> Server:
     port = free_port()
     if kind == "gunicorn":
         # With --preload also the `child_exit` hook of tests/multiworker_gunicorn_conf.py (what
@@ -145,21 +158,13 @@ def _start_server(kind: str, preload: bool, workdir: Path, profile: Path) -> Ser
     else:
         args = [*SERVERS[kind], "--host", "127.0.0.1", "--port", str(port),
                 "tests.multiworker_app:app"]
-    multiproc = workdir / "multiproc"
-    multiproc.mkdir(parents=True)
-    env = {**os.environ, "MLMON_MULTIPROC_DIR": str(multiproc),
-           "MLMON_TEST_PROFILE": str(profile), "PYTHONPATH": str(REPO)}
-    log = workdir / f"{kind}.log"
-    with open(log, "wb") as fh:
-        process = subprocess.Popen([sys.executable, *args], stdout=fh, stderr=subprocess.STDOUT,
-                                   cwd=REPO, env=env)
-    server = Server(process, f"http://127.0.0.1:{port}", log)
-    try:
-        wait_http(f"{server.url}/metrics", timeout=60, process=process)
-    except TimeoutError:
-        server.stop()
-        raise RuntimeError(f"{kind} did not start: {log.read_text()[-3000:]}") from None
-    return server
+    Path(env["MLMON_MULTIPROC_DIR"]).mkdir(parents=True)
+    return start_python_server(args, workdir, kind, port, env, timeout=60)
+
+
+def _start_sidecar(workdir: Path, env: dict[str, str]) -> Server:
+    port = free_port()
+    return start_python_server(["-c", SIDECAR, str(port)], workdir, "sidecar", port, env)
 
 
 def _workers(master: int) -> set[int]:
@@ -392,31 +397,38 @@ def _exported_total(server: Server) -> float:
                for s in family.samples if s.name == "mlmon_observations_total")
 
 
-@pytest.mark.parametrize(("kind", "preload"), [("gunicorn", False), ("gunicorn", True),
-                                               ("uvicorn", False)],
-                         ids=["gunicorn", "gunicorn-preload", "uvicorn-workers"])
+@pytest.mark.parametrize(
+    ("kind", "preload", "sidecar"),
+    [("gunicorn", False, False), ("gunicorn", True, False), ("uvicorn", False, False),
+     ("gunicorn", False, True)],
+    ids=["gunicorn", "gunicorn-preload", "uvicorn-workers", "gunicorn-metrics-sidecar"])
 def test_window_counts_exact_across_worker_restarts(
-        tmp_path: Path, prometheus_factory: Any, kind: str, preload: bool) -> None:
+        tmp_path: Path, prometheus_factory: Any, kind: str, preload: bool,
+        sidecar: bool) -> None:
+    """Prometheus scrapes the workers' port, or with `sidecar` only a metrics-only process."""
     profile_path = tmp_path / "profile.json"
     profile_path.write_text(json.dumps(sample_profile_dict()), encoding="utf-8")
     profile = Profile.load(profile_path)
     rules = _short_rules(tmp_path / "rules")
-    server = _start_server(kind, preload, tmp_path, profile_path)
+    env = _environment(tmp_path, profile_path)
+    server = _start_server(kind, preload, tmp_path, env)
+    target = _start_sidecar(tmp_path, env) if sidecar else server
     try:
         prom: Prometheus = prometheus_factory(
-            targets={"mlmon": [server.url.removeprefix("http://")]}, rule_files=[rules])
+            targets={"mlmon": [target.url.removeprefix("http://")]}, rule_files=[rules])
         started = time.time()
         prom.wait_for('up{job="mlmon"} == 1', timeout=30)
         bursts, restarts = _run_plan(server, seed=11)
         # Let the long window slide past the last burst: empty windows are judged too.
         time.sleep(max(0.0, bursts[-1].end + rules_config.duration_seconds(LONG) + 4
                        - time.time()))
-        exported = _exported_total(server)
+        exported = _exported_total(target)
         seconds = int(time.time() - started) + 10
         scrapes = _scrapes(prom, seconds)
         recorded = {w: Recorded.read(prom, w, seconds) for w in (SHORT, LONG)}
     finally:
         server.stop()
+        target.stop()
     log = server.log.read_text(errors="replace")
     _keep_evidence(tmp_path / "evidence.json", bursts, restarts, scrapes, recorded)
 

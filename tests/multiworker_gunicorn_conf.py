@@ -1,5 +1,5 @@
 """gunicorn settings for tests/integration/test_multiworker.py (its `--preload` case): the
-`child_exit` hook calling `mark_process_dead` that README.md (multi-worker servers) asked
+`child_exit` hook calling `mark_process_dead` that earlier versions of the docs asked gunicorn
 deployments to install, so the test covers servers that have it as well as servers without."""
 
 from __future__ import annotations

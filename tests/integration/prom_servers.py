@@ -31,7 +31,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -117,10 +117,12 @@ class Prometheus(Server):
             time.sleep(0.5)
 
 
-def substituted_rules(dest: Path, for_override: str | None) -> list[Path]:
-    """Copies of the repo's rule files; every `for:` replaced by `for_override` when given."""
+def substituted_rules(dest: Path, for_override: str | None,
+                      sources: Sequence[Path] = RULE_FILES) -> list[Path]:
+    """Copies of the rule files (the repo's by default); every `for:` replaced by
+    `for_override` when given."""
     out = []
-    for path in RULE_FILES:
+    for path in sources:
         text = path.read_text(encoding="utf-8")
         if for_override is not None:
             text = re.sub(r"(?m)^(\s+for: ).*$", rf"\g<1>{for_override}", text)
@@ -169,11 +171,12 @@ def alertmanager_config(webhook_url: str) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def _start(cmd: list[str], workdir: Path, name: str,
-           cwd: Path | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+def _start(cmd: list[str], workdir: Path, name: str, cwd: Path | None = None,
+           env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
     log = workdir / f"{name}.log"
     with open(log, "wb") as fh:
-        process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd or workdir)
+        process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd or workdir,
+                                   env=env)
     return process, log
 
 
@@ -214,11 +217,13 @@ def start_alertmanager(workdir: Path, webhook_url: str) -> Server:
 
 def start_prometheus(workdir: Path, targets: dict[str, list[str]],
                      alertmanager: Server | None = None, interval: str = "1s",
-                     for_override: str | None = "0s") -> Prometheus:
+                     for_override: str | None = "0s",
+                     rule_files: Sequence[Path] = RULE_FILES) -> Prometheus:
+    """`rule_files`: the committed ones, or e.g. rules generated with shorter windows."""
     binary = _binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     address = f"127.0.0.1:{free_port()}"
-    rules = substituted_rules(workdir, for_override)
+    rules = substituted_rules(workdir, for_override, rule_files)
     am_address = alertmanager.url.removeprefix("http://") if alertmanager else None
     config = workdir / "prometheus.yml"
     config.write_text(prometheus_config(targets, rules, am_address, interval, address),
@@ -246,7 +251,8 @@ def _servers(tmp_path: Path, name: str,
 
 @pytest.fixture
 def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
-    """`make(targets={job: [host:port]}, alertmanager=None, interval="1s", for_override="0s")`."""
+    """`make(targets={job: [host:port]}, alertmanager=None, interval="1s", for_override="0s",
+    rule_files=RULE_FILES)`."""
     yield from _servers(tmp_path, "prometheus", start_prometheus)
 
 
@@ -280,16 +286,24 @@ def start_replica(workdir: Path, profile: Path, rows: list[dict[str, Any]], name
     rows_path = workdir / f"{name}.jsonl"
     rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     port = free_port()
-    process, log = _start([sys.executable, "-m", "tests.integration.prom_servers",
-                           "--profile", str(profile), "--rows", str(rows_path),
-                           "--port", str(port),
-                           *(["--go", str(go_file)] if go_file else [])], workdir, name, cwd=REPO)
+    return start_python_server(["-m", "tests.integration.prom_servers",
+                                "--profile", str(profile), "--rows", str(rows_path),
+                                "--port", str(port),
+                                *(["--go", str(go_file)] if go_file else [])],
+                               workdir, name, port)
+
+
+def start_python_server(args: list[str], workdir: Path, name: str, port: int,
+                        env: dict[str, str] | None = None, timeout: float = 30) -> Server:
+    """`python ARGS` from the repo root (log: `workdir/NAME.log`), serving /metrics on
+    127.0.0.1:`port`; returns once /metrics answers, or stops it and raises with its log's end."""
+    process, log = _start([sys.executable, *args], workdir, name, cwd=REPO, env=env)
     server = Server(process, f"http://127.0.0.1:{port}", log)
     try:
-        wait_http(f"{server.url}/metrics", timeout=30, process=process)
+        wait_http(f"{server.url}/metrics", timeout=timeout, process=process)
     except TimeoutError:
         server.stop()
-        raise RuntimeError(f"replica {name} did not start: {log.read_text()[-2000:]}") from None
+        raise RuntimeError(f"{name} did not start: {log.read_text()[-2000:]}") from None
     return server
 
 

@@ -31,7 +31,7 @@ bench: ## run every benchmark (a miss stops none); same-run ratios judged; summa
 	$(PY) bench/run_all.py --out bench/results
 
 lint: ## ruff
-	$(VENV)/bin/ruff check exporter log_shipper alerting demo grafana stack prometheus tests bench
+	$(VENV)/bin/ruff check mlmon profiling exporter log_shipper alerting demo grafana stack prometheus tests bench
 
 docs: ## build the documentation site into site/ (--strict: a broken link or anchor fails)
 	$(VENV)/bin/mkdocs build --strict --site-dir site

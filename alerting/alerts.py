@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerting.config import QUANTILES, Config
-from alerting.render import Group, Rule
+from mlmon.alerting.config import QUANTILES, Config
+from mlmon.alerting.render import Group, Rule
 
 _WHERE = "{{ $labels.model }} version {{ $labels.model_version }}"
 _FEATURE = "Feature {{ $labels.feature }} of model " + _WHERE

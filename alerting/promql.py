@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from exporter.series import COUNTERS_START as STARTED
+from mlmon.names import COUNTERS_START as STARTED
 
 
 def by(labels: Sequence[str]) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from alerting import promql as q
-from alerting.config import Config, duration_seconds
-from alerting.render import Group, Rule
+from mlmon.alerting import promql as q
+from mlmon.alerting.config import Config, duration_seconds
+from mlmon.alerting.render import Group, Rule
 
 MODEL = ("model", "model_version")
 FEATURE = ("model", "model_version", "feature")

@@ -129,7 +129,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from exporter.cli import CliError
+    from mlmon.errors import CliError
 
     try:
         sink = Sink(args.host, args.port, args.out)

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bench.judging import Target, finish  # noqa: E402
-from exporter import ModelMonitor, Profile  # noqa: E402
+from mlmon.exporter import ModelMonitor, Profile  # noqa: E402
 
 N_NUMERIC, N_CATEGORICAL, N_CATEGORIES, BINS = 20, 5, 10, 10
 BATCH_ROWS = 10_000

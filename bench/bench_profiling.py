@@ -64,7 +64,7 @@ def profile_code(csv: str, out: str, budget: float | None) -> str:
             "--prediction-column", "prediction", "-o", out]
     if budget is not None:
         argv += ["--max-memory-mb", f"{budget:g}"]
-    return f"from exporter.cli import main\nassert main({argv!r}) == 0"
+    return f"from mlmon.cli import main\nassert main({argv!r}) == 0"
 
 
 def main() -> int:

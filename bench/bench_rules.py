@@ -27,9 +27,9 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.judging import finish  # noqa: E402
-from exporter import ModelMonitor  # noqa: E402
-from exporter.profiling import profile_data  # noqa: E402
-from exporter.server import start_http_server  # noqa: E402
+from mlmon.exporter import ModelMonitor  # noqa: E402
+from mlmon.exporter.server import start_http_server  # noqa: E402
+from mlmon.profiling import profile_data  # noqa: E402
 from tests.integration.prom_servers import free_port, start_prometheus  # noqa: E402
 
 FEATURES_NUMERIC, FEATURES_CATEGORICAL = 20, 5

@@ -82,7 +82,7 @@ def prepare(workdir: Path) -> dict[str, Any]:
     """Train the model and profile its training data into `workdir`; one request body."""
     from sklearn.linear_model import LogisticRegression
 
-    from exporter.profiling import profile_data
+    from mlmon.profiling import profile_data
 
     rows, labels = _rows(2000, seed=1)
     model = LogisticRegression(max_iter=500).fit([_vector(r) for r in rows], labels)
@@ -107,7 +107,7 @@ def serve(mode: str, port: int, workdir: Path, es_url: str | None) -> None:
     closing: list[Any] = []
     stats: dict[str, Any] = {}
     if mode == "exporter":
-        from exporter.monitor import ModelMonitor
+        from mlmon.exporter.monitor import ModelMonitor
 
         monitor = ModelMonitor.from_profile(str(workdir / "profile.json"),
                                             registry=CollectorRegistry())
@@ -115,8 +115,8 @@ def serve(mode: str, port: int, workdir: Path, es_url: str | None) -> None:
         def record(features: dict[str, Any], label: str, score: float) -> None:
             monitor.observe(features, label, scores=score)
     elif mode in ("logger", "logger_es_down"):
-        from exporter.profile import Profile
-        from log_shipper.facade import PredictionLogger
+        from mlmon.exporter.profile import Profile
+        from mlmon.log_shipper.facade import PredictionLogger
 
         logger = PredictionLogger.from_profile(
             Profile.load(workdir / "profile.json"), service_name="loadbench",
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench_shipper import elasticsearch_url
     from elasticsearch import Elasticsearch
 
-    from log_shipper.record import index_name
+    from mlmon.log_shipper.record import index_name
 
     modes = tuple(m for m in MODES if m == "plain" or m in args.modes.split(","))
     rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}

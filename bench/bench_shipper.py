@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from elasticsearch import Elasticsearch, helpers  # noqa: E402
 
 from bench.judging import Target, finish  # noqa: E402
-from exporter.profile import Profile  # noqa: E402
-from log_shipper.facade import PredictionLogger  # noqa: E402
-from log_shipper.record import RecordBuilder  # noqa: E402
-from log_shipper.shipper import Shipper  # noqa: E402
+from mlmon.exporter.profile import Profile  # noqa: E402
+from mlmon.log_shipper.facade import PredictionLogger  # noqa: E402
+from mlmon.log_shipper.record import RecordBuilder  # noqa: E402
+from mlmon.log_shipper.shipper import Shipper  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_ENQUEUE_US = 5.0

@@ -28,7 +28,7 @@ _ROUND = r'''
 import json, sys, tempfile, time
 sys.path[:0] = [sys.argv[1], sys.argv[5]]
 from bench.bench_shipper import fresh_ids, make_records
-from log_shipper.shipper import Shipper
+from mlmon.log_shipper.shipper import Shipper
 url, fsync, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
 records = fresh_ids(make_records(n))
 with tempfile.TemporaryDirectory() as spool:

@@ -45,8 +45,8 @@ def _without_credentials(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from demo.model import build_profile, train
-    from exporter.cli import CliError
+    from mlmon.demo.model import build_profile, train
+    from mlmon.errors import CliError
 
     model = train()
     profile = build_profile(model)
@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
     from prometheus_client import REGISTRY
 
-    from demo.listening import AnnouncingServer
-    from demo.service import create_app
-    from log_shipper.facade import PredictionLogger
+    from mlmon.demo.listening import AnnouncingServer
+    from mlmon.demo.service import create_app
+    from mlmon.log_shipper.facade import PredictionLogger
 
     es_url = es_url_with_credentials(args.es_url, args.es_user, args.es_password) \
         if args.es_url else None

@@ -27,7 +27,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 if TYPE_CHECKING:
-    from exporter.profile import Profile
+    from mlmon.exporter.profile import Profile
 
 MODEL_NAME = "diabetes"
 MODEL_VERSION = "1"
@@ -133,7 +133,7 @@ def train(seed: int = SEED) -> DemoModel:
 
 def build_profile(model: DemoModel) -> Profile:
     """The reference profile of the training rows and the model's predictions on them."""
-    from exporter.profiling import profile_data
+    from mlmon.profiling import profile_data
 
     return profile_data(
         model.features(), predictions=model.predict(model.reference),

@@ -22,10 +22,10 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from starlette.routing import Route
 
-from demo.model import DemoModel
-from exporter.server import make_asgi_app
-from log_shipper.facade import PredictionLogger
-from log_shipper.logger_metrics import PredictionLoggerCollector
+from mlmon.demo.model import DemoModel
+from mlmon.exporter.server import make_asgi_app
+from mlmon.log_shipper.facade import PredictionLogger
+from mlmon.log_shipper.logger_metrics import PredictionLoggerCollector
 
 
 class _AsgiEndpoint:

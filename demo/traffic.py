@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from demo.scenario import Schedule, next_record
+from mlmon.demo.scenario import Schedule, next_record
 
 Sender = Callable[[dict[str, Any]], bool]
 
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_target(url: str, allow_remote: bool) -> None:
     """Refuse anything but http(s) to a loopback host unless remote targets are allowed."""
-    from exporter.cli import CliError
+    from mlmon.errors import CliError
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -144,8 +144,8 @@ def wait_ready(url: str, timeout_s: float) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from demo.model import FEATURES, reference_frame
-    from exporter.cli import CliError
+    from mlmon.demo.model import FEATURES, reference_frame
+    from mlmon.errors import CliError
 
     check_target(args.url, args.allow_remote)
     try:

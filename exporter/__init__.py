@@ -1,6 +1,6 @@
 """mlmon exporter: reference profiles and Prometheus series for a model in production."""
 
-from exporter.monitor import BatchObservation, ModelMonitor, Observation
-from exporter.profile import Profile, ProfileError
+from mlmon.exporter.monitor import BatchObservation, ModelMonitor, Observation
+from mlmon.exporter.profile import Profile, ProfileError
 
 __all__ = ["BatchObservation", "ModelMonitor", "Observation", "Profile", "ProfileError"]

@@ -3,7 +3,7 @@
 Counts are computed into a private delta array outside the lock (searchsorted + bincount per
 numeric column, one dict lookup per distinct category), then added to the shared counters in one
 numpy addition. Every value gets the verdict `observe()` gives it (docs/design.md section 2):
-the decisions are `exporter.values`', taken per value for object columns and with numpy for
+the decisions are `mlmon.exporter.values`', taken per value for object columns and with numpy for
 numeric ones (a NaN in a float column is `nan`, as it is in a record).
 """
 
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from exporter import layout as L
-from exporter.values import (
+from mlmon.exporter import layout as L
+from mlmon.exporter.values import (
     INF,
     MISSING,
     NAN,
@@ -28,7 +28,7 @@ from exporter.values import (
 )
 
 if TYPE_CHECKING:
-    from exporter.monitor import BatchObservation, ModelMonitor
+    from mlmon.exporter.monitor import BatchObservation, ModelMonitor
 
 def _is_dataframe(x: Any) -> bool:
     return type(x).__module__.startswith("pandas") and hasattr(x, "columns") and hasattr(x, "iloc")
@@ -48,7 +48,7 @@ class BadBatch(Exception):
 
 def observe_batch(monitor: ModelMonitor, features: Any, predictions: Any, scores: Any,
                   columns: Any) -> BatchObservation:
-    from exporter.monitor import BatchObservation
+    from mlmon.exporter.monitor import BatchObservation
 
     if isinstance(features, (list, tuple)) and features and all(
             isinstance(r, Mapping) for r in features):
@@ -102,7 +102,7 @@ def observe_batch(monitor: ModelMonitor, features: Any, predictions: Any, scores
 def _rows(monitor: ModelMonitor, rows: Sequence[Mapping[str, Any]], predictions: Any,
           scores: Any) -> BatchObservation:
     """A list of records: the exact per-record path, one observe() each."""
-    from exporter.monitor import BatchObservation
+    from mlmon.exporter.monitor import BatchObservation
 
     n = len(rows)
     try:

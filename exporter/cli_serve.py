@@ -9,7 +9,7 @@ import argparse
 import random
 import time
 
-from exporter.cli import CliError
+from mlmon.errors import CliError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from exporter.monitor import ModelMonitor
-    from exporter.server import start_http_server
-    from exporter.synthetic import RecordSampler
+    from mlmon.exporter.monitor import ModelMonitor
+    from mlmon.exporter.server import start_http_server
+    from mlmon.exporter.synthetic import RecordSampler
 
     if args.synthetic_rps < 0:
         raise CliError("--synthetic-rps must be >= 0")

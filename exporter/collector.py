@@ -22,13 +22,13 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from exporter import layout as L
-from exporter.layout import WINDOW_SLOTS, Histogram, Layout, trained_timestamp
-from exporter.profile import Binned, CategoricalFeature, ClassificationPrediction, Profile
-from exporter.series import COUNTERS_START, PROFILE_LOADED
+from mlmon.exporter import layout as L
+from mlmon.exporter.layout import WINDOW_SLOTS, Histogram, Layout, trained_timestamp
+from mlmon.exporter.profile import Binned, CategoricalFeature, ClassificationPrediction, Profile
+from mlmon.names import COUNTERS_START, PROFILE_LOADED
 
 if TYPE_CHECKING:
-    from exporter.monitor import ModelMonitor
+    from mlmon.exporter.monitor import ModelMonitor
 
 _VALUES, _CUMULATIVE, _CONST = 0, 1, 2
 
@@ -367,7 +367,7 @@ class MultiProcessCollector:
     """
 
     def __init__(self, registry: CollectorRegistry | None, directory: str | None = None) -> None:
-        from exporter.multiprocess import multiproc_dir
+        from mlmon.exporter.multiprocess import multiproc_dir
 
         directory = directory or multiproc_dir()
         if not directory:
@@ -381,8 +381,8 @@ class MultiProcessCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        from exporter.multiprocess import profile_groups
-        from exporter.worker_files import read_totals
+        from mlmon.exporter.multiprocess import profile_groups
+        from mlmon.exporter.worker_files import read_totals
 
         parts = []
         renderers = {}

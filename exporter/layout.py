@@ -1,6 +1,7 @@
 """Where every counter of a monitor lives in one flat array of doubles.
 
-The hot path (`exporter.monitor`) only adds to slots; the collector (`exporter.collector`) reads
+The hot path (`mlmon.exporter.monitor`) only adds to slots; the collector
+(`mlmon.exporter.collector`) reads
 the same slots at scrape time. Both take their offsets from a `Layout`, computed once from the
 profile, so the per-request work is "find a slot, add to it" and nothing else.
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from exporter.profile import (
+from mlmon.exporter.profile import (
     CategoricalFeature,
     ClassificationPrediction,
     NumericFeature,
@@ -21,7 +22,7 @@ from exporter.profile import (
     RegressionPrediction,
     TextFeature,
 )
-from exporter.values import INF, NAN, NOT_ALLOWED, OUT_OF_RANGE, WRONG_TYPE
+from mlmon.exporter.values import INF, NAN, NOT_ALLOWED, OUT_OF_RANGE, WRONG_TYPE
 
 # prometheus_client's default latency buckets: familiar to anyone reading a latency panel.
 DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
@@ -36,7 +37,7 @@ REJECTED_REASONS = (
     "not_a_mapping", "batch_length_mismatch", "bad_batch", "bad_score", "bad_latency",
     "internal_error",
 )
-# The reasons' names are exporter.values' (the module that classifies values).
+# The reasons' names are mlmon.exporter.values' (the module that classifies values).
 NUMERIC_REASONS = (OUT_OF_RANGE, INF, WRONG_TYPE)  # a NaN feature is missing (values.py)
 CATEGORICAL_REASONS = (NOT_ALLOWED, WRONG_TYPE)
 TEXT_REASONS = (WRONG_TYPE,)

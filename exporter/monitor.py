@@ -6,8 +6,9 @@
         obs = monitor.observe({"age": 42, "city": "paris"}, y)
     obs.flags            # {"city": ("unseen", "not_allowed")}: for the log record
 
-The hot path adds to slots of one flat array (offsets from `exporter.layout`) under one lock;
-cumulative buckets and labelled samples are assembled only at scrape time (`exporter.collector`).
+The hot path adds to slots of one flat array (offsets from `mlmon.exporter.layout`) under one lock;
+cumulative buckets and labelled samples are assembled only at scrape time
+(`mlmon.exporter.collector`).
 Classification rules: docs/design.md section 2. Nothing the caller passes can raise here:
 unusable input is counted under `mlmon_rejected_total` and reported on the `Observation`.
 """
@@ -26,11 +27,11 @@ from typing import Any, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from exporter import layout as L
-from exporter.layout import DEFAULT_LATENCY_BUCKETS, DEFAULT_WINDOW_S, Layout
-from exporter.multiprocess import multiproc_dir, open_storage
-from exporter.profile import Profile
-from exporter.values import (
+from mlmon.exporter import layout as L
+from mlmon.exporter.layout import DEFAULT_LATENCY_BUCKETS, DEFAULT_WINDOW_S, Layout
+from mlmon.exporter.multiprocess import multiproc_dir, open_storage
+from mlmon.exporter.profile import Profile
+from mlmon.exporter.values import (
     INF,
     MISSING,
     NAN,
@@ -81,7 +82,7 @@ class Observation:
                 f"rejected={self.rejected!r})")
 
 
-# Where each reason of exporter.values is counted in a feature's block, and its flag tuple.
+# Where each reason of mlmon.exporter.values is counted in a feature's block, and its flag tuple.
 _NUMERIC_SLOT = {MISSING: L.NUM_MISSING, INF: L.NUM_INF, WRONG_TYPE: L.NUM_WRONG_TYPE}
 _CATEGORICAL_SLOT = {MISSING: L.CAT_MISSING, WRONG_TYPE: L.CAT_WRONG_TYPE}
 _TEXT_SLOT = {MISSING: L.TXT_MISSING, WRONG_TYPE: L.TXT_WRONG_TYPE}
@@ -198,7 +199,7 @@ class ModelMonitor:
         self._latency_edges = list(lay.latency_buckets)
         self._slot_s = lay.slot_s
         self.registry = REGISTRY if registry is None else registry
-        from exporter.collector import register_monitor  # collector imports this module
+        from mlmon.exporter.collector import register_monitor  # collector imports this module
 
         register_monitor(self.registry, self)
 
@@ -276,7 +277,7 @@ class ModelMonitor:
 
     def unregister(self) -> None:
         """Stop exposing this monitor's series (its counts stay in memory / on disk)."""
-        from exporter.collector import unregister_monitor
+        from mlmon.exporter.collector import unregister_monitor
 
         unregister_monitor(self.registry, self)
 
@@ -455,7 +456,7 @@ class ModelMonitor:
 
         Vectorised with numpy. NaN in a float column is null there (`missing`).
         """
-        from exporter.batch import observe_batch
+        from mlmon.exporter.batch import observe_batch
 
         try:
             return observe_batch(self, features, predictions, scores, columns)

@@ -7,7 +7,7 @@ our hot path instead adds to a flat array of doubles, so we keep the same flat a
                                                      start time (written once, by the first
                                                      process that opens the profile)
     $MLMON_MULTIPROC_DIR/mlmon_<profile_sha>_*.db    worker files and the compacted file of
-                                                     dead workers (`exporter.worker_files`)
+                                                     dead workers (`mlmon.exporter.worker_files`)
 
 Writing through a `memoryview` of the mmap costs the same as writing to a bytearray, so workers
 pay nothing extra. `/metrics` in any process sums every file of a profile, and of older profiles
@@ -34,8 +34,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from exporter.layout import Layout
-from exporter.worker_files import (
+from mlmon.exporter.layout import Layout
+from mlmon.exporter.worker_files import (
     WorkerFile,
     close_inherited_locks,
     compact_held,
@@ -348,7 +348,7 @@ _PARSED: dict[str, dict[str, tuple[tuple[int, int], tuple[Layout, float] | None]
 
 def _profiles_in(directory: str) -> list[ProfileEntry]:
     """An entry for every readable metadata file in `directory`."""
-    from exporter.profile import Profile, ProfileError
+    from mlmon.exporter.profile import Profile, ProfileError
 
     cache = _PARSED.get(directory, {})
     fresh: dict[str, tuple[tuple[int, int], tuple[Layout, float] | None]] = {}

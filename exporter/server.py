@@ -18,7 +18,7 @@ from wsgiref.simple_server import WSGIServer
 import prometheus_client
 from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector
 
-from exporter.collector import MultiProcessCollector
+from mlmon.exporter.collector import MultiProcessCollector
 
 
 def start_http_server(port: int = 8000, addr: str = "127.0.0.1",

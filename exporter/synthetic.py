@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from exporter.profile import (
+from mlmon.exporter.profile import (
     Binned,
     CategoricalFeature,
     ClassificationPrediction,

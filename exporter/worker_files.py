@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from exporter.layout import WINDOW_SLOTS, Layout
+from mlmon.exporter.layout import WINDOW_SLOTS, Layout
 
 DOUBLE = 8
 LOCK_NAME = "mlmon.lock"

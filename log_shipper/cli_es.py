@@ -15,9 +15,9 @@ import os
 import sys
 from typing import Any
 
-from exporter.cli import CliError
-from exporter.profile import Profile
-from log_shipper.es_assets import DEFAULT_RETENTION, AssetError, index_template, install
+from mlmon.errors import CliError
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.es_assets import DEFAULT_RETENTION, AssetError, index_template, install
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

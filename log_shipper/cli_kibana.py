@@ -1,7 +1,8 @@
 """`mlmon kibana-objects`: write a profile's Kibana saved objects, and optionally import them.
 
     mlmon kibana-objects --profile profile.json -o kibana/saved_objects.ndjson
-    mlmon kibana-objects --profile profile.json -o objs.ndjson --import --kibana-url http://127.0.0.1:5601
+    mlmon kibana-objects --profile profile.json -o objs.ndjson --import --kibana-url
+    http://127.0.0.1:5601
 
 The import posts the NDJSON to Kibana's `POST /api/saved_objects/_import?overwrite=true`, so
 running it again replaces the objects (their ids are stable). Credentials come from the
@@ -16,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporter.cli import CliError
-from exporter.profile import Profile
-from log_shipper.es_assets import AssetError
-from log_shipper.kibana import DEFAULT_SLOW_MS, saved_objects, to_ndjson
+from mlmon.errors import CliError
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.es_assets import AssetError
+from mlmon.log_shipper.kibana import DEFAULT_SLOW_MS, saved_objects, to_ndjson
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from log_shipper.record import utc_timestamp
-from log_shipper.sender import Document
+from mlmon.log_shipper.record import utc_timestamp
+from mlmon.log_shipper.sender import Document
 
 
 class DeadLetter:

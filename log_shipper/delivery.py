@@ -17,11 +17,11 @@ from typing import Any, Protocol
 
 from elasticsearch import ApiError, Elasticsearch
 
-from log_shipper.chunking import BatchLimits
-from log_shipper.deadletter import DeadLetter
-from log_shipper.metrics import ShipperStats
-from log_shipper.sender import BulkSender, Document, SendResult, backoff_delay
-from log_shipper.spool import Spool
+from mlmon.log_shipper.chunking import BatchLimits
+from mlmon.log_shipper.deadletter import DeadLetter
+from mlmon.log_shipper.metrics import ShipperStats
+from mlmon.log_shipper.sender import BulkSender, Document, SendResult, backoff_delay
+from mlmon.log_shipper.spool import Spool
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, TEXT, Profile
-from log_shipper.record import index_name
+from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, TEXT, Profile
+from mlmon.log_shipper.record import index_name
 
 log = logging.getLogger(__name__)
 

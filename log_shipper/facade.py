@@ -22,16 +22,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from log_shipper.logging_sink import JsonLinesSink
-from log_shipper.record import RecordBuilder, index_name, materialize
-from log_shipper.redact import Redactor
-from log_shipper.shipper import Shipper
-from log_shipper.spool import SpoolLockedError
-from log_shipper.spool_dirs import orphan_candidates, own_dir_choices
+from mlmon.log_shipper.logging_sink import JsonLinesSink
+from mlmon.log_shipper.record import RecordBuilder, index_name, materialize
+from mlmon.log_shipper.redact import Redactor
+from mlmon.log_shipper.shipper import Shipper
+from mlmon.log_shipper.spool import SpoolLockedError
+from mlmon.log_shipper.spool_dirs import orphan_candidates, own_dir_choices
 
 if TYPE_CHECKING:
-    from exporter.monitor import ModelMonitor, RequestTracker
-    from exporter.profile import Profile
+    from mlmon.exporter.monitor import ModelMonitor, RequestTracker
+    from mlmon.exporter.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class PredictionLogger:
         `<spool_dir>/pid-<pid>`. Either way, spool directories under the same root left by dead
         processes are adopted and replayed; dead letters go to `<root>/dead-letter.ndjson`.
         """
-        from exporter.monitor import ModelMonitor
+        from mlmon.exporter.monitor import ModelMonitor
 
         builder = RecordBuilder(model=profile.model_name, model_version=profile.model_version,
                                 service_name=service_name, environment=environment,

@@ -24,8 +24,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, TEXT, Binned, Profile
-from log_shipper.es_assets import data_stream_name
+from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, TEXT, Binned, Profile
+from mlmon.log_shipper.es_assets import data_stream_name
 
 DEFAULT_SLOW_MS = 1000.0
 _NAMESPACE = uuid.UUID("5b0c6a8e-31f4-4f63-9a77-6f1f0f0d7c11")  # mlmon's, fixed forever

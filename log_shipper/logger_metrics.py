@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from log_shipper.facade import PredictionLogger
+    from mlmon.log_shipper.facade import PredictionLogger
 
 
 class PredictionLoggerCollector(Collector):

@@ -24,7 +24,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from log_shipper.redact import Redactor
+from mlmon.log_shipper.redact import Redactor
 
 
 class RecordFormatter(JsonFormatter):

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from exporter.profile import Profile
+    from mlmon.exporter.profile import Profile
 
 ACTIONS = ("drop", "mask", "hash")
 MASK = "***"

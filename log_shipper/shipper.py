@@ -1,12 +1,12 @@
 """`Shipper`: records into Elasticsearch through a write-ahead log on disk, none lost silently.
 
 Every record takes one path: memory -> spool (disk) -> Elasticsearch. Two supervised roles
-(`log_shipper.supervisor`), each on its own thread, so neither can stall the other:
+(`mlmon.log_shipper.supervisor`), each on its own thread, so neither can stall the other:
 
 - the *spool writer* moves accepted records from the in-memory queue to the spool: `prepare`
   (optional), redaction, JSON encoding, one `os.write` per group, fsync per policy. It never
   touches the network, so a hung or slow Elasticsearch cannot delay spooling.
-- the *sender* (`log_shipper.delivery`) reads the spool oldest first (orphans before its own),
+- the *sender* (`mlmon.log_shipper.delivery`) reads the spool oldest first (orphans before its own),
   sends batches (`chunking.BatchLimits`), and acknowledges a batch only when each document was
   indexed, already present (409) or dead-lettered. After a failure it backs off exponentially
   but probes Elasticsearch with a cheap request every `PROBE_EVERY_S`, so delivery resumes
@@ -58,15 +58,15 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
-from log_shipper.chunking import BatchLimits
-from log_shipper.deadletter import DeadLetter
-from log_shipper.delivery import SpoolSender, encode_spooled, probe
-from log_shipper.metrics import ShipperCollector, ShipperStats, snapshot, write_stats_file
-from log_shipper.redact import Redactor
-from log_shipper.sender import BulkSender, Document
-from log_shipper.spool import FSYNC_POLICIES, Spool, SpoolLockedError
-from log_shipper.spool_dirs import PROCESS_PREFIX, own_dir_choices
-from log_shipper.supervisor import SupervisedRole
+from mlmon.log_shipper.chunking import BatchLimits
+from mlmon.log_shipper.deadletter import DeadLetter
+from mlmon.log_shipper.delivery import SpoolSender, encode_spooled, probe
+from mlmon.log_shipper.metrics import ShipperCollector, ShipperStats, snapshot, write_stats_file
+from mlmon.log_shipper.redact import Redactor
+from mlmon.log_shipper.sender import BulkSender, Document
+from mlmon.log_shipper.spool import FSYNC_POLICIES, Spool, SpoolLockedError
+from mlmon.log_shipper.spool_dirs import PROCESS_PREFIX, own_dir_choices
+from mlmon.log_shipper.supervisor import SupervisedRole
 
 log = logging.getLogger(__name__)
 

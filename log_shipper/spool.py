@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from log_shipper.chunking import fits
+from mlmon.log_shipper.chunking import fits
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from log_shipper.sender import backoff_delay
+from mlmon.log_shipper.sender import backoff_delay
 
 log = logging.getLogger(__name__)
 

@@ -43,5 +43,5 @@ es-stop: ## stop the background Elasticsearch started by es-start (only if it is
 generate: generate-kibana
 
 generate-kibana: ## regenerate kibana/saved_objects.ndjson from kibana/example_profile.json
-	$(PY) -m exporter.cli kibana-objects --profile kibana/example_profile.json \
+	$(PY) -m mlmon.cli kibana-objects --profile kibana/example_profile.json \
 	  -o kibana/saved_objects.ndjson

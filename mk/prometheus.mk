@@ -16,7 +16,7 @@ install-prometheus: ## install Prometheus, promtool, Alertmanager, amtool (Debia
 	fi
 
 generate-rules: ## regenerate recording/alert rules and alertmanager.yml from alerting/config.yaml
-	$(PY) -m alerting.generate
+	$(PY) -m mlmon.alerting.generate
 
 check-rules: ## promtool/amtool checks and the promtool unit tests of every rule and alert
 	promtool check config prometheus/prometheus.yml

@@ -161,7 +161,7 @@ def alertmanager_config(config: dict[str, Any], ports: Mapping[str, int],
 
 def rendered_alertmanager(environment: Mapping[str, str]) -> dict[str, Any]:
     """Alertmanager's config for these variables, as compose's am-config service renders it."""
-    from alerting import amconfig
+    from mlmon.alerting import amconfig
 
     try:
         return amconfig.build(environment)
@@ -174,8 +174,8 @@ def rule_files(settings: Settings, config: dict[str, Any]) -> list[str]:
     committed = [(PROMETHEUS_CONFIG.parent / f).resolve() for f in config.get("rule_files", [])]
     if settings.rules_config is None:
         return [str(path) for path in committed]
-    from alerting import config as rules_config
-    from alerting.generate import outputs
+    from mlmon.alerting import config as rules_config
+    from mlmon.alerting.generate import outputs
 
     out_dir = settings.run_dir / "rules"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -208,11 +208,11 @@ def commands(settings: Settings) -> dict[str, list[str]]:
     alertmanager = alertmanager_config(rendered_alertmanager(settings.environment),
                                        settings.ports, settings.group_wait,
                                        settings.group_interval)
-    from alerting.amconfig import write
+    from mlmon.alerting.amconfig import write
 
     # Owner-only: it may hold a Slack URL or an SMTP password.
     write(run / "alertmanager.yml", yaml.safe_dump(alertmanager, sort_keys=False))
-    mlmon = [settings.python, "-m", "exporter.cli"]
+    mlmon = [settings.python, "-m", "mlmon.cli"]
     demo = [*mlmon, "demo", "--port", str(settings.ports["demo"])]
     if settings.es_url:
         demo += ["--es-url", settings.es_url, "--spool-dir", str(run / "spool")]
@@ -344,7 +344,7 @@ def _forget_a_stopped_stack(pid_file: Path) -> None:
 def _es_setup(settings: Settings, env: dict[str, str]) -> None:
     """As compose's `setup` service: the demo's profile, then its index template and stream."""
     profile = settings.run_dir / "profile.json"
-    mlmon = [settings.python, "-m", "exporter.cli"]
+    mlmon = [settings.python, "-m", "mlmon.cli"]
     for command in ([*mlmon, "demo", "--write-profile", str(profile)],
                     [*mlmon, "es-setup", "--profile", str(profile), "--es-url", settings.es_url]):
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,

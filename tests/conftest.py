@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from exporter.profile import Profile
+from mlmon.exporter.profile import Profile
 from tests.profiles import sample_profile_dict
 
 

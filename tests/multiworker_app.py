@@ -19,8 +19,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from exporter import ModelMonitor
-from exporter.server import make_asgi_app
+from mlmon.exporter import ModelMonitor
+from mlmon.exporter.server import make_asgi_app
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

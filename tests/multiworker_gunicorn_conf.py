@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.multiprocess import mark_process_dead
+from mlmon.exporter.multiprocess import mark_process_dead
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -21,7 +21,7 @@ def test_a_closed_stdout_ends_the_command_like_sigpipe_without_an_error_line(arg
     # The read end is closed before the child has written anything (its imports alone take
     # far longer than this close), so its first write meets a pipe without a reader, as
     # `mlmon es-setup --print | head` does once head has exited.
-    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", *argv], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "mlmon.cli", *argv], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()
     _, stderr = proc.communicate(timeout=60)
@@ -30,7 +30,7 @@ def test_a_closed_stdout_ends_the_command_like_sigpipe_without_an_error_line(arg
 
 
 def test_the_whole_output_still_arrives_when_the_reader_reads_it():
-    done = subprocess.run([sys.executable, "-m", "exporter.cli", "es-setup", "--profile",
+    done = subprocess.run([sys.executable, "-m", "mlmon.cli", "es-setup", "--profile",
                            str(PROFILE), "--print"], cwd=REPO, capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr

@@ -1,4 +1,4 @@
-"""`mlmon profile` through exporter.cli.main: output files, the summary line, one-line errors."""
+"""`mlmon profile` through mlmon.cli.main: output files, the summary line, one-line errors."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from exporter.cli import main
-from exporter.profile import SCHEMA_VERSION, Profile, ProfileError
-from exporter.profiling import profile_data
+from mlmon.cli import main
+from mlmon.exporter.profile import SCHEMA_VERSION, Profile, ProfileError
+from mlmon.profiling import profile_data
 from tests.test_profiling_files import training_frame
 
 BASE = ["--model", "churn", "--model-version", "3"]

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from exporter import ModelMonitor, Profile
+from mlmon.exporter import ModelMonitor, Profile
 from tests.profiles import sample_profile_dict
 
 

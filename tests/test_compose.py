@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from alerting import amconfig, generate
+from mlmon.alerting import amconfig, generate
 from tests.conftest import missing_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -261,7 +261,7 @@ def test_alertmanager_reads_the_config_am_config_renders(resolved: dict[str, Any
     services = resolved["services"]
     am_config, alertmanager = services["am-config"], services["alertmanager"]
     command = am_config["command"]
-    assert command[:3] == ["python", "-m", "alerting.amconfig"]
+    assert command[:3] == ["python", "-m", "mlmon.alerting.amconfig"]
     written = command[command.index("--out") + 1]
     read = _flag(alertmanager["command"], "--config.file")
     assert read == written

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from demo.traffic import with_heartbeat
+from mlmon.demo.traffic import with_heartbeat
 from tests.test_compose import _compose
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,14 @@ import math
 
 import pandas as pd
 
-from demo.model import CATEGORICAL_FEATURES, CLINICS, FEATURES, reference_frame, to_frame, train
+from mlmon.demo.model import (
+    CATEGORICAL_FEATURES,
+    CLINICS,
+    FEATURES,
+    reference_frame,
+    to_frame,
+    train,
+)
 
 
 def test_reference_frame_is_deterministic_for_a_seed() -> None:

@@ -15,14 +15,14 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from demo.cli import _without_credentials, es_url_with_credentials
-from demo.model import build_profile, train
-from demo.scenario import drifted
-from demo.service import create_app
-from exporter.cli import main
-from exporter.profile import Profile
-from log_shipper.facade import PredictionLogger
-from log_shipper.logging_sink import JsonLinesSink
+from mlmon.cli import main
+from mlmon.demo.cli import _without_credentials, es_url_with_credentials
+from mlmon.demo.model import build_profile, train
+from mlmon.demo.scenario import drifted
+from mlmon.demo.service import create_app
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.facade import PredictionLogger
+from mlmon.log_shipper.logging_sink import JsonLinesSink
 
 MODEL = train()
 PROFILE = build_profile(MODEL)
@@ -140,7 +140,7 @@ def test_credentials_go_into_the_url_quoted() -> None:
 
 def test_mlmon_demo_says_where_it_listens_once_it_answers() -> None:
     # --port 0: the line must carry the port actually bound, not the one asked for.
-    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "demo", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "mlmon.cli", "demo", "--port", "0"],
                             cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(90, proc.kill)  # a demo that never says it listens fails

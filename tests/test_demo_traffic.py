@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from demo import scenario
-from demo.scenario import DRIFT, HEALTHY, Schedule, drifted
-from demo.traffic import check_target, drive
-from exporter.cli import CliError
+from mlmon.demo import scenario
+from mlmon.demo.scenario import DRIFT, HEALTHY, Schedule, drifted
+from mlmon.demo.traffic import check_target, drive
+from mlmon.errors import CliError
 
 RECORD = {"bmi": 25.0, "bp": 90.0, "clinic": "north", "channel": "web", "sex": "1",
           "note": "routine check"}

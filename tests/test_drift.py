@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter import drift
+from mlmon.exporter import drift
 
 
 def test_bin_counts_follow_prometheus_le_semantics() -> None:

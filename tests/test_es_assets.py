@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import main
-from exporter.profile import Profile
-from log_shipper.es_assets import (
+from mlmon.cli import main
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.es_assets import (
     AssetError,
     count_fields,
     data_stream_name,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import main
-from exporter.profile import Profile
-from log_shipper.cli_kibana import import_objects
-from log_shipper.kibana import (
+from mlmon.cli import main
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.cli_kibana import import_objects
+from mlmon.log_shipper.kibana import (
     escape_field,
     quote,
     range_agg,
@@ -157,7 +157,7 @@ def test_cli_import_without_url_is_one_line(tmp_path: Path, capsys, monkeypatch)
 def test_import_to_nothing_listening_is_a_cli_error() -> None:
     import socket
 
-    from exporter.cli import CliError
+    from mlmon.errors import CliError
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

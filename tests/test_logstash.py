@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.profile import Profile
-from log_shipper.logging_sink import JsonLinesSink
-from log_shipper.record import RecordBuilder, index_name
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.logging_sink import JsonLinesSink
+from mlmon.log_shipper.record import RecordBuilder, index_name
 from tests.profiles import sample_profile_dict
 
 LOGSTASH = Path(__file__).resolve().parents[1] / "logstash"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter import ModelMonitor, Observation, Profile, ProfileError
+from mlmon.exporter import ModelMonitor, Observation, Profile, ProfileError
 from tests.profiles import sample_profile_dict
 
 M = {"model": "churn", "model_version": "3"}

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter import ModelMonitor, Profile
+from mlmon.exporter import ModelMonitor, Profile
 from tests.profiles import sample_profile_dict
 
 M = {"model": "churn", "model_version": "3"}

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from exporter import BatchObservation, ModelMonitor, Observation, Profile
+from mlmon.exporter import BatchObservation, ModelMonitor, Observation, Profile
 from tests.profiles import sample_profile_dict
 
 M = {"model": "churn", "model_version": "3"}

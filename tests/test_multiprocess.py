@@ -14,8 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import ModelMonitor, Profile
-from exporter.multiprocess import mark_process_dead
+from mlmon.exporter import ModelMonitor, Profile
+from mlmon.exporter.multiprocess import mark_process_dead
 from tests.profiles import sample_profile_dict
 
 M = {"model": "churn", "model_version": "3"}
@@ -25,7 +25,7 @@ M = {"model": "churn", "model_version": "3"}
 WORKER = """
 import json, os, sys
 from prometheus_client import CollectorRegistry
-from exporter import ModelMonitor
+from mlmon.exporter import ModelMonitor
 n, stuck = int(sys.argv[2]), sys.argv[3] == "stuck"
 monitor = ModelMonitor.from_profile(sys.argv[1], CollectorRegistry())
 for i in range(n):
@@ -36,7 +36,7 @@ print(json.dumps({"pid": os.getpid()}))
 
 SERVER = """
 import sys, time
-from exporter.server import multiprocess_registry, start_http_server
+from mlmon.exporter.server import multiprocess_registry, start_http_server
 server, thread = start_http_server(int(sys.argv[1]), registry=multiprocess_registry())
 print("ready", flush=True)
 time.sleep(60)

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter import ModelMonitor, Profile
-from exporter.collector import MultiProcessCollector
-from exporter.layout import Layout
-from exporter.multiprocess import (
+from mlmon.exporter import ModelMonitor, Profile
+from mlmon.exporter.collector import MultiProcessCollector
+from mlmon.exporter.layout import Layout
+from mlmon.exporter.multiprocess import (
     _PARSED,
     COUNTERS_START_KEY,
     load_meta,
@@ -30,8 +30,7 @@ from exporter.multiprocess import (
     meta_path,
     open_storage,
 )
-from exporter.series import COUNTERS_START, PROFILE_LOADED
-from exporter.worker_files import (
+from mlmon.exporter.worker_files import (
     _replace_compacted,
     directory_lock,
     list_files,
@@ -39,6 +38,7 @@ from exporter.worker_files import (
     read_profile,
     zero_gauges,
 )
+from mlmon.names import COUNTERS_START, PROFILE_LOADED
 from tests.profiles import sample_profile_dict
 
 M = {"model": "churn", "model_version": "3"}
@@ -49,7 +49,7 @@ M = {"model": "churn", "model_version": "3"}
 WORKER = """
 import json, os, sys, time
 from prometheus_client import CollectorRegistry
-from exporter import ModelMonitor
+from mlmon.exporter import ModelMonitor
 n, start, mode = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 while time.time() < start:
     time.sleep(0.005)
@@ -71,7 +71,7 @@ if mode != "exit":
 PRELOAD = """
 import os, sys
 from prometheus_client import CollectorRegistry
-from exporter import ModelMonitor
+from mlmon.exporter import ModelMonitor
 monitor = ModelMonitor.from_profile(sys.argv[1], CollectorRegistry())
 for _ in range(3):
     monitor.observe({"age": 30.0}, 0.5)
@@ -95,8 +95,8 @@ os._exit(0)
 READER = """
 import json, os, sys, time
 from prometheus_client import CollectorRegistry
-from exporter.collector import MultiProcessCollector
-from exporter.layout import Layout
+from mlmon.exporter.collector import MultiProcessCollector
+from mlmon.exporter.layout import Layout
 registry = CollectorRegistry()
 MultiProcessCollector(registry, sys.argv[1])
 labels = {"model": "churn", "model_version": "3"}

@@ -23,7 +23,7 @@ CITIES = ("paris", "rome", "oslo")
 WORKER = """
 import sys
 from prometheus_client import CollectorRegistry
-from exporter import ModelMonitor
+from mlmon.exporter import ModelMonitor
 n, offset = int(sys.argv[2]), int(sys.argv[3])
 monitor = ModelMonitor.from_profile(sys.argv[1], CollectorRegistry())
 cities = ("paris", "rome", "oslo")

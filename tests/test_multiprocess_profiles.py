@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter import ModelMonitor, Profile
-from exporter.collector import MultiProcessCollector
-from exporter.multiprocess import meta_path
+from mlmon.exporter import ModelMonitor, Profile
+from mlmon.exporter.collector import MultiProcessCollector
+from mlmon.exporter.multiprocess import meta_path
 from tests.profiles import sample_profile_dict
 
 M = {"model": "churn", "model_version": "3"}

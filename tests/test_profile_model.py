@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from exporter.profile import SCHEMA_VERSION, Profile, ProfileError
+from mlmon.exporter.profile import SCHEMA_VERSION, Profile, ProfileError
 from tests.profiles import sample_profile_dict
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exporter.profile import CategoricalFeature, NumericFeature, Profile, TextFeature
-from exporter.profiling import ProfilingError, profile_data
+from mlmon.exporter.profile import CategoricalFeature, NumericFeature, Profile, TextFeature
+from mlmon.profiling import ProfilingError, profile_data
 
 MODEL = {"model_name": "churn", "model_version": "3"}
 

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.pandas import column, data_frames, range_indexes
 
-from exporter import profiling
-from exporter.profile import Profile
-from exporter.profiling import (
+from mlmon import profiling
+from mlmon.exporter.profile import Profile
+from mlmon.profiling import (
     ProfilingError,
     ProfilingWarning,
     Progress,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exporter.profile import ClassificationPrediction, RegressionPrediction
-from exporter.profiling import ProfilingError, profile_data
+from mlmon.exporter.profile import ClassificationPrediction, RegressionPrediction
+from mlmon.profiling import ProfilingError, profile_data
 
 MODEL = {"model_name": "churn", "model_version": "3"}
 RNG = np.random.default_rng(7)

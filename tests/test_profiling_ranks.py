@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.profiling_ranks import OrderStatistics, key_value, quantile_ranks, sort_keys
+from mlmon.profiling.ranks import OrderStatistics, key_value, quantile_ranks, sort_keys
 
 TINY = 5e-324
 BIG = float(np.finfo(np.float64).max)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.profiling_sums import LEAF, Moments, PairwiseSum, leaf_sizes, moments, pairwise_sum
+from mlmon.profiling.sums import LEAF, Moments, PairwiseSum, leaf_sizes, moments, pairwise_sum
 
 
 def _pieces(values: np.ndarray, cuts: list[int]) -> list[np.ndarray]:

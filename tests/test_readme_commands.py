@@ -46,7 +46,7 @@ CHECKS = {
 }
 # Until the `mlmon` namespace lands (issue 10), the README's imports map to today's packages.
 OLD_IMPORTS = (
-    ("from mlmon import PredictionLogger", "from log_shipper.facade import PredictionLogger"),
+    ("from mlmon import PredictionLogger", "from mlmon.log_shipper.facade import PredictionLogger"),
     ("mlmon.exporter", "exporter"),
     ("mlmon.log_shipper", "log_shipper"),
 )

@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from exporter.profile import Profile
-from log_shipper.record import (
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.record import (
     RecordBuilder,
     index_name,
     materialize,

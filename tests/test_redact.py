@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.profile import Profile
-from log_shipper.redact import RedactionError, Redactor, parse_rules
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.redact import RedactionError, Redactor, parse_rules
 
 SALT = "s" * 16
 

@@ -12,9 +12,9 @@ from types import ModuleType
 import pytest
 import yaml
 
-from alerting import amconfig, generate
-from alerting import config as cfg
-from exporter import drift
+from mlmon.alerting import amconfig, generate
+from mlmon.alerting import config as cfg
+from mlmon.exporter import drift
 from tests.conftest import missing_server
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import ModelMonitor
-from exporter.server import make_asgi_app, make_wsgi_app, start_http_server
+from mlmon.exporter import ModelMonitor
+from mlmon.exporter.server import make_asgi_app, make_wsgi_app, start_http_server
 
 M = {"model": "churn", "model_version": "3"}
 

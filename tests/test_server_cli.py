@@ -10,8 +10,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import Profile
-from exporter.synthetic import RecordSampler
+from mlmon.exporter import Profile
+from mlmon.exporter.synthetic import RecordSampler
 from tests.profiles import sample_profile_dict
 
 M = {"model": "churn", "model_version": "3"}
@@ -21,7 +21,7 @@ def test_serve_with_synthetic_traffic(tmp_path):
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps(sample_profile_dict()))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter.cli", "serve", "--profile", str(profile), "--port", "0",
+        [sys.executable, "-m", "mlmon.cli", "serve", "--profile", str(profile), "--port", "0",
          "--synthetic-rps", "200", "--duration", "20", "--seed", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -46,7 +46,7 @@ def test_serve_with_synthetic_traffic(tmp_path):
 def test_serve_bad_profile_is_one_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    out = subprocess.run([sys.executable, "-m", "exporter.cli", "serve", "--profile", str(bad)],
+    out = subprocess.run([sys.executable, "-m", "mlmon.cli", "serve", "--profile", str(bad)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "bad.json" in out.stderr

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from log_shipper.delivery import decode_spooled, encode_spooled
-from log_shipper.metrics import ShipperCollector, SpoolRootCollector
-from log_shipper.redact import Redactor
-from log_shipper.sender import Document, backoff_delay
-from log_shipper.shipper import Shipper
-from log_shipper.spool import Spool
+from mlmon.log_shipper.delivery import decode_spooled, encode_spooled
+from mlmon.log_shipper.metrics import ShipperCollector, SpoolRootCollector
+from mlmon.log_shipper.redact import Redactor
+from mlmon.log_shipper.sender import Document, backoff_delay
+from mlmon.log_shipper.shipper import Shipper
+from mlmon.log_shipper.spool import Spool
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from log_shipper.chunking import BatchLimits
+from mlmon.log_shipper.chunking import BatchLimits
 
 
 def test_a_batch_stops_at_max_docs() -> None:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.profile import Profile
-from log_shipper.facade import PredictionLogger
-from log_shipper.logging_sink import JsonLinesSink
-from log_shipper.record import RecordBuilder
-from log_shipper.redact import Redactor
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.facade import PredictionLogger
+from mlmon.log_shipper.logging_sink import JsonLinesSink
+from mlmon.log_shipper.record import RecordBuilder
+from mlmon.log_shipper.redact import Redactor
 
 RECORD = {"@timestamp": "2026-11-22T10:00:00.000Z", "event": {"id": "e1"},
           "features": {"city": "paris", "email": "ann@example.org"}}
@@ -283,7 +283,7 @@ def test_record_hands_an_unbuilt_record_to_the_sinks_and_returns_its_id(
 
 
 def test_logger_and_sink_errors_are_exported(sample_profile: Profile, tmp_path: Path) -> None:
-    from log_shipper.logger_metrics import PredictionLoggerCollector
+    from mlmon.log_shipper.logger_metrics import PredictionLoggerCollector
 
     registry = CollectorRegistry()
     sink = JsonLinesSink.file(str(tmp_path / "records.log"))

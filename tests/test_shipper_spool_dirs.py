@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.profile import Profile
-from log_shipper.delivery import decode_spooled
-from log_shipper.facade import PredictionLogger
-from log_shipper.spool import Spool, SpoolLockedError
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.delivery import decode_spooled
+from mlmon.log_shipper.facade import PredictionLogger
+from mlmon.log_shipper.spool import Spool, SpoolLockedError
 from tests.test_shipper import closed_url
 
 __all__ = ["closed_url"]  # the fixture, used by name
@@ -31,8 +31,8 @@ INDEX = "mlmon-predictions-churn"
 _WORKER = """
 import sys, time
 from prometheus_client import CollectorRegistry
-from exporter.profile import Profile
-from log_shipper.facade import PredictionLogger
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.facade import PredictionLogger
 from tests.profiles import sample_profile_dict
 url, tag, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 logger = PredictionLogger.from_profile(
@@ -126,7 +126,7 @@ def test_an_explicit_spool_dir_in_use_falls_back_to_a_per_process_subdirectory(
 # sent: every id must come from the spool ship() wrote to before returning True.
 _PRODUCER = """
 import os, sys
-from log_shipper.shipper import Shipper
+from mlmon.log_shipper.shipper import Shipper
 url, spool = sys.argv[1], sys.argv[2]
 shipper = Shipper(es=url, index="mlmon-predictions-test", spool_dir=spool, handle_signals=False,
                   max_docs=10_000, max_age_s=60, fsync="always")

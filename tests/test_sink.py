@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from alerting.sink import Sink, alert_line
+from mlmon.alerting.sink import Sink, alert_line
 
-# The installed entry point's code path (`python -m exporter.cli` would make a second CliError).
-MLMON = [sys.executable, "-c", "import sys; from exporter.cli import main; sys.exit(main())"]
+# The installed entry point's code path (`python -m mlmon.cli` would make a second CliError).
+MLMON = [sys.executable, "-c", "import sys; from mlmon.cli import main; sys.exit(main())"]
 
 PAYLOAD = {
     "version": "4", "status": "firing", "receiver": "warning",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from log_shipper.spool import Spool, SpoolLockedError, decode_line, encode_line
+from mlmon.log_shipper.spool import Spool, SpoolLockedError, decode_line, encode_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,7 +144,7 @@ def test_bad_policy_is_refused(tmp_path: Path) -> None:
 
 
 # A second real process holding a spool directory (what a second gunicorn worker would be).
-_HOLDER = ("import sys; from log_shipper.spool import Spool; s = Spool(sys.argv[1]); "
+_HOLDER = ("import sys; from mlmon.log_shipper.spool import Spool; s = Spool(sys.argv[1]); "
            "s.append([b'held']); print('ready', flush=True); sys.stdin.read(); s.close()")
 
 

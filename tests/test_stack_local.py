@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerting import generate
+from mlmon.alerting import generate
 from stack import processes
 from stack.fast_rules import fast_config
 from stack.local import (

@@ -1,7 +1,8 @@
 """One classification of values: observe(), observe_batch() and the Elasticsearch record agree.
 
 The same value (NaN, +-Inf, numpy scalars, wrong types, nulls...) goes through the three paths;
-each must reach the verdict `exporter.values` gives it: counted (and as the same number, category
+each must reach the verdict `mlmon.exporter.values` gives it: counted (and as the same number,
+category
 or text), missing, or invalid for the same reason.
 """
 
@@ -18,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from exporter import ModelMonitor, Profile
-from exporter.values import (
+from mlmon.exporter import ModelMonitor, Profile
+from mlmon.exporter.values import (
     INF,
     MISSING,
     NAN,
@@ -29,7 +30,7 @@ from exporter.values import (
     classify_number,
     classify_text,
 )
-from log_shipper.record import RecordBuilder
+from mlmon.log_shipper.record import RecordBuilder
 from tests.profiles import sample_profile_dict
 
 PROFILES = {kind: Profile.from_dict(sample_profile_dict(kind == "classification"))

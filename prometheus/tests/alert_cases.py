@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 from prometheus_client.utils import floatToGoString
 
-from alerting.alerts import alert_groups
-from alerting.config import load as load_config
-from alerting.recording import recording_groups
-from exporter import drift
-from exporter.series import COUNTERS_START
+from mlmon.alerting.alerts import alert_groups
+from mlmon.alerting.config import load as load_config
+from mlmon.alerting.recording import recording_groups
+from mlmon.exporter import drift
+from mlmon.names import COUNTERS_START
 
 PATH = Path(__file__).with_name("alerts_test.yml")
 RUNBOOK = "https://github.com/mlmon/mlmon/blob/main/alerting/runbook.md#"

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from alerting.config import duration_seconds
-from alerting.config import load as load_config
+from mlmon.alerting.config import duration_seconds
+from mlmon.alerting.config import load as load_config
 
 PATH = Path(__file__).with_name("demo_alerts_test.yml")
 EVALUATION_S = 60  # the tests' evaluation_interval (1m), as in alerts_test.yml

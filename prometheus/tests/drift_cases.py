@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from prometheus_client.utils import floatToGoString
 
-from alerting.config import load as load_config
-from exporter import drift
-from exporter.series import COUNTERS_START
+from mlmon.alerting.config import load as load_config
+from mlmon.exporter import drift
+from mlmon.names import COUNTERS_START
 
 PATH = Path(__file__).with_name("drift_recording_test.yml")
 REPLICAS = ("a", "b")

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from alerting.config import duration_seconds
-from alerting.config import load as load_config
-from exporter.series import COUNTERS_START, PROFILE_LOADED
+from mlmon.alerting.config import duration_seconds
+from mlmon.alerting.config import load as load_config
+from mlmon.names import COUNTERS_START, PROFILE_LOADED
 
 PATH = Path(__file__).with_name("window_counts_test.yml")
 MODEL = {"model": "churn", "model_version": "3"}

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from log_shipper.shipper import Shipper
+from mlmon.log_shipper.shipper import Shipper
 
 shipper = Shipper(es=os.environ["MLMON_TEST_ES_URL"], index=os.environ["MLMON_TEST_INDEX"],
                   spool_dir=os.environ["MLMON_TEST_SPOOL"], max_docs=50, max_age_s=0.1,

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from alerting.sink import Sink
+from mlmon.alerting.sink import Sink
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_YML = REPO / "prometheus" / "prometheus.yml"
@@ -310,8 +310,8 @@ def start_python_server(args: list[str], workdir: Path, name: str, port: int,
 def _replica_main(argv: list[str] | None = None) -> int:
     from prometheus_client import CollectorRegistry
 
-    from exporter import ModelMonitor
-    from exporter.server import start_http_server
+    from mlmon.exporter import ModelMonitor
+    from mlmon.exporter.server import start_http_server
 
     parser = argparse.ArgumentParser(description="observe rows, then serve /metrics")
     parser.add_argument("--profile", required=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerting import amconfig
+from mlmon.alerting import amconfig
 from tests.conftest import missing_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ FAKE_ENV = {
 
 
 def _amconfig(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "alerting.amconfig",
+    return subprocess.run([sys.executable, "-m", "mlmon.alerting.amconfig",
                            "--out", str(tmp_path / "am.yml")],
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env},
                           cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from alerting import amconfig
-from alerting.sink import Sink
+from mlmon.alerting import amconfig
+from mlmon.alerting.sink import Sink
 from tests.integration import prom_servers
 from tests.integration.prom_servers import Server
 

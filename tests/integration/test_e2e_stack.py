@@ -116,7 +116,8 @@ def stack(es_url: str, tmp_path: Path):  # noqa: F811 (es_url is a fixture)
         down(settings)
 
 
-def test_healthy_period_is_silent_and_drift_notifies(stack: Settings, es_url: str) -> None:  # noqa: F811
+def test_healthy_period_is_silent_and_drift_notifies(stack: Settings,
+                                                     es_url: str) -> None:  # noqa: F811
     started = time.time()
     sink, prom, run_dir = stack.url("sink"), stack.url("prometheus"), stack.run_dir
 

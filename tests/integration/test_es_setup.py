@@ -8,10 +8,10 @@ import uuid
 import pytest
 from elasticsearch import BadRequestError, Elasticsearch
 
-from exporter.cli import main
-from exporter.profile import Profile
-from log_shipper.es_assets import AssetError, install
-from log_shipper.record import RecordBuilder
+from mlmon.cli import main
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.es_assets import AssetError, install
+from mlmon.log_shipper.record import RecordBuilder
 from tests.integration.es_server import es_server, es_url  # noqa: F401
 from tests.profiles import sample_profile_dict
 

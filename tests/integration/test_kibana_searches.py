@@ -14,11 +14,11 @@ import pytest
 from elasticsearch import Elasticsearch
 from prometheus_client import CollectorRegistry
 
-from exporter.monitor import ModelMonitor
-from exporter.profile import Profile
-from log_shipper.es_assets import install
-from log_shipper.kibana import red_flag_searches, saved_objects
-from log_shipper.record import RecordBuilder
+from mlmon.exporter.monitor import ModelMonitor
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper.es_assets import install
+from mlmon.log_shipper.kibana import red_flag_searches, saved_objects
+from mlmon.log_shipper.record import RecordBuilder
 from tests.integration.es_server import es_server, es_url  # noqa: F401
 from tests.profiles import sample_profile_dict
 

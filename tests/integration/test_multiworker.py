@@ -5,7 +5,7 @@ Three workers share MLMON_MULTIPROC_DIR and serve tests/multiworker_app.py (the 
 per worker, or once in the master with gunicorn `--preload`). Prometheus scrapes their port
 every second (in one case only a metrics-only process reading the same directory instead) and
 evaluates the recording rules generated from alerting/config.yaml with only the windows
-shortened (SHORT, LONG) through alerting.generate. The test sends bursts of known records
+shortened (SHORT, LONG) through mlmon.alerting.generate. The test sends bursts of known records
 separated by quiet gaps; between bursts it terminates one worker (the server starts a new one)
 and kills another, and workers also recycle themselves after a number of requests (gunicorn
 `--max-requests`, uvicorn `--limit-max-requests`).
@@ -45,13 +45,13 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from alerting import config as rules_config
-from alerting import generate
-from alerting.recording import FEATURE_CATS, FEATURE_HIST
-from exporter import drift
-from exporter.layout import OTHER, UNSEEN
-from exporter.profile import Profile
-from exporter.values import canonical_category
+from mlmon.alerting import config as rules_config
+from mlmon.alerting import generate
+from mlmon.alerting.recording import FEATURE_CATS, FEATURE_HIST
+from mlmon.exporter import drift
+from mlmon.exporter.layout import OTHER, UNSEEN
+from mlmon.exporter.profile import Profile
+from mlmon.exporter.values import canonical_category
 from tests.integration import prom_servers
 from tests.integration.prom_servers import Prometheus, Server, free_port, start_python_server
 from tests.profiles import sample_profile_dict
@@ -91,7 +91,7 @@ SERVERS = {
 # A metrics-only process beside the workers (e.g. a sidecar sharing the directory's volume).
 SIDECAR = """
 import sys, time
-from exporter.server import multiprocess_registry, start_http_server
+from mlmon.exporter.server import multiprocess_registry, start_http_server
 start_http_server(int(sys.argv[1]), registry=multiprocess_registry())
 while True:
     time.sleep(3600)
@@ -127,7 +127,7 @@ def _records(kind: str, n: int, seed: int) -> list[dict[str, Any]]:
 
 
 def _short_rules(dest: Path) -> Path:
-    """prometheus/recording_rules.yml as alerting.generate writes it with windows SHORT and
+    """prometheus/recording_rules.yml as mlmon.alerting.generate writes it with windows SHORT and
     LONG (the alerts' windows mapped along) and a 1 s scrape interval."""
     data = yaml.safe_load(rules_config.CONFIG_PATH.read_text(encoding="utf-8"))
     renamed = dict(zip(data["windows"], (SHORT, LONG), strict=True))

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alerting.sink import Sink
-from exporter import drift
-from exporter.profile import ClassificationPrediction, Profile
-from exporter.profiling import profile_data
-from exporter.values import canonical_category
+from mlmon.alerting.sink import Sink
+from mlmon.exporter import drift
+from mlmon.exporter.profile import ClassificationPrediction, Profile
+from mlmon.exporter.values import canonical_category
+from mlmon.profiling import profile_data
 from tests.integration import prom_servers
 from tests.integration.prom_servers import RULE_FILES, Prometheus, Server, start_replica
 

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch, helpers
 
-from exporter.profile import Profile
-from log_shipper import es_assets
-from log_shipper.deadletter import read_dead_letters
-from log_shipper.record import RecordBuilder, index_name
-from log_shipper.redact import Redactor
-from log_shipper.sender import BulkSender, Document
-from log_shipper.shipper import Shipper
+from mlmon.exporter.profile import Profile
+from mlmon.log_shipper import es_assets
+from mlmon.log_shipper.deadletter import read_dead_letters
+from mlmon.log_shipper.record import RecordBuilder, index_name
+from mlmon.log_shipper.redact import Redactor
+from mlmon.log_shipper.sender import BulkSender, Document
+from mlmon.log_shipper.shipper import Shipper
 from tests.integration.es_server import ElasticsearchServer, es_restartable, es_server, es_url
 from tests.profiles import sample_profile_dict
 

@@ -27,9 +27,9 @@ import pytest
 from elasticsearch import Elasticsearch, helpers
 from prometheus_client import CollectorRegistry
 
-from log_shipper.metrics import DROP_REASONS
-from log_shipper.sender import backoff_delay
-from log_shipper.shipper import Shipper
+from mlmon.log_shipper.metrics import DROP_REASONS
+from mlmon.log_shipper.sender import backoff_delay
+from mlmon.log_shipper.shipper import Shipper
 from tests.integration.es_server import es_server, es_url, free_port
 from tests.integration.faulty_proxy import FaultyProxy
 

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch, helpers
 
-from log_shipper.deadletter import read_dead_letters
-from log_shipper.record import RecordBuilder
-from log_shipper.sender import BulkSender, Document
-from log_shipper.shipper import Shipper
+from mlmon.log_shipper.deadletter import read_dead_letters
+from mlmon.log_shipper.record import RecordBuilder
+from mlmon.log_shipper.sender import BulkSender, Document
+from mlmon.log_shipper.shipper import Shipper
 from tests.integration.es_server import ElasticsearchServer, es_server, es_url, running_server
 
 __all__ = ["es_server", "es_url"]
@@ -173,9 +173,9 @@ def test_record_with_an_over_long_request_id_is_indexed_under_its_hash(
     # the document under it (once, even when the request is recorded twice) with the original.
     from prometheus_client import CollectorRegistry
 
-    from exporter.profile import Profile
-    from log_shipper.facade import PredictionLogger
-    from log_shipper.record import stable_id
+    from mlmon.exporter.profile import Profile
+    from mlmon.log_shipper.facade import PredictionLogger
+    from mlmon.log_shipper.record import stable_id
     from tests.profiles import sample_profile_dict
 
     data = sample_profile_dict()

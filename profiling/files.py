@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from exporter.profiling_columns import ProfilingError
+from mlmon.profiling.columns import ProfilingError
 
 CSV, PARQUET = "csv", "parquet"
 # Rows read first to infer the column kinds: a fixed number, not the chunk size, so that

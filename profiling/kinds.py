@@ -22,8 +22,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION, TEXT
-from exporter.profiling_columns import (
+from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION, TEXT
+from mlmon.profiling.columns import (
     MAX_NON_NUMERIC_SHARE,
     QUOTED_CELLS,
     ProfilingError,
@@ -32,7 +32,7 @@ from exporter.profiling_columns import (
     parse_floats,
     quoted_cells,
 )
-from exporter.profiling_labels import naming
+from mlmon.profiling.labels import naming
 
 TEXT_MEAN_LENGTH = 30
 TEXT_MIN_DISTINCT = 20

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION, TEXT, Options
-from exporter.profiling_columns import ProfilingError
-from exporter.profiling_kinds import infer_kind
-from exporter.profiling_labels import option_label as label
-from exporter.values import canonical_category
+from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION, TEXT, Options
+from mlmon.exporter.values import canonical_category
+from mlmon.profiling.columns import ProfilingError
+from mlmon.profiling.kinds import infer_kind
+from mlmon.profiling.labels import option_label as label
 
 
 @dataclass(frozen=True)

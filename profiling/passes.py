@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from exporter.profiling_ranks import CELLS, OrderStatistics, quantile_ranks
-from exporter.profiling_sums import Moments, PairwiseSum
+from mlmon.profiling.ranks import CELLS, OrderStatistics, quantile_ranks
+from mlmon.profiling.sums import Moments, PairwiseSum
 
 DEFAULT_MAX_MEMORY_MB = 256  # float values a profile keeps in memory before reading in passes
 _MIN_CELLS = 16

@@ -19,24 +19,27 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mlmon import __version__
+from mlmon.errors import CliError
+
 # name -> (module, one-line help). Configuration as data: adding a subcommand is one line here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "profile": ("exporter.cli_profile", "build a reference profile from training data"),
-    "serve": ("exporter.cli_serve", "serve /metrics for a profile (optional synthetic traffic)"),
-    "demo": ("demo.cli", "run the demo model service (FastAPI) with exporter and shipper"),
-    "traffic": ("demo.traffic", "send steady traffic and scheduled drift to the demo service"),
-    "es-setup": ("log_shipper.cli_es", "install the Elasticsearch index template and data stream"),
-    "kibana-objects": ("log_shipper.cli_kibana", "generate or import Kibana saved objects"),
-    "sink": ("alerting.sink", "receive Alertmanager webhooks and print / record them"),
+    "profile": ("mlmon.profiling.cli", "build a reference profile from training data"),
+    "serve": ("mlmon.exporter.cli_serve",
+              "serve /metrics for a profile (optional synthetic traffic)"),
+    "demo": ("mlmon.demo.cli", "run the demo model service (FastAPI) with exporter and shipper"),
+    "traffic": ("mlmon.demo.traffic",
+                "send steady traffic and scheduled drift to the demo service"),
+    "es-setup": ("mlmon.log_shipper.cli_es",
+                 "install the Elasticsearch index template and data stream"),
+    "kibana-objects": ("mlmon.log_shipper.cli_kibana", "generate or import Kibana saved objects"),
+    "sink": ("mlmon.alerting.sink", "receive Alertmanager webhooks and print / record them"),
 }
-
-
-class CliError(Exception):
-    """An error the user can act on; printed as one line without a traceback."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlmon", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mlmon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (_module, help_text) in SUBCOMMANDS.items():
@@ -61,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub_parser = argparse.ArgumentParser(prog=f"mlmon {name}", description=help_text)
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(rest)
-    from exporter.profile import ProfileError
+    from mlmon.exporter.profile import ProfileError
 
     try:
         status = int(module.run(args) or 0)

@@ -8,9 +8,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from exporter.cli import CliError
-from exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION, TEXT
-from exporter.profiling_passes import DEFAULT_MAX_MEMORY_MB
+from mlmon.errors import CliError
+from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION, TEXT
+from mlmon.profiling.passes import DEFAULT_MAX_MEMORY_MB
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,8 +72,8 @@ FLAGS = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from exporter.profiling import ProfilingError, ProfilingWarning, profile_file
-    from exporter.profiling_labels import option_labels
+    from mlmon.profiling import ProfilingError, ProfilingWarning, profile_file
+    from mlmon.profiling.labels import option_labels
 
     options: dict[str, Any] = dict(
         model_name=args.model,

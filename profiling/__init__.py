@@ -1,6 +1,6 @@
 """Building a reference profile from training data: DataFrames, arrays, CSV and Parquet files.
 
->>> from exporter.profiling import profile_data, profile_file
+>>> from mlmon.profiling import profile_data, profile_file
 >>> profile = profile_data(df, model_name="churn", model_version="3", prediction_column="label")
 >>> profile = profile_file("train.csv", model_name="churn", model_version="3",
 ...                        prediction_column="label", categorical=["zip"])
@@ -22,20 +22,20 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
-from exporter.profile import CATEGORICAL, NUMERIC, TEXT, Profile
-from exporter.profiling_columns import (
+from mlmon.exporter.profile import CATEGORICAL, NUMERIC, TEXT, Profile
+from mlmon.profiling.columns import (
     CategoricalColumn,
     NumericColumn,
     ProfilingError,
     ProfilingWarning,
     TextColumn,
 )
-from exporter.profiling_io import INFERENCE_ROWS, Progress, read_chunks, read_head
-from exporter.profiling_kinds import infer_prediction_kind
-from exporter.profiling_labels import option_label
-from exporter.profiling_passes import DEFAULT_MAX_MEMORY_MB, DataChanged, MemoryBudget, Passes
-from exporter.profiling_prediction import PredictionColumn, scores_from_probabilities
-from exporter.profiling_settings import (
+from mlmon.profiling.files import INFERENCE_ROWS, Progress, read_chunks, read_head
+from mlmon.profiling.kinds import infer_prediction_kind
+from mlmon.profiling.labels import option_label
+from mlmon.profiling.passes import DEFAULT_MAX_MEMORY_MB, DataChanged, MemoryBudget, Passes
+from mlmon.profiling.prediction import PredictionColumn, scores_from_probabilities
+from mlmon.profiling.settings import (
     ProfileSettings,
     allowed_range,
     check_columns,

@@ -8,21 +8,21 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from exporter.profile import (
+from mlmon.exporter.profile import (
     CLASSIFICATION,
     ClassificationPrediction,
     Prediction,
     RegressionPrediction,
 )
-from exporter.profiling_columns import (
+from mlmon.exporter.values import canonical_category
+from mlmon.profiling.columns import (
     FloatValues,
     ProfilingError,
     category_counts,
     null_mask,
     to_float,
 )
-from exporter.profiling_passes import MemoryBudget
-from exporter.values import canonical_category
+from mlmon.profiling.passes import MemoryBudget
 
 
 def categories(series: pd.Series) -> list[str | None]:

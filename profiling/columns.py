@@ -4,7 +4,7 @@ Each accumulator takes the column chunk by chunk (a whole DataFrame is one chunk
 length stream through the same code as in-memory data and give the same profile. Numeric values
 are kept as float64 arrays until `finish` (8 bytes per finite cell) while a memory budget allows,
 because the quantile edges are exact; past the budget, files are read again in passes that give
-the same bytes (`exporter.profiling_passes`). Categories and tokens are kept as counts.
+the same bytes (`mlmon.profiling.passes`). Categories and tokens are kept as counts.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from exporter.profile import Binned, CategoricalFeature, NumericFeature, TextFeature
-from exporter.profiling_labels import naming
-from exporter.profiling_passes import MemoryBudget, StreamedStats, error_means, fingerprint
-from exporter.profiling_sums import moments, pairwise_sum
-from exporter.values import canonical_category, tokenize
+from mlmon.exporter.profile import Binned, CategoricalFeature, NumericFeature, TextFeature
+from mlmon.exporter.values import canonical_category, tokenize
+from mlmon.profiling.labels import naming
+from mlmon.profiling.passes import MemoryBudget, StreamedStats, error_means, fingerprint
+from mlmon.profiling.sums import moments, pairwise_sum
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 _MASK_64 = (1 << 64) - 1
@@ -148,7 +148,7 @@ class FloatValues:
 
     The values are kept while `budget` allows (no budget: always). Past it they are dropped and
     only the count, min and max go on; `start_passes` then prepares reading the data again, and
-    from then on `add_floats` feeds those passes (see `exporter.profiling_passes`).
+    from then on `add_floats` feeds those passes (see `mlmon.profiling.passes`).
     """
 
     def __init__(self, name: str, budget: MemoryBudget | None = None, binned: bool = True) -> None:

@@ -44,6 +44,8 @@ from fastapi import FastAPI, Request
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench.judging import finish  # noqa: E402
+
 MODES = ("plain", "exporter", "logger", "logger_es_down", "jsonlog")
 # A port nothing listens on (discard): `logger_es_down` spools every record to disk, so the
 # service pays for observe, build, redact, encode and spooling, but no Elasticsearch node
@@ -300,10 +302,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "logger" in modes:
         result["logger_goal_met"] = result["ratio_vs_plain"]["logger"] >= GOAL_LOGGER_VS_PLAIN
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_service_load.json").write_text(json.dumps(result, indent=2, sort_keys=True)
-                                                 + "\n")
     print("| mode | req/s (median) | rounds | vs plain | service CPU us/request (median) "
           "| plain's CPU / this |\n| --- | --- | --- | --- | --- | --- |")
     for mode in modes:
@@ -313,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['throughput_from_cpu_vs_plain'][mode]} |")
     print(f"goal: logger >= {GOAL_LOGGER_VS_PLAIN}x plain; records indexed {indexed} "
           f"of {served_logger} logger requests (warm-up included)")
-    return 0
+    # No judged target: on a 2-core machine wrk, the service and Elasticsearch share the cores,
+    # so the goal is reported (`logger_goal_met`) and the exit status is 0 whatever it says.
+    return finish("bench_service_load", args.out, "bench_service_load.json", result, [])
 
 
 if __name__ == "__main__":

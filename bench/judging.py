@@ -7,15 +7,29 @@ Absolute times and rates go into the table and the JSON for the reader, and neve
 
 Each benchmark ends with `finish(...)`: it writes its JSON (with a `targets` list and its own
 name, which bench/run_all.py reads to summarise every benchmark) and returns the exit status.
+Every JSON also carries `machine` (where and how it was measured: the command, cores, CPU
+model, load average, versions, date, git revision), which bench/tables.py prints under each
+table in the docs, so a number is never shown without its conditions.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+# Taken when a benchmark imports this module, i.e. as it starts: with the load at the end, it
+# shows what else the machine was doing during the run.
+_STARTED = time.time()
+_LOAD_AT_START = os.getloadavg()
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -57,13 +71,66 @@ def table(targets: list[Target], benches: list[str] | None = None) -> str:
     return "\n".join(rows)
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_revision() -> str:
+    """HEAD's short hash, `+dirty` when tracked files differ from it (the numbers then belong to
+    no commit), `unknown` outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def _version(module: str) -> str:
+    try:
+        return str(__import__(module).__version__)
+    except ImportError:
+        return "not installed"
+
+
+def machine_facts() -> dict[str, Any]:
+    """Where and how this run was measured; call it as the benchmark ends."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script_arg = str(script.relative_to(REPO))
+    except ValueError:
+        script_arg = sys.argv[0]
+    return {
+        "command": shlex.join([".venv/bin/python", script_arg, *sys.argv[1:]]),
+        "cores": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "load_average_start": [round(x, 2) for x in _LOAD_AT_START],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "numpy": _version("numpy"),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "duration_s": round(time.time() - _STARTED, 1),
+        "git_revision": _git_revision(),
+    }
+
+
 def finish(bench: str, out_dir: str | os.PathLike[str], filename: str, result: dict[str, Any],
            targets: list[Target]) -> int:
     """Write `result` with its targets to out_dir/filename, print the targets, and return the
     exit status: 1 when a target is missed, else 0."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    document = {**result, "bench": bench, "targets": [t.to_dict() for t in targets]}
+    document = {**result, "bench": bench, "machine": machine_facts(),
+                "targets": [t.to_dict() for t in targets]}
     path = out / filename
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if targets:

@@ -108,8 +108,8 @@ def main() -> int:
     print("every profile byte-identical: yes")
     # No ratio target: the numbers are reported (a differing profile has failed above).
     return finish("bench_profiling", args.out, "profiling.json",
-                  {"rows": args.rows, "columns": 25, "csv_mib": size_mib, "results": table,
-                   "identical": True}, [])
+                  {"rows": args.rows, "columns": 25, "repeat": args.repeat, "csv_mib": size_mib,
+                   "results": table, "identical": True}, [])
 
 
 def _floats(text: str) -> list[float]:

@@ -288,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
            for mode in modes}
     served_logger = sum(r["service"].get("served", 0) for r in rounds.get("logger", []))
     result = {
+        "modes": list(modes),
         "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
         "rps_median": {m: round(v, 1) for m, v in rps.items()},
         "rps_rounds": {m: [round(r["rps"]) for r in rounds[m]] for m in modes},

@@ -49,7 +49,7 @@ class Sink:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = self._server.socket.getsockname()[:2]  # (str, int): an AF_INET socket
         return f"http://{host}:{port}"
 
     def record(self, payload: dict[str, Any]) -> None:

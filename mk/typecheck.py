@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from mypy import api
@@ -28,7 +29,7 @@ except ModuleNotFoundError:  # Python 3.10: mypy itself depends on tomli there
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-TREE = Path("build/typecheck")  # relative to ROOT; mypy_path in [tool.mypy] names it too
+TREE = Path("build/typecheck")  # relative to the repository root, which build/ holds anyway
 # What a package folder holds that mypy reads: modules, stubs and the PEP 561 marker.
 _LINKED_SUFFIXES = (".py", ".pyi")
 _LINKED_NAMES = ("py.typed",)
@@ -53,7 +54,7 @@ def build_tree(root: Path, mapping: dict[str, str]) -> dict[str, str]:
         target.mkdir(parents=True, exist_ok=True)
         for path in sorted((root / source).iterdir()):
             if path.is_file() and (path.suffix in _LINKED_SUFFIXES or path.name in _LINKED_NAMES):
-                (target / path.name).symlink_to(path)
+                (target / path.name).symlink_to(path.resolve())
         folders[f"{TREE.as_posix()}/{package.replace('.', '/')}/"] = f"{source}/"
     return folders
 
@@ -68,15 +69,28 @@ def repository_paths(text: str, folders: dict[str, str]) -> str:
     return pattern.sub(lambda match: folders[match.group(0)], text)
 
 
+def check(root: Path, argv: Sequence[str] = ()) -> tuple[int, str, str]:
+    """mypy on root's packages, with root's pyproject.toml: (exit status, stdout, stderr)."""
+    mapping = package_dirs(root / "pyproject.toml")
+    folders = build_tree(root, mapping)
+    # mypy names modules from the tree's layout: build/typecheck/mlmon is package mlmon, and
+    # build/typecheck (holding no __init__.py) goes on the search path for the imports.
+    targets = [(TREE / package).as_posix() for package in sorted(mapping) if "." not in package]
+    previous = os.getcwd()
+    os.chdir(root)  # mypy prints paths, and reads a relative cache_dir, from here
+    try:
+        stdout, stderr, status = api.run(
+            ["--config-file", str(root / "pyproject.toml"), *argv, *targets])
+    finally:
+        os.chdir(previous)
+    return status, repository_paths(stdout, folders), repository_paths(stderr, folders)
+
+
 def main(argv: list[str]) -> int:
-    """Build the tree, run mypy on package mlmon, print its report with repository paths."""
-    os.chdir(ROOT)  # mypy prints paths relative to the working directory
-    folders = build_tree(ROOT, package_dirs(ROOT / "pyproject.toml"))
-    stdout, stderr, status = api.run(
-        ["--config-file", str(ROOT / "pyproject.toml"), "--package", "mlmon", *argv]
-    )
-    sys.stdout.write(repository_paths(stdout, folders))
-    sys.stderr.write(repository_paths(stderr, folders))
+    """Check this repository's packages; mypy's report on stdout/stderr, its exit status."""
+    status, stdout, stderr = check(ROOT, argv)
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
     return status
 
 

@@ -1,13 +1,14 @@
 """`make typecheck`: mypy over the installed package `mlmon`, laid out as it is installed.
 
 The repository keeps one folder per part (exporter/ is installed as mlmon.exporter, see
-[tool.setuptools.package-dir] in pyproject.toml). mypy cannot follow the editable install's import
-hook, and it names a module after its place on disk, so it would take exporter/monitor.py for a
-module `exporter.monitor` and find no `mlmon.exporter` to check the imports against. This script
-lays the package out in build/typecheck/ as a tree of symlinks built from that same mapping (so a
-new part or module needs no change here), runs mypy on it with the settings in [tool.mypy], and
-prints each path as the repository's own (build/typecheck/mlmon/exporter/monitor.py ->
-exporter/monitor.py), so an error points at the file to edit.
+[tool.setuptools.package-dir] in pyproject.toml). mypy cannot follow the editable install's
+import hook, and it names a module after its place on disk, so it would take exporter/monitor.py
+for a module of a top-level package `exporter` and find no `mlmon.exporter` to check imports
+against. This script lays the package out in build/typecheck/ as a tree of symlinks built from
+that same mapping (so a new part or module needs no change here), runs mypy on it with the
+settings in [tool.mypy], and prints each path as the repository's own
+(build/typecheck/mlmon/exporter/monitor.py -> exporter/monitor.py), so an error points at the
+file to edit.
 
     .venv/bin/python mk/typecheck.py [extra mypy arguments]
 """

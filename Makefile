@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 PYTHON ?= python3
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit-test bench generate check-generated lint docs
+.PHONY: help install test unit-test bench generate check-generated lint typecheck docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -31,7 +31,10 @@ bench: ## run every benchmark (a miss stops none); same-run ratios judged; summa
 	$(PY) bench/run_all.py --out bench/results
 
 lint: ## ruff
-	$(VENV)/bin/ruff check mlmon profiling exporter log_shipper alerting demo grafana stack prometheus tests bench
+	$(VENV)/bin/ruff check mlmon profiling exporter log_shipper alerting demo grafana stack prometheus tests bench mk
+
+typecheck: ## mypy (strict, settings in pyproject.toml) on the package mlmon, all its folders
+	$(PY) mk/typecheck.py
 
 docs: ## build the documentation site into site/ (--strict: a broken link or anchor fails)
 	$(VENV)/bin/mkdocs build --strict --site-dir site

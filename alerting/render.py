@@ -91,11 +91,11 @@ def render(groups: list[Group], header: str) -> str:
         for rule in group.rules:
             lines.extend(_rule_lines(rule))
     text = "\n".join(lines) + "\n"
-    expected = {"groups": [{"name": g.name, "rules": [r.as_dict() for r in g.rules]}
-                           for g in groups]}
-    for group in expected["groups"]:
-        for rule in group["rules"]:
-            rule["expr"] = rule["expr"].strip()
+    expected: dict[str, list[dict[str, Any]]] = {
+        "groups": [{"name": g.name, "rules": [r.as_dict() for r in g.rules]} for g in groups]}
+    for group_data in expected["groups"]:
+        for rule_data in group_data["rules"]:
+            rule_data["expr"] = rule_data["expr"].strip()
     if yaml.safe_load(text) != expected:
         raise AssertionError("rendered YAML does not parse back to the rule data")
     return text

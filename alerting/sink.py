@@ -50,7 +50,8 @@ class Sink:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        # typeshed allows a bytes host (AF_UNIX addresses); an AF_INET server's is a str
+        return f"http://{host}:{port}"  # type: ignore[str-bytes-safe]
 
     def record(self, payload: dict[str, Any]) -> None:
         with self._lock:

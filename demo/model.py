@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -50,10 +50,10 @@ _CLINIC_EFFECT = {"north": 0.0, "south": 8.0, "east": -6.0, "west": 4.0, "island
 
 def reference_frame(seed: int = SEED) -> pd.DataFrame:
     """The full data set with the synthetic columns and the `target`, deterministic for a seed."""
-    data = load_diabetes(scaled=False, as_frame=True).frame
+    data: pd.DataFrame = load_diabetes(scaled=False, as_frame=True).frame  # sklearn: untyped
     rng = np.random.default_rng(seed)
     n = len(data)
-    frame = data[list(NUMERIC_FEATURES)].astype(float).copy()
+    frame: pd.DataFrame = data[list(NUMERIC_FEATURES)].astype(float).copy()
     frame["sex"] = data["sex"].astype(int).astype(str)
     frame["clinic"] = rng.choice(list(CLINICS), size=n, p=list(CLINICS.values()))
     frame["channel"] = rng.choice(list(CHANNELS), size=n, p=list(CHANNELS.values()))
@@ -92,10 +92,12 @@ class DemoModel:
     version: str = MODEL_VERSION
 
     def features(self) -> pd.DataFrame:
-        return self.reference[list(FEATURES)]
+        features: pd.DataFrame = self.reference[list(FEATURES)]
+        return features
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.pipeline.predict(frame[list(MODEL_FEATURES)])
+        predictions: np.ndarray = self.pipeline.predict(frame[list(MODEL_FEATURES)])
+        return predictions
 
     def predict_one(self, record: dict[str, Any]) -> float:
         """Predict one record; absent, null or wrongly typed values become nulls for the model."""
@@ -103,7 +105,8 @@ class DemoModel:
 
     def records(self) -> list[dict[str, Any]]:
         """The reference rows as JSON-ready dicts (what the traffic generator replays)."""
-        return self.features().to_dict(orient="records")
+        # pandas types record keys as Hashable; these are the str names in FEATURES
+        return cast("list[dict[str, Any]]", self.features().to_dict(orient="records"))
 
 
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -113,15 +116,19 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         row: dict[str, Any] = {}
         for name in NUMERIC_FEATURES:
             value = record.get(name)
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            row[name] = float(value) if ok and math.isfinite(value) else np.nan
+            if (isinstance(value, int | float) and not isinstance(value, bool)
+                    and math.isfinite(value)):
+                row[name] = float(value)
+            else:
+                row[name] = np.nan
         for name in CATEGORICAL_FEATURES:
             value = record.get(name)
             row[name] = str(value) if value is not None else np.nan
         for name in TEXT_FEATURES:
             row[name] = record.get(name) if isinstance(record.get(name), str) else None
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(FEATURES))
+    frame: pd.DataFrame = pd.DataFrame(rows, columns=list(FEATURES))
+    return frame
 
 
 def train(seed: int = SEED) -> DemoModel:

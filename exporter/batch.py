@@ -73,18 +73,18 @@ def observe_batch(monitor: ModelMonitor, features: Any, predictions: Any, scores
             delta[p.base + L.NUM_MISSING] += n
         else:
             _count_numeric(delta, p, col, n)
-    for p in lay.categorical:
-        col = cols.get(p.name)
+    for cat_plan in lay.categorical:
+        col = cols.get(cat_plan.name)
         if col is None:
-            delta[p.base + L.CAT_MISSING] += n
+            delta[cat_plan.base + L.CAT_MISSING] += n
         else:
-            _count_categorical(delta, p, col)
-    for p in lay.text:
-        col = cols.get(p.name)
+            _count_categorical(delta, cat_plan, col)
+    for text_plan in lay.text:
+        col = cols.get(text_plan.name)
         if col is None:
-            delta[p.base + L.TXT_MISSING] += n
+            delta[text_plan.base + L.TXT_MISSING] += n
         else:
-            _count_text(delta, p, col)
+            _count_text(delta, text_plan, col)
     names = {f.name for f in monitor.profile.features}
     unknown = tuple(str(k)[:256] for k in cols if k not in names)
     delta[lay.observations] += n
@@ -304,7 +304,7 @@ def _count_categorical(delta: np.ndarray, p: L.CategoricalPlan, col: Any) -> Non
 
     def code_of(v: Any) -> int:
         cat, reason = classify_category(v)
-        if reason is not None:
+        if cat is None:  # a reason
             return k2 if reason is MISSING else k2 + 1
         slot = p.slots.get(cat)
         code = p.unseen_slot - first if slot is None else slot - first
@@ -374,6 +374,7 @@ def _count_classes(delta: np.ndarray, lay: L.Layout, predictions: Any, scores: A
         label, reason = classify_label(v)
         if reason is not None:
             return invalid_code[reason]
+        assert label is not None  # no reason: a label
         slot = lay.class_slots.get(label)
         return n_classes if slot is None else slot - first
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,6 +111,7 @@ class Renderer:
                       for prev, le in zip(les(b.edges), les(b.edges)[1:], strict=False)])
 
     def _build(self, profile: Profile, loaded_at: float) -> None:
+        v: Callable[[int], tuple[int, int]]
         lay, c, v = self.layout, self._const, (lambda i: (_VALUES, i))
         self._family("mlmon_model_info", "1 for each loaded profile.", "gauge",
                      [("mlmon_model_info", {"profile_sha": profile.sha}, c(1))])
@@ -132,7 +133,7 @@ class Renderer:
                       [({}, lay.unknown_features)])
         self._counter("mlmon_rejected", "Inputs the exporter could not use at all.",
                       [({"reason": r}, i) for r, i in lay.rejected.items()])
-        feats = {f.name: f for f in profile.features}
+        feats: dict[str, Any] = {f.name: f for f in profile.features}  # each plan's kind
         blocks = [(p.name, p.base, L.NUMERIC_REASONS) for p in lay.numeric]
         blocks += [(p.name, p.base, L.CATEGORICAL_REASONS) for p in lay.categorical]
         blocks += [(p.name, p.base, L.TEXT_REASONS) for p in lay.text]

@@ -38,10 +38,11 @@ REJECTED_REASONS = (
     "internal_error",
 )
 # The reasons' names are mlmon.exporter.values' (the module that classifies values).
-NUMERIC_REASONS = (OUT_OF_RANGE, INF, WRONG_TYPE)  # a NaN feature is missing (values.py)
-CATEGORICAL_REASONS = (NOT_ALLOWED, WRONG_TYPE)
-TEXT_REASONS = (WRONG_TYPE,)
-PREDICTION_REASONS = (NAN, INF, WRONG_TYPE)
+# A NaN feature is missing (values.py), so NaN is no numeric reason.
+NUMERIC_REASONS: tuple[str, ...] = (OUT_OF_RANGE, INF, WRONG_TYPE)
+CATEGORICAL_REASONS: tuple[str, ...] = (NOT_ALLOWED, WRONG_TYPE)
+TEXT_REASONS: tuple[str, ...] = (WRONG_TYPE,)
+PREDICTION_REASONS: tuple[str, ...] = (NAN, INF, WRONG_TYPE)
 OUTCOMES = ("ok", "error")
 OTHER, UNSEEN = "__other__", "__unseen__"
 

@@ -111,7 +111,7 @@ def _numeric_unusual(c: Any, base: int, seg: Any, edges: list[float], low: float
         return flag
     seg[bisect_left(edges, x)] += 1.0
     seg[-1] += x
-    if low <= x <= high:  # type: ignore[operator]
+    if low <= x <= high:
         return None
     c[base + L.NUM_OUT_OF_RANGE] += 1.0
     return _OUT_OF_RANGE
@@ -424,6 +424,7 @@ class ModelMonitor:
                 if reason is not MISSING:
                     c[lay.prediction_invalid[reason]] += 1.0
                 return
+            assert label is not None  # no reason: a label
             c[lay.class_slots.get(label, lay.class_unseen)] += 1.0
             if scores is not None and lay.score is not None:
                 self._score(c, label, scores)
@@ -435,13 +436,13 @@ class ModelMonitor:
             c[lay.rejected["bad_score"]] += 1.0
             return
         hist = lay.score
-        assert hist is not None
+        assert hist is not None and s is not None  # no reason: a finite float
         c[hist.base + bisect_left(hist.edges, s)] += 1.0
         c[hist.sum_slot] += s
 
     def _latency(self, c: Any, seconds: Any) -> None:
         s, reason = classify_number(seconds)
-        if reason is not None or s < 0:  # type: ignore[operator]
+        if reason is not None or s is None or s < 0:  # s is None only with a reason
             c[self.layout.rejected["bad_latency"]] += 1.0
             return
         hist = self.layout.latency

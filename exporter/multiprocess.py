@@ -119,7 +119,7 @@ class Storage:
         """Call the bound method `callback` after a fork re-opened the storage (held weakly, so
         a dropped monitor is not kept alive; dead references are pruned here)."""
         self._on_reopen = [r for r in self._on_reopen if r() is not None]
-        self._on_reopen.append(weakref.WeakMethod(callback))  # type: ignore[arg-type]
+        self._on_reopen.append(weakref.WeakMethod(callback))
 
     def segment(self, start: int, length: int) -> Any:
         """Slots [start, start + length) as their own indexable object, so the hot path can

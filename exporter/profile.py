@@ -12,12 +12,17 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 SCHEMA_VERSION = 1
 
-NUMERIC, CATEGORICAL, TEXT = "numeric", "categorical", "text"
-REGRESSION, CLASSIFICATION = "regression", "classification"
+# Final: each is its literal string to mypy, so `f.kind == NUMERIC` narrows a Feature to
+# NumericFeature (each class's `kind` is a Literal, and mypy checks it matches the default).
+NUMERIC: Final = "numeric"
+CATEGORICAL: Final = "categorical"
+TEXT: Final = "text"
+REGRESSION: Final = "regression"
+CLASSIFICATION: Final = "classification"
 
 # Shares are floats computed from counts; allow float noise when checking they sum to one.
 _SHARE_TOLERANCE = 1e-6
@@ -55,7 +60,7 @@ class NumericFeature:
     null_rate: float
     binned: Binned
     allowed_range: tuple[float, float]
-    kind: str = field(default=NUMERIC, init=False)
+    kind: Literal["numeric"] = field(default=NUMERIC, init=False)
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class CategoricalFeature:
     other_share: float
     seen: tuple[str, ...]
     allowed: tuple[str, ...] | None  # None: "seen in training"
-    kind: str = field(default=CATEGORICAL, init=False)
+    kind: Literal["categorical"] = field(default=CATEGORICAL, init=False)
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class TextFeature:
     null_rate: float
     vocabulary: tuple[str, ...]
     oov_rate: float
-    kind: str = field(default=TEXT, init=False)
+    kind: Literal["text"] = field(default=TEXT, init=False)
 
 
 Feature = NumericFeature | CategoricalFeature | TextFeature
@@ -88,7 +93,7 @@ Feature = NumericFeature | CategoricalFeature | TextFeature
 class RegressionPrediction:
     count: int
     binned: Binned
-    kind: str = field(default=REGRESSION, init=False)
+    kind: Literal["regression"] = field(default=REGRESSION, init=False)
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ class ClassificationPrediction:
     classes: tuple[str, ...]
     class_shares: tuple[float, ...]
     score: Binned | None
-    kind: str = field(default=CLASSIFICATION, init=False)
+    kind: Literal["classification"] = field(default=CLASSIFICATION, init=False)
 
 
 Prediction = RegressionPrediction | ClassificationPrediction

@@ -39,7 +39,8 @@ def canonical_category(value: Any) -> str | None:
     """
     kind = type(value)
     if kind is str:
-        return value
+        text: str = value  # the exact type is checked: no str() call on the hot path
+        return text
     if kind is bool:
         return "true" if value else "false"
     if kind is int:
@@ -75,7 +76,13 @@ def python_scalar(value: Any) -> Any:
     return value
 
 
-def classify_number(value: Any) -> tuple[float | None, str | None]:
+# What the classify_* functions return: the usable value and no reason, or a reason (and for a
+# NaN/Inf number the float itself). Callers that unpack the pair assert what the reason implies.
+NumberVerdict = tuple[float, str | None] | tuple[None, str]
+Verdict = tuple[str, None] | tuple[None, str]
+
+
+def classify_number(value: Any) -> NumberVerdict:
     """`(x, None)` for a value counted as the finite float x, else `(x, reason)`.
 
     The reason is MISSING (null), NAN or INF (x is then that float), or WRONG_TYPE (bools,
@@ -101,17 +108,17 @@ def classify_number(value: Any) -> tuple[float | None, str | None]:
     return value, None
 
 
-def classify_feature_number(value: Any) -> tuple[float | None, str | None]:
+def classify_feature_number(value: Any) -> NumberVerdict:
     """`classify_number` for a numeric *feature*: a NaN is MISSING there (x is None).
 
     Profiling counts a NaN cell as null (pandas and numpy spell a missing number that way), so
     the live value is compared with the reference null rate, not counted as invalid. A model's
     NaN prediction stays invalid `nan` (`classify_number`): no data is ever missing there.
     """
-    x, reason = classify_number(value)
-    if reason == NAN:
+    verdict = classify_number(value)
+    if verdict[1] == NAN:
         return None, MISSING
-    return x, reason
+    return verdict
 
 
 def _is_nan(value: Any) -> bool:
@@ -119,7 +126,7 @@ def _is_nan(value: Any) -> bool:
     return type(value) is float and value != value
 
 
-def classify_category(value: Any) -> tuple[str | None, str | None]:
+def classify_category(value: Any) -> Verdict:
     """`(category, None)` for a categorical feature's value, else `(None, MISSING | WRONG_TYPE)`.
 
     A NaN is MISSING: pandas spells a missing string as NaN, and profiling counts it as null.
@@ -132,7 +139,7 @@ def classify_category(value: Any) -> tuple[str | None, str | None]:
     return (category, None) if category is not None else (None, WRONG_TYPE)
 
 
-def classify_label(value: Any) -> tuple[str | None, str | None]:
+def classify_label(value: Any) -> Verdict:
     """`(class label, None)` for a classifier's prediction, else `(None, reason)`.
 
     MISSING means no prediction (nothing is counted); a NaN or +-Inf float (numpy's too) is NAN
@@ -151,7 +158,7 @@ def classify_label(value: Any) -> tuple[str | None, str | None]:
     return None, WRONG_TYPE
 
 
-def classify_text(value: Any) -> tuple[str | None, str | None]:
+def classify_text(value: Any) -> Verdict:
     """`(text, None)` for a text feature's value, else `(None, MISSING | WRONG_TYPE)` (NaN is
     MISSING, as for categories)."""
     if isinstance(value, str):

@@ -61,16 +61,21 @@ class _RecordListener(logging.handlers.QueueListener):
     The request thread only enqueues: building the record, the `LogRecord`, formatting and
     writing all happen here. A record that fails to build is counted, never raised."""
 
+    # The base class stops at `record is self._sentinel`; CPython's value, declared here because
+    # typeshed leaves the private name out and enqueue_sentinel below puts it.
+    _sentinel: Any = None
+
     def __init__(self, q: queue.Queue[Any], handler: logging.Handler, name: str,
                  drops: dict[str, int]) -> None:
         super().__init__(q, handler)
+        self._queue = q  # typed as a Queue: the base class's `queue` is only get/put_nowait
         self._name = name
         self._drops = drops
 
     def enqueue_sentinel(self) -> None:
         # The base class's put_nowait raises on a full queue, so a close() at a busy moment
         # would fail: wait for the listener (which is draining it) to make room instead.
-        self.queue.put(self._sentinel)
+        self._queue.put(self._sentinel)
 
     def handle(self, item: Any) -> None:
         try:

@@ -49,7 +49,7 @@ DEFAULT_MAX_REQUEST_BYTES = 100 << 20
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     """Capped exponential backoff: `min(maximum, initial * 2 ** (attempt - 1))`, attempt >= 1."""
-    return min(maximum, initial * 2 ** (attempt - 1))
+    return min(maximum, initial * 2.0 ** (attempt - 1))
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,10 @@ class BulkSender:
         """One bulk request; on a whole-request rejection, each half again."""
         result = SendResult()
         try:
-            response = self._client.bulk(operations=b"".join(lines), timeout=self._bulk_timeout,
+            # The NDJSON body is serialized once, here, and the client sends bytes as they are;
+            # its annotation names only the list-of-dicts form.
+            response = self._client.bulk(operations=b"".join(lines),  # type: ignore[arg-type]
+                                         timeout=self._bulk_timeout,
                                          filter_path=_RESPONSE_FIELDS)
         except ApiError as exc:
             if exc.meta.status in RETRYABLE_REQUEST_STATUS:

@@ -22,9 +22,10 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
-from mlmon.exporter.profile import CATEGORICAL, NUMERIC, TEXT, Profile
+from mlmon.exporter.profile import CATEGORICAL, NUMERIC, TEXT, Feature, Profile
 from mlmon.profiling.columns import (
     CategoricalColumn,
+    FloatValues,
     NumericColumn,
     ProfilingError,
     ProfilingWarning,
@@ -210,7 +211,8 @@ def _frame(data: DataLike, feature_names: Sequence[str] | None) -> pd.DataFrame:
     names = [str(c) for c in frame.columns]
     if len(set(names)) != len(names) or "" in names:
         raise ProfilingError("column names must be unique and non-empty")
-    return frame.set_axis(names, axis=1).reset_index(drop=True)
+    labelled: pd.DataFrame = frame.set_axis(names, axis=1).reset_index(drop=True)
+    return labelled
 
 
 def _role(frame: pd.DataFrame, column: str | None, values: Any, what: str) -> pd.Series | None:
@@ -305,7 +307,8 @@ class _Builder:
 
     def passes(self) -> Passes:
         """Drop every kept value; the later passes that compute the same statistics."""
-        streams = [column for column in self.columns.values() if isinstance(column, NumericColumn)]
+        streams: list[FloatValues] = [column for column in self.columns.values()
+                                      if isinstance(column, NumericColumn)]
         if self.prediction is not None:
             streams += self.prediction.float_values()
         stats = [s for s in (stream.start_passes(self.settings.bins) for stream in streams) if s]
@@ -343,7 +346,7 @@ class _Builder:
 
     def finish(self) -> Profile:
         s = self.settings
-        features = []
+        features: list[Feature] = []
         for name, column in self.columns.items():
             if isinstance(column, NumericColumn):
                 allowed = s.allowed_ranges.get(name)
@@ -351,10 +354,10 @@ class _Builder:
                 features.append(column.finish(s.bins, float(s.range_margin), bounds))
             elif isinstance(column, CategoricalColumn):
                 allowed_raw = s.allowed_categories.get(name)
-                allowed = None
+                categories = None
                 if allowed_raw is not None:
-                    allowed = tuple(sorted({class_name(v) for v in allowed_raw}))
-                features.append(column.finish(s.top_k, s.max_seen_categories, allowed))
+                    categories = tuple(sorted({class_name(v) for v in allowed_raw}))
+                features.append(column.finish(s.top_k, s.max_seen_categories, categories))
             else:
                 features.append(column.finish(s.vocabulary_size))
         prediction = None if self.prediction is None else self.prediction.finish(s.bins)

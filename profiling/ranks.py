@@ -36,7 +36,9 @@ def quantile_ranks(n: int, bins: int) -> list[int]:
 def sort_keys(values: np.ndarray) -> np.ndarray:
     """int64 keys in the order of the finite float64 `values` (-0.0 is taken as 0.0)."""
     bits = (values + 0.0).view(np.int64)
-    return bits ^ ((bits >> 63) & _LOW_63)  # negative floats: reverse the magnitude order
+    # negative floats: reverse the magnitude order
+    keys: np.ndarray = bits ^ ((bits >> 63) & _LOW_63)
+    return keys
 
 
 def key_value(key: int) -> float:

@@ -67,7 +67,7 @@ class Case:
 
     def replica(self, model: dict[str, str], instance: str = "a") -> dict[str, str]:
         at = model | {"instance": instance, "job": "mlmon"}
-        self.add(COUNTERS_START, at, _const(0.0))
+        self.add(COUNTERS_START.name, at, _const(0.0))
         return at
 
     def histogram(self, prefix: str, at: dict[str, str], edges: list[float], ref: list[float],

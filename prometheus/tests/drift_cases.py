@@ -91,7 +91,7 @@ def input_series() -> list[tuple[str, str]]:
     series: list[tuple[str, str]] = []
     for replica in REPLICAS:
         at = MODEL | {"instance": replica, "job": "mlmon"}
-        series.append((f"{COUNTERS_START}{_labels(at)}", "0+0x10"))
+        series.append((f"{COUNTERS_START.name}{_labels(at)}", "0+0x10"))
         _histogram(series, "mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF,
                    AGE[replica])
         for cat in sorted(CITY_REF):
@@ -106,7 +106,7 @@ def input_series() -> list[tuple[str, str]]:
         _histogram(series, "mlmon_prediction", at, PRED_EDGES, PRED_REF, PRED[replica])
         series.append((f"mlmon_reference_rows{_labels(at)}", _gauge(REF_ROWS)))
         spam = SPAM | {"instance": replica, "job": "mlmon"}
-        series.append((f"{COUNTERS_START}{_labels(spam)}", "0+0x10"))
+        series.append((f"{COUNTERS_START.name}{_labels(spam)}", "0+0x10"))
         for cls in sorted(CLASS_REF):
             cls_at = spam | {"class": cls}
             series.append((f"mlmon_prediction_class_total{_labels(cls_at)}",

@@ -165,8 +165,8 @@ def _series(instance: str, started: Samples, counter: Samples,
             loaded: Samples | None = None) -> list[tuple[str, str]]:
     at = MODEL | {"instance": instance, "job": "mlmon"}
     bucket = at | {"feature": "age", "le": "+Inf"}
-    return [(f"{COUNTERS_START}{_labels(at)}", _values(started)),
-            (f"{PROFILE_LOADED}{_labels(at)}", _values(started if loaded is None else loaded)),
+    return [(f"{COUNTERS_START.name}{_labels(at)}", _values(started)),
+            (f"{PROFILE_LOADED.name}{_labels(at)}", _values(started if loaded is None else loaded)),
             (f"mlmon_observations_total{_labels(at)}", _values(counter)),
             (f"mlmon_feature_value_bucket{_labels(bucket)}", _values(counter))]
 

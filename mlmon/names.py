@@ -242,6 +242,8 @@ FEATURE_PSI = RuleName("model_feature", "mlmon_feature_psi")
 FEATURE_KS = RuleName("model_feature", "mlmon_feature_ks")
 FEATURE_JS = RuleName("model_feature", "mlmon_feature_js")
 FEATURE_CHI2 = RuleName("model_feature", "mlmon_feature_chi2")
+# the headline drift statistics of a feature, by their short name
+FEATURE_STATS = {"psi": FEATURE_PSI, "ks": FEATURE_KS, "js": FEATURE_JS, "chi2": FEATURE_CHI2}
 FEATURE_KS_CRITICAL = RuleName("model_feature", "mlmon_feature_ks_critical")
 FEATURE_SAMPLES = RuleName("model_feature", "mlmon_feature_samples", "increase")
 FEATURE_MISSING_RATIO = RuleName("model_feature", "mlmon_feature_missing", "ratio")

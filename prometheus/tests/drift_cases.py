@@ -176,13 +176,13 @@ def expectations() -> list[tuple[str, dict[str, str], float]]:
         counts = _pooled(AGE, w)
         d = drift.binned_drift(counts, AGE_REF)
         for stat in ("psi", "ks", "js"):
-            out.append((N.RuleName("model_feature", f"mlmon_feature_{stat}").at(w)
+            out.append((N.FEATURE_STATS[stat].at(w)
                         + '{feature="age"}', age,
                         getattr(d, stat)))
         cats = _pooled_cats(CITY, w)
         dc = drift.categorical_drift(cats, CITY_REF)
         for stat in ("psi", "ks", "js", "chi2"):
-            out.append((N.RuleName("model_feature", f"mlmon_feature_{stat}").at(w)
+            out.append((N.FEATURE_STATS[stat].at(w)
                         + '{feature="city"}', city,
                         getattr(dc, stat)))
         out.append((N.FEATURE_UNSEEN_SHARE.at(w), city,

@@ -39,9 +39,15 @@ typecheck: ## mypy (strict, settings in pyproject.toml) on the package mlmon, al
 docs: ## build the documentation site into site/ (--strict: a broken link or anchor fails)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
-generate: ## regenerate committed files (rules, dashboards, saved objects)
+generate: ## regenerate committed files (rules, dashboards, saved objects, docs' tables)
 
-GENERATED_DIRS := prometheus alerting grafana kibana
+# The docs' series, recording-rule and alert tables, from mlmon.names and the rule generator.
+.PHONY: generate-doc-tables
+generate: generate-doc-tables
+generate-doc-tables: ## rewrite the metric, recording-rule and alert tables in docs/*.md
+	$(PY) -m mlmon.doc_tables
+
+GENERATED_DIRS := prometheus alerting grafana kibana docs
 
 check-generated: generate ## fail when regenerating changes (or adds) a committed file
 	@if [ -n "$$(git status --porcelain -- $(GENERATED_DIRS))" ]; then \

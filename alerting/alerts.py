@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlmon.names as N
 from mlmon.alerting.config import QUANTILES, Config
 from mlmon.alerting.render import Group, Rule
+from mlmon.names import FEATURE_LABELS, MODEL_LABELS, RuleName
 
 _WHERE = "{{ $labels.model }} version {{ $labels.model_version }}"
 _FEATURE = "Feature {{ $labels.feature }} of model " + _WHERE
@@ -38,8 +40,13 @@ def _lookup(metric: str, labels: tuple[str, ...], fmt: str = "%.3f") -> str:
             + fmt + '" }}{{ else }}n/a{{ end }}')
 
 
-_MODEL_LABELS = ("model", "model_version")
-_FEATURE_LABELS = ("model", "model_version", "feature")
+_MODEL_LABELS = MODEL_LABELS
+_FEATURE_LABELS = FEATURE_LABELS
+
+
+# The rules a drift alert's description looks up: KS, its critical value, the samples.
+_FEATURE_DRIFT = (N.FEATURE_KS, N.FEATURE_KS_CRITICAL, N.FEATURE_SAMPLES)
+_PREDICTION_DRIFT = (N.PREDICTION_KS, N.PREDICTION_KS_CRITICAL, N.PREDICTION_SAMPLES)
 
 
 class _Alerts:
@@ -57,12 +64,14 @@ class _Alerts:
             annotations={"summary": summary, "description": description,
                          "runbook_url": f"{self.c.runbook_base_url}#{name.lower()}"})
 
-    def _drift_values(self, level: str, stat: str, labels: tuple[str, ...], w: str,
-                      alpha: Any) -> str:
-        """KS, its critical value and n, looked up for the description."""
-        ks = _lookup(f"{level}:{stat}_ks:{w}", labels)
-        critical = _lookup(f"{level}:{stat}_ks_critical:{w}", labels)
-        n = _lookup(f"{level}:{stat}_samples:increase{w}", labels, "%.0f")
+    def _drift_values(self, rules: tuple[RuleName, RuleName, RuleName], labels: tuple[str, ...],
+                      w: str, alpha: Any) -> str:
+        """KS, its critical value and n (`rules`, in that order), looked up for the
+        description."""
+        ks_rule, critical_rule, samples_rule = rules
+        ks = _lookup(ks_rule.at(w), labels)
+        critical = _lookup(critical_rule.at(w), labels)
+        n = _lookup(samples_rule.at(w), labels, "%.0f")
         return f"KS {ks} > critical {critical} (alpha {alpha}), n = {n}"
 
     def drift(self) -> list[Rule]:
@@ -74,31 +83,30 @@ class _Alerts:
         return [
             self.rule(
                 "MlmonFeatureDrift",
-                f"model_feature:mlmon_feature_psi:{fw} > {f['psi_floor']}\n"
-                f"and model_feature:mlmon_feature_ks:{fw} > "
-                f"model_feature:mlmon_feature_ks_critical:{fw}\n"
-                f"and model_feature:mlmon_feature_samples:increase{fw} >= {self.min}",
+                f"{N.FEATURE_PSI.at(fw)} > {f['psi_floor']}\n"
+                f"and {N.FEATURE_KS.at(fw)} > "
+                f"{N.FEATURE_KS_CRITICAL.at(fw)}\n"
+                f"and {N.FEATURE_SAMPLES.at(fw)} >= {self.min}",
                 "A feature's live distribution has drifted from the training data.",
                 f"{_FEATURE} drifted over the last {fw}: PSI {_num()} (floor {f['psi_floor']}), "
-                + self._drift_values("model_feature", "mlmon_feature", _FEATURE_LABELS, fw,
-                                     f["alpha"]) + ".",
+                + self._drift_values(_FEATURE_DRIFT, _FEATURE_LABELS, fw, f["alpha"]) + ".",
                 "Significant for the window's sample size (KS above its Bonferroni critical "
                 "value) AND large enough to matter (PSI above the floor)." + keep),
             self.rule(
                 "MlmonPredictionDrift",
-                f"model:mlmon_prediction_psi:{pw} > {p['psi_floor']}\n"
-                f"and model:mlmon_prediction_ks:{pw} > model:mlmon_prediction_ks_critical:{pw}\n"
-                f"and model:mlmon_prediction_samples:increase{pw} >= {self.min}",
+                f"{N.PREDICTION_PSI.at(pw)} > {p['psi_floor']}\n"
+                f"and {N.PREDICTION_KS.at(pw)} > {N.PREDICTION_KS_CRITICAL.at(pw)}\n"
+                f"and {N.PREDICTION_SAMPLES.at(pw)} >= {self.min}",
                 "The model's prediction distribution has drifted from the reference.",
                 f"Predictions of model {_WHERE} drifted over the last {pw}: PSI {_num()} "
                 f"(floor {p['psi_floor']}), "
-                + self._drift_values("model", "mlmon_prediction", _MODEL_LABELS, pw, p["alpha"])
+                + self._drift_values(_PREDICTION_DRIFT, _MODEL_LABELS, pw, p["alpha"])
                 + ".",
                 "Prediction drift: significant and above the effect-size floor, as for features."
                 + keep),
             self.rule(
                 "MlmonNotEnoughData",
-                f"model:mlmon_observations:increase{nd['window']} < {self.min}",
+                f"{N.OBSERVATIONS_INCREASE.at(nd['window'])} < {self.min}",
                 "Too few observations to judge drift.",
                 f"Model {_WHERE} saw {_num(fmt='%.0f')} records in the last "
                 f"{nd['window']} (fewer than {self.min}): drift alerts cannot fire.",
@@ -112,32 +120,32 @@ class _Alerts:
         invalid = self.c.alert("MlmonInvalidValuesRising")
         oov = self.c.alert("MlmonTextOOVRising")
         reasons = "|".join(invalid["reasons"])
-        invalid_ratio = (f"model_feature_reason:mlmon_feature_invalid:ratio{invalid['window']}"
+        invalid_ratio = (N.FEATURE_INVALID_RATIO.at(invalid['window']) +
                          f'{{reason=~"{reasons}"}}')
         by_reason = (
             "{{ range $i, $s := "
-            + _selector(f"model_feature_reason:mlmon_feature_invalid:ratio{invalid['window']}",
+            + _selector(N.FEATURE_INVALID_RATIO.at(invalid['window']),
                         _FEATURE_LABELS, f', reason=~"{reasons}"')
             + ' | printf "%s > 0" | query | sortByLabel "reason" }}{{ if $i }}, {{ end }}'
             "{{ $s.Labels.reason }} {{ $s.Value | humanizePercentage }}{{ end }}")
         return [
             self.rule(
                 "MlmonFeatureMissing",
-                f"model_feature:mlmon_feature_missing:ratio{miss['window']}\n"
+                f"{N.FEATURE_MISSING_RATIO.at(miss['window'])}\n"
                 f"> on (model, model_version, feature)\n"
-                f"(max by (model, model_version, feature) (mlmon_feature_reference_null_rate)"
+                f"(max by (model, model_version, feature) ({N.FEATURE_REFERENCE_NULL_RATE.name})"
                 f" + {miss['max_increase']})\n"
                 f"and on (model, model_version)\n"
-                f"model:mlmon_observations:increase{miss['window']} >= {self.min}",
+                f"{N.OBSERVATIONS_INCREASE.at(miss['window'])} >= {self.min}",
                 "A feature is missing or null far more often than in training.",
                 f"{_FEATURE} is missing in {_pct()} of records over the last {miss['window']} "
                 f"(reference null rate + {miss['max_increase']} exceeded).",
                 "A feature suddenly absent or null: usually an upstream pipeline change."),
             self.rule(
                 "MlmonUnseenCategoriesRising",
-                f"model_feature:mlmon_feature_unseen:share{unseen['window']} > "
+                f"{N.FEATURE_UNSEEN_SHARE.at(unseen['window'])} > "
                 f"{unseen['max_share']}\n"
-                f"and model_feature:mlmon_feature_samples:increase{unseen['window']} "
+                f"and {N.FEATURE_SAMPLES.at(unseen['window'])} "
                 f">= {self.min}",
                 "A categorical feature receives many categories never seen in training.",
                 f"{_FEATURE}: {_pct()} of values over the last {unseen['window']} were never "
@@ -147,7 +155,7 @@ class _Alerts:
                 "MlmonInvalidValuesRising",
                 f"sum without (reason) (\n  {invalid_ratio}\n) > {invalid['max_ratio']}\n"
                 f"and on (model, model_version)\n"
-                f"model:mlmon_observations:increase{invalid['window']} >= {self.min}",
+                f"{N.OBSERVATIONS_INCREASE.at(invalid['window'])} >= {self.min}",
                 "A feature receives many invalid values.",
                 f"{_FEATURE}: {_pct()} of records over the last {invalid['window']} were "
                 f"invalid ({by_reason}; threshold {invalid['max_ratio']}).",
@@ -155,11 +163,12 @@ class _Alerts:
                 "several small causes add up; the description breaks the share down by reason."),
             self.rule(
                 "MlmonTextOOVRising",
-                f"model_feature:mlmon_feature_text_oov:ratio{oov['window']}\n"
+                f"{N.FEATURE_TEXT_OOV_RATIO.at(oov['window'])}\n"
                 f"> on (model, model_version, feature)\n"
-                f"(max by (model, model_version, feature) (mlmon_feature_text_reference_oov_rate)"
+                "(max by (model, model_version, feature) "
+                f"({N.FEATURE_TEXT_REFERENCE_OOV_RATE.name})"
                 f" + {oov['max_increase']})\n"
-                f"and model_feature:mlmon_feature_text_tokens:increase{oov['window']} "
+                f"and {N.FEATURE_TEXT_TOKENS_INCREASE.at(oov['window'])} "
                 f">= {self.min}",
                 "A text feature has many more out-of-vocabulary tokens than in training.",
                 f"{_FEATURE}: {_pct()} of tokens over the last {oov['window']} are out of "
@@ -172,20 +181,19 @@ class _Alerts:
         expected = self.c.alert("MlmonUnexpectedModelVersion")["expected_versions"]
         stale = self.c.alert("MlmonModelStale")
         wrong = "\nor\n".join(
-            f'mlmon_model_info{{model="{model}", model_version!="{version}"}}'
+            f'{N.MODEL_INFO.name}{{model="{model}", model_version!="{version}"}}'
             for model, version in sorted(expected.items())) or "vector(0) < 0"
         return [
             self.rule(
                 "MlmonPredictionNaN",
-                f'model_reason:mlmon_prediction_invalid:increase{nan["window"]}'
-                f'{{reason=~"nan|inf"}} > 0',
+                N.PREDICTION_INVALID_INCREASE.at(nan["window"]) + '{reason=~"nan|inf"} > 0',
                 "The model produces NaN or infinite predictions.",
                 f"Model {_WHERE} produced {_num(fmt='%.0f')} {{{{ $labels.reason }}}} "
                 f"predictions in the last {nan['window']}.",
                 "Numerical instability: any NaN/Inf prediction is a bug."),
             self.rule(
                 "MlmonMultipleModelVersions",
-                "count by (model) (max by (model, model_version) (mlmon_model_info)) > 1",
+                f"count by (model) (max by (model, model_version) ({N.MODEL_INFO.name})) > 1",
                 "More than one version of a model is live.",
                 "Model {{ $labels.model }} has {{ $value }} versions exporting at once.",
                 "A stuck rollout or a forgotten replica serving an old version."),
@@ -198,7 +206,7 @@ class _Alerts:
                 "The wrong model was deployed (expected versions come from the config)."),
             self.rule(
                 "MlmonModelStale",
-                "(time() - max by (model, model_version) (mlmon_model_trained_timestamp_seconds))"
+                f"(time() - max by (model, model_version) ({N.MODEL_TRAINED.name}))"
                 f" / 86400\n> {stale['max_age_days']}",
                 "The live model was trained too long ago.",
                 f"Model {_WHERE} was trained {_num(fmt='%.0f')} days ago "
@@ -215,7 +223,7 @@ class _Alerts:
         return [
             self.rule(
                 "MlmonLatencySLOBreach",
-                f"model:mlmon_inference_latency_seconds:{slo['quantile']}_{slo['window']} > "
+                f"{N.latency_quantile(slo['quantile']).at(slo['window'])} > "
                 f"{slo['max_seconds']}",
                 "Inference latency is above its SLO.",
                 f"Model {_WHERE}: {slo['quantile']} latency over the last {slo['window']} is "
@@ -223,14 +231,14 @@ class _Alerts:
                 "Latency SLO breach."),
             self.rule(
                 "MlmonHighErrorRatio",
-                f"model:mlmon_requests_errors:ratio{err['window']} > {err['max_ratio']}",
+                f"{N.REQUESTS_ERRORS_RATIO.at(err['window'])} > {err['max_ratio']}",
                 "Too many inference requests fail.",
                 f"Model {_WHERE}: {_pct()} of requests failed over the last {err['window']} "
                 f"(threshold {err['max_ratio']}).",
                 "Error ratio of inference requests."),
             self.rule(
                 "MlmonThroughputZero",
-                f"model:mlmon_observations:rate{zero['window']} == 0",
+                f"{N.OBSERVATIONS_RATE.at(zero['window'])} == 0",
                 "A model receives no traffic.",
                 f"Model {_WHERE} observed no record in the last {zero['window']} while its "
                 "exporter is up.",

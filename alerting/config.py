@@ -71,6 +71,11 @@ class Config:
     def alert(self, name: str) -> dict[str, Any]:
         return self.alerts[name]
 
+    @property
+    def exporter_jobs(self) -> tuple[str, ...]:
+        """The scrape jobs `exporter_selector` names (`job="..."`); empty when it names none."""
+        return tuple(re.findall(r'job="([^"]+)"', self.exporter_selector))
+
     def demo(self) -> Config:
         """The same rules with the demo's `for:` durations (prometheus/demo/alert_rules.yml)."""
         alerts = {name: ({**section, "for": self.demo_for[name]} if name in self.demo_for
@@ -187,7 +192,7 @@ def check_scrape_interval(config: Config, prometheus: Any) -> None:
     if not isinstance(prometheus, dict):
         raise ConfigError("prometheus.yml: must be a mapping")
     default = (prometheus.get("global") or {}).get("scrape_interval", "1m")
-    names = set(re.findall(r'job="([^"]+)"', config.exporter_selector))
+    names = set(config.exporter_jobs)
     jobs = [job for job in prometheus.get("scrape_configs") or []
             if not names or job.get("job_name") in names]
     grace = duration_seconds(config.restart_grace)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mlmon.names import COUNTERS_START as STARTED
+from mlmon.names import COUNTERS_START
+
+STARTED = COUNTERS_START.name
 
 
 def by(labels: Sequence[str]) -> str:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import mlmon.names as N
 from mlmon.alerting import promql as q
 from mlmon.alerting.config import Config, duration_seconds
 from mlmon.alerting.render import Group, Rule
+from mlmon.names import FEATURE_LABELS, MODEL_LABELS, Reference
 
-MODEL = ("model", "model_version")
-FEATURE = ("model", "model_version", "feature")
+MODEL = MODEL_LABELS
+FEATURE = FEATURE_LABELS
 LN2 = math.log(2.0)
 
 
@@ -32,9 +34,7 @@ class Histogram:
     level: str  # "model_feature" or "model"
     group: tuple[str, ...]
     metric: str  # without _bucket
-    ref_cumulative: str
-    ref_bin: str
-    previous_le: str
+    reference: Reference
     what: str  # for comments
 
     def bucket(self, w: str) -> str:
@@ -75,22 +75,16 @@ class Categories:
         return f"{self.level}_{self.label}:{self.base}:share{w}"
 
 
-FEATURE_HIST = Histogram("model_feature", FEATURE, "mlmon_feature_value",
-                         "mlmon_feature_reference_cumulative_share",
-                         "mlmon_feature_reference_bin_share",
-                         "mlmon_feature_bucket_previous_le_info", "numeric feature")
-FEATURE_CATS = Categories("model_feature", FEATURE, "category", "mlmon_feature_category_total",
-                          "mlmon_feature_category_reference_share", "categorical feature")
-PREDICTION_HIST = Histogram("model", MODEL, "mlmon_prediction_value",
-                            "mlmon_prediction_reference_cumulative_share",
-                            "mlmon_prediction_reference_bin_share",
-                            "mlmon_prediction_bucket_previous_le_info", "regression prediction")
-SCORE_HIST = Histogram("model", MODEL, "mlmon_prediction_score",
-                       "mlmon_prediction_score_reference_cumulative_share",
-                       "mlmon_prediction_score_reference_bin_share",
-                       "mlmon_prediction_score_bucket_previous_le_info", "classifier score")
-PREDICTION_CLASSES = Categories("model", MODEL, "class", "mlmon_prediction_class_total",
-                                "mlmon_prediction_class_reference_share", "predicted class")
+FEATURE_HIST = Histogram("model_feature", FEATURE, N.FEATURE_VALUE.name,
+                         N.FEATURE_REFERENCE, "numeric feature")
+FEATURE_CATS = Categories("model_feature", FEATURE, "category", N.FEATURE_CATEGORY.sample,
+                          N.FEATURE_CATEGORY_REFERENCE_SHARE.name, "categorical feature")
+PREDICTION_HIST = Histogram("model", MODEL, N.PREDICTION_VALUE.name, N.PREDICTION_REFERENCE,
+                            "regression prediction")
+SCORE_HIST = Histogram("model", MODEL, N.PREDICTION_SCORE.name, N.PREDICTION_SCORE_REFERENCE,
+                       "classifier score")
+PREDICTION_CLASSES = Categories("model", MODEL, "class", N.PREDICTION_CLASS.sample,
+                                N.PREDICTION_CLASS_REFERENCE_SHARE.name, "predicted class")
 
 
 class _Window:
@@ -110,7 +104,7 @@ class _Window:
 
     def histogram_rules(self, h: Histogram) -> list[Rule]:
         w, g = self.w, h.group
-        prev = q.reference(h.previous_le, (*g, "le", "previous_le"))
+        prev = q.reference(h.reference.previous_le.name, (*g, "le", "previous_le"))
         extra = tuple(x for x in g if x not in MODEL) + ("le",)
         return [
             Rule(h.bucket(w), self.summed(f"{h.metric}_bucket", (*g, "le"), extra),
@@ -136,8 +130,8 @@ class _Window:
     def histogram_drift(self, h: Histogram) -> tuple[str, str, str]:
         """PSI, KS and JS expressions of a histogram against its reference."""
         g = (*h.group, "le")
-        ref_bin = q.reference(h.ref_bin, g)
-        ref_cum = q.reference(h.ref_cumulative, g)
+        ref_bin = q.reference(h.reference.bins.name, g)
+        ref_cum = q.reference(h.reference.cumulative.name, g)
         eps = self.c.epsilon
         return (q.psi(h.bins(self.w), ref_bin, h.group, eps),
                 q.ks_distance(h.cumulative(self.w), ref_cum, h.group),
@@ -174,47 +168,47 @@ class _Window:
         psi_n, ks_n, js_n = self.histogram_drift(FEATURE_HIST)
         psi_c, tv_c, js_c, chi_c = self.category_drift(FEATURE_CATS)
         rules = [*self.histogram_rules(FEATURE_HIST), *self.category_rules(FEATURE_CATS)]
-        invalid = self.summed("mlmon_feature_invalid_total", (*FEATURE, "reason"),
+        invalid = self.summed(N.FEATURE_INVALID.sample, (*FEATURE, "reason"),
                               ("feature", "reason"))
         rules += [
-            Rule(f"model_feature:mlmon_feature_psi:{w}", f"(\n{psi_n}\n)\nor\n(\n{psi_c}\n)",
+            Rule(N.FEATURE_PSI.at(w), f"(\n{psi_n}\n)\nor\n(\n{psi_c}\n)",
                  f"Headline: population stability index of each numeric and categorical "
                  f"feature over {w} against the reference (shares clamped to >= epsilon)."),
-            Rule(f"model_feature:mlmon_feature_ks:{w}", f"(\n{ks_n}\n)\nor\n(\n{tv_c}\n)",
+            Rule(N.FEATURE_KS.at(w), f"(\n{ks_n}\n)\nor\n(\n{tv_c}\n)",
                  f"Headline: binned Kolmogorov-Smirnov distance (numeric) or total-variation "
                  f"distance (categorical, the KS of unordered values) over {w}."),
-            Rule(f"model_feature:mlmon_feature_js:{w}", f"(\n{js_n}\n)\nor\n(\n{js_c}\n)",
+            Rule(N.FEATURE_JS.at(w), f"(\n{js_n}\n)\nor\n(\n{js_c}\n)",
                  f"Headline: Jensen-Shannon distance (base 2, in [0, 1]) over {w}."),
-            Rule(f"model_feature:mlmon_feature_chi2:{w}", chi_c,
+            Rule(N.FEATURE_CHI2.at(w), chi_c,
                  f"Pearson chi-square of a categorical feature's counts over {w} against the "
                  "reference shares."),
-            Rule(f"model_feature:mlmon_feature_samples:increase{w}",
+            Rule(N.FEATURE_SAMPLES.at(w),
                  f"{FEATURE_HIST.count(w)}\nor\n{FEATURE_CATS.count(w)}",
                  f"Samples in {w} behind each drift statistic, so alerts can require enough "
                  "data."),
-            Rule(f"model:mlmon_observations:increase{w}",
-                 self.summed("mlmon_observations_total", MODEL, ()),
+            Rule(N.OBSERVATIONS_INCREASE.at(w),
+                 self.summed(N.OBSERVATIONS.sample, MODEL, ()),
                  f"Records observed per model version in {w}: the denominator of the quality "
                  "ratios and the no-data alert."),
-            Rule(f"model_feature:mlmon_feature_missing:ratio{w}",
-                 f"{self.summed('mlmon_feature_missing_total', FEATURE, ('feature',))}\n"
+            Rule(N.FEATURE_MISSING_RATIO.at(w),
+                 f"{self.summed(N.FEATURE_MISSING.sample, FEATURE, ('feature',))}\n"
                  f"/ on (model, model_version) group_left ()\n"
-                 f"(model:mlmon_observations:increase{w} > 0)",
+                 f"({N.OBSERVATIONS_INCREASE.at(w)} > 0)",
                  f"Share of records with the feature absent or null over {w}."),
-            Rule(f"model_feature_reason:mlmon_feature_invalid:ratio{w}",
+            Rule(N.FEATURE_INVALID_RATIO.at(w),
                  f"{invalid}\n"
                  f"/ on (model, model_version) group_left ()\n"
-                 f"(model:mlmon_observations:increase{w} > 0)",
+                 f"({N.OBSERVATIONS_INCREASE.at(w)} > 0)",
                  f"Share of records with an invalid value, by reason, over {w}."),
-            Rule(f"model_feature:mlmon_feature_unseen:share{w}",
+            Rule(N.FEATURE_UNSEEN_SHARE.at(w),
                  f'sum without (category) ({FEATURE_CATS.shares(w)}{{category="__unseen__"}})',
                  f"Share of a categorical feature's values never seen in training, over {w}."),
-            Rule(f"model_feature:mlmon_feature_text_tokens:increase{w}",
-                 self.summed("mlmon_feature_text_tokens_total", FEATURE, ("feature",)),
+            Rule(N.FEATURE_TEXT_TOKENS_INCREASE.at(w),
+                 self.summed(N.FEATURE_TEXT_TOKENS.sample, FEATURE, ("feature",)),
                  f"Tokens of each text feature in {w}."),
-            Rule(f"model_feature:mlmon_feature_text_oov:ratio{w}",
-                 f"{self.summed('mlmon_feature_text_oov_tokens_total', FEATURE, ('feature',))}\n"
-                 f"/\n(model_feature:mlmon_feature_text_tokens:increase{w} > 0)",
+            Rule(N.FEATURE_TEXT_OOV_RATIO.at(w),
+                 f"{self.summed(N.FEATURE_TEXT_OOV_TOKENS.sample, FEATURE, ('feature',))}\n"
+                 f"/\n({N.FEATURE_TEXT_TOKENS_INCREASE.at(w)} > 0)",
                  f"Out-of-vocabulary token rate of each text feature over {w}."),
         ]
         drift = self.c.alert("MlmonFeatureDrift")
@@ -225,10 +219,10 @@ class _Window:
 
     def feature_critical(self, alpha: float) -> Rule:
         w = self.w
-        m = q.reference("mlmon_feature_reference_count", FEATURE)
+        m = q.reference(N.FEATURE_REFERENCE_COUNT.name, FEATURE)
         n_num = f"({FEATURE_HIST.count(w)} > 0)"
         n_cat = f"({FEATURE_CATS.count(w)} > 0)"
-        tests = f"count by (model, model_version) (model_feature:mlmon_feature_ks:{w})"
+        tests = f"count by (model, model_version) ({N.FEATURE_KS.at(w)})"
         ref_shares = q.reference(FEATURE_CATS.ref_share, (*FEATURE, "category"))
         k = f"count by ({q.by(FEATURE)}) ({ref_shares})"
         expr = (
@@ -244,7 +238,7 @@ class _Window:
             f"))"
         )
         return Rule(
-            f"model_feature:mlmon_feature_ks_critical:{w}", expr,
+            N.FEATURE_KS_CRITICAL.at(w), expr,
             f"Critical value of the KS distance over {w} at family-wise alpha {alpha} "
             "(Bonferroni over the model's features): c * sqrt((n + m) / (n m)) with "
             "c = sqrt(ln(2F / alpha) / 2) for numeric features, and the Bretagnolle-Huber-Carol "
@@ -257,53 +251,55 @@ class _Window:
         psi_c, tv_c, js_c, _ = self.category_drift(cls)
         psi_s, ks_s, js_s = self.histogram_drift(SCORE_HIST)
         n = f"({h.count(w)} > 0)"
-        mean = f"model:mlmon_prediction_mean:{w}"
-        center = q.reference("mlmon_prediction_center", MODEL)
+        mean = N.prediction_stat("mean").at(w)
+        center = q.reference(N.PREDICTION_CENTER.name, MODEL)
         rules = [*self.histogram_rules(h), *self.category_rules(cls),
                  *self.histogram_rules(SCORE_HIST)]
-        squares = q.indent(self.summed("mlmon_prediction_centered_sum_squares", MODEL, ()),
+        squares = q.indent(self.summed(N.PREDICTION_CENTERED_SUM_SQUARES.sample, MODEL, ()),
                            2).lstrip()
         rules += [
-            Rule(f"model:mlmon_prediction_psi:{w}", f"(\n{psi_r}\n)\nor\n(\n{psi_c}\n)",
+            Rule(N.PREDICTION_PSI.at(w), f"(\n{psi_r}\n)\nor\n(\n{psi_c}\n)",
                  f"Headline: PSI of the prediction distribution over {w} (regression: value "
                  "bins; classification: predicted classes)."),
-            Rule(f"model:mlmon_prediction_ks:{w}", f"(\n{ks_r}\n)\nor\n(\n{tv_c}\n)",
+            Rule(N.PREDICTION_KS.at(w), f"(\n{ks_r}\n)\nor\n(\n{tv_c}\n)",
                  f"Headline: binned KS distance of regression predictions, or total variation "
                  f"of predicted classes, over {w}."),
-            Rule(f"model:mlmon_prediction_js:{w}", f"(\n{js_r}\n)\nor\n(\n{js_c}\n)",
+            Rule(N.PREDICTION_JS.at(w), f"(\n{js_r}\n)\nor\n(\n{js_c}\n)",
                  f"Jensen-Shannon distance of the prediction distribution over {w}."),
-            Rule(f"model:mlmon_prediction_score_psi:{w}", psi_s,
+            Rule(N.prediction_stat("score_psi").at(w), psi_s,
                  f"PSI of the classifier's score (probability of the predicted class) over {w}."),
-            Rule(f"model:mlmon_prediction_score_ks:{w}", ks_s,
+            Rule(N.prediction_stat("score_ks").at(w), ks_s,
                  f"Binned KS distance of the classifier's score over {w}."),
-            Rule(f"model:mlmon_prediction_score_js:{w}", js_s,
+            Rule(N.prediction_stat("score_js").at(w), js_s,
                  f"Jensen-Shannon distance of the classifier's score over {w}."),
-            Rule(f"model:mlmon_prediction_samples:increase{w}",
+            Rule(N.PREDICTION_SAMPLES.at(w),
                  f"{h.count(w)}\nor\n{cls.count(w)}",
                  f"Predictions in {w} behind the prediction drift statistics."),
             Rule(mean,
-                 f"{self.summed('mlmon_prediction_value_sum', MODEL, (), counter=False)}\n/ {n}",
+                 f"{self.summed(N.PREDICTION_VALUE.sum, MODEL, (), counter=False)}\n/ {n}",
                  f"Mean regression prediction over {w}."),
-            Rule(f"model:mlmon_prediction_std:{w}",
+            Rule(N.prediction_stat("std").at(w),
                  f"sqrt(clamp_min(\n"
                  f"  {squares}\n"
                  f"  / {n}\n  - ({mean} - {center}) ^ 2,\n  0\n))",
                  f"Standard deviation (population) of regression predictions over {w}, from the "
                  "sum of squares centred on the reference mean c: S/n - (mean - c)^2, which "
                  "does not cancel catastrophically like E[y^2] - E[y]^2."),
-            *(Rule(f"model:mlmon_prediction_{name}:{w}",
+            *(Rule(N.prediction_stat(name).at(w),
                    f"histogram_quantile({quant}, {h.bucket(w)})\nand\n{n}",
                    f"{label} of regression predictions over {w}, interpolated in the bins.")
               for name, quant, label in (("median", 0.5, "Median"), ("p10", 0.1, "10th percentile"),
                                          ("p90", 0.9, "90th percentile"))),
-            Rule(f"model:mlmon_prediction_min:{w}",
-                 f"min by (model, model_version) (min_over_time(mlmon_prediction_window_min[{w}]))",
+            Rule(N.prediction_stat("min").at(w),
+                 f"min by (model, model_version) "
+                 f"(min_over_time({N.PREDICTION_WINDOW_MIN.name}[{w}]))",
                  f"Smallest prediction over {w} (from each replica's rolling minimum)."),
-            Rule(f"model:mlmon_prediction_max:{w}",
-                 f"max by (model, model_version) (max_over_time(mlmon_prediction_window_max[{w}]))",
+            Rule(N.prediction_stat("max").at(w),
+                 f"max by (model, model_version) "
+                 f"(max_over_time({N.PREDICTION_WINDOW_MAX.name}[{w}]))",
                  f"Largest prediction over {w} (from each replica's rolling maximum)."),
-            Rule(f"model_reason:mlmon_prediction_invalid:increase{w}",
-                 self.summed("mlmon_prediction_invalid_total", (*MODEL, "reason"), ("reason",)),
+            Rule(N.PREDICTION_INVALID_INCREASE.at(w),
+                 self.summed(N.PREDICTION_INVALID.sample, (*MODEL, "reason"), ("reason",)),
                  f"NaN / Inf / wrong-type predictions in {w}."),
         ]
         drift = self.c.alert("MlmonPredictionDrift")
@@ -314,7 +310,7 @@ class _Window:
 
     def prediction_critical(self, alpha: float) -> Rule:
         w = self.w
-        m = q.reference("mlmon_reference_rows", MODEL)
+        m = q.reference(N.REFERENCE_ROWS.name, MODEL)
         n_reg = f"({PREDICTION_HIST.count(w)} > 0)"
         n_cls = f"({PREDICTION_CLASSES.count(w)} > 0)"
         c_reg = math.sqrt(0.5 * math.log(2 / alpha))
@@ -327,33 +323,33 @@ class _Window:
             f"* sqrt(0.5 * ({k} * {LN2!r} + {math.log(1 / alpha)!r}))"
         )
         return Rule(
-            f"model:mlmon_prediction_ks_critical:{w}", expr,
+            N.PREDICTION_KS_CRITICAL.at(w), expr,
             f"Critical value of the prediction KS distance (or class total variation) over {w} "
             f"at alpha {alpha}, for n predictions against the m reference rows.")
 
     def ops(self) -> Group:
         w = self.w
-        latency = f"model_le:mlmon_inference_latency_seconds_bucket:rate{w}"
+        latency = f"model_le:{N.INFERENCE_LATENCY.bucket}:rate{w}"
         any_latency = f'(sum without (le) ({latency}{{le="+Inf"}}) > 0)'
         rules = [
-            Rule(f"model:mlmon_requests:rate{w}",
-                 f"sum by (model, model_version) (rate(mlmon_requests_total[{w}]))",
+            Rule(N.REQUESTS_RATE.at(w),
+                 f"sum by (model, model_version) (rate({N.REQUESTS.sample}[{w}]))",
                  f"Requests per second over {w}."),
-            Rule(f"model:mlmon_requests_errors:ratio{w}",
-                 f'sum by (model, model_version) (rate(mlmon_requests_total{{outcome="error"}}'
-                 f"[{w}]))\n/\n(model:mlmon_requests:rate{w} > 0)",
+            Rule(N.REQUESTS_ERRORS_RATIO.at(w),
+                 f'sum by (model, model_version) (rate({N.REQUESTS.sample}{{outcome="error"}}'
+                 f"[{w}]))\n/\n({N.REQUESTS_RATE.at(w)} > 0)",
                  f"Share of requests that failed over {w}."),
-            Rule(f"model:mlmon_observations:rate{w}",
-                 f"sum by (model, model_version) (rate(mlmon_observations_total[{w}]))",
+            Rule(N.OBSERVATIONS_RATE.at(w),
+                 f"sum by (model, model_version) (rate({N.OBSERVATIONS.sample}[{w}]))",
                  f"Records observed per second over {w} (throughput)."),
             Rule(latency,
                  f"sum by (model, model_version, le) "
-                 f"(rate(mlmon_inference_latency_seconds_bucket[{w}]))",
+                 f"(rate({N.INFERENCE_LATENCY.bucket}[{w}]))",
                  f"Latency histogram over {w}, pooled over replicas, for the quantiles below."),
         ]
         for name, quant in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
             rules.append(Rule(
-                f"model:mlmon_inference_latency_seconds:{name}_{w}",
+                N.latency_quantile(name).at(w),
                 f"histogram_quantile({quant}, {latency})\nand\n{any_latency}",
                 f"Latency {name} over {w} (absent without requests rather than NaN)."))
         return Group(f"mlmon.ops.{w}", f"Request rate, errors and latency over {w}.",

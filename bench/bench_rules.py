@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.judging import finish  # noqa: E402
+from mlmon.alerting.config import load as load_config  # noqa: E402
 from mlmon.exporter import ModelMonitor  # noqa: E402
 from mlmon.exporter.server import start_http_server  # noqa: E402
 from mlmon.profiling import profile_data  # noqa: E402
@@ -87,10 +88,12 @@ def measure(versions: int, replicas: int, seconds: float) -> dict[str, object]:
     feeder = threading.Thread(target=_traffic, args=(monitors, stop, rng), daemon=True)
     feeder.start()
     with tempfile.TemporaryDirectory() as tmp:
-        prom = start_prometheus(Path(tmp), {"mlmon": addresses}, interval="5s",
-                                for_override=None)
+        # the job the rules' selector names, so the exporter series are what the rules select
+        config = load_config()
+        prom = start_prometheus(Path(tmp), {(config.exporter_jobs or ("mlmon",))[0]: addresses},
+                                interval="5s", for_override=None)
         try:
-            prom.wait_for('count(up{job="mlmon"} == 1)', timeout=30)
+            prom.wait_for(f"count(up{{{config.exporter_selector}}} == 1)", timeout=30)
             samples: dict[str, list[float]] = {}
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:

@@ -22,10 +22,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+import mlmon.names as N
 from mlmon.exporter import layout as L
 from mlmon.exporter.layout import WINDOW_SLOTS, Histogram, Layout, trained_timestamp
 from mlmon.exporter.profile import Binned, CategoricalFeature, ClassificationPrediction, Profile
-from mlmon.names import COUNTERS_START, PROFILE_LOADED
+from mlmon.names import Reference, Series
 
 if TYPE_CHECKING:
     from mlmon.exporter.monitor import ModelMonitor
@@ -57,19 +58,25 @@ class Renderer:
         self._segment_starts = np.cumsum(lengths) - lengths
         self._segment_lengths_arr = lengths
         labels = dict(self.base)
-        self._min_template = ("mlmon_prediction_window_min", labels)
-        self._max_template = ("mlmon_prediction_window_max", labels)
+        self._min_template = (N.PREDICTION_WINDOW_MIN.name, labels)
+        self._max_template = (N.PREDICTION_WINDOW_MAX.name, labels)
 
     # ---- building templates (once) --------------------------------------------------------
 
-    def _family(self, name: str, doc: str, typ: str, rows: Iterable[tuple[str, dict[str, str],
-                                                                         tuple[int, int]]]) -> None:
+    def _family(self, series: Series,
+                rows: Iterable[tuple[str, dict[str, str], tuple[int, int]]]) -> None:
         start = len(self._templates)
         for sample_name, labels, source in rows:
             self._templates.append((sample_name, {**self.base, **labels}))
             self._sources.append(source)
         if len(self._templates) > start:
-            self._families.append((name, doc, typ, start, len(self._templates)))
+            self._families.append((series.name, series.help, series.type, start,
+                                   len(self._templates)))
+
+    def _gauge(self, series: Series, rows: Iterable[tuple[dict[str, str], float]]) -> None:
+        """A gauge whose values never change (a constant per label set)."""
+        self._family(series, [(series.name, labels, self._const(value))
+                              for labels, value in rows])
 
     def _const(self, value: float) -> tuple[int, int]:
         self._consts.append(float(value))
@@ -82,142 +89,104 @@ class Renderer:
         self._segment_lengths.append(n)
         return [(_CUMULATIVE, start + i) for i in range(n)]
 
-    def _histogram(self, name: str, doc: str, hist: Histogram, labels: dict[str, str]) -> None:
+    def _histogram(self, series: Series, hist: Histogram, labels: dict[str, str]) -> None:
         cum = self._cumulative(hist)
-        rows = [(f"{name}_bucket", {**labels, "le": le}, src)
+        rows = [(series.bucket, {**labels, "le": le}, src)
                 for le, src in zip(les(hist.edges), cum, strict=True)]
-        rows.append((f"{name}_count", labels, cum[-1]))
-        rows.append((f"{name}_sum", labels, (_VALUES, hist.sum_slot)))
-        self._family(name, doc, "histogram", rows)
+        rows.append((series.count, labels, cum[-1]))
+        rows.append((series.sum, labels, (_VALUES, hist.sum_slot)))
+        self._family(series, rows)
 
-    def _reference(self, prefix: str, what: str, binned_by: list[tuple[dict[str, str], Binned]]
-                   ) -> None:
+    def _reference(self, ref: Reference, binned_by: list[tuple[dict[str, str], Binned]]) -> None:
         """The reference distribution and the le -> previous le map for each binned thing."""
-        self._family(f"{prefix}_reference_cumulative_share",
-                     f"Reference share of {what} <= le (+Inf = 1).", "gauge",
-                     [(f"{prefix}_reference_cumulative_share", {**lab, "le": le}, self._const(s))
-                      for lab, b in binned_by
-                      for le, s in zip(les(b.edges), b.cumulative_shares(), strict=True)])
-        self._family(f"{prefix}_reference_bin_share",
-                     f"Reference share of {what} in the bin ending at le.", "gauge",
-                     [(f"{prefix}_reference_bin_share", {**lab, "le": le}, self._const(s))
-                      for lab, b in binned_by
-                      for le, s in zip(les(b.edges), b.bin_shares, strict=True)])
-        self._family(f"{prefix}_bucket_previous_le_info",
-                     "1; maps each bucket but the first to the bucket below it.", "gauge",
-                     [(f"{prefix}_bucket_previous_le_info",
-                       {**lab, "le": le, "previous_le": prev}, self._const(1.0))
-                      for lab, b in binned_by
-                      for prev, le in zip(les(b.edges), les(b.edges)[1:], strict=False)])
+        self._gauge(ref.cumulative, [({**lab, "le": le}, s) for lab, b in binned_by
+                                     for le, s in zip(les(b.edges), b.cumulative_shares(),
+                                                      strict=True)])
+        self._gauge(ref.bins, [({**lab, "le": le}, s) for lab, b in binned_by
+                               for le, s in zip(les(b.edges), b.bin_shares, strict=True)])
+        self._gauge(ref.previous_le, [({**lab, "le": le, "previous_le": prev}, 1.0)
+                                      for lab, b in binned_by
+                                      for prev, le in zip(les(b.edges), les(b.edges)[1:],
+                                                          strict=False)])
 
     def _build(self, profile: Profile, loaded_at: float) -> None:
         v: Callable[[int], tuple[int, int]]
-        lay, c, v = self.layout, self._const, (lambda i: (_VALUES, i))
-        self._family("mlmon_model_info", "1 for each loaded profile.", "gauge",
-                     [("mlmon_model_info", {"profile_sha": profile.sha}, c(1))])
+        lay, v = self.layout, (lambda i: (_VALUES, i))
+        self._gauge(N.MODEL_INFO, [({"profile_sha": profile.sha}, 1)])
         trained = trained_timestamp(profile)
-        self._family("mlmon_model_trained_timestamp_seconds", "When the model was trained.",
-                     "gauge", [] if trained is None else
-                     [("mlmon_model_trained_timestamp_seconds", {}, c(trained))])
-        self._family(PROFILE_LOADED, "When this process loaded the profile.", "gauge",
-                     [(PROFILE_LOADED, {}, c(loaded_at))])
+        self._gauge(N.MODEL_TRAINED, [] if trained is None else [({}, trained)])
+        self._gauge(N.PROFILE_LOADED, [({}, loaded_at)])
         # set at every render: in multi-process mode it is read with the files
         self._started_const = len(self._consts)
-        self._family(COUNTERS_START, "When the exported counters last started from zero.",
-                     "gauge", [(COUNTERS_START, {}, c(loaded_at))])
-        self._family("mlmon_reference_rows", "Rows in the reference data.", "gauge",
-                     [("mlmon_reference_rows", {}, c(profile.rows))])
-        self._counter("mlmon_observations", "Records observed.", [({}, lay.observations)])
-        self._counter("mlmon_unknown_features",
-                      "Values for feature names the profile does not know.",
-                      [({}, lay.unknown_features)])
-        self._counter("mlmon_rejected", "Inputs the exporter could not use at all.",
-                      [({"reason": r}, i) for r, i in lay.rejected.items()])
+        self._gauge(N.COUNTERS_START, [({}, loaded_at)])
+        self._gauge(N.REFERENCE_ROWS, [({}, profile.rows)])
+        self._counter(N.OBSERVATIONS, [({}, lay.observations)])
+        self._counter(N.UNKNOWN_FEATURES, [({}, lay.unknown_features)])
+        self._counter(N.REJECTED, [({"reason": r}, i) for r, i in lay.rejected.items()])
         feats: dict[str, Any] = {f.name: f for f in profile.features}  # each plan's kind
         blocks = [(p.name, p.base, L.NUMERIC_REASONS) for p in lay.numeric]
         blocks += [(p.name, p.base, L.CATEGORICAL_REASONS) for p in lay.categorical]
         blocks += [(p.name, p.base, L.TEXT_REASONS) for p in lay.text]
         blocks.sort(key=lambda b: b[1])  # profile order
-        self._counter("mlmon_feature_missing", "Feature values absent or None.",
-                      [({"feature": n}, base) for n, base, _ in blocks])
-        self._counter("mlmon_feature_invalid", "Invalid feature values by reason.",
+        self._counter(N.FEATURE_MISSING, [({"feature": n}, base) for n, base, _ in blocks])
+        self._counter(N.FEATURE_INVALID,
                       [({"feature": n, "reason": r}, base + 1 + i)
                        for n, base, reasons in blocks for i, r in enumerate(reasons)])
-        self._family("mlmon_feature_reference_count", "Non-null reference values.", "gauge",
-                     [("mlmon_feature_reference_count", {"feature": n}, c(feats[n].count))
-                      for n, _, _ in blocks])
-        self._family("mlmon_feature_reference_null_rate", "Reference null rate.", "gauge",
-                     [("mlmon_feature_reference_null_rate", {"feature": n},
-                       c(feats[n].null_rate)) for n, _, _ in blocks])
+        self._gauge(N.FEATURE_REFERENCE_COUNT,
+                    [({"feature": n}, feats[n].count) for n, _, _ in blocks])
+        self._gauge(N.FEATURE_REFERENCE_NULL_RATE,
+                    [({"feature": n}, feats[n].null_rate) for n, _, _ in blocks])
         for p in lay.numeric:  # one family, one sample block per feature
-            self._histogram("mlmon_feature_value", "Numeric feature values on reference edges.",
-                            p.histogram,
-                            {"feature": p.name})
-        self._merge_families("mlmon_feature_value")
-        self._reference("mlmon_feature", "feature values",
+            self._histogram(N.FEATURE_VALUE, p.histogram, {"feature": p.name})
+        self._merge_families(N.FEATURE_VALUE.name)
+        self._reference(N.FEATURE_REFERENCE,
                         [({"feature": p.name}, feats[p.name].binned) for p in lay.numeric])
-        self._counter("mlmon_feature_category", "Categorical values per reference category.",
+        self._counter(N.FEATURE_CATEGORY,
                       [({"feature": p.name, "category": cat}, p.base + L.CAT_CATEGORIES + i)
                        for p in lay.categorical for i, cat in enumerate(p.categories)])
-        self._family("mlmon_feature_category_reference_share", "Reference category shares.",
-                     "gauge", [("mlmon_feature_category_reference_share",
-                                {"feature": p.name, "category": cat}, c(s))
-                               for p in lay.categorical
-                               for cat, s in zip(p.categories, _category_shares(feats[p.name]),
-                                                 strict=True)])
-        self._counter("mlmon_feature_text_tokens", "Text tokens seen.",
+        self._gauge(N.FEATURE_CATEGORY_REFERENCE_SHARE,
+                    [({"feature": p.name, "category": cat}, s) for p in lay.categorical
+                     for cat, s in zip(p.categories, _category_shares(feats[p.name]),
+                                       strict=True)])
+        self._counter(N.FEATURE_TEXT_TOKENS,
                       [({"feature": p.name}, p.base + L.TXT_TOKENS) for p in lay.text])
-        self._counter("mlmon_feature_text_oov_tokens", "Text tokens outside the vocabulary.",
+        self._counter(N.FEATURE_TEXT_OOV_TOKENS,
                       [({"feature": p.name}, p.base + L.TXT_OOV) for p in lay.text])
-        self._family("mlmon_feature_text_reference_oov_rate", "Reference OOV token rate.",
-                     "gauge", [("mlmon_feature_text_reference_oov_rate", {"feature": p.name},
-                                c(feats[p.name].oov_rate)) for p in lay.text])
+        self._gauge(N.FEATURE_TEXT_REFERENCE_OOV_RATE,
+                    [({"feature": p.name}, feats[p.name].oov_rate) for p in lay.text])
         self._build_prediction(profile)
-        self._histogram("mlmon_inference_latency_seconds", "Request latency.", lay.latency, {})
-        self._counter("mlmon_requests", "Requests by outcome.",
-                      [({"outcome": o}, i) for o, i in lay.requests.items()])
-        self._family("mlmon_requests_in_flight", "Requests in progress.", "gauge",
-                     [("mlmon_requests_in_flight", {}, v(lay.in_flight))])
+        self._histogram(N.INFERENCE_LATENCY, lay.latency, {})
+        self._counter(N.REQUESTS, [({"outcome": o}, i) for o, i in lay.requests.items()])
+        self._family(N.REQUESTS_IN_FLIGHT,
+                     [(N.REQUESTS_IN_FLIGHT.name, {}, v(lay.in_flight))])
 
     def _build_prediction(self, profile: Profile) -> None:
-        lay, c = self.layout, self._const
+        lay = self.layout
         pred = profile.prediction
         if lay.prediction is not None and pred is not None and not isinstance(
                 pred, ClassificationPrediction):
-            self._histogram("mlmon_prediction_value", "Regression predictions.",
-                            lay.prediction, {})
-            self._counter("mlmon_prediction_centered_sum_squares",
-                          "Sum of (y - c)^2, c = mlmon_prediction_center.",
-                          [({}, lay.centered_sum_squares)], suffix="")
-            self._family("mlmon_prediction_center", "c, the reference mean.", "gauge",
-                         [("mlmon_prediction_center", {}, c(lay.center))])
-            self._reference("mlmon_prediction", "predictions", [({}, pred.binned)])
+            self._histogram(N.PREDICTION_VALUE, lay.prediction, {})
+            self._counter(N.PREDICTION_CENTERED_SUM_SQUARES, [({}, lay.centered_sum_squares)])
+            self._gauge(N.PREDICTION_CENTER, [({}, lay.center)])
+            self._reference(N.PREDICTION_REFERENCE, [({}, pred.binned)])
         if isinstance(pred, ClassificationPrediction):
             names = (*pred.classes, L.UNSEEN)
-            self._counter("mlmon_prediction_class", "Predicted classes.",
+            self._counter(N.PREDICTION_CLASS,
                           [({"class": k}, lay.class_slots.get(k, lay.class_unseen))
                            for k in names])
-            self._family("mlmon_prediction_class_reference_share", "Reference class shares.",
-                         "gauge", [("mlmon_prediction_class_reference_share", {"class": k},
-                                    c(s))
-                                   for k, s in zip(names, (*pred.class_shares, 0.0), strict=True)])
+            self._gauge(N.PREDICTION_CLASS_REFERENCE_SHARE,
+                        [({"class": k}, s)
+                         for k, s in zip(names, (*pred.class_shares, 0.0), strict=True)])
             if lay.score is not None and pred.score is not None:
-                self._histogram("mlmon_prediction_score", "Probability of the predicted class.",
-                                lay.score, {})
-                self._reference("mlmon_prediction_score", "scores", [({}, pred.score)])
-        self._counter("mlmon_prediction_invalid", "Unusable predictions by reason.",
+                self._histogram(N.PREDICTION_SCORE, lay.score, {})
+                self._reference(N.PREDICTION_SCORE_REFERENCE, [({}, pred.score)])
+        self._counter(N.PREDICTION_INVALID,
                       [({"reason": r}, i) for r, i in lay.prediction_invalid.items()])
 
-    def _counter(self, name: str, doc: str, rows: Sequence[tuple[dict[str, str], int]],
-                 suffix: str = "_total") -> None:
-        """A counter; prometheus_client appends `_total` to the family name when it renders."""
-        if suffix:
-            self._family(name, doc, "counter",
-                         [(name + suffix, labels, (_VALUES, i)) for labels, i in rows])
-        else:  # a counter whose name does not end in _total: typed untyped-but-monotonic
-            self._family(name, doc, "unknown",
-                         [(name, labels, (_VALUES, i)) for labels, i in rows])
-
+    def _counter(self, series: Series, rows: Sequence[tuple[dict[str, str], int]]) -> None:
+        """A counter: prometheus_client appends `_total` to the family name when it renders;
+        a series typed `unknown` counts up too but keeps its name (no `_total`)."""
+        self._family(series, [(series.sample, labels, (_VALUES, i)) for labels, i in rows])
     def _merge_families(self, name: str) -> None:
         """Consecutive blocks of one family (a histogram per feature) become one family."""
         merged: list[tuple[str, str, str, int, int]] = []
@@ -252,10 +221,9 @@ class Renderer:
         window = self._window(arrays, now)
         if window is not None:
             lo, hi = window
-            out.append(("mlmon_prediction_window_min", "Smallest prediction in the window.",
-                        "gauge", [Sample(*self._min_template, lo)]))
-            out.append(("mlmon_prediction_window_max", "Largest prediction in the window.",
-                        "gauge", [Sample(*self._max_template, hi)]))
+            for series, template, value in ((N.PREDICTION_WINDOW_MIN, self._min_template, lo),
+                                            (N.PREDICTION_WINDOW_MAX, self._max_template, hi)):
+                out.append((series.name, series.help, series.type, [Sample(*template, value)]))
         return out
 
     def _window(self, arrays: Sequence[np.ndarray], now: float) -> tuple[float, float] | None:

@@ -2,8 +2,9 @@
 
 The dashboards (`grafana/dashboards/*.dashboard.py`) are declarative lists of rows built with
 these helpers; nothing here knows about a particular dashboard. Thresholds that colour drift
-come from `alerting/config.yaml`, the same file the alert rules are generated from, so a
-red cell on a dashboard means what the alert means.
+and the windows come from `alerting/config.yaml` through the same validated loader the alert
+rules are generated with, so a red cell on a dashboard means what the alert means; series and
+recording-rule names come from `mlmon.names`, as they do for the exporter and the rules.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from grafanalib.core import (
     BarGauge,
     Dashboard,
@@ -25,23 +25,38 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-ALERT_CONFIG = REPO / "alerting" / "config.yaml"
+import mlmon.names as N
+from mlmon.alerting.config import CONFIG_PATH, Config, load
 
 PROMETHEUS = {"type": "prometheus", "uid": "mlmon-prometheus"}
 ELASTICSEARCH = {"type": "elasticsearch", "uid": "mlmon-elasticsearch"}
 
 # Every mlmon series carries model and model_version (docs/design.md section 3).
-MODEL = 'model=~"$model", model_version=~"$model_version"'
-FEATURE = MODEL + ', feature=~"$feature"'
+MODEL = ", ".join(f'{label}=~"${label}"' for label in N.MODEL_LABELS)
+FEATURE = ", ".join(f'{label}=~"${label}"' for label in N.FEATURE_LABELS)
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 FULL_WIDTH = 24
 
 
-def alert_config(path: Path = ALERT_CONFIG) -> dict[str, Any]:
-    """The rules engineer's alert configuration (windows, thresholds)."""
-    return yaml.safe_load(path.read_text())
+def alert_config(path: Path = CONFIG_PATH) -> Config:
+    """The validated rules configuration (windows, thresholds); an invalid file fails here."""
+    return load(path)
+
+
+def short_window(config: Config) -> str:
+    """The first configured window: the short, fast one (alerting/config.yaml `windows`)."""
+    return config.windows[0]
+
+
+def long_window(config: Config) -> str:
+    """The last configured window: the long, statistically stronger one."""
+    return config.windows[-1]
+
+
+def span(window: str) -> str:
+    """A window as a title says it: `1h` -> `hour` ("last hour"), others as written."""
+    return {"1h": "hour", "1d": "day"}.get(window, window)
 
 
 def q(expr: str, legend: str = "", ref: str = "A", instant: bool = False,
@@ -49,6 +64,11 @@ def q(expr: str, legend: str = "", ref: str = "A", instant: bool = False,
     """A Prometheus query; `table` asks for one row per series (instant tables)."""
     return Target(expr=" ".join(expr.split()), legendFormat=legend, refId=ref, instant=instant,
                   format="table" if table else "time_series", datasource=PROMETHEUS)
+
+
+def ref_id(index: int) -> str:
+    """The refId of a panel's index-th query: A, B, C ..."""
+    return chr(ord("A") + index)
 
 
 Steps = list[dict[str, Any]]
@@ -62,9 +82,9 @@ def steps(*levels: tuple[float, str]) -> Steps:
     return [{"color": GREEN, "value": None}] + [{"color": c, "value": v} for v, c in levels]
 
 
-def psi_steps(alerts: dict[str, Any]) -> Steps:
+def psi_steps(config: Config) -> Steps:
     """PSI colours of every dashboard: yellow from half the drift alert's floor, red from it."""
-    floor = alerts["MlmonFeatureDrift"]["psi_floor"]
+    floor = config.alert("MlmonFeatureDrift")["psi_floor"]
     return steps((floor / 2, YELLOW), (floor, RED))
 
 
@@ -151,19 +171,22 @@ def _variable(name: str, label: str, query: str, multi: bool) -> Template:
 def variables(feature: bool = False) -> Templating:
     """model (one), model_version (any number, all by default) and optionally feature (one)."""
     out = [
-        _variable("model", "Model", "label_values(mlmon_model_info, model)", multi=False),
+        _variable("model", "Model", f"label_values({N.MODEL_INFO.name}, model)", multi=False),
         _variable("model_version", "Version",
-                  'label_values(mlmon_model_info{model=~"$model"}, model_version)', multi=True),
+                  f'label_values({N.MODEL_INFO.name}{{model=~"$model"}}, model_version)',
+                  multi=True),
     ]
     if feature:
         out.append(_variable(
             "feature", "Feature",
-            'label_values(mlmon_feature_reference_count{model=~"$model"}, feature)', multi=False))
+            f'label_values({N.FEATURE_REFERENCE_COUNT.name}{{model=~"$model"}}, feature)',
+            multi=False))
     return Templating(list=out)
 
 
 def version_annotation() -> dict[str, Any]:
     """Mark the moments a model version starts exporting (a deploy, a rollback)."""
+    info = N.MODEL_INFO.name + '{model=~"$model"}'
     return {
         "name": "Model version live",
         "datasource": PROMETHEUS,
@@ -171,8 +194,8 @@ def version_annotation() -> dict[str, Any]:
         "iconColor": "purple",
         # Per (model, model_version), not per series: a new replica or a restarted one of a
         # version already live is not a deploy.
-        "expr": ('max by (model, model_version) (mlmon_model_info{model=~"$model"}) unless '
-                 'max by (model, model_version) (mlmon_model_info{model=~"$model"} offset 2m)'),
+        "expr": (f'max by (model, model_version) ({info}) unless '
+                 f"max by (model, model_version) ({info} offset 2m)"),
         "step": "1m",
         "titleFormat": "{{model}} version {{model_version}} live",
         "tagKeys": "model,model_version",

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+import mlmon.names as N
+
 if TYPE_CHECKING:
     from mlmon.log_shipper.facade import PredictionLogger
 
@@ -31,14 +33,12 @@ class PredictionLoggerCollector(Collector):
         self._logger = logger
 
     def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily("mlmon_prediction_logger_errors",
-                                  "record() calls that failed inside (the caller got None)",
+        yield CounterMetricFamily(N.LOGGER_ERRORS.name, N.LOGGER_ERRORS.help,
                                   value=self._logger.errors)
         sink = self._logger.log_sink
         if sink is not None:
-            dropped = CounterMetricFamily("mlmon_log_sink_dropped",
-                                          "records the JSON-lines sink did not write, by reason",
-                                          labels=["reason"])
+            dropped = CounterMetricFamily(N.LOG_SINK_DROPPED.name, N.LOG_SINK_DROPPED.help,
+                                          labels=list(N.LOG_SINK_DROPPED.labels))
             for reason, value in sorted(dict(sink.drops).items()):
                 dropped.add_metric([reason], value)
             yield dropped

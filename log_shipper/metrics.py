@@ -21,6 +21,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+import mlmon.names as N
+
 # Records lost, by reason. ship() returned False for the first two; the others were accepted
 # and could not be made durable or delivered.
 DROP_REASONS = ("queue_full", "closed", "prepare_error", "unserializable", "spool_full",
@@ -63,18 +65,8 @@ class ShipperStats:
 
 STATS_FILE = "shipper-stats.json"  # in each process's spool directory
 
-# name -> help of the counters, in the order they are exported
-COUNTERS = {
-    "queued": "records accepted by ship()",
-    "shipped": "records indexed on their first delivery attempt",
-    "retried": "document re-sends after a retryable failure",
-    "spooled": "records written to the disk spool",
-    "replayed": "records indexed after a failure or from a spool left by a previous process",
-    "dead_lettered": "records Elasticsearch rejected for their content",
-    "spool_corrupt": "torn or corrupt spool records skipped",
-    "duplicate_ids": "records not indexed because their id (request_id) was already indexed",
-    "fsync_failures": "spool fsyncs that failed (records kept, not safe from a power loss)",
-}
+# ShipperStats field -> its series, in the order they are exported
+COUNTERS = N.SHIPPER_COUNTERS
 
 
 def snapshot(stats: ShipperStats, queue_depth: int, spool_bytes: int) -> dict[str, Any]:
@@ -95,28 +87,23 @@ def write_stats_file(directory: Path, values: Mapping[str, Any]) -> None:
 
 def _families(values: Mapping[str, Any],
               roles: Iterable[tuple[str, bool, int]] | None) -> Iterator[Metric]:
-    for name, text in COUNTERS.items():
-        yield CounterMetricFamily(f"mlmon_shipper_{name}", text, value=values[name])
-    dropped = CounterMetricFamily("mlmon_shipper_dropped", "records lost, by reason",
-                                  labels=["reason"])
+    for name, series in COUNTERS.items():
+        yield CounterMetricFamily(series.name, series.help, value=values[name])
+    dropped = CounterMetricFamily(N.SHIPPER_DROPPED.name, N.SHIPPER_DROPPED.help,
+                                  labels=list(N.SHIPPER_DROPPED.labels))
     for reason, value in sorted(values["dropped"].items()):
         dropped.add_metric([reason], value)
     yield dropped
-    yield GaugeMetricFamily("mlmon_shipper_queue_depth", "records in the in-memory queue",
-                            value=values["queue_depth"])
-    yield GaugeMetricFamily("mlmon_shipper_spool_bytes", "bytes waiting in the disk spool",
-                            value=values["spool_bytes"])
-    if values["last_success"] is not None:
-        yield GaugeMetricFamily("mlmon_shipper_last_success_timestamp_seconds",
-                                "when Elasticsearch last accepted a bulk request",
-                                value=values["last_success"])
+    for series, key in ((N.SHIPPER_QUEUE_DEPTH, "queue_depth"),
+                        (N.SHIPPER_SPOOL_BYTES, "spool_bytes"),
+                        (N.SHIPPER_LAST_SUCCESS, "last_success")):
+        if values[key] is not None:  # last_success: none before the first accepted request
+            yield GaugeMetricFamily(series.name, series.help, value=values[key])
     if roles is not None:
-        up = GaugeMetricFamily("mlmon_shipper_role_up",
-                               "1 while the role runs, 0 while it backs off after an error",
-                               labels=["role"])
-        restarts = CounterMetricFamily("mlmon_shipper_role_restarts",
-                                       "restarts of the role after an unexpected error",
-                                       labels=["role"])
+        up = GaugeMetricFamily(N.SHIPPER_ROLE_UP.name, N.SHIPPER_ROLE_UP.help,
+                               labels=list(N.SHIPPER_ROLE_UP.labels))
+        restarts = CounterMetricFamily(N.SHIPPER_ROLE_RESTARTS.name, N.SHIPPER_ROLE_RESTARTS.help,
+                                       labels=list(N.SHIPPER_ROLE_RESTARTS.labels))
         for role, is_up, count in roles:
             up.add_metric([role], 1.0 if is_up else 0.0)
             restarts.add_metric([role], count)

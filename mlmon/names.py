@@ -1,8 +1,273 @@
-"""Series names shared by the exporter and the rule generator (defined once, imported by both)."""
+"""Names several parts share, defined once: series, their labels, and recording-rule names.
 
+A leaf module (imports nothing of mlmon): the exporter and the shipper export these series, the
+rule generator and the dashboards query them, and the docs' metric tables are generated from
+them (mlmon/doc_tables.py), so a name or a help text changed here changes everywhere at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The labels every model series carries, and those of a feature's series.
+MODEL_LABELS = ("model", "model_version")
+FEATURE_LABELS = (*MODEL_LABELS, "feature")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One exported metric family.
+
+    `name` is the family name as prometheus_client takes it (a counter without `_total`);
+    `labels` are those beyond model and model_version (the shipper's carry none of those);
+    `doc` is the longer text of the docs' table, `help` the exported HELP line.
+    """
+
+    name: str
+    type: str  # gauge | counter | histogram | unknown (a counter not named ..._total)
+    help: str
+    labels: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def sample(self) -> str:
+        """The name PromQL selects: `_total` appended to a counter."""
+        return self.name + "_total" if self.type == "counter" else self.name
+
+    @property
+    def bucket(self) -> str:
+        return self.name + "_bucket"
+
+    @property
+    def count(self) -> str:
+        return self.name + "_count"
+
+    @property
+    def sum(self) -> str:
+        return self.name + "_sum"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference distribution of a histogram: cumulative shares, bin shares, le map."""
+
+    cumulative: Series
+    bins: Series
+    previous_le: Series
+
+
+def _reference(prefix: str, what: str, labels: tuple[str, ...], doc: str = "") -> Reference:
+    return Reference(
+        Series(f"{prefix}_reference_cumulative_share", "gauge",
+               f"Reference share of {what} <= le (+Inf = 1).", (*labels, "le"),
+               doc or "reference share <= le (`+Inf` = 1)"),
+        Series(f"{prefix}_reference_bin_share", "gauge",
+               f"Reference share of {what} in the bin ending at le.", (*labels, "le"),
+               doc or "reference share of the bin that ends at `le`"),
+        Series(f"{prefix}_bucket_previous_le_info", "gauge",
+               "1; maps each bucket but the first to the bucket below it.",
+               (*labels, "le", "previous_le"),
+               doc or "1; maps each bucket (but the first) to the one below, so PromQL can turn "
+               "cumulative buckets into bins"))
+
+
+# ---- the exporter's series (mlmon/exporter/collector.py), in the order they are exported ----
+
+MODEL_INFO = Series("mlmon_model_info", "gauge", "1 for each loaded profile.", ("profile_sha",))
+MODEL_TRAINED = Series("mlmon_model_trained_timestamp_seconds", "gauge",
+                       "When the model was trained.", doc="training time (absent when unknown)")
+PROFILE_LOADED = Series("mlmon_profile_loaded_timestamp_seconds", "gauge",
+                        "When this process loaded the profile.")
 # When the counters this target exports last started from zero: the process's start in one
 # process; in multi-process mode the first open of the profile's metadata in the directory,
 # whichever worker answers. The restart-aware window counts (alerting/promql.py) key on it.
-COUNTERS_START = "mlmon_counters_start_timestamp_seconds"
-# When the answering process loaded the profile: information about that process only.
-PROFILE_LOADED = "mlmon_profile_loaded_timestamp_seconds"
+COUNTERS_START = Series(
+    "mlmon_counters_start_timestamp_seconds", "gauge",
+    "When the exported counters last started from zero.",
+    doc="when the exported counters last started from zero: this process's load in one "
+    "process; the profile's first use in the multi-process directory otherwise "
+    "([multi-worker servers](multi-worker.md))")
+REFERENCE_ROWS = Series("mlmon_reference_rows", "gauge", "Rows in the reference data.",
+                        doc="m, rows in the reference data")
+OBSERVATIONS = Series("mlmon_observations", "counter", "Records observed.",
+                      doc="records observed (the denominator for rates)")
+UNKNOWN_FEATURES = Series("mlmon_unknown_features", "counter",
+                          "Values for feature names the profile does not know.")
+REJECTED = Series("mlmon_rejected", "counter", "Inputs the exporter could not use at all.",
+                  ("reason",),
+                  "inputs the exporter could not use at all: `not_a_mapping`, "
+                  "`batch_length_mismatch`, `bad_batch`, `bad_score`, `bad_latency`, "
+                  "`internal_error` (a rejected batch counts 1)")
+FEATURE_MISSING = Series("mlmon_feature_missing", "counter", "Feature values absent or None.",
+                         ("feature",), "absent, None, pandas NA or NaN (profiling counts a NaN "
+                         "cell as null too)")
+FEATURE_INVALID = Series("mlmon_feature_invalid", "counter", "Invalid feature values by reason.",
+                         ("feature", "reason"), "numeric: out_of_range, inf, wrong_type; "
+                         "categorical: not_allowed, wrong_type; text: wrong_type")
+FEATURE_REFERENCE_COUNT = Series("mlmon_feature_reference_count", "gauge",
+                                 "Non-null reference values.", ("feature",),
+                                 "non-null reference values of the feature")
+FEATURE_REFERENCE_NULL_RATE = Series("mlmon_feature_reference_null_rate", "gauge",
+                                     "Reference null rate.", ("feature",))
+FEATURE_VALUE = Series("mlmon_feature_value", "histogram",
+                       "Numeric feature values on reference edges.", ("feature", "le"),
+                       "numeric values on the reference edges (`_bucket`, `_count`, `_sum`)")
+FEATURE_REFERENCE = _reference("mlmon_feature", "feature values", ("feature",))
+FEATURE_CATEGORY = Series("mlmon_feature_category", "counter",
+                          "Categorical values per reference category.", ("feature", "category"),
+                          "per top-K category, `__other__`, `__unseen__`")
+FEATURE_CATEGORY_REFERENCE_SHARE = Series(
+    "mlmon_feature_category_reference_share", "gauge", "Reference category shares.",
+    ("feature", "category"), "reference shares (`__unseen__` = 0)")
+FEATURE_TEXT_TOKENS = Series("mlmon_feature_text_tokens", "counter", "Text tokens seen.",
+                             ("feature",))
+FEATURE_TEXT_OOV_TOKENS = Series("mlmon_feature_text_oov_tokens", "counter",
+                                 "Text tokens outside the vocabulary.", ("feature",),
+                                 "tokens outside the reference vocabulary")
+FEATURE_TEXT_REFERENCE_OOV_RATE = Series("mlmon_feature_text_reference_oov_rate", "gauge",
+                                         "Reference OOV token rate.", ("feature",))
+PREDICTION_VALUE = Series("mlmon_prediction_value", "histogram", "Regression predictions.",
+                          ("le",), "regression predictions on the reference edges")
+PREDICTION_CENTERED_SUM_SQUARES = Series(
+    "mlmon_prediction_centered_sum_squares", "unknown",
+    "Sum of (y - c)^2, c = mlmon_prediction_center.",
+    doc="sum of (y - c)^2, c = `mlmon_prediction_center`; untyped because prometheus_client "
+    "would append `_total` to a counter")
+PREDICTION_CENTER = Series("mlmon_prediction_center", "gauge", "c, the reference mean.",
+                           doc="c, the reference mean (stable variance, below)")
+PREDICTION_WINDOW_MIN = Series("mlmon_prediction_window_min", "gauge",
+                               "Smallest prediction in the window.",
+                               doc="min over the last 60 s (6 rotating 10 s slots); absent when "
+                               "no prediction in the window")
+PREDICTION_WINDOW_MAX = Series("mlmon_prediction_window_max", "gauge",
+                               "Largest prediction in the window.", doc="max, likewise")
+PREDICTION_REFERENCE = _reference("mlmon_prediction", "predictions", (), "as for features")
+PREDICTION_CLASS = Series("mlmon_prediction_class", "counter", "Predicted classes.", ("class",),
+                          "classifier classes; `__unseen__` for a class not in the profile")
+PREDICTION_CLASS_REFERENCE_SHARE = Series(
+    "mlmon_prediction_class_reference_share", "gauge", "Reference class shares.", ("class",),
+    "reference shares (`__unseen__` = 0)")
+PREDICTION_SCORE = Series("mlmon_prediction_score", "histogram",
+                          "Probability of the predicted class.", ("le",),
+                          "classifier score (probability of the predicted class) on the "
+                          "reference score edges")
+PREDICTION_SCORE_REFERENCE = _reference("mlmon_prediction_score", "scores", (),
+                                        "as for features")
+PREDICTION_INVALID = Series("mlmon_prediction_invalid", "counter",
+                            "Unusable predictions by reason.", ("reason",),
+                            "nan, inf, wrong_type predictions")
+INFERENCE_LATENCY = Series("mlmon_inference_latency_seconds", "histogram", "Request latency.",
+                           ("le",), "request latency (prometheus_client's default buckets)")
+REQUESTS = Series("mlmon_requests", "counter", "Requests by outcome.", ("outcome",),
+                  "ok / error")
+REQUESTS_IN_FLIGHT = Series("mlmon_requests_in_flight", "gauge", "Requests in progress.")
+
+
+def _references(*refs: Reference) -> tuple[Series, ...]:
+    return tuple(s for r in refs for s in (r.cumulative, r.bins, r.previous_le))
+
+
+# Every exporter series, in the docs' order (the order they are exported).
+EXPORTER_SERIES = (
+    MODEL_INFO, MODEL_TRAINED, PROFILE_LOADED, COUNTERS_START, REFERENCE_ROWS, OBSERVATIONS,
+    UNKNOWN_FEATURES, REJECTED, FEATURE_MISSING, FEATURE_INVALID, FEATURE_REFERENCE_COUNT,
+    FEATURE_REFERENCE_NULL_RATE, FEATURE_VALUE, *_references(FEATURE_REFERENCE),
+    FEATURE_CATEGORY, FEATURE_CATEGORY_REFERENCE_SHARE, FEATURE_TEXT_TOKENS,
+    FEATURE_TEXT_OOV_TOKENS, FEATURE_TEXT_REFERENCE_OOV_RATE, PREDICTION_VALUE,
+    PREDICTION_CENTERED_SUM_SQUARES, PREDICTION_CENTER, PREDICTION_WINDOW_MIN,
+    PREDICTION_WINDOW_MAX, *_references(PREDICTION_REFERENCE), PREDICTION_CLASS,
+    PREDICTION_CLASS_REFERENCE_SHARE, PREDICTION_SCORE, *_references(PREDICTION_SCORE_REFERENCE),
+    PREDICTION_INVALID, INFERENCE_LATENCY, REQUESTS, REQUESTS_IN_FLIGHT,
+)
+
+# ---- the log shipper's and the prediction logger's own series (mlmon/log_shipper) ----------
+
+# ShipperStats field -> help, in the order they are exported as mlmon_shipper_<field>_total
+_SHIPPER_COUNTERS = {
+    "queued": "records accepted by ship()",
+    "shipped": "records indexed on their first delivery attempt",
+    "retried": "document re-sends after a retryable failure",
+    "spooled": "records written to the disk spool",
+    "replayed": "records indexed after a failure or from a spool left by a previous process",
+    "dead_lettered": "records Elasticsearch rejected for their content",
+    "spool_corrupt": "torn or corrupt spool records skipped",
+    "duplicate_ids": "records not indexed because their id (request_id) was already indexed",
+    "fsync_failures": "spool fsyncs that failed (records kept, not safe from a power loss)",
+}
+SHIPPER_COUNTERS = {key: Series(f"mlmon_shipper_{key}", "counter", text)
+                    for key, text in _SHIPPER_COUNTERS.items()}
+SHIPPER_DROPPED = Series("mlmon_shipper_dropped", "counter", "records lost, by reason",
+                         ("reason",))
+SHIPPER_QUEUE_DEPTH = Series("mlmon_shipper_queue_depth", "gauge",
+                             "records in the in-memory queue")
+SHIPPER_SPOOL_BYTES = Series("mlmon_shipper_spool_bytes", "gauge",
+                             "bytes waiting in the disk spool")
+SHIPPER_LAST_SUCCESS = Series("mlmon_shipper_last_success_timestamp_seconds", "gauge",
+                              "when Elasticsearch last accepted a bulk request")
+SHIPPER_ROLE_UP = Series("mlmon_shipper_role_up", "gauge",
+                         "1 while the role runs, 0 while it backs off after an error", ("role",))
+SHIPPER_ROLE_RESTARTS = Series("mlmon_shipper_role_restarts", "counter",
+                               "restarts of the role after an unexpected error", ("role",))
+LOGGER_ERRORS = Series("mlmon_prediction_logger_errors", "counter",
+                       "record() calls that failed inside (the caller got None)")
+LOG_SINK_DROPPED = Series("mlmon_log_sink_dropped", "counter",
+                          "records the JSON-lines sink did not write, by reason", ("reason",),
+                          "records the JSON-lines sink did not write: `queue_full`, "
+                          "`build_error`, `write_error`")
+
+SHIPPER_SERIES = (*SHIPPER_COUNTERS.values(), SHIPPER_DROPPED, SHIPPER_QUEUE_DEPTH,
+                  SHIPPER_SPOOL_BYTES, SHIPPER_LAST_SUCCESS, SHIPPER_ROLE_UP,
+                  SHIPPER_ROLE_RESTARTS, LOGGER_ERRORS, LOG_SINK_DROPPED)
+
+
+# ---- recording-rule names (mlmon/alerting/recording.py) ------------------------------------
+
+@dataclass(frozen=True)
+class RuleName:
+    """A recording rule named `level:metric:operation<window>`, one per window.
+
+    >>> FEATURE_PSI.at("1h")
+    'model_feature:mlmon_feature_psi:1h'
+    """
+
+    level: str
+    metric: str
+    operation: str = ""  # "increase", "ratio", "share", "p95_" ...; "" for a statistic
+
+    def at(self, window: str) -> str:
+        return f"{self.level}:{self.metric}:{self.operation}{window}"
+
+
+FEATURE_PSI = RuleName("model_feature", "mlmon_feature_psi")
+FEATURE_KS = RuleName("model_feature", "mlmon_feature_ks")
+FEATURE_JS = RuleName("model_feature", "mlmon_feature_js")
+FEATURE_CHI2 = RuleName("model_feature", "mlmon_feature_chi2")
+# the headline drift statistics of a feature, by their short name
+FEATURE_STATS = {"psi": FEATURE_PSI, "ks": FEATURE_KS, "js": FEATURE_JS, "chi2": FEATURE_CHI2}
+FEATURE_KS_CRITICAL = RuleName("model_feature", "mlmon_feature_ks_critical")
+FEATURE_SAMPLES = RuleName("model_feature", "mlmon_feature_samples", "increase")
+FEATURE_MISSING_RATIO = RuleName("model_feature", "mlmon_feature_missing", "ratio")
+FEATURE_INVALID_RATIO = RuleName("model_feature_reason", "mlmon_feature_invalid", "ratio")
+FEATURE_UNSEEN_SHARE = RuleName("model_feature", "mlmon_feature_unseen", "share")
+FEATURE_TEXT_TOKENS_INCREASE = RuleName("model_feature", "mlmon_feature_text_tokens", "increase")
+FEATURE_TEXT_OOV_RATIO = RuleName("model_feature", "mlmon_feature_text_oov", "ratio")
+OBSERVATIONS_INCREASE = RuleName("model", "mlmon_observations", "increase")
+OBSERVATIONS_RATE = RuleName("model", "mlmon_observations", "rate")
+PREDICTION_PSI = RuleName("model", "mlmon_prediction_psi")
+PREDICTION_KS = RuleName("model", "mlmon_prediction_ks")
+PREDICTION_JS = RuleName("model", "mlmon_prediction_js")
+PREDICTION_KS_CRITICAL = RuleName("model", "mlmon_prediction_ks_critical")
+PREDICTION_SAMPLES = RuleName("model", "mlmon_prediction_samples", "increase")
+PREDICTION_INVALID_INCREASE = RuleName("model_reason", "mlmon_prediction_invalid", "increase")
+REQUESTS_RATE = RuleName("model", "mlmon_requests", "rate")
+REQUESTS_ERRORS_RATIO = RuleName("model", "mlmon_requests_errors", "ratio")
+
+
+def prediction_stat(stat: str) -> RuleName:
+    """model:mlmon_prediction_<stat>:<window>: score_psi, mean, median, std, p10, min ..."""
+    return RuleName("model", f"mlmon_prediction_{stat}")
+
+
+def latency_quantile(quantile: str) -> RuleName:
+    """model:mlmon_inference_latency_seconds:<p50|p95|p99>_<window>."""
+    return RuleName("model", INFERENCE_LATENCY.name, quantile + "_")

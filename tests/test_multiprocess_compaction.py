@@ -38,10 +38,11 @@ from mlmon.exporter.worker_files import (
     read_profile,
     zero_gauges,
 )
-from mlmon.names import COUNTERS_START, PROFILE_LOADED
 from tests.profiles import sample_profile_dict
 
 M = {"model": "churn", "model_version": "3"}
+COUNTERS_START = "mlmon_counters_start_timestamp_seconds"
+PROFILE_LOADED = "mlmon_profile_loaded_timestamp_seconds"
 
 # A worker: waits for the wall-clock time argv[3] (so several start at once), observes argv[2]
 # records, reports its own view, then exits ("exit"), waits for stdin to close ("wait"), or

@@ -1,6 +1,6 @@
 """Feature drill-down: how one feature's live distribution differs from the reference.
 
-Built on the recording rules in prometheus/recording_rules.yml (both windows).
+Built on the recording rules in prometheus/recording_rules.yml (every configured window).
 """
 
 from panels import (
@@ -10,18 +10,28 @@ from panels import (
     bars,
     dashboard,
     layout,
+    long_window,
     psi_steps,
     q,
+    ref_id,
+    short_window,
+    span,
     steps,
     timeseries,
     version_annotation,
 )
 
-alerts = alert_config()["alerts"]
-PSI = psi_steps(alerts)
-UNSEEN = steps((alerts["MlmonUnseenCategoriesRising"]["max_share"], RED))
-INVALID = steps((alerts["MlmonInvalidValuesRising"]["max_ratio"], RED))
-WINDOWS = (("A", "5m"), ("B", "1h"))
+import mlmon.names as N
+from mlmon.alerting.recording import FEATURE_CATS, FEATURE_HIST
+
+config = alert_config()
+PSI = psi_steps(config)
+UNSEEN = steps((config.alert("MlmonUnseenCategoriesRising")["max_share"], RED))
+INVALID = steps((config.alert("MlmonInvalidValuesRising")["max_ratio"], RED))
+WINDOWS = tuple((ref_id(i), w) for i, w in enumerate(config.windows))
+SHORT, LONG = short_window(config), long_window(config)
+# The KS critical value exists for the drift alert's window only (alerting/recording.py).
+DRIFT = config.alert("MlmonFeatureDrift")["window"]
 
 
 def rule(name: str) -> str:
@@ -29,19 +39,19 @@ def rule(name: str) -> str:
 
 
 # Numeric features: share per reference bin (ending at `le`); categorical: share per category.
-LIVE = (f'label_replace({rule("model_feature_le:mlmon_feature_value:bin_share1h")}, "bin", '
+LIVE = (f'label_replace({rule(FEATURE_HIST.bins(LONG))}, "bin", '
         f'"<= $1", "le", "(.*)") or label_replace('
-        f'{rule("model_feature_category:mlmon_feature_category:share1h")}, "bin", "$1", '
+        f'{rule(FEATURE_CATS.shares(LONG))}, "bin", "$1", '
         '"category", "(.*)")')
-REFERENCE = (f'label_replace(avg by (le) ({rule("mlmon_feature_reference_bin_share")}), "bin", '
+REFERENCE = (f'label_replace(avg by (le) ({rule(N.FEATURE_REFERENCE.bins.name)}), "bin", '
              '"<= $1", "le", "(.*)") or label_replace(avg by (category) '
-             f'({rule("mlmon_feature_category_reference_share")}), "bin", "$1", "category", '
+             f'({rule(N.FEATURE_CATEGORY_REFERENCE_SHARE.name)}), "bin", "$1", "category", '
              '"(.*)")')
 
 
-def over_windows(stat_name: str) -> list:
-    return [q(rule(f"model_feature:mlmon_feature_{stat_name}:{window}"),
-              f"{window} {{{{model_version}}}}", ref) for ref, window in WINDOWS]
+def over_windows(stat: N.RuleName) -> list:
+    return [q(rule(stat.at(window)), f"{window} {{{{model_version}}}}", ref)
+            for ref, window in WINDOWS]
 
 
 def reference(metric: str, ref: str) -> object:
@@ -50,31 +60,32 @@ def reference(metric: str, ref: str) -> object:
 
 
 panels = layout([
-    [(bars("$feature, live (last hour)", [q(LIVE, "{{bin}}", instant=True)],
+    [(bars(f"$feature, live (last {span(LONG)})", [q(LIVE, "{{bin}}", instant=True)],
            description="Share of live values in each reference bin (numeric) or category."),
       12),
      (bars("$feature, reference", [q(REFERENCE, "{{bin}}", instant=True)]), 12)],
-    [(timeseries("PSI", over_windows("psi"), thresholds=PSI), 8),
-     (timeseries("KS distance", over_windows("ks") + [
-         q(rule("model_feature:mlmon_feature_ks_critical:1h"), "critical 1h {{model_version}}",
-           "C")], description="The drift alert needs KS above its critical value (1h)."), 8),
-     (timeseries("Jensen-Shannon distance", over_windows("js"), soft_max=0.2), 8)],
+    [(timeseries("PSI", over_windows(N.FEATURE_PSI), thresholds=PSI), 8),
+     (timeseries("KS distance", over_windows(N.FEATURE_KS) + [
+         q(rule(N.FEATURE_KS_CRITICAL.at(DRIFT)), f"critical {DRIFT} {{{{model_version}}}}",
+           "C")], description=f"The drift alert needs KS above its critical value ({DRIFT})."),
+      8),
+     (timeseries("Jensen-Shannon distance", over_windows(N.FEATURE_JS), soft_max=0.2), 8)],
     [(timeseries("Missing share", [
-        q(rule("model_feature:mlmon_feature_missing:ratio5m"), "live {{model_version}}", "A"),
-        reference("mlmon_feature_reference_null_rate", "B")], unit="percentunit"), 8),
+        q(rule(N.FEATURE_MISSING_RATIO.at(config.alert("MlmonFeatureMissing")["window"])),
+          "live {{model_version}}", "A"),
+        reference(N.FEATURE_REFERENCE_NULL_RATE.name, "B")], unit="percentunit"), 8),
      (timeseries("Invalid values by reason", [
-         q(rule("model_feature_reason:mlmon_feature_invalid:ratio5m"),
+         q(rule(N.FEATURE_INVALID_RATIO.at(config.alert("MlmonInvalidValuesRising")["window"])),
            "{{reason}} {{model_version}}")], unit="percentunit", thresholds=INVALID), 8),
-     (timeseries("Unseen category share", [
-         q(rule(f"model_feature:mlmon_feature_unseen:share{window}"),
-           f"{window} {{{{model_version}}}}", ref) for ref, window in WINDOWS],
-         unit="percentunit", thresholds=UNSEEN), 8)],
-    [(timeseries("Category shares (5m)", [
-        q(rule("model_feature_category:mlmon_feature_category:share5m"),
-          "{{category}} {{model_version}}")], unit="percentunit", stacked=True), 12),
+     (timeseries("Unseen category share", over_windows(N.FEATURE_UNSEEN_SHARE),
+                 unit="percentunit", thresholds=UNSEEN), 8)],
+    [(timeseries(f"Category shares ({SHORT})", [
+        q(rule(FEATURE_CATS.shares(SHORT)), "{{category}} {{model_version}}")],
+        unit="percentunit", stacked=True), 12),
      (timeseries("Out-of-vocabulary token rate", [
-         q(rule("model_feature:mlmon_feature_text_oov:ratio5m"), "live {{model_version}}", "A"),
-         reference("mlmon_feature_text_reference_oov_rate", "B")], unit="percentunit"), 12)],
+         q(rule(N.FEATURE_TEXT_OOV_RATIO.at(config.alert("MlmonTextOOVRising")["window"])),
+           "live {{model_version}}", "A"),
+         reference(N.FEATURE_TEXT_REFERENCE_OOV_RATE.name, "B")], unit="percentunit"), 12)],
 ])
 
 dashboard = dashboard(

@@ -3,9 +3,16 @@
 from grafanalib.elasticsearch import CountMetricAgg, DateHistogramGroupBy, ElasticsearchTarget
 from panels import ELASTICSEARCH, RED, dashboard, layout, q, steps, timeseries
 
+import mlmon.names as N
+
 rate = "[$__rate_interval]"
 am_integrations = '{integration=~"webhook|slack|email"}'
-shipper = "sum by (job, instance) (rate(mlmon_shipper_%s_total" + rate + "))"
+
+
+def shipper(counter: str) -> str:
+    """Per-second rate of a shipper counter (a ShipperStats field), per process."""
+    return f"sum by (job, instance) (rate({N.SHIPPER_COUNTERS[counter].sample}{rate}))"
+
 
 records = timeseries("Records indexed in Elasticsearch", [], unit="short",
                      description="Records per interval in mlmon-predictions-* (Elasticsearch).")
@@ -32,22 +39,22 @@ panels = layout([
          q(f"sum by (job, instance) (rate(go_gc_duration_seconds_count{rate}))",
            "go {{job}}", "B")], unit="ops"), 8)],
     [(timeseries("Log shipper throughput", [
-        q(shipper % "queued", "queued {{instance}}", "A"),
-        q(shipper % "shipped", "shipped {{instance}}", "B"),
-        q(shipper % "spooled", "spooled {{instance}}", "C"),
-        q(shipper % "replayed", "replayed {{instance}}", "D")], unit="ops"), 8),
+        q(shipper("queued"), "queued {{instance}}", "A"),
+        q(shipper("shipped"), "shipped {{instance}}", "B"),
+        q(shipper("spooled"), "spooled {{instance}}", "C"),
+        q(shipper("replayed"), "replayed {{instance}}", "D")], unit="ops"), 8),
      (timeseries("Log shipper queue and spool", [
-         q("mlmon_shipper_queue_depth", "queue {{instance}}", "A"),
-         q("mlmon_shipper_spool_bytes", "spool bytes {{instance}}", "B")]), 8),
+         q(N.SHIPPER_QUEUE_DEPTH.name, "queue {{instance}}", "A"),
+         q(N.SHIPPER_SPOOL_BYTES.name, "spool bytes {{instance}}", "B")]), 8),
      (timeseries("Log shipper losses and retries", [
-         q(f"sum by (job, instance, reason) (rate(mlmon_shipper_dropped_total{rate}))",
+         q(f"sum by (job, instance, reason) (rate({N.SHIPPER_DROPPED.sample}{rate}))",
            "dropped {{reason}} {{instance}}", "A"),
-         q(shipper % "dead_lettered", "dead-lettered {{instance}}", "B"),
-         q(shipper % "retried", "retried {{instance}}", "C")],
+         q(shipper("dead_lettered"), "dead-lettered {{instance}}", "B"),
+         q(shipper("retried"), "retried {{instance}}", "C")],
          unit="ops", thresholds=steps((0.001, RED))), 8)],
     [(records, 8),
      (timeseries("Seconds since Elasticsearch accepted a bulk request", [
-         q("time() - mlmon_shipper_last_success_timestamp_seconds", "{{instance}}")],
+         q(f"time() - {N.SHIPPER_LAST_SUCCESS.name}", "{{instance}}")],
          unit="s", thresholds=steps((60, RED))), 8),
      (timeseries("Rule evaluation and notifications", [
          q(f"sum by (rule_group) (rate(prometheus_rule_evaluation_failures_total{rate}))",

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 from prometheus_client.utils import floatToGoString
 
+import mlmon.names as N
 from mlmon.alerting.alerts import alert_groups
 from mlmon.alerting.config import load as load_config
-from mlmon.alerting.recording import recording_groups
+from mlmon.alerting.recording import FEATURE_HIST, PREDICTION_HIST, Histogram, recording_groups
 from mlmon.exporter import drift
 from mlmon.names import COUNTERS_START
 
@@ -67,21 +68,22 @@ class Case:
 
     def replica(self, model: dict[str, str], instance: str = "a") -> dict[str, str]:
         at = model | {"instance": instance, "job": "mlmon"}
-        self.add(COUNTERS_START, at, _const(0.0))
+        self.add(COUNTERS_START.name, at, _const(0.0))
         return at
 
-    def histogram(self, prefix: str, at: dict[str, str], edges: list[float], ref: list[float],
+    def histogram(self, h: Histogram, at: dict[str, str], edges: list[float], ref: list[float],
                   per_minute_bins: list[int], stop: int | None = None) -> Case:
-        """Bucket counters rising by `per_minute_bins` a minute (until minute `stop`)."""
+        """Bucket counters of `h` rising by `per_minute_bins` a minute (until minute `stop`),
+        and its reference distribution."""
         les = [floatToGoString(e) for e in edges] + ["+Inf"]
         for i, le in enumerate(les):
             b = at | {"le": le}
-            self.add(f"{prefix}_value_bucket", b,
+            self.add(f"{h.metric}_bucket", b,
                      _rising(int(np.sum(per_minute_bins[:i + 1])), stop))
-            self.add(f"{prefix}_reference_bin_share", b, _const(ref[i]))
-            self.add(f"{prefix}_reference_cumulative_share", b, _const(float(np.cumsum(ref)[i])))
+            self.add(h.reference.bins.name, b, _const(ref[i]))
+            self.add(h.reference.cumulative.name, b, _const(float(np.cumsum(ref)[i])))
             if i:
-                self.add(f"{prefix}_bucket_previous_le_info", b | {"previous_le": les[i - 1]},
+                self.add(h.reference.previous_le.name, b | {"previous_le": les[i - 1]},
                          _const(1.0))
         return self
 
@@ -140,11 +142,11 @@ def feature_drift() -> Case:
     case = Case("MlmonFeatureDrift fires for the drifted feature after 15m, not for the stable one")
     at = case.replica(CHURN)
     live_age = [5, 5, 10, 80]
-    case.histogram("mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF, live_age)
-    case.histogram("mlmon_feature", at | {"feature": "income"}, [1000.0, 2000.0], [0.3, 0.4, 0.3],
+    case.histogram(FEATURE_HIST, at | {"feature": "age"}, AGE_EDGES, AGE_REF, live_age)
+    case.histogram(FEATURE_HIST, at | {"feature": "income"}, [1000.0, 2000.0], [0.3, 0.4, 0.3],
                    [30, 40, 30])
     for feature in ("age", "income"):
-        case.add("mlmon_feature_reference_count", at | {"feature": feature}, _const(1000.0))
+        case.add(N.FEATURE_REFERENCE_COUNT.name, at | {"feature": feature}, _const(1000.0))
     # n reaches min_samples (100) at 1m, so the condition holds from 1m and fires at 1m + 15m,
     # when the 1h window holds 16 minutes of 100 records.
 
@@ -164,12 +166,12 @@ def feature_drift_categorical() -> Case:
     at = case.replica(CHURN)
     live = {"paris": 20, "rome": 30, "__other__": 30, "__unseen__": 20}
     plan_ref = {"free": 0.7, "pro": 0.3, "__other__": 0.0, "__unseen__": 0.0}
-    case.categories("mlmon_feature_category_total", "mlmon_feature_category_reference_share",
+    case.categories(N.FEATURE_CATEGORY.sample, N.FEATURE_CATEGORY_REFERENCE_SHARE.name,
                     at | {"feature": "city"}, "category", CITY_REF, live)
-    case.categories("mlmon_feature_category_total", "mlmon_feature_category_reference_share",
+    case.categories(N.FEATURE_CATEGORY.sample, N.FEATURE_CATEGORY_REFERENCE_SHARE.name,
                     at | {"feature": "plan"}, "category", plan_ref, {"free": 70, "pro": 30})
     for feature in ("city", "plan"):
-        case.add("mlmon_feature_reference_count", at | {"feature": feature}, _const(1000.0))
+        case.add(N.FEATURE_REFERENCE_COUNT.name, at | {"feature": feature}, _const(1000.0))
 
     def alerts(minute: int) -> list[dict[str, Any]]:
         d = drift.categorical_drift({k: v * minute for k, v in live.items()}, CITY_REF)
@@ -185,14 +187,14 @@ def drift_below_psi_floor() -> Case:
                 demo="as_is")
     at = case.replica(CHURN)
     live = [250, 200, 300, 250]
-    case.histogram("mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF, live)
-    case.add("mlmon_feature_reference_count", at | {"feature": "age"}, _const(100000.0))
+    case.histogram(FEATURE_HIST, at | {"feature": "age"}, AGE_EDGES, AGE_REF, live)
+    case.add(N.FEATURE_REFERENCE_COUNT.name, at | {"feature": "age"}, _const(100000.0))
     d = drift.binned_drift(np.array(live) * 40, AGE_REF)
     if not (d.psi < PSI_FLOOR and d.ks > drift.ks_critical(d.n, 100000, ALPHA)):
         raise ValueError("the case must be significant and below the PSI floor")
-    case.premise("count(model_feature:mlmon_feature_ks:1h > model_feature:mlmon_feature_ks_"
-                 "critical:1h)", "40m", {})
-    case.premise(f"count(model_feature:mlmon_feature_psi:1h < {PSI_FLOOR})", "40m", {})
+    case.premise(f"count({N.FEATURE_KS.at('1h')} > {N.FEATURE_KS_CRITICAL.at('1h')})", "40m",
+                 {})
+    case.premise(f"count({N.FEATURE_PSI.at('1h')} < {PSI_FLOOR})", "40m", {})
     for t in ("20m", "40m", "65m"):
         case.checks.append({"eval_time": t, "alertname": "MlmonFeatureDrift", "exp_alerts": []})
     return case
@@ -205,14 +207,14 @@ def drift_not_significant() -> Case:
                 demo="as_is")
     at = case.replica(CHURN)
     live = [5, 2, 8, 5]
-    case.histogram("mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF, live, stop=6)
-    case.add("mlmon_feature_reference_count", at | {"feature": "age"}, _const(1000.0))
+    case.histogram(FEATURE_HIST, at | {"feature": "age"}, AGE_EDGES, AGE_REF, live, stop=6)
+    case.add(N.FEATURE_REFERENCE_COUNT.name, at | {"feature": "age"}, _const(1000.0))
     d = drift.binned_drift(np.array(live) * 6, AGE_REF)
     if not (d.psi > PSI_FLOOR and d.ks < drift.ks_critical(d.n, 1000, ALPHA) and d.n >= 100):
         raise ValueError("the case must be above the PSI floor, not significant, n >= 100")
-    case.premise(f"count(model_feature:mlmon_feature_psi:1h > {PSI_FLOOR})", "40m", {})
-    case.premise("count(model_feature:mlmon_feature_ks:1h < model_feature:mlmon_feature_ks_"
-                 "critical:1h)", "40m", {})
+    case.premise(f"count({N.FEATURE_PSI.at('1h')} > {PSI_FLOOR})", "40m", {})
+    case.premise(f"count({N.FEATURE_KS.at('1h')} < {N.FEATURE_KS_CRITICAL.at('1h')})", "40m",
+                 {})
     for t in ("20m", "40m"):
         case.checks.append({"eval_time": t, "alertname": "MlmonFeatureDrift", "exp_alerts": []})
     return case
@@ -227,9 +229,9 @@ def drift_held_while_window_thins() -> Case:
                 "fires", demo="skip")
     at = case.replica(CHURN)
     live = [0, 0, 1, 9]
-    case.histogram("mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF, live, stop=15)
-    case.add("mlmon_feature_reference_count", at | {"feature": "age"}, _const(1000.0))
-    case.add("mlmon_observations_total", at, _rising(10, stop=15))
+    case.histogram(FEATURE_HIST, at | {"feature": "age"}, AGE_EDGES, AGE_REF, live, stop=15)
+    case.add(N.FEATURE_REFERENCE_COUNT.name, at | {"feature": "age"}, _const(1000.0))
+    case.add(N.OBSERVATIONS.sample, at, _rising(10, stop=15))
     fired = [_feature_drift_alert("age", d, drift.ks_critical(d.n, 1000, ALPHA))
              for d in (drift.binned_drift(np.array(live) * 15, AGE_REF),   # n at 25m
                        drift.binned_drift(np.array(live) * 10, AGE_REF))]  # n at 65m
@@ -261,8 +263,8 @@ def prediction_drift() -> Case:
     live = [0, 0, 10, 90]
     for model, bins in ((CHURN, live), (FRAUD, [15, 35, 35, 15])):
         at = case.replica(model)
-        case.histogram("mlmon_prediction", at, edges, ref, bins)
-        case.add("mlmon_reference_rows", at, _const(1000.0))
+        case.histogram(PREDICTION_HIST, at, edges, ref, bins)
+        case.add(N.REFERENCE_ROWS.name, at, _const(1000.0))
 
     def alerts(minute: int) -> list[dict[str, Any]]:
         d = drift.binned_drift(np.array(live) * minute, ref)
@@ -281,9 +283,9 @@ def prediction_drift_classes() -> Case:
     live = {"spam": 70, "ham": 30}
     for model, per_minute in ((SPAM, live), (FRAUD, {"spam": 20, "ham": 80})):
         at = case.replica(model)
-        case.categories("mlmon_prediction_class_total", "mlmon_prediction_class_reference_share",
+        case.categories(N.PREDICTION_CLASS.sample, N.PREDICTION_CLASS_REFERENCE_SHARE.name,
                         at, "class", ref, per_minute)
-        case.add("mlmon_reference_rows", at, _const(1000.0))
+        case.add(N.REFERENCE_ROWS.name, at, _const(1000.0))
 
     def alerts(minute: int) -> list[dict[str, Any]]:
         d = drift.categorical_drift({k: v * minute for k, v in live.items()}, ref)
@@ -296,8 +298,8 @@ def not_enough_data() -> Case:
     # churn: 1 record a minute, 15 in the 1h window at 15m (< 100) from the start;
     # fraud: 10 a minute reaches 100 at 10m and stops the condition.
     case = Case("MlmonNotEnoughData fires after 15m of a thin window")
-    case.add("mlmon_observations_total", case.replica(CHURN), _rising(1))
-    case.add("mlmon_observations_total", case.replica(FRAUD), _rising(10))
+    case.add(N.OBSERVATIONS.sample, case.replica(CHURN), _rising(1))
+    case.add(N.OBSERVATIONS.sample, case.replica(FRAUD), _rising(10))
     return case.expect("MlmonNotEnoughData", "14m", "15m", [_alert(
         {"severity": "warning", **CHURN}, "Too few observations to judge drift.",
         "Model churn version 3 saw 15 records in the last 1h (fewer than 100): drift alerts "
@@ -307,7 +309,7 @@ def not_enough_data() -> Case:
 def _quality_case(name: str) -> tuple[Case, dict[str, str]]:
     case = Case(name)
     at = case.replica(CHURN)
-    case.add("mlmon_observations_total", at, _rising(100))
+    case.add(N.OBSERVATIONS.sample, at, _rising(100))
     return case, at
 
 
@@ -315,8 +317,8 @@ def feature_missing() -> Case:
     # age: 50 of 100 records missing (50% > 1% + 10%); income: 5% (< 0% + 10%).
     case, at = _quality_case("MlmonFeatureMissing fires after 10m of a mostly missing feature")
     for feature, missing, null_rate in (("age", 50, 0.01), ("income", 5, 0.0)):
-        case.add("mlmon_feature_missing_total", at | {"feature": feature}, _rising(missing))
-        case.add("mlmon_feature_reference_null_rate", at | {"feature": feature}, _const(null_rate))
+        case.add(N.FEATURE_MISSING.sample, at | {"feature": feature}, _rising(missing))
+        case.add(N.FEATURE_REFERENCE_NULL_RATE.name, at | {"feature": feature}, _const(null_rate))
     return case.expect("MlmonFeatureMissing", "10m", "11m", [_alert(
         {"severity": "warning", **CHURN, "feature": "age"},
         "A feature is missing or null far more often than in training.",
@@ -334,8 +336,8 @@ def unseen_categories() -> Case:
                                          "__unseen__": 0})):
         for cat, count in counts.items():
             c = at | {"feature": feature, "category": cat}
-            case.add("mlmon_feature_category_total", c, _rising(count))
-            case.add("mlmon_feature_category_reference_share", c, _const(shares[cat]))
+            case.add(N.FEATURE_CATEGORY.sample, c, _rising(count))
+            case.add(N.FEATURE_CATEGORY_REFERENCE_SHARE.name, c, _const(shares[cat]))
     return case.expect("MlmonUnseenCategoriesRising", "10m", "11m", [_alert(
         {"severity": "warning", **CHURN, "feature": "city"},
         "A categorical feature receives many categories never seen in training.",
@@ -350,7 +352,7 @@ def invalid_values() -> Case:
     for feature, reason, count in (("age", "out_of_range", 3), ("age", "wrong_type", 3),
                                    ("age", "inf", 0), ("income", "out_of_range", 1),
                                    ("income", "inf", 1)):
-        case.add("mlmon_feature_invalid_total", at | {"feature": feature, "reason": reason},
+        case.add(N.FEATURE_INVALID.sample, at | {"feature": feature, "reason": reason},
                  _rising(count))
     return case.expect("MlmonInvalidValuesRising", "10m", "11m", [_alert(
         {"severity": "warning", **CHURN, "feature": "age"},
@@ -365,9 +367,9 @@ def invalid_all_inf() -> Case:
     # missing-rate alert's case.)
     case, at = _quality_case(
         "MlmonInvalidValuesRising fires after 10m when a feature turns infinite")
-    case.add("mlmon_feature_invalid_total", at | {"feature": "score", "reason": "inf"},
+    case.add(N.FEATURE_INVALID.sample, at | {"feature": "score", "reason": "inf"},
              _rising(100))
-    case.add("mlmon_feature_missing_total", at | {"feature": "score"}, _const(0.0))
+    case.add(N.FEATURE_MISSING.sample, at | {"feature": "score"}, _const(0.0))
     return case.expect("MlmonInvalidValuesRising", "10m", "11m", [_alert(
         {"severity": "warning", **CHURN, "feature": "score"},
         "A feature receives many invalid values.",
@@ -381,9 +383,9 @@ def text_oov() -> Case:
     at = case.replica(CHURN)
     for feature, oov in (("review", 300), ("comment", 100)):
         f = at | {"feature": feature}
-        case.add("mlmon_feature_text_tokens_total", f, _rising(1000))
-        case.add("mlmon_feature_text_oov_tokens_total", f, _rising(oov))
-        case.add("mlmon_feature_text_reference_oov_rate", f, _const(0.1))
+        case.add(N.FEATURE_TEXT_TOKENS.sample, f, _rising(1000))
+        case.add(N.FEATURE_TEXT_OOV_TOKENS.sample, f, _rising(oov))
+        case.add(N.FEATURE_TEXT_REFERENCE_OOV_RATE.name, f, _const(0.1))
     return case.expect("MlmonTextOOVRising", "10m", "11m", [_alert(
         {"severity": "warning", **CHURN, "feature": "review"},
         "A text feature has many more out-of-vocabulary tokens than in training.",
@@ -395,9 +397,9 @@ def prediction_nan() -> Case:
     # One NaN prediction scraped at 6m; wrong_type predictions do not count.
     case = Case("MlmonPredictionNaN fires at the first NaN prediction")
     at = case.replica(CHURN)
-    case.add("mlmon_prediction_invalid_total", at | {"reason": "nan"}, f"0+0x5 1+0x{MINUTES - 6}")
-    case.add("mlmon_prediction_invalid_total", at | {"reason": "inf"}, _const(0.0))
-    case.add("mlmon_prediction_invalid_total", at | {"reason": "wrong_type"}, _rising(5))
+    case.add(N.PREDICTION_INVALID.sample, at | {"reason": "nan"}, f"0+0x5 1+0x{MINUTES - 6}")
+    case.add(N.PREDICTION_INVALID.sample, at | {"reason": "inf"}, _const(0.0))
+    case.add(N.PREDICTION_INVALID.sample, at | {"reason": "wrong_type"}, _rising(5))
     return case.expect("MlmonPredictionNaN", "5m", "6m", [_alert(
         {"severity": "critical", **CHURN, "reason": "nan"},
         "The model produces NaN or infinite predictions.",
@@ -405,7 +407,7 @@ def prediction_nan() -> Case:
 
 
 def _info(case: Case, model: str, version: str) -> None:
-    case.add("mlmon_model_info", {"model": model, "model_version": version, "instance": version,
+    case.add(N.MODEL_INFO.name, {"model": model, "model_version": version, "instance": version,
                                   "job": "mlmon", "profile_sha": "abc"}, _const(1.0))
 
 
@@ -434,7 +436,7 @@ def model_stale() -> Case:
     # churn trained 100 days before t=0 (100.04 days at 1h, printed as 100); fraud 10 days.
     case = Case("MlmonModelStale fires after 1h for a model trained over 90 days ago")
     for model, days in ((CHURN, 100), (FRAUD, 10)):
-        case.add("mlmon_model_trained_timestamp_seconds", model | {"instance": "a", "job": "mlmon"},
+        case.add(N.MODEL_TRAINED.name, model | {"instance": "a", "job": "mlmon"},
                  _const(-days * 86400.0))
     return case.expect("MlmonModelStale", "59m", "60m", [_alert(
         {"severity": "warning", **CHURN}, "The live model was trained too long ago.",
@@ -448,7 +450,7 @@ def latency_slo() -> Case:
     for model, cumulative in ((CHURN, (50, 90, 100, 100)), (FRAUD, (100, 100, 100, 100))):
         at = model | {"instance": "a", "job": "mlmon"}
         for le, count in zip(("0.1", "0.5", "1.0", "+Inf"), cumulative, strict=True):
-            case.add("mlmon_inference_latency_seconds_bucket", at | {"le": le}, _rising(count))
+            case.add(N.INFERENCE_LATENCY.bucket, at | {"le": le}, _rising(count))
     return case.expect("MlmonLatencySLOBreach", "10m", "11m", [_alert(
         {"severity": "critical", **CHURN}, "Inference latency is above its SLO.",
         "Model churn version 3: p99 latency over the last 5m is 950ms (SLO 0.5s).",
@@ -459,8 +461,8 @@ def error_ratio() -> Case:
     case = Case("MlmonHighErrorRatio fires after 5m of 10% errors")
     for model, errors in ((CHURN, 10), (FRAUD, 1)):
         at = model | {"instance": "a", "job": "mlmon"}
-        case.add("mlmon_requests_total", at | {"outcome": "ok"}, _rising(100 - errors))
-        case.add("mlmon_requests_total", at | {"outcome": "error"}, _rising(errors))
+        case.add(N.REQUESTS.sample, at | {"outcome": "ok"}, _rising(100 - errors))
+        case.add(N.REQUESTS.sample, at | {"outcome": "error"}, _rising(errors))
     return case.expect("MlmonHighErrorRatio", "5m", "6m", [_alert(
         {"severity": "critical", **CHURN}, "Too many inference requests fail.",
         "Model churn version 3: 10% of requests failed over the last 5m (threshold 0.05).",
@@ -469,8 +471,8 @@ def error_ratio() -> Case:
 
 def throughput_zero() -> Case:
     case = Case("MlmonThroughputZero fires after 10m without observations")
-    case.add("mlmon_observations_total", CHURN | {"instance": "a", "job": "mlmon"}, _const(100.0))
-    case.add("mlmon_observations_total", FRAUD | {"instance": "a", "job": "mlmon"}, _rising(10))
+    case.add(N.OBSERVATIONS.sample, CHURN | {"instance": "a", "job": "mlmon"}, _const(100.0))
+    case.add(N.OBSERVATIONS.sample, FRAUD | {"instance": "a", "job": "mlmon"}, _rising(10))
     return case.expect("MlmonThroughputZero", "10m", "11m", [_alert(
         {"severity": "critical", **CHURN}, "A model receives no traffic.",
         "Model churn version 3 observed no record in the last 5m while its exporter is up.",
@@ -503,15 +505,15 @@ def healthy() -> Case:
     at = case.replica(CHURN)
     case.add("up", {"instance": "a", "job": "mlmon"}, _const(1.0))
     _info(case, "churn", "3")
-    case.add("mlmon_model_trained_timestamp_seconds", at, _const(-86400.0))
-    case.add("mlmon_observations_total", at, _rising(200))
-    case.add("mlmon_requests_total", at | {"outcome": "ok"}, _rising(200))
-    case.add("mlmon_requests_total", at | {"outcome": "error"}, _const(0.0))
-    case.histogram("mlmon_feature", at | {"feature": "age"}, [25.0, 35.0, 50.0],
+    case.add(N.MODEL_TRAINED.name, at, _const(-86400.0))
+    case.add(N.OBSERVATIONS.sample, at, _rising(200))
+    case.add(N.REQUESTS.sample, at | {"outcome": "ok"}, _rising(200))
+    case.add(N.REQUESTS.sample, at | {"outcome": "error"}, _const(0.0))
+    case.histogram(FEATURE_HIST, at | {"feature": "age"}, [25.0, 35.0, 50.0],
                    [0.25, 0.25, 0.25, 0.25], [50, 50, 50, 50])
-    case.add("mlmon_feature_reference_count", at | {"feature": "age"}, _const(1000.0))
-    case.histogram("mlmon_prediction", at, [0.0], [0.5, 0.5], [100, 100])
-    case.add("mlmon_reference_rows", at, _const(1000.0))
+    case.add(N.FEATURE_REFERENCE_COUNT.name, at | {"feature": "age"}, _const(1000.0))
+    case.histogram(PREDICTION_HIST, at, [0.0], [0.5, 0.5], [100, 100])
+    case.add(N.REFERENCE_ROWS.name, at, _const(1000.0))
     for alert in ("MlmonFeatureDrift", "MlmonPredictionDrift", "MlmonNotEnoughData",
                   "MlmonThroughputZero", "MlmonExporterDown", "MlmonMultipleModelVersions",
                   "MlmonUnexpectedModelVersion", "MlmonModelStale", "MlmonHighErrorRatio"):

@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 from prometheus_client.utils import floatToGoString
 
+import mlmon.names as N
 from mlmon.alerting.config import load as load_config
+from mlmon.alerting.recording import (
+    FEATURE_CATS,
+    FEATURE_HIST,
+    PREDICTION_CLASSES,
+    PREDICTION_HIST,
+    SCORE_HIST,
+    Histogram,
+)
 from mlmon.exporter import drift
 from mlmon.names import COUNTERS_START
 
@@ -70,20 +79,20 @@ def _les(edges: list[float]) -> list[str]:
     return [floatToGoString(e) for e in edges] + ["+Inf"]
 
 
-def _histogram(series: list[tuple[str, str]], prefix: str, labels: dict[str, str],
-               edges: list[float], ref: list[float], bins: tuple[list[int], list[int]],
-               bucket: str = "_value_bucket") -> None:
+def _histogram(series: list[tuple[str, str]], h: Histogram, labels: dict[str, str],
+               edges: list[float], ref: list[float], bins: tuple[list[int], list[int]]) -> None:
+    """The exporter's series of histogram `h`: buckets and its reference distribution."""
     les = _les(edges)
     cum1, cum2 = np.cumsum(bins[0]), np.cumsum(bins[1])
     ref_cum = np.cumsum(ref)
     for i, le in enumerate(les):
         at = labels | {"le": le}
-        series.append((f"{prefix}{bucket}{_labels(at)}", _counter(cum1[i], cum2[i])))
-        series.append((f"{prefix}_reference_bin_share{_labels(at)}", _gauge(ref[i])))
-        series.append((f"{prefix}_reference_cumulative_share{_labels(at)}",
+        series.append((f"{h.metric}_bucket{_labels(at)}", _counter(cum1[i], cum2[i])))
+        series.append((f"{h.reference.bins.name}{_labels(at)}", _gauge(ref[i])))
+        series.append((f"{h.reference.cumulative.name}{_labels(at)}",
                        _gauge(float(ref_cum[i]))))
         if i:
-            series.append((f"{prefix}_bucket_previous_le_info"
+            series.append((f"{h.reference.previous_le.name}"
                            f"{_labels(at | {'previous_le': les[i - 1]})}", "1+0x10"))
 
 
@@ -91,31 +100,30 @@ def input_series() -> list[tuple[str, str]]:
     series: list[tuple[str, str]] = []
     for replica in REPLICAS:
         at = MODEL | {"instance": replica, "job": "mlmon"}
-        series.append((f"{COUNTERS_START}{_labels(at)}", "0+0x10"))
-        _histogram(series, "mlmon_feature", at | {"feature": "age"}, AGE_EDGES, AGE_REF,
+        series.append((f"{COUNTERS_START.name}{_labels(at)}", "0+0x10"))
+        _histogram(series, FEATURE_HIST, at | {"feature": "age"}, AGE_EDGES, AGE_REF,
                    AGE[replica])
         for cat in sorted(CITY_REF):
             cat_at = at | {"feature": "city", "category": cat}
-            series.append((f"mlmon_feature_category_total{_labels(cat_at)}",
+            series.append((f"{FEATURE_CATS.counter}{_labels(cat_at)}",
                            _counter(CITY[replica][0][cat], CITY[replica][1][cat])))
-            series.append((f"mlmon_feature_category_reference_share{_labels(cat_at)}",
+            series.append((f"{FEATURE_CATS.ref_share}{_labels(cat_at)}",
                            _gauge(CITY_REF[cat])))
         for feature, m in REF_COUNT.items():
-            series.append((f"mlmon_feature_reference_count{_labels(at | {'feature': feature})}",
+            series.append((f"{N.FEATURE_REFERENCE_COUNT.name}{_labels(at | {'feature': feature})}",
                            _gauge(m)))
-        _histogram(series, "mlmon_prediction", at, PRED_EDGES, PRED_REF, PRED[replica])
-        series.append((f"mlmon_reference_rows{_labels(at)}", _gauge(REF_ROWS)))
+        _histogram(series, PREDICTION_HIST, at, PRED_EDGES, PRED_REF, PRED[replica])
+        series.append((f"{N.REFERENCE_ROWS.name}{_labels(at)}", _gauge(REF_ROWS)))
         spam = SPAM | {"instance": replica, "job": "mlmon"}
-        series.append((f"{COUNTERS_START}{_labels(spam)}", "0+0x10"))
+        series.append((f"{COUNTERS_START.name}{_labels(spam)}", "0+0x10"))
         for cls in sorted(CLASS_REF):
             cls_at = spam | {"class": cls}
-            series.append((f"mlmon_prediction_class_total{_labels(cls_at)}",
+            series.append((f"{PREDICTION_CLASSES.counter}{_labels(cls_at)}",
                            _counter(CLASSES[replica][0][cls], CLASSES[replica][1][cls])))
-            series.append((f"mlmon_prediction_class_reference_share{_labels(cls_at)}",
+            series.append((f"{PREDICTION_CLASSES.ref_share}{_labels(cls_at)}",
                            _gauge(CLASS_REF[cls])))
-        _histogram(series, "mlmon_prediction_score", spam, SCORE_EDGES, SCORE_REF,
-                   SCORE[replica], bucket="_bucket")
-        series.append((f"mlmon_reference_rows{_labels(spam)}", _gauge(SPAM_ROWS)))
+        _histogram(series, SCORE_HIST, spam, SCORE_EDGES, SCORE_REF, SCORE[replica])
+        series.append((f"{N.REFERENCE_ROWS.name}{_labels(spam)}", _gauge(SPAM_ROWS)))
     return series
 
 
@@ -146,16 +154,16 @@ def _critical_values() -> list[tuple[str, dict[str, str], float]]:
     n_pred = float(_pooled(PRED, w).sum())
     n_cls = sum(_pooled_cats(CLASSES, w).values())
     return [
-        (f'model_feature:mlmon_feature_ks_critical:{w}{{feature="age"}}',
+        (N.FEATURE_KS_CRITICAL.at(w) + '{feature="age"}',
          MODEL | {"feature": "age"},
          drift.ks_critical(n_age, REF_COUNT["age"], alpha_f, tests=features)),
-        (f'model_feature:mlmon_feature_ks_critical:{w}{{feature="city"}}',
+        (N.FEATURE_KS_CRITICAL.at(w) + '{feature="city"}',
          MODEL | {"feature": "city"},
          drift.tv_critical(n_city, REF_COUNT["city"], alpha_f, categories=len(CITY_REF),
                            tests=features)),
-        (f'model:mlmon_prediction_ks_critical:{w}{{model="churn"}}', MODEL,
+        (N.PREDICTION_KS_CRITICAL.at(w) + '{model="churn"}', MODEL,
          drift.ks_critical(n_pred, REF_ROWS, alpha_p)),
-        (f'model:mlmon_prediction_ks_critical:{w}{{model="spam"}}', SPAM,
+        (N.PREDICTION_KS_CRITICAL.at(w) + '{model="spam"}', SPAM,
          drift.tv_critical(n_cls, SPAM_ROWS, alpha_p, categories=len(CLASS_REF))),
     ]
 
@@ -168,30 +176,33 @@ def expectations() -> list[tuple[str, dict[str, str], float]]:
         counts = _pooled(AGE, w)
         d = drift.binned_drift(counts, AGE_REF)
         for stat in ("psi", "ks", "js"):
-            out.append((f'model_feature:mlmon_feature_{stat}:{w}{{feature="age"}}', age,
+            out.append((N.FEATURE_STATS[stat].at(w)
+                        + '{feature="age"}', age,
                         getattr(d, stat)))
         cats = _pooled_cats(CITY, w)
         dc = drift.categorical_drift(cats, CITY_REF)
         for stat in ("psi", "ks", "js", "chi2"):
-            out.append((f'model_feature:mlmon_feature_{stat}:{w}{{feature="city"}}', city,
+            out.append((N.FEATURE_STATS[stat].at(w)
+                        + '{feature="city"}', city,
                         getattr(dc, stat)))
-        out.append((f"model_feature:mlmon_feature_unseen:share{w}", city,
+        out.append((N.FEATURE_UNSEEN_SHARE.at(w), city,
                     cats["__unseen__"] / sum(cats.values())))
         for le, share in zip(_les(AGE_EDGES), counts / counts.sum(), strict=True):
-            out.append((f'model_feature_le:mlmon_feature_value:bin_share{w}{{le="{le}"}}',
+            out.append((FEATURE_HIST.bins(w) + f'{{le="{le}"}}',
                         age | {"le": le}, float(share)))
-        out.append((f'model_feature:mlmon_feature_samples:increase{w}{{feature="age"}}', age,
+        out.append((N.FEATURE_SAMPLES.at(w) + '{feature="age"}', age,
                     float(counts.sum())))
         dp = drift.binned_drift(_pooled(PRED, w), PRED_REF)
         for stat in ("psi", "ks", "js"):
-            out.append((f'model:mlmon_prediction_{stat}:{w}{{model="churn"}}', MODEL,
+            out.append((N.prediction_stat(stat).at(w) + '{model="churn"}', MODEL,
                         getattr(dp, stat)))
         dcls = drift.categorical_drift(_pooled_cats(CLASSES, w), CLASS_REF)
         dscore = drift.binned_drift(_pooled(SCORE, w), SCORE_REF)
         for stat in ("psi", "ks", "js"):
-            out.append((f'model:mlmon_prediction_{stat}:{w}{{model="spam"}}', SPAM,
+            out.append((N.prediction_stat(stat).at(w) + '{model="spam"}', SPAM,
                         getattr(dcls, stat)))
-            out.append((f"model:mlmon_prediction_score_{stat}:{w}", SPAM, getattr(dscore, stat)))
+            out.append((N.prediction_stat(f"score_{stat}").at(w), SPAM,
+                        getattr(dscore, stat)))
     return out + _critical_values()
 
 

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import mlmon.names as N
 from mlmon.alerting.config import duration_seconds
 from mlmon.alerting.config import load as load_config
+from mlmon.alerting.recording import FEATURE_HIST
 from mlmon.names import COUNTERS_START, PROFILE_LOADED
 
 PATH = Path(__file__).with_name("window_counts_test.yml")
@@ -165,10 +167,10 @@ def _series(instance: str, started: Samples, counter: Samples,
             loaded: Samples | None = None) -> list[tuple[str, str]]:
     at = MODEL | {"instance": instance, "job": "mlmon"}
     bucket = at | {"feature": "age", "le": "+Inf"}
-    return [(f"{COUNTERS_START}{_labels(at)}", _values(started)),
-            (f"{PROFILE_LOADED}{_labels(at)}", _values(started if loaded is None else loaded)),
-            (f"mlmon_observations_total{_labels(at)}", _values(counter)),
-            (f"mlmon_feature_value_bucket{_labels(bucket)}", _values(counter))]
+    return [(f"{COUNTERS_START.name}{_labels(at)}", _values(started)),
+            (f"{PROFILE_LOADED.name}{_labels(at)}", _values(started if loaded is None else loaded)),
+            (f"{N.OBSERVATIONS.sample}{_labels(at)}", _values(counter)),
+            (f"{N.FEATURE_VALUE.bucket}{_labels(bucket)}", _values(counter))]
 
 
 def case_lines(case: Case) -> list[str]:
@@ -180,9 +182,9 @@ def case_lines(case: Case) -> list[str]:
     lines.append("    promql_expr_test:")
     w = f"{W}m"
     for rule, metric, labels in (
-            (f"model:mlmon_observations:increase{w}", "mlmon_observations_total", MODEL),
-            (f"model_feature_le:mlmon_feature_value_bucket:increase{w}",
-             "mlmon_feature_value_bucket", MODEL | {"feature": "age", "le": "+Inf"})):
+            (N.OBSERVATIONS_INCREASE.at(w), N.OBSERVATIONS.sample, MODEL),
+            (FEATURE_HIST.bucket(w),
+             N.FEATURE_VALUE.bucket, MODEL | {"feature": "age", "le": "+Inf"})):
         if case.expected is None:  # a exactly, b as increase() estimates it
             want = (f"{A_COUNT!r} + sum by ({', '.join(labels)}) "
                     f'(increase({metric}{{instance="b"}}[{w}]))')

@@ -42,7 +42,7 @@ _HEADER = """\
 #   MLMON_SLACK_WEBHOOK_URL=... python -m mlmon.alerting.amconfig --out
 #     /etc/mlmon-am/alertmanager.yml
 # (docker-compose: the one-shot am-config service; make stack: stack/local.py).
-# See README.md (drift) and alerting/amconfig.py.
+# See docs/drift-and-alerts.md (notifications), docs/operations.md and alerting/amconfig.py.
 """
 
 

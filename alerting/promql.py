@@ -19,7 +19,7 @@ def by(labels: Sequence[str]) -> str:
 
 def window_count(metric: str, window: str, window_s: int, grace_s: int,
                  extra_labels: Sequence[str], counter: bool = True) -> str:
-    """Per-series change of `metric` over `window`, restart-aware (README.md (drift)).
+    """Per-series change of `metric` over `window`, restart-aware (docs/drift-and-alerts.md).
 
     Keyed on `mlmon_counters_start_timestamp_seconds`, when the target's exported counters
     last started from zero: a process's start in one process; in multi-process mode the

@@ -110,7 +110,7 @@ class _Window:
             Rule(h.bucket(w), self.summed(f"{h.metric}_bucket", (*g, "le"), extra),
                  f"Cumulative bucket counts of the {h.what} over {w}, pooled over replicas: the "
                  "base of every distribution statistic (restart-aware counts, see "
-                 "README.md (drift))."),
+                 "docs/drift-and-alerts.md)."),
             Rule(h.count(w), f'sum without (le) ({h.bucket(w)}{{le="+Inf"}})',
                  f"Samples n of the {h.what} in {w} (the +Inf bucket, so it matches the buckets)."),
             Rule(h.cumulative(w),

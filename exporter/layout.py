@@ -197,8 +197,8 @@ class Layout:
 def series_count(profile: Profile, latency_buckets: int = len(DEFAULT_LATENCY_BUCKETS)) -> int:
     """Series one monitor exposes (process_* excluded), with the prediction window non-empty.
 
-    Kept as a closed formula, mirrored in README.md (exporter); a test checks it against the
-    rendered exposition.
+    Kept as a closed formula, mirrored in docs/exporter-and-metrics.md (cardinality); a test
+    checks it against the rendered exposition.
     """
     # info, trained (if known), loaded, counters start, rows, observations, unknown,
     # requests x2, in-flight

@@ -173,7 +173,7 @@ def _more_passes(
     builder: _Builder, read_again: Callable[[], Iterator[pd.DataFrame]],
     settings: ProfileSettings, bar: Progress | None, why: str,
 ) -> None:
-    """Read the file again until the float columns' statistics are exact (profiling_passes)."""
+    """Read the file again until the float columns' statistics are exact (`passes`)."""
     passes = builder.passes()
     label = bar.label if bar else ""
     while passes.begin():

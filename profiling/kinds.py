@@ -1,11 +1,11 @@
 """Kind inference: which columns are numeric, categorical or text, and what the prediction is.
 
-The rules (documented in README.md, "Reference profile"; override them with `numeric=`,
+The rules (documented in docs/profile.md, "What is in it"; override them with `numeric=`,
 `categorical=`, `text=` and `prediction_kind=`):
 - booleans are categorical; numbers (int, float) are numeric;
 - strings that are numbers but for a few cells (at most MAX_NON_NUMERIC_SHARE of the non-null
   ones: a typo, "n/a") are numeric; those cells are then counted as nulls, with a warning
-  (profiling_columns.NumericColumn). Strings that are mostly numbers (MOSTLY_NUMBERS) but not
+  (`columns.NumericColumn`). Strings that are mostly numbers (MOSTLY_NUMBERS) but not
   that few stay categorical or text, with a warning naming the cells and the option that
   decides, so a typo never silently turns a numeric column into categories;
 - strings are text when they are long (mean length > 30 characters), or when they look like free

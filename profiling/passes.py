@@ -4,8 +4,8 @@ The first pass over a file keeps each numeric column's finite values while they 
 `MemoryBudget`; then the in-memory statistics apply. Past the budget the values are dropped and
 each float stream keeps only its count, min and max; `Passes` then reads the file again:
 
-- pass 2: the sum for the mean (`profiling_sums`, needs the count), the first histogram of the
-  quantile ranks (`profiling_ranks`, needs min and max), MAE/RMSE sums of residuals;
+- pass 2: the sum for the mean (`sums`, needs the count), the first histogram of the
+  quantile ranks (`ranks`, needs min and max), MAE/RMSE sums of residuals;
 - pass 3: the squared deviations from that mean (the std), and the values of the histogram cells
   holding the ranks (or finer histograms of cells too big for the budget);
 - more passes only while some rank is still in a cell too big to collect (skewed data).

@@ -23,7 +23,7 @@ _TOKEN = re.compile(r"\w+")
 
 # Why a value is not counted as a feature value or a prediction: the `reason` label values of
 # mlmon_feature_invalid_total / mlmon_prediction_invalid_total and the record's flags.
-MISSING = "missing"  # absent, None, pandas NA/NaT; a NaN too for categorical and text features
+MISSING = "missing"  # absent, None, pandas NA/NaT; for a feature (any kind) a NaN too
 NAN, INF, WRONG_TYPE = "nan", "inf", "wrong_type"
 OUT_OF_RANGE, NOT_ALLOWED, UNSEEN = "out_of_range", "not_allowed", "unseen"
 

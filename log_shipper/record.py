@@ -3,7 +3,7 @@
 `RecordBuilder` is made once per service and called per prediction. It types each feature as
 the profile says (numeric -> float, categorical -> canonical string, text -> str), so a value
 Elasticsearch would reject for its mapping never leaves the process: such a value becomes
-`null` and the exporter's flag (`wrong_type`, `nan`, ...) says why.
+`null` and the exporter's flag (`wrong_type`, `inf`, ...) says why.
 
 The request id contract: the record's `event.id` is its Elasticsearch `_id`, which Elasticsearch
 refuses over 512 bytes (UTF-8). A longer `request_id` is replaced by `stable_id()`, a SHA-256 of

@@ -10,7 +10,6 @@ example as a service that answers a request); a make target is checked to exist 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -44,12 +43,6 @@ CHECKS = {
     "mlmon profile": re.compile(r"^\.venv/bin/mlmon profile "),
     "mlmon serve": re.compile(r"^\.venv/bin/mlmon serve "),
 }
-# Until the `mlmon` namespace lands (issue 10), the README's imports map to today's packages.
-OLD_IMPORTS = (
-    ("from mlmon import PredictionLogger", "from mlmon.log_shipper.facade import PredictionLogger"),
-    ("mlmon.exporter", "exporter"),
-    ("mlmon.log_shipper", "log_shipper"),
-)
 
 
 def readme() -> str:
@@ -224,9 +217,6 @@ print(client.get("/metrics").text)
 
 def test_the_python_example_runs_as_a_service(profiled: Path) -> None:
     (example,) = fenced({"python"})
-    if importlib.util.find_spec("mlmon") is None:
-        for new, old in OLD_IMPORTS:
-            example = example.replace(new, old)
     # `model` is the reader's own; here, a classifier that always answers "True".
     prelude = textwrap.dedent("""
         import numpy as np

@@ -134,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         sink = Sink(args.host, args.port, args.out)
-    except OSError as exc:
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
+        raise CliError(f"cannot listen on {args.host}:{args.port}: "
+                       f"{getattr(exc, 'strerror', None) or exc}") from exc
     if args.out:
         try:
             open(args.out, "a", encoding="utf-8").close()

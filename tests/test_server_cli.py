@@ -52,6 +52,16 @@ def test_serve_bad_profile_is_one_line(tmp_path):
     assert out.stderr.count("\n") == 1 and "bad.json" in out.stderr
 
 
+def test_serve_port_out_of_range_is_one_line(tmp_path):
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps(sample_profile_dict()))
+    out = subprocess.run([sys.executable, "-m", "mlmon.cli", "serve", "--profile", str(profile),
+                          "--port", "99999"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.startswith("mlmon serve: error: cannot listen on 127.0.0.1:99999: ")
+    assert out.stderr.count("\n") == 1
+
+
 def test_synthetic_records_follow_the_reference_shares():
     profile = Profile.from_dict(sample_profile_dict())
     sampler = RecordSampler(profile, seed=3)

@@ -118,3 +118,11 @@ def test_cli_error_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith(f"mlmon sink: error: cannot listen on 127.0.0.1:{port}")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_port_out_of_range_is_one_line() -> None:
+    result = subprocess.run([*MLMON, "sink", "--port", "99999"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith("mlmon sink: error: cannot listen on 127.0.0.1:99999: ")
+    assert len(result.stderr.strip().splitlines()) == 1

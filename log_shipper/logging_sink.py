@@ -20,11 +20,14 @@ import logging.handlers
 import queue
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pythonjsonlogger.json import JsonFormatter
 
 from mlmon.log_shipper.redact import Redactor
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer  # the type SocketHandler.send declares
 
 
 class RecordFormatter(JsonFormatter):
@@ -45,11 +48,25 @@ class TcpJsonLinesHandler(logging.handlers.SocketHandler):
     """Sends each formatted record as one newline-terminated line (Logstash `json_lines`).
 
     Reconnection with backoff comes from `SocketHandler`; a line that cannot be sent is lost
-    (it is a best-effort side channel: the direct Elasticsearch path is the one with a spool).
+    (it is a best-effort side channel: the direct Elasticsearch path is the one with a spool),
+    but counted: `send` raises where `SocketHandler.send` returns quietly, so `emit` reports the
+    line through `handleError` (the sink's `write_error`).
     """
 
     def makePickle(self, record: logging.LogRecord) -> bytes:  # noqa: N802 - stdlib name
         return self.format(record).encode("utf-8") + b"\n"
+
+    def send(self, s: ReadableBuffer) -> None:
+        if self.sock is None:
+            self.createSocket()  # no-op during the reconnect backoff
+        if self.sock is None:
+            raise OSError(f"not connected to {self.host}:{self.port}")
+        try:
+            self.sock.sendall(s)
+        except OSError:
+            self.sock.close()
+            self.sock = None  # reconnect on a later line
+            raise
 
 
 SINK_DROP_REASONS = ("queue_full", "build_error", "write_error")

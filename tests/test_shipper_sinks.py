@@ -251,6 +251,17 @@ def test_the_sink_counts_what_it_could_not_build_or_write(tmp_path: Path) -> Non
     assert broken.dropped == 1
 
 
+def test_tcp_sink_counts_lines_it_cannot_send() -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: Logstash is down
+    sink = JsonLinesSink.tcp("127.0.0.1", port)
+    for _ in range(5):
+        sink.emit(RECORD)
+    sink.close()
+    assert sink.drops == {"build_error": 0, "queue_full": 0, "write_error": 5}
+
+
 def test_a_full_sink_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
     gate = threading.Event()
 

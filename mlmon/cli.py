@@ -1,8 +1,9 @@
-"""The `mlmon` command: one entry point, one module per subcommand.
+"""mlmon: monitoring for machine-learning models in production (one subcommand per part).
 
-Each subcommand module exposes `add_arguments(parser)` and `run(args) -> int`. Modules are
-imported only when their subcommand runs, so `mlmon profile` never pays for the log shipper's
-imports and a missing optional dependency only affects the subcommand that needs it.
+One entry point, one module per subcommand. Each subcommand module exposes
+`add_arguments(parser)` and `run(args) -> int`. Modules are imported only when their
+subcommand runs, so `mlmon profile` never pays for the log shipper's imports and a missing
+optional dependency only affects the subcommand that needs it.
 
 Errors a user can fix (bad data, a corrupt profile, an unreachable server) are raised as
 `CliError` or `ProfileError` and printed as one line, with exit status 2; never a traceback.

@@ -330,11 +330,6 @@ def _compatible(directory: str, layout: Layout) -> tuple[list[str], float]:
     return [own] + [e.sha for e in members if e.sha != own], started
 
 
-def compatible_shas(directory: str, layout: Layout) -> list[str]:
-    """The shas whose files a worker of `layout` sums (see `_compatible`)."""
-    return _compatible(directory, layout)[0]
-
-
 def _layout_kwargs(meta: dict[str, Any]) -> dict[str, Any]:
     options = meta.get("options") or {}
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()}

@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--vocabulary-size", type=int, default=1000, help="tokens per text column")
     opts.add_argument("--range-margin", type=float, default=0.1,
                       help="allowed range = [min, max] widened by this share of max - min")
-    opts.add_argument("--max-seen-categories", type=int, default=10_000)
+    opts.add_argument("--max-seen-categories", type=int, default=10_000,
+                      help="categories kept in a feature's seen list (the most frequent); "
+                      "live values outside it are unseen")
     opts.add_argument("--allowed-range", action="append", default=[], metavar="COL=LOW:HIGH",
                       help="explicit allowed range of a numeric column (repeatable)")
     opts.add_argument("--allowed", action="append", default=[], metavar="COL=A,B,...",

@@ -11,7 +11,7 @@ regression on one-hot codes, uvicorn, one process) answers POST /predict in four
 - `jsonlog`: + python-json-logger's `logger.info(record)` to a file (the guide's way).
 Rounds are interleaved (each round runs every mode, in a rotated order) so a change in the
 machine's load hits all modes alike; each mode's figure is the median of its rounds and is
-reported as a ratio to `plain` from the same run. Goal (issue 9): `logger` >= 0.9x `plain`.
+reported as a ratio to `plain` from the same run. Goal: `logger` >= 0.9x `plain`.
 Beside the rate, the service process's CPU time per request (all its threads, from /proc): on
 a shared, loaded machine it is the steadier figure of what each mode adds.
 Absolute requests/s are reported, not judged: the exit status is 0 whatever they are.

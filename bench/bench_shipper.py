@@ -111,7 +111,7 @@ def _per_call(n: int, call: Callable[[int], Any]) -> dict[str, float]:
 def bench_record(url: str, n: int) -> dict[str, dict[str, float]]:
     """Per-call costs on the request thread, measured in turn in the same process:
     - `record`: `PredictionLogger.record()` (observe + capture + ship; built off the thread);
-    - `build_on_thread`: observe + build + ship in the caller's thread (record() before issue 9);
+    - `build_on_thread`: observe + build + ship in the caller's thread (how record() used to work);
     - `observe`: `ModelMonitor.observe()` alone;
     - `guide`: python-json-logger's `logger.info(record)` to a file handler (how the guide's
       course code logs a prediction's inputs), synchronous as it is written there."""

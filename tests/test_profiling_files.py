@@ -96,7 +96,7 @@ def _typo_file(path, bad_rows, rows=1000):
 
 
 def test_a_few_non_numbers_leave_a_column_numeric_the_same_whatever_the_chunks(tmp_path) -> None:
-    # Issue 10: one typo in row 301 turned a numeric column into 457 categories, silently, and
+    # One typo in row 301 must not turn a numeric column into 457 categories, silently, nor
     # into an error with --chunk-rows 100.
     path = _typo_file(tmp_path / "typo.csv", {301})
     profiles = set()

@@ -15,8 +15,10 @@ install-prometheus: ## install Prometheus, promtool, Alertmanager, amtool (Debia
 	    prometheus prometheus-alertmanager; \
 	fi
 
-generate-rules: ## regenerate recording/alert rules and alertmanager.yml from alerting/config.yaml
+generate-rules: ## regenerate recording/alert rules, alertmanager.yml and the promtool test files
 	$(PY) -m mlmon.alerting.generate
+	@# the promtool test files are built by Python from the same names and config
+	@for cases in prometheus/tests/*_cases.py; do $(PY) $$cases || exit 1; done
 
 check-rules: ## promtool/amtool checks and the promtool unit tests of every rule and alert
 	promtool check config prometheus/prometheus.yml

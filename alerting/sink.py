@@ -130,13 +130,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlmon.errors import CliError
+    from mlmon.errors import CliError, cannot_listen
 
     try:
         sink = Sink(args.host, args.port, args.out)
-    except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
-        raise CliError(f"cannot listen on {args.host}:{args.port}: "
-                       f"{getattr(exc, 'strerror', None) or exc}") from exc
+    except (OSError, OverflowError) as exc:
+        raise cannot_listen(args.host, args.port, exc) from exc
     if args.out:
         try:
             open(args.out, "a", encoding="utf-8").close()

@@ -59,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
     from prometheus_client import REGISTRY
 
-    from mlmon.demo.listening import AnnouncingServer
+    from mlmon.demo.listening import AnnouncingServer, listening_socket
     from mlmon.demo.service import create_app
     from mlmon.log_shipper.facade import PredictionLogger
 
+    sock = listening_socket(args.host, args.port)  # before the logger starts any thread
     es_url = es_url_with_credentials(args.es_url, args.es_user, args.es_password) \
         if args.es_url else None
     logger = PredictionLogger.from_profile(
@@ -74,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
     shipping = f"records to {_without_credentials(args.es_url)}" if args.es_url \
         else "records not shipped (no --es-url)"
     AnnouncingServer(config, "mlmon demo", f"(POST /predict, GET /metrics, GET /healthz); "
-                     f"{shipping}; Ctrl+C stops").run()
+                     f"{shipping}; Ctrl+C stops").run(sockets=[sock])
     return 0

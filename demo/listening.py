@@ -10,6 +10,23 @@ import socket
 
 import uvicorn
 
+from mlmon.errors import cannot_listen
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, for `AnnouncingServer.run(sockets=[...])`; raises CliError
+    (one line) when it cannot be bound. uvicorn binds inside its event loop, where a port out
+    of range becomes a traceback and a port in use a log line and exit status 1."""
+    # uvicorn's own choice of family; not socket.create_server, whose errors repeat the address
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        raise cannot_listen(host, port, exc) from exc
+    return sock
+
 
 class AnnouncingServer(uvicorn.Server):
     """`uvicorn.Server` that prints `<name>: listening on http://host:port ...` after binding."""

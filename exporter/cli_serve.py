@@ -9,7 +9,7 @@ import argparse
 import random
 import time
 
-from mlmon.errors import CliError
+from mlmon.errors import CliError, cannot_listen
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +33,8 @@ def run(args: argparse.Namespace) -> int:
     monitor = ModelMonitor.from_profile(args.profile)  # ProfileError: one line, exit 2
     try:
         server, _thread = start_http_server(args.port, args.host)
-    except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
-        raise CliError(f"cannot listen on {args.host}:{args.port}: "
-                       f"{getattr(exc, 'strerror', None) or exc}") from exc
+    except (OSError, OverflowError) as exc:
+        raise cannot_listen(args.host, args.port, exc) from exc
     port = server.server_address[1]
     print(f"serving http://{args.host}:{port}/metrics for model {monitor.model!r} "
           f"version {monitor.model_version!r} ({monitor.series_count()} series)", flush=True)

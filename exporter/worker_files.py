@@ -22,6 +22,7 @@ leaves files that readers skip (they are named in the trailer) and the next comp
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import json
@@ -218,6 +219,15 @@ def _read_data(path: str, size: int) -> np.ndarray | None:
     return data if data.size == size else None
 
 
+def _read_held(fd: int, size: int) -> np.ndarray:
+    """The counters of a worker file through a descriptor the caller holds; raises OSError
+    when they cannot all be read (a size other than the layout's included: never guess)."""
+    raw = os.pread(fd, size * DOUBLE, 0)
+    if len(raw) != size * DOUBLE:
+        raise OSError(errno.EIO, f"read {len(raw)} of {size * DOUBLE} bytes")
+    return np.frombuffer(raw, dtype=np.float64).copy()
+
+
 def read_profile(directory: str, sha: str, size: int) -> list[np.ndarray]:
     """Copies of one profile's arrays: the compacted file, then every file it did not absorb.
     Call with the directory lock held (shared) for totals consistent with compaction."""
@@ -311,9 +321,18 @@ def _compact(directory: str, sha: str, layout: Layout) -> list[str]:
             fd = _take_if_dead(path)
             if fd is None:
                 continue
-            data = _read_data(path, size)
+            try:
+                never_sized = os.fstat(fd).st_size == 0
+                data = None if never_sized else _read_held(fd, size)
+            except OSError:
+                # a failed read (EIO) or a size it cannot have says nothing about its counts:
+                # keep it out of this compaction (readers sum it as a live file meanwhile, so
+                # it is counted once) and leave it to a later one. Reading through the fd we
+                # hold means no second open, so no EMFILE here.
+                os.close(fd)
+                continue
             if data is None:
-                # short: its creator died before sizing it, so before counting anything
+                # its creator sizes it before counting anything, and died before that
                 with contextlib.suppress(OSError):
                     os.unlink(path)
                 os.close(fd)

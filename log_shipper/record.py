@@ -10,9 +10,9 @@ refuses over 512 bytes (UTF-8). A longer `request_id` is replaced by `stable_id(
 it (the same request id always gives the same `_id`, so a retried request is still indexed
 once), and the original is kept in `event.original_id` (in `_source`, not indexed).
 
-`RecordBuilder.defer(...)` captures what a record needs (O(1) plus a copy of the features) and
-returns a `PendingRecord`, a read-only Mapping that builds the document the first time it is
-read: in the shipper's or the log sink's thread, not the request's.
+`RecordBuilder.defer(...)` captures what a record needs (O(1) plus a copy of the features and
+of the scores) and returns a `PendingRecord`, a read-only Mapping that builds the document the
+first time it is read: in the shipper's or the log sink's thread, not the request's.
 """
 
 from __future__ import annotations
@@ -174,6 +174,8 @@ class RecordBuilder:
     ) -> PendingRecord:
         """What `build()` needs, captured now (id and timestamp included); built when read."""
         ident = self._new_id() if request_id is None else str(request_id)
+        if scores is not None and isinstance(scores, Mapping):
+            scores = dict(scores)  # the caller may reuse its dict once record() has returned
         return PendingRecord(self, ident, self._clock(), dict(features), prediction, latency_s,
                              scores, flags, unknown_features)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -156,6 +157,30 @@ def test_mlmon_demo_says_where_it_listens_once_it_answers() -> None:
         watchdog.cancel()
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def _demo_failing_on(port: int) -> str:
+    """stderr of `mlmon demo --port PORT`, which must exit 2 with one line and print nothing."""
+    out = subprocess.run([sys.executable, "-m", "mlmon.cli", "demo", "--port", str(port)],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                         timeout=90)
+    assert out.returncode == 2 and out.stdout == "", out
+    assert out.stderr.count("\n") == 1, out.stderr
+    return out.stderr
+
+
+def test_mlmon_demo_port_out_of_range_is_one_line() -> None:
+    assert _demo_failing_on(99999).startswith(
+        "mlmon demo: error: cannot listen on 127.0.0.1:99999: ")
+
+
+def test_mlmon_demo_port_in_use_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert _demo_failing_on(port) == (
+            f"mlmon demo: error: cannot listen on 127.0.0.1:{port}: Address already in use\n")
 
 
 def test_a_printed_es_url_carries_no_credentials() -> None:

@@ -4,6 +4,7 @@ never go backwards while other processes scrape, crash-safe compaction, bounded 
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
@@ -364,6 +365,51 @@ def test_a_compactor_killed_before_unlinking_does_not_double_count(env):
     assert not half_created.exists()
     assert read_compacted(str(mp), sha, layout.size)[1] == []  # the absorbed list is emptied
     assert value(scrape(mp)) == 13.0
+
+
+def test_a_dead_workers_file_that_cannot_be_read_is_kept_and_counted_once(env, monkeypatch):
+    """A read error while compacting (EIO, injected into the compactor's read of one dead
+    worker's file) is not a file its creator never sized: the file stays, every scrape
+    meanwhile counts it once, and the first compaction that can read it absorbs it."""
+    profile, mp, environ = env
+    stop(start_workers(profile, environ, [4, 6], "wait"))  # two dead files
+    sha = sha_of(profile)
+    layout = layout_of(profile)
+    unreadable, _ = list_files(str(mp), sha).workers
+    its_count = np.fromfile(mp / unreadable, count=layout.size)[layout.observations]
+    assert its_count in (4.0, 6.0)
+    inode = (mp / unreadable).stat().st_ino
+    real_pread = os.pread
+
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        if os.fstat(fd).st_ino == inode:
+            raise OSError(errno.EIO, "injected")
+        return real_pread(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    for _ in range(2):  # each scrape tries to compact it again
+        assert value(scrape(mp)) == 10.0
+        assert db_files(mp) == sorted([f"mlmon_{sha}_compacted.db", unreadable])
+    compacted, _ = read_compacted(str(mp), sha, layout.size)
+    assert compacted is not None and compacted[layout.observations] == 10.0 - its_count
+    monkeypatch.undo()  # the disk recovers
+    assert value(scrape(mp)) == 10.0
+    assert db_files(mp) == [f"mlmon_{sha}_compacted.db"]
+    assert value(scrape(mp)) == 10.0
+
+
+def test_a_dead_workers_file_of_a_size_it_cannot_have_is_kept(env):
+    """Only an empty file was never sized; a file cut short by something else is not deleted
+    (its counts may be recoverable by hand), and not counted (readers skip it too)."""
+    profile, mp, environ = env
+    stop(start_workers(profile, environ, [4, 6], "wait"))
+    sha = sha_of(profile)
+    layout = layout_of(profile)
+    cut, _ = list_files(str(mp), sha).workers
+    its_count = np.fromfile(mp / cut, count=layout.size)[layout.observations]
+    os.truncate(mp / cut, 8)
+    assert value(scrape(mp)) == 10.0 - its_count
+    assert db_files(mp) == sorted([f"mlmon_{sha}_compacted.db", cut])
 
 
 def layout_of(profile: Path) -> Layout:

@@ -127,6 +127,17 @@ def test_a_deferred_record_builds_the_same_document_when_read(sample_profile: Pr
     assert pending["event"] is pending["event"]  # built once, then kept
 
 
+def test_a_deferred_record_keeps_the_scores_it_was_given(sample_profile: Profile) -> None:
+    builder = _builder(sample_profile)
+    scores = {"no": 0.2, "yes": 0.8}
+    pending = builder.defer({"age": 42}, "yes", scores=scores, request_id="req-1")
+    scores["yes"] = 0.1  # the caller reuses its dict for the next prediction
+    del scores["no"]
+    assert dict(pending)["prediction"]["scores"] == {"no": 0.2, "yes": 0.8}
+    assert dict(pending) == builder.build({"age": 42}, "yes", scores={"no": 0.2, "yes": 0.8},
+                                          request_id="req-1", timestamp=NOW)
+
+
 def test_a_deferred_record_with_an_over_long_id_reports_the_hashed_id() -> None:
     pending = _builder().defer({}, None, request_id="x" * 600)
     assert pending.id == dict(pending)["event"]["id"] == stable_id("x" * 600)[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlmon.alerting import promql as q
 from mlmon.alerting.config import QUANTILES, Config
 from mlmon.alerting.render import Group, Rule
 
@@ -46,6 +47,12 @@ class _Alerts:
     def __init__(self, config: Config) -> None:
         self.c = config
         self.min = config.min_samples
+
+    def latest(self, selector: str, lookback: str | None = None) -> str:
+        """An exported gauge read at the last successful scrape within `lookback` (default
+        restart_grace): an instant read would vanish while scrapes fail and restart the alert's
+        `for:`. A reference compared with a window's statistic is read over that window."""
+        return q.latest(selector, lookback or self.c.restart_grace)
 
     def rule(self, name: str, expr: str, summary: str, description: str, why: str) -> Rule:
         section: dict[str, Any] = self.c.alert(name)
@@ -125,7 +132,8 @@ class _Alerts:
                 "MlmonFeatureMissing",
                 f"model_feature:mlmon_feature_missing:ratio{miss['window']}\n"
                 f"> on (model, model_version, feature)\n"
-                f"(max by (model, model_version, feature) (mlmon_feature_reference_null_rate)"
+                f"(max by (model, model_version, feature) "
+                f"({self.latest('mlmon_feature_reference_null_rate', miss['window'])})"
                 f" + {miss['max_increase']})\n"
                 f"and on (model, model_version)\n"
                 f"model:mlmon_observations:increase{miss['window']} >= {self.min}",
@@ -157,7 +165,8 @@ class _Alerts:
                 "MlmonTextOOVRising",
                 f"model_feature:mlmon_feature_text_oov:ratio{oov['window']}\n"
                 f"> on (model, model_version, feature)\n"
-                f"(max by (model, model_version, feature) (mlmon_feature_text_reference_oov_rate)"
+                f"(max by (model, model_version, feature) "
+                f"({self.latest('mlmon_feature_text_reference_oov_rate', oov['window'])})"
                 f" + {oov['max_increase']})\n"
                 f"and model_feature:mlmon_feature_text_tokens:increase{oov['window']} "
                 f">= {self.min}",
@@ -172,7 +181,7 @@ class _Alerts:
         expected = self.c.alert("MlmonUnexpectedModelVersion")["expected_versions"]
         stale = self.c.alert("MlmonModelStale")
         wrong = "\nor\n".join(
-            f'mlmon_model_info{{model="{model}", model_version!="{version}"}}'
+            self.latest(f'mlmon_model_info{{model="{model}", model_version!="{version}"}}')
             for model, version in sorted(expected.items())) or "vector(0) < 0"
         return [
             self.rule(
@@ -185,7 +194,8 @@ class _Alerts:
                 "Numerical instability: any NaN/Inf prediction is a bug."),
             self.rule(
                 "MlmonMultipleModelVersions",
-                "count by (model) (max by (model, model_version) (mlmon_model_info)) > 1",
+                "count by (model) (max by (model, model_version) "
+                f"({self.latest('mlmon_model_info')})) > 1",
                 "More than one version of a model is live.",
                 "Model {{ $labels.model }} has {{ $value }} versions exporting at once.",
                 "A stuck rollout or a forgotten replica serving an old version."),
@@ -198,7 +208,8 @@ class _Alerts:
                 "The wrong model was deployed (expected versions come from the config)."),
             self.rule(
                 "MlmonModelStale",
-                "(time() - max by (model, model_version) (mlmon_model_trained_timestamp_seconds))"
+                "(time() - max by (model, model_version) "
+                f"({self.latest('mlmon_model_trained_timestamp_seconds')}))"
                 f" / 86400\n> {stale['max_age_days']}",
                 "The live model was trained too long ago.",
                 f"Model {_WHERE} was trained {_num(fmt='%.0f')} days ago "

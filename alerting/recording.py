@@ -102,6 +102,11 @@ class _Window:
         self.ws = duration_seconds(window)
         self.grace = duration_seconds(config.restart_grace)
 
+    def reference(self, metric: str, group: tuple[str, ...]) -> str:
+        # Read over the window, as the counts are: the statistic exists while the window
+        # holds counts, through failed scrapes of any length inside it.
+        return q.reference(metric, group, self.w)
+
     def summed(self, metric: str, group: tuple[str, ...], extra: tuple[str, ...],
                counter: bool = True) -> str:
         return q.summed_window_count(metric, self.w, self.ws, self.grace, group, extra, counter)
@@ -110,7 +115,7 @@ class _Window:
 
     def histogram_rules(self, h: Histogram) -> list[Rule]:
         w, g = self.w, h.group
-        prev = q.reference(h.previous_le, (*g, "le", "previous_le"))
+        prev = self.reference(h.previous_le, (*g, "le", "previous_le"))
         extra = tuple(x for x in g if x not in MODEL) + ("le",)
         return [
             Rule(h.bucket(w), self.summed(f"{h.metric}_bucket", (*g, "le"), extra),
@@ -136,8 +141,8 @@ class _Window:
     def histogram_drift(self, h: Histogram) -> tuple[str, str, str]:
         """PSI, KS and JS expressions of a histogram against its reference."""
         g = (*h.group, "le")
-        ref_bin = q.reference(h.ref_bin, g)
-        ref_cum = q.reference(h.ref_cumulative, g)
+        ref_bin = self.reference(h.ref_bin, g)
+        ref_cum = self.reference(h.ref_cumulative, g)
         eps = self.c.epsilon
         return (q.psi(h.bins(self.w), ref_bin, h.group, eps),
                 q.ks_distance(h.cumulative(self.w), ref_cum, h.group),
@@ -160,7 +165,7 @@ class _Window:
 
     def category_drift(self, cats: Categories) -> tuple[str, str, str, str]:
         """PSI, total variation (the KS counterpart), JS and chi-square over categories."""
-        ref = q.reference(cats.ref_share, (*cats.group, cats.label))
+        ref = self.reference(cats.ref_share, (*cats.group, cats.label))
         eps, live = self.c.epsilon, cats.shares(self.w)
         return (q.psi(live, ref, cats.group, eps),
                 q.total_variation(live, ref, cats.group),
@@ -225,11 +230,11 @@ class _Window:
 
     def feature_critical(self, alpha: float) -> Rule:
         w = self.w
-        m = q.reference("mlmon_feature_reference_count", FEATURE)
+        m = self.reference("mlmon_feature_reference_count", FEATURE)
         n_num = f"({FEATURE_HIST.count(w)} > 0)"
         n_cat = f"({FEATURE_CATS.count(w)} > 0)"
         tests = f"count by (model, model_version) (model_feature:mlmon_feature_ks:{w})"
-        ref_shares = q.reference(FEATURE_CATS.ref_share, (*FEATURE, "category"))
+        ref_shares = self.reference(FEATURE_CATS.ref_share, (*FEATURE, "category"))
         k = f"count by ({q.by(FEATURE)}) ({ref_shares})"
         expr = (
             f"{_ks_scale(n_num, m)}\n"
@@ -258,7 +263,7 @@ class _Window:
         psi_s, ks_s, js_s = self.histogram_drift(SCORE_HIST)
         n = f"({h.count(w)} > 0)"
         mean = f"model:mlmon_prediction_mean:{w}"
-        center = q.reference("mlmon_prediction_center", MODEL)
+        center = self.reference("mlmon_prediction_center", MODEL)
         rules = [*self.histogram_rules(h), *self.category_rules(cls),
                  *self.histogram_rules(SCORE_HIST)]
         squares = q.indent(self.summed("mlmon_prediction_centered_sum_squares", MODEL, ()),
@@ -314,12 +319,12 @@ class _Window:
 
     def prediction_critical(self, alpha: float) -> Rule:
         w = self.w
-        m = q.reference("mlmon_reference_rows", MODEL)
+        m = self.reference("mlmon_reference_rows", MODEL)
         n_reg = f"({PREDICTION_HIST.count(w)} > 0)"
         n_cls = f"({PREDICTION_CLASSES.count(w)} > 0)"
         c_reg = math.sqrt(0.5 * math.log(2 / alpha))
         k = (f"count by (model, model_version) "
-             f"({q.reference(PREDICTION_CLASSES.ref_share, (*MODEL, 'class'))})")
+             f"({self.reference(PREDICTION_CLASSES.ref_share, (*MODEL, 'class'))})")
         expr = (
             f"{_ks_scale(n_reg, m)} * {c_reg!r}\n"
             f"or\n"

@@ -48,11 +48,10 @@ class _Alerts:
         self.c = config
         self.min = config.min_samples
 
-    def latest(self, selector: str, lookback: str | None = None) -> str:
-        """An exported gauge read at the last successful scrape within `lookback` (default
-        restart_grace): an instant read would vanish while scrapes fail and restart the alert's
-        `for:`. A reference compared with a window's statistic is read over that window."""
-        return q.latest(selector, lookback or self.c.restart_grace)
+    def latest(self, selector: str) -> str:
+        """An exported gauge read at the last successful scrape within restart_grace: an instant
+        read would vanish while a scrape fails and restart the alert's `for:`."""
+        return q.latest(selector, self.c.restart_grace)
 
     def rule(self, name: str, expr: str, summary: str, description: str, why: str) -> Rule:
         section: dict[str, Any] = self.c.alert(name)
@@ -133,7 +132,7 @@ class _Alerts:
                 f"model_feature:mlmon_feature_missing:ratio{miss['window']}\n"
                 f"> on (model, model_version, feature)\n"
                 f"(max by (model, model_version, feature) "
-                f"({self.latest('mlmon_feature_reference_null_rate', miss['window'])})"
+                f"({self.latest('mlmon_feature_reference_null_rate')})"
                 f" + {miss['max_increase']})\n"
                 f"and on (model, model_version)\n"
                 f"model:mlmon_observations:increase{miss['window']} >= {self.min}",
@@ -166,7 +165,7 @@ class _Alerts:
                 f"model_feature:mlmon_feature_text_oov:ratio{oov['window']}\n"
                 f"> on (model, model_version, feature)\n"
                 f"(max by (model, model_version, feature) "
-                f"({self.latest('mlmon_feature_text_reference_oov_rate', oov['window'])})"
+                f"({self.latest('mlmon_feature_text_reference_oov_rate')})"
                 f" + {oov['max_increase']})\n"
                 f"and model_feature:mlmon_feature_text_tokens:increase{oov['window']} "
                 f">= {self.min}",

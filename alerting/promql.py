@@ -76,10 +76,10 @@ def summed_window_count(metric: str, window: str, window_s: int, grace_s: int,
 
 def reference(metric: str, group: Sequence[str], lookback: str) -> str:
     """A reference gauge, deduplicated over replicas (every replica exports the same value),
-    read through `latest` so that failed scrapes do not blank the statistics built on it (an
-    alert whose condition disappears restarts its `for:`). The gauges are constant per model
-    version, so a lookback as long as the window only keeps them as long as the window's
-    counts last (a vanished replica's counts stay in its window too)."""
+    read through `latest` so that a failed scrape does not blank the statistics built on it
+    (an alert whose condition disappears restarts its `for:`). `lookback` is restart_grace,
+    not the window: the statistics repeat each reference several times, and a range as long
+    as the window would multiply the samples the rules read in steady state."""
     return f"max by ({by(group)}) ({latest(metric, lookback)})"
 
 

@@ -103,9 +103,7 @@ class _Window:
         self.grace = duration_seconds(config.restart_grace)
 
     def reference(self, metric: str, group: tuple[str, ...]) -> str:
-        # Read over the window, as the counts are: the statistic exists while the window
-        # holds counts, through failed scrapes of any length inside it.
-        return q.reference(metric, group, self.w)
+        return q.reference(metric, group, self.c.restart_grace)
 
     def summed(self, metric: str, group: tuple[str, ...], extra: tuple[str, ...],
                counter: bool = True) -> str:

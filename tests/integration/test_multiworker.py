@@ -91,7 +91,7 @@ AGE = {"reference": (40.0, 15.0), "drifted": (70.0, 8.0), "shifted": (50.0, 10.0
 PLAN: list[tuple[str, int]] = [("reference", 240), ("fail", 0), ("drifted", 180),
                                ("terminate", 0), ("reference", 300), ("fail", 0), ("kill", 0),
                                ("fail-burst", 0), ("shifted", 150), ("drifted", 210),
-                               ("fail", 0)]  # the last: inside the long window's end
+                               ("fail", 0), ("fail", 0)]  # the last: at long windows' ends
 
 SERVERS = {
     "gunicorn": ["-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", str(WORKERS),
@@ -337,13 +337,15 @@ def _window_bursts(t: float, window_s: float, scrapes: list[Scrape],
     The rule reads the last successful scrape at or before t (a failed one leaves a staleness
     marker, which the rule's range selectors skip); the newest one or two scrapes may not be
     stored yet when the rule runs, so the last successful ones at or before each of the last
-    three must agree. At the start, the last successful scrape at or before t - window, if it
-    is at most restart_grace older (else the rules fall back to increase(): not judged)."""
+    three must agree, and be at most restart_grace old (the statistics read the reference
+    gauges at the last successful scrape within restart_grace). At the start, the last
+    successful scrape at or before t - window, if it is at most restart_grace older (else the
+    rules fall back to increase(): not judged)."""
     last = [s for s in scrapes if s.at <= t][-3:]
     right = [_last_ok(scrapes, s.at) for s in last]
     left = _last_ok(scrapes, t - window_s)
     if (len(last) < 3 or left is None or left.at < t - window_s - GRACE_S
-            or any(r is None or r.at <= t - window_s for r in right)):
+            or any(r is None or r.at <= max(t - window_s, t - GRACE_S) for r in right)):
         return None
     seen = [[r.saw(b) for b in bursts] for r in right if r is not None]
     before = [left.saw(b) for b in bursts]

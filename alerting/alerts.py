@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import mlmon.names as N
+from mlmon.alerting import promql as q
 from mlmon.alerting.config import QUANTILES, Config
 from mlmon.alerting.render import Group, Rule
 from mlmon.names import FEATURE_LABELS, MODEL_LABELS, RuleName
@@ -53,6 +54,11 @@ class _Alerts:
     def __init__(self, config: Config) -> None:
         self.c = config
         self.min = config.min_samples
+
+    def latest(self, selector: str) -> str:
+        """An exported gauge read at the last successful scrape within restart_grace: an instant
+        read would vanish while a scrape fails and restart the alert's `for:`."""
+        return q.latest(selector, self.c.restart_grace)
 
     def rule(self, name: str, expr: str, summary: str, description: str, why: str) -> Rule:
         section: dict[str, Any] = self.c.alert(name)
@@ -133,7 +139,8 @@ class _Alerts:
                 "MlmonFeatureMissing",
                 f"{N.FEATURE_MISSING_RATIO.at(miss['window'])}\n"
                 f"> on (model, model_version, feature)\n"
-                f"(max by (model, model_version, feature) ({N.FEATURE_REFERENCE_NULL_RATE.name})"
+                f"(max by (model, model_version, feature) "
+                f"({self.latest(N.FEATURE_REFERENCE_NULL_RATE.name)})"
                 f" + {miss['max_increase']})\n"
                 f"and on (model, model_version)\n"
                 f"{N.OBSERVATIONS_INCREASE.at(miss['window'])} >= {self.min}",
@@ -166,7 +173,7 @@ class _Alerts:
                 f"{N.FEATURE_TEXT_OOV_RATIO.at(oov['window'])}\n"
                 f"> on (model, model_version, feature)\n"
                 "(max by (model, model_version, feature) "
-                f"({N.FEATURE_TEXT_REFERENCE_OOV_RATE.name})"
+                f"({self.latest(N.FEATURE_TEXT_REFERENCE_OOV_RATE.name)})"
                 f" + {oov['max_increase']})\n"
                 f"and {N.FEATURE_TEXT_TOKENS_INCREASE.at(oov['window'])} "
                 f">= {self.min}",
@@ -181,7 +188,7 @@ class _Alerts:
         expected = self.c.alert("MlmonUnexpectedModelVersion")["expected_versions"]
         stale = self.c.alert("MlmonModelStale")
         wrong = "\nor\n".join(
-            f'{N.MODEL_INFO.name}{{model="{model}", model_version!="{version}"}}'
+            self.latest(f'{N.MODEL_INFO.name}{{model="{model}", model_version!="{version}"}}')
             for model, version in sorted(expected.items())) or "vector(0) < 0"
         return [
             self.rule(
@@ -193,7 +200,8 @@ class _Alerts:
                 "Numerical instability: any NaN/Inf prediction is a bug."),
             self.rule(
                 "MlmonMultipleModelVersions",
-                f"count by (model) (max by (model, model_version) ({N.MODEL_INFO.name})) > 1",
+                "count by (model) (max by (model, model_version) "
+                f"({self.latest(N.MODEL_INFO.name)})) > 1",
                 "More than one version of a model is live.",
                 "Model {{ $labels.model }} has {{ $value }} versions exporting at once.",
                 "A stuck rollout or a forgotten replica serving an old version."),
@@ -206,7 +214,8 @@ class _Alerts:
                 "The wrong model was deployed (expected versions come from the config)."),
             self.rule(
                 "MlmonModelStale",
-                f"(time() - max by (model, model_version) ({N.MODEL_TRAINED.name}))"
+                "(time() - max by (model, model_version) "
+                f"({self.latest(N.MODEL_TRAINED.name)}))"
                 f" / 86400\n> {stale['max_age_days']}",
                 "The live model was trained too long ago.",
                 f"Model {_WHERE} was trained {_num(fmt='%.0f')} days ago "

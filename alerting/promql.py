@@ -17,6 +17,16 @@ def by(labels: Sequence[str]) -> str:
     return ", ".join(labels)
 
 
+def latest(metric: str, lookback: str, offset: str = "") -> str:
+    """The last real sample of `metric` within `lookback`: an instant read that survives failed
+    scrapes. A failed scrape writes staleness markers, which blank the instant value at once;
+    a range selector skips them, so this reads the last successful scrape instead, for at most
+    `lookback` (then the series is gone, as a vanished target's should be). `offset`: read
+    as of that long ago."""
+    shift = f" offset {offset}" if offset else ""
+    return f"last_over_time({metric}[{lookback}]{shift})"
+
+
 def window_count(metric: str, window: str, window_s: int, grace_s: int,
                  extra_labels: Sequence[str], counter: bool = True) -> str:
     """Per-series change of `metric` over `window`, restart-aware (docs/drift-and-alerts.md).
@@ -26,27 +36,34 @@ def window_count(metric: str, window: str, window_s: int, grace_s: int,
     creation of the profile's metadata in the directory, the same whichever worker answers
     (worker restarts do not reset the summed counters, so they do not move it).
 
+    Each edge of the window is read at the last successful scrape at or before it, within the
+    grace G (`latest`): a failed scrape leaves staleness markers, and an instant read at a
+    marker finds nothing and would drop the series to the increase() estimate. So the counts
+    are exact between the last successful scrapes at or before each edge.
+
     Branches, first match wins (`or` keeps the left side's series):
-    - the same counters throughout the window (their start one window ago is the largest in
+    - the same counters throughout the window (their start at the left edge is the largest in
       the window, so they did not start again): the exact difference between the last sample
-      in the window and the sample one window ago. `last_over_time` rather than the instant
-      value, so a replica that vanished inside the window still contributes the counts it
-      made there;
+      in the window and the left edge's. `last_over_time` over the window for the right edge,
+      so a replica that vanished inside the window still contributes the counts it made there;
     - else, counters that started within the window (+ grace: started just before the window
       start but first scraped after it) started from zero: the whole counter. On a restart
       this counts the new process only: the old one's counts inside the window before the
       restart are not counted;
-    - else (no sample one window ago: Prometheus or the target is newer than the window;
-      or a restart and a vanishing in the same window) increase(), the estimate from what was
-      scraped.
+    - else (no sample within G before the window start: Prometheus or the target is newer
+      than the window, or scrapes failed for longer than G there; or a restart and a
+      vanishing in the same window) increase(), the estimate from what was scraped.
     """
+    grace = f"{grace_s}s"
     match = f"ignoring({by(extra_labels)}) " if extra_labels else ""
-    same = f"(max_over_time({STARTED}[{window}]) == {STARTED} offset {window})"
-    recent = f"({STARTED} > time() - {window_s + grace_s})"
+    same = (f"(max_over_time({STARTED}[{window}]) == "
+            f"{latest(STARTED, grace, offset=window)})")
+    recent = f"({latest(STARTED, grace)} > time() - {window_s + grace_s})"
     fallback = "increase" if counter else "delta"  # a histogram _sum may go down
     return (
-        f"((last_over_time({metric}[{window}]) - {metric} offset {window}) and {match}{same})\n"
-        f"or ({metric} and {match}{recent})\n"
+        f"((last_over_time({metric}[{window}]) - {latest(metric, grace, offset=window)})"
+        f" and {match}{same})\n"
+        f"or ({latest(metric, grace)} and {match}{recent})\n"
         f"or {fallback}({metric}[{window}])"
     )
 
@@ -59,9 +76,13 @@ def summed_window_count(metric: str, window: str, window_s: int, grace_s: int,
     return f"sum by ({by(group)}) (\n{indent(inner, 2)}\n)"
 
 
-def reference(metric: str, group: Sequence[str]) -> str:
-    """A reference gauge, deduplicated over replicas (every replica exports the same value)."""
-    return f"max by ({by(group)}) ({metric})"
+def reference(metric: str, group: Sequence[str], lookback: str) -> str:
+    """A reference gauge, deduplicated over replicas (every replica exports the same value),
+    read through `latest` so that a failed scrape does not blank the statistics built on it
+    (an alert whose condition disappears restarts its `for:`). `lookback` is restart_grace,
+    not the window: the statistics repeat each reference several times, and a range as long
+    as the window would multiply the samples the rules read in steady state."""
+    return f"max by ({by(group)}) ({latest(metric, lookback)})"
 
 
 def smoothed(expr: str, epsilon: float) -> str:

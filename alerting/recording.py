@@ -96,6 +96,9 @@ class _Window:
         self.ws = duration_seconds(window)
         self.grace = duration_seconds(config.restart_grace)
 
+    def reference(self, metric: str, group: tuple[str, ...]) -> str:
+        return q.reference(metric, group, self.c.restart_grace)
+
     def summed(self, metric: str, group: tuple[str, ...], extra: tuple[str, ...],
                counter: bool = True) -> str:
         return q.summed_window_count(metric, self.w, self.ws, self.grace, group, extra, counter)
@@ -104,7 +107,7 @@ class _Window:
 
     def histogram_rules(self, h: Histogram) -> list[Rule]:
         w, g = self.w, h.group
-        prev = q.reference(h.reference.previous_le.name, (*g, "le", "previous_le"))
+        prev = self.reference(h.reference.previous_le.name, (*g, "le", "previous_le"))
         extra = tuple(x for x in g if x not in MODEL) + ("le",)
         return [
             Rule(h.bucket(w), self.summed(f"{h.metric}_bucket", (*g, "le"), extra),
@@ -130,8 +133,8 @@ class _Window:
     def histogram_drift(self, h: Histogram) -> tuple[str, str, str]:
         """PSI, KS and JS expressions of a histogram against its reference."""
         g = (*h.group, "le")
-        ref_bin = q.reference(h.reference.bins.name, g)
-        ref_cum = q.reference(h.reference.cumulative.name, g)
+        ref_bin = self.reference(h.reference.bins.name, g)
+        ref_cum = self.reference(h.reference.cumulative.name, g)
         eps = self.c.epsilon
         return (q.psi(h.bins(self.w), ref_bin, h.group, eps),
                 q.ks_distance(h.cumulative(self.w), ref_cum, h.group),
@@ -154,7 +157,7 @@ class _Window:
 
     def category_drift(self, cats: Categories) -> tuple[str, str, str, str]:
         """PSI, total variation (the KS counterpart), JS and chi-square over categories."""
-        ref = q.reference(cats.ref_share, (*cats.group, cats.label))
+        ref = self.reference(cats.ref_share, (*cats.group, cats.label))
         eps, live = self.c.epsilon, cats.shares(self.w)
         return (q.psi(live, ref, cats.group, eps),
                 q.total_variation(live, ref, cats.group),
@@ -219,11 +222,11 @@ class _Window:
 
     def feature_critical(self, alpha: float) -> Rule:
         w = self.w
-        m = q.reference(N.FEATURE_REFERENCE_COUNT.name, FEATURE)
+        m = self.reference(N.FEATURE_REFERENCE_COUNT.name, FEATURE)
         n_num = f"({FEATURE_HIST.count(w)} > 0)"
         n_cat = f"({FEATURE_CATS.count(w)} > 0)"
         tests = f"count by (model, model_version) ({N.FEATURE_KS.at(w)})"
-        ref_shares = q.reference(FEATURE_CATS.ref_share, (*FEATURE, "category"))
+        ref_shares = self.reference(FEATURE_CATS.ref_share, (*FEATURE, "category"))
         k = f"count by ({q.by(FEATURE)}) ({ref_shares})"
         expr = (
             f"{_ks_scale(n_num, m)}\n"
@@ -252,7 +255,7 @@ class _Window:
         psi_s, ks_s, js_s = self.histogram_drift(SCORE_HIST)
         n = f"({h.count(w)} > 0)"
         mean = N.prediction_stat("mean").at(w)
-        center = q.reference(N.PREDICTION_CENTER.name, MODEL)
+        center = self.reference(N.PREDICTION_CENTER.name, MODEL)
         rules = [*self.histogram_rules(h), *self.category_rules(cls),
                  *self.histogram_rules(SCORE_HIST)]
         squares = q.indent(self.summed(N.PREDICTION_CENTERED_SUM_SQUARES.sample, MODEL, ()),
@@ -310,12 +313,12 @@ class _Window:
 
     def prediction_critical(self, alpha: float) -> Rule:
         w = self.w
-        m = q.reference(N.REFERENCE_ROWS.name, MODEL)
+        m = self.reference(N.REFERENCE_ROWS.name, MODEL)
         n_reg = f"({PREDICTION_HIST.count(w)} > 0)"
         n_cls = f"({PREDICTION_CLASSES.count(w)} > 0)"
         c_reg = math.sqrt(0.5 * math.log(2 / alpha))
         k = (f"count by (model, model_version) "
-             f"({q.reference(PREDICTION_CLASSES.ref_share, (*MODEL, 'class'))})")
+             f"({self.reference(PREDICTION_CLASSES.ref_share, (*MODEL, 'class'))})")
         expr = (
             f"{_ks_scale(n_reg, m)} * {c_reg!r}\n"
             f"or\n"

@@ -6,7 +6,14 @@ steady traffic. Baseline in the same run: 1 version x 1 replica of the same prof
 `prometheus_rule_group_last_duration_seconds` per rule group (median over the run) and the
 number of input and recorded series.
 
+With `--before RULES...` (e.g. the rule files of an older commit) the 2 x 4 scenario is run
+alternately with those files and with the committed ones, `--rounds` times each, and the
+ratio of the median total evaluation times (committed / before) is reported: a change of the
+rules judged against the rules it replaces, on the same machine in the same run.
+
     .venv/bin/python bench/bench_rules.py [--seconds 40] [--out bench/results]
+    git show HEAD~1:prometheus/recording_rules.yml > /tmp/before.yml
+    .venv/bin/python bench/bench_rules.py --before /tmp/before.yml alerting/alert_rules.yml
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from mlmon.alerting.config import load as load_config  # noqa: E402
 from mlmon.exporter import ModelMonitor  # noqa: E402
 from mlmon.exporter.server import start_http_server  # noqa: E402
 from mlmon.profiling import profile_data  # noqa: E402
-from tests.integration.prom_servers import free_port, start_prometheus  # noqa: E402
+from tests.integration.prom_servers import RULE_FILES, free_port, start_prometheus  # noqa: E402
 
 FEATURES_NUMERIC, FEATURES_CATEGORICAL = 20, 5
 
@@ -81,7 +88,8 @@ def _durations(url: str) -> dict[str, float]:
     return out
 
 
-def measure(versions: int, replicas: int, seconds: float) -> dict[str, object]:
+def measure(versions: int, replicas: int, seconds: float,
+            rule_files: tuple[Path, ...] = RULE_FILES) -> dict[str, object]:
     rng = np.random.default_rng(1)
     addresses, monitors = _replicas(versions, replicas, rng)
     stop = threading.Event()
@@ -91,7 +99,7 @@ def measure(versions: int, replicas: int, seconds: float) -> dict[str, object]:
         # the job the rules' selector names, so the exporter series are what the rules select
         config = load_config()
         prom = start_prometheus(Path(tmp), {(config.exporter_jobs or ("mlmon",))[0]: addresses},
-                                interval="5s", for_override=None)
+                                interval="5s", for_override=None, rule_files=rule_files)
         try:
             prom.wait_for(f"count(up{{{config.exporter_selector}}} == 1)", timeout=30)
             samples: dict[str, list[float]] = {}
@@ -112,11 +120,31 @@ def measure(versions: int, replicas: int, seconds: float) -> dict[str, object]:
             "groups_s": groups, "total_s": sum(groups.values())}
 
 
+def compare(before: tuple[Path, ...], seconds: float, rounds: int, out: str | None) -> int:
+    """Alternate runs of the 2 x 4 scenario with `before` and with the committed rule files."""
+    totals: dict[str, list[float]] = {"before": [], "committed": []}
+    for _ in range(rounds):
+        for name, files in (("before", before), ("committed", RULE_FILES)):
+            totals[name].append(float(measure(2, 4, seconds, files)["total_s"]))  # type: ignore[arg-type]
+            print(f"{name:10} total {totals[name][-1] * 1e3:8.1f} ms", flush=True)
+    ratio = statistics.median(totals["committed"]) / statistics.median(totals["before"])
+    print(f"committed / before (median total evaluation time): {ratio:.3f}")
+    if out:  # reported, not judged: whether a cost is worth it is a design decision
+        return finish("bench_rules", out, "bench_rules_compare.json",
+                      {"totals_s": totals, "ratio": ratio}, [])
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--out", default=None, help="directory for bench_rules.json")
+    parser.add_argument("--before", nargs="+", type=Path, default=None,
+                        help="rule files to compare the committed ones with")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    if args.before:
+        return compare(tuple(args.before), args.seconds, args.rounds, args.out)
     baseline = measure(1, 1, args.seconds)
     full = measure(2, 4, args.seconds)
     print(f"rule evaluation, {FEATURES_NUMERIC + FEATURES_CATEGORICAL} features "

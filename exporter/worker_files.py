@@ -225,7 +225,8 @@ def _read_held(fd: int, size: int) -> np.ndarray:
     raw = os.pread(fd, size * DOUBLE, 0)
     if len(raw) != size * DOUBLE:
         raise OSError(errno.EIO, f"read {len(raw)} of {size * DOUBLE} bytes")
-    return np.frombuffer(raw, dtype=np.float64).copy()
+    counters: np.ndarray = np.frombuffer(raw, dtype=np.float64).copy()
+    return counters
 
 
 def read_profile(directory: str, sha: str, size: int) -> list[np.ndarray]:

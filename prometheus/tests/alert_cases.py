@@ -9,6 +9,7 @@ the expected alert). Expected numbers come from exporter/drift.py or are worked 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,24 @@ class Case:
             self.add(ref_metric, c, _const(share))
         return self
 
+    def scrapes_fail(self, *minutes: int) -> Case:
+        """Fail the scrapes at `minutes`: every series of the case gets a staleness marker
+        there, as Prometheus writes them when a target's scrape fails."""
+        for i, (series, values) in enumerate(self.series):
+            match = re.fullmatch(r"([-0-9.e]+)\+([-0-9.e]+)x(\d+)", values)
+            if match is None or int(match[3]) != MINUTES:
+                raise ValueError(f"{series}: only a plain a+bx{MINUTES} series can fail")
+            a, b = float(match[1]), float(match[2])
+            tokens, first = [], 0  # runs of successful scrapes in promtool's a+bxn notation
+            for stop in [*sorted(minutes), MINUTES + 1]:
+                if stop > first:
+                    tokens.append(f"{a + b * first!r}+{b!r}x{stop - first - 1}")
+                if stop <= MINUTES:
+                    tokens.append("stale")
+                first = stop + 1
+            self.series[i] = (series, " ".join(tokens))
+        return self
+
     def premise(self, expr: str, at: str, labels: dict[str, str], value: float = 1.0) -> Case:
         self.premises.append((expr, at, labels, value))
         return self
@@ -157,6 +176,23 @@ def feature_drift() -> Case:
 
 
 CITY_REF = {"paris": 0.6, "rome": 0.3, "__other__": 0.1, "__unseen__": 0.0}
+
+
+def feature_drift_through_failed_scrapes() -> Case:
+    # feature_drift, with one of the target's scrapes failing every third minute inside the
+    # for: period (1m to 16m). The statistics read the reference gauges at the last successful
+    # scrape (within restart_grace), so they stay present (an absent condition would restart
+    # for: at each failure, and the alert would never fire) and exact: at 7m the 1h window's
+    # counts are increase()'s, every bucket scaled alike, so the shares are the live ones.
+    case = feature_drift()
+    case.name = "MlmonFeatureDrift fires on time though scrapes fail now and then in its for:"
+    case.demo = "skip"
+    case.scrapes_fail(4, 7, 10, 13)
+    d = drift.binned_drift(np.array([5, 5, 10, 80]), AGE_REF)
+    for stat in ("psi", "ks"):
+        case.premise(f'abs(model_feature:mlmon_feature_{stat}:1h{{feature="age"}} - '
+                     f"{getattr(d, stat)!r}) < bool 1e-9", "7m", CHURN | {"feature": "age"})
+    return case
 
 
 def feature_drift_categorical() -> Case:
@@ -521,7 +557,8 @@ def healthy() -> Case:
     return case
 
 
-CASES = (feature_drift, feature_drift_categorical, drift_below_psi_floor, drift_not_significant,
+CASES = (feature_drift, feature_drift_through_failed_scrapes, feature_drift_categorical,
+         drift_below_psi_floor, drift_not_significant,
          drift_held_while_window_thins, prediction_drift, prediction_drift_classes,
          not_enough_data, feature_missing, unseen_categories, invalid_values, invalid_all_inf,
          text_oov, prediction_nan, multiple_versions, unexpected_version, model_stale,

@@ -20,9 +20,15 @@ for certain when the burst ended before the scrape began, and missed it for cert
 burst began after the scrape's answer (start + scrape_duration_seconds). Evaluations where a
 burst is neither, or whose window starts before the target's first scrape (the documented
 increase() fallback of a target newer than the window), are not judged; the test requires
-judged evaluations whose window holds bursts on both sides of each restart. Windows touched by
-a failed scrape are not judged either (a failed scrape leaves a stale series, and the rules
-then fall back to increase()); the failure message lists them.
+judged evaluations whose window holds bursts on both sides of each restart.
+
+Scrapes also fail: Prometheus scrapes through a proxy (tests/integration/faulty_proxy.py) that
+resets every connection for a while, in quiet time and during a whole burst, as a network blip
+or an overloaded worker would (Prometheus writes staleness markers then). The rules read each
+edge at the last successful scrape at or before it, within restart_grace, so windows whose
+edges touch a failed scrape are judged too, against the bursts between those two successful
+scrapes; the test requires such judged evaluations at the window start (where an instant read
+would fall back to increase()) and at its end.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from mlmon.exporter.layout import OTHER, UNSEEN
 from mlmon.exporter.profile import Profile
 from mlmon.exporter.values import canonical_category
 from tests.integration import prom_servers
+from tests.integration.faulty_proxy import FaultyProxy
 from tests.integration.prom_servers import Prometheus, Server, free_port, start_python_server
 from tests.profiles import sample_profile_dict
 
@@ -63,6 +70,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SHORT, LONG = "20s", "40s"
 GRACE = "3s"  # restart_grace: at least twice the 1 s scrape interval (the generator checks it)
+GRACE_S = rules_config.duration_seconds(GRACE)
+FAIL_S = 1.6  # scrapes fail this long (1 or 2 scrapes): successful ones stay within GRACE_S
 WORKERS = 3
 MAX_REQUESTS = 150  # of about 1,150 requests in all (scrapes included): workers recycle
 QUIET_S = 3.5  # quiet time after each burst and restart: > 3 scrapes
@@ -76,10 +85,13 @@ CITY_P = {  # city shares per kind of burst; oslo and lyon were never seen in tr
     "shifted": {"paris": 0.4, "rome": 0.4, "berlin": 0.1, "lyon": 0.1},
 }
 AGE = {"reference": (40.0, 15.0), "drifted": (70.0, 8.0), "shifted": (50.0, 10.0)}
-# (kind, records) bursts and restarts, in order; sizes differ so any mix-up shows in the counts.
-PLAN: list[tuple[str, int]] = [("reference", 240), ("drifted", 180), ("terminate", 0),
-                               ("reference", 300), ("kill", 0), ("shifted", 150),
-                               ("drifted", 210)]
+# (kind, records) bursts, restarts and failing scrapes ("fail": for FAIL_S in quiet time;
+# "fail-burst": from just before the next burst to just after it), in order; burst sizes
+# differ so any mix-up shows in the counts.
+PLAN: list[tuple[str, int]] = [("reference", 240), ("fail", 0), ("drifted", 180),
+                               ("terminate", 0), ("reference", 300), ("fail", 0), ("kill", 0),
+                               ("fail-burst", 0), ("shifted", 150), ("drifted", 210),
+                               ("fail", 0), ("fail", 0)]  # the last: at long windows' ends
 
 SERVERS = {
     "gunicorn": ["-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", str(WORKERS),
@@ -238,18 +250,35 @@ def _send(server: Server, burst: Burst) -> None:
     burst.end = time.time()
 
 
-def _run_plan(server: Server, seed: int) -> tuple[list[Burst], list[Restart]]:
+def _run_plan(server: Server, proxy: FaultyProxy,
+              seed: int) -> tuple[list[Burst], list[Restart], list[tuple[float, float]]]:
+    """Bursts, restarts and the (start, end) of each period of failing scrapes."""
     bursts: list[Burst] = []
     restarts: list[Restart] = []
+    faults: list[tuple[float, float]] = []
     time.sleep(LEAD_S)
     for i, (kind, n) in enumerate(PLAN):
         if kind in ("terminate", "kill"):
             restarts.append(_restart(server, kind))
+        elif kind == "fail":
+            proxy.mode = "reset"
+            faults.append((time.time(), time.time() + FAIL_S))
+            time.sleep(FAIL_S)
+            proxy.mode = "pass"
+        elif kind == "fail-burst":
+            proxy.mode = "reset"
+            faults.append((time.time(), 0.0))
+            time.sleep(0.2)
+            continue  # the burst follows at once
         else:
             bursts.append(Burst(kind, _records(kind, n, seed + i)))
             _send(server, bursts[-1])
+            if proxy.mode == "reset":
+                time.sleep(0.2)
+                proxy.mode = "pass"
+                faults[-1] = (faults[-1][0], time.time())
         time.sleep(QUIET_S)
-    return bursts, restarts
+    return bursts, restarts, faults
 
 
 # ---- what Prometheus recorded --------------------------------------------------------------
@@ -289,23 +318,42 @@ def _scrapes(prom: Prometheus, seconds: int) -> list[Scrape]:
     return [Scrape(at, at + took[at], up[at] == 1.0) for at in sorted(up)]
 
 
+def _last_ok(scrapes: list[Scrape], at: float) -> Scrape | None:
+    """The last successful scrape at or before `at`."""
+    return next((s for s in reversed(scrapes) if s.at <= at and s.ok), None)
+
+
+@dataclass
+class Window:
+    bursts: list[Burst]  # inside the window
+    failed_at_start: bool  # the last scrape at or before the window start failed
+    failed_at_end: bool  # one of the last scrapes at or before t failed
+
+
 def _window_bursts(t: float, window_s: float, scrapes: list[Scrape],
-                   bursts: list[Burst]) -> list[Burst] | None:
+                   bursts: list[Burst]) -> Window | None:
     """The bursts inside the window ending at evaluation time t, or None when not known.
 
-    The rule reads the last scrape at or before t; the newest one or two may not be stored yet
-    when the rule runs, so the last three must agree. A failed scrape at either edge leaves
-    the rule a stale series there: such windows are not judged (the test reports failed
-    scrapes on their own)."""
-    right = [s for s in scrapes if s.at <= t][-3:]
-    left = [s for s in scrapes if s.at <= t - window_s]
-    if len(right) < 3 or not left:
+    The rule reads the last successful scrape at or before t (a failed one leaves a staleness
+    marker, which the rule's range selectors skip); the newest one or two scrapes may not be
+    stored yet when the rule runs, so the last successful ones at or before each of the last
+    three must agree, and be at most restart_grace old (the statistics read the reference
+    gauges at the last successful scrape within restart_grace). At the start, the last
+    successful scrape at or before t - window, if it is at most restart_grace older (else the
+    rules fall back to increase(): not judged)."""
+    last = [s for s in scrapes if s.at <= t][-3:]
+    right = [_last_ok(scrapes, s.at) for s in last]
+    left = _last_ok(scrapes, t - window_s)
+    if (len(last) < 3 or left is None or left.at < t - window_s - GRACE_S
+            or any(r is None or r.at <= max(t - window_s, t - GRACE_S) for r in right)):
         return None
-    seen = [[s.saw(b) for b in bursts] for s in right]
-    before = [left[-1].saw(b) for b in bursts]
+    seen = [[r.saw(b) for b in bursts] for r in right if r is not None]
+    before = [left.saw(b) for b in bursts]
     if None in seen[-1] or None in before or any(row != seen[-1] for row in seen):
         return None
-    return [b for b, now, then in zip(bursts, seen[-1], before, strict=True) if now and not then]
+    at_start = [s for s in scrapes if s.at <= t - window_s][-1]
+    return Window([b for b, now, then in zip(bursts, seen[-1], before, strict=True)
+                   if now and not then], not at_start.ok, not all(s.ok for s in last))
 
 
 @dataclass
@@ -415,12 +463,13 @@ def test_window_counts_exact_across_worker_restarts(
     env = _environment(tmp_path, profile_path)
     server = _start_server(kind, preload, tmp_path, env)
     target = _start_sidecar(tmp_path, env) if sidecar else server
+    proxy = FaultyProxy(int(target.url.rsplit(":", 1)[1]))  # Prometheus scrapes through it
     try:
         prom: Prometheus = prometheus_factory(
-            targets={"mlmon": [target.url.removeprefix("http://")]}, rule_files=[rules])
+            targets={"mlmon": [proxy.url.removeprefix("http://")]}, rule_files=[rules])
         started = time.time()
         prom.wait_for('up{job="mlmon"} == 1', timeout=30)
-        bursts, restarts = _run_plan(server, seed=11)
+        bursts, restarts, faults = _run_plan(server, proxy, seed=11)
         # Let the long window slide past the last burst: empty windows are judged too.
         time.sleep(max(0.0, bursts[-1].end + rules_config.duration_seconds(LONG) + 4
                        - time.time()))
@@ -429,10 +478,11 @@ def test_window_counts_exact_across_worker_restarts(
         scrapes = _scrapes(prom, seconds)
         recorded = {w: Recorded.read(prom, w, seconds) for w in (SHORT, LONG)}
     finally:
+        proxy.close()
         server.stop()
         target.stop()
     log = server.log.read_text(errors="replace")
-    _keep_evidence(tmp_path / "evidence.json", bursts, restarts, scrapes, recorded)
+    _keep_evidence(tmp_path / "evidence.json", bursts, restarts, faults, scrapes, recorded)
 
     sent = sum(len(b.records) for b in bursts)
     # The exporter itself counted every record once: what follows is about the rules.
@@ -450,17 +500,21 @@ def test_window_counts_exact_across_worker_restarts(
         failures += wrong
         report.append(_summary(window, judged, len(recorded[window].observations), straddling,
                                wrong))
-        # Not vacuous: windows holding bursts on both sides of each restart were judged.
-        if judged < 10 or set(straddling) != {"terminate", "kill"}:
+        # Not vacuous: windows holding bursts on both sides of each restart were judged, and
+        # so were windows with a failed scrape at their start and at their end.
+        if (sum(judged.values()) < 10 or set(straddling) != {"terminate", "kill"}
+                or judged["failed at start"] < 1 or judged["failed at end"] < 1):
             thin.append(window)
     zero = next(s.at for s in scrapes if s.ok)  # times below are seconds since the first scrape
     failed = [f"{s.at - zero:+.0f}s" for s in scrapes if not s.ok]
     timeline = [f"{b.kind} x{len(b.records)} {b.start - zero:+.1f}..{b.end - zero:+.1f}s"
-                for b in bursts] + [f"{r.signal} {r.at - zero:+.1f}s" for r in restarts]
+                for b in bursts] + [f"{r.signal} {r.at - zero:+.1f}s" for r in restarts] + [
+                f"scrapes fail {a - zero:+.1f}..{b - zero:+.1f}s" for a, b in faults]
     lines = [f"{w} t={t - zero:+.0f}s {what}: recorded {got}, true {want}"
              for w, t, what, got, want in sorted(failures, key=lambda f: f[2] != "observations")]
-    # Failed scrapes (the 1 s timeout on a loaded machine) are context, not a verdict: the
-    # windows they touch are not judged, and too many of them leave too few judged windows.
+    print("\n".join(["timeline: " + ", ".join(timeline), *report]))  # shown with -s
+    # Failed scrapes besides the proxy's (the 1 s timeout on a loaded machine) are judged like
+    # them; only a gap longer than restart_grace leaves windows unjudged (increase()).
     assert failures == [] and thin == [], "\n".join(
         [f"failed scrapes: {len(failed)} of {len(scrapes)} {failed}",
          f"windows with too few judged evaluations: {thin}",
@@ -468,12 +522,13 @@ def test_window_counts_exact_across_worker_restarts(
 
 
 def _keep_evidence(path: Path, bursts: list[Burst], restarts: list[Restart],
-                   scrapes: list[Scrape], recorded: dict[str, Recorded]) -> None:
+                   faults: list[tuple[float, float]], scrapes: list[Scrape],
+                   recorded: dict[str, Recorded]) -> None:
     """What the verdict is computed from, for a look after a failure."""
     path.write_text(json.dumps({
         "bursts": [{"kind": b.kind, "n": len(b.records), "start": b.start, "end": b.end,
                     "pids": dict(b.pids)} for b in bursts],
-        "restarts": [vars(r) for r in restarts],
+        "restarts": [vars(r) for r in restarts], "faults": faults,
         "scrapes": [vars(s) for s in scrapes],
         "recorded": {w: {k: {str(key): v for key, v in getattr(r, k).items()}
                          for k in ("observations", "age_buckets", "cities", "psi", "ks")}
@@ -484,26 +539,31 @@ Wrong = tuple[str, float, str, Any, Any]  # window, evaluation time, what, recor
 
 
 def _judge(window: str, recorded: Recorded, scrapes: list[Scrape], bursts: list[Burst],
-           restarts: list[Restart], profile: Profile) -> tuple[int, Counter[str], list[Wrong]]:
-    """(evaluations judged, how many of them straddle each kind of restart, wrong values)."""
+           restarts: list[Restart],
+           profile: Profile) -> tuple[Counter[str], Counter[str], list[Wrong]]:
+    """(evaluations judged: "clean", "failed at start", "failed at end" (a window may count
+    in both); how many of them straddle each kind of restart; wrong values)."""
     window_s = rules_config.duration_seconds(window)
-    judged, straddling, wrong = 0, Counter[str](), []
+    judged, straddling, wrong = Counter[str](), Counter[str](), []
     for t in sorted(recorded.observations):
         inside = _window_bursts(t, window_s, scrapes, bursts)
         if inside is None:
             continue
-        judged += 1
-        truth = _truth(profile, [r for b in inside for r in b.records])
+        judged.update([k for k, failed in (("failed at start", inside.failed_at_start),
+                                           ("failed at end", inside.failed_at_end)) if failed]
+                      or ["clean"])
+        truth = _truth(profile, [r for b in inside.bursts for r in b.records])
         wrong += [(window, t, *w) for w in _compare(t, recorded, truth)]
-        straddling.update(r.signal for r in restarts if _straddles(inside, r))
+        straddling.update(r.signal for r in restarts if _straddles(inside.bursts, r))
     return judged, straddling, wrong
 
 
-def _summary(window: str, judged: int, evaluations: int, straddling: Counter[str],
+def _summary(window: str, judged: Counter[str], evaluations: int, straddling: Counter[str],
              wrong: list[Wrong]) -> str:
     counts = [(got, want) for _, _, what, got, want in wrong if what == "observations"]
     over = [(got, want) for got, want in counts if got is not None and got > want]
-    text = (f"{window}: {judged} of {evaluations} evaluations judged (windows straddling a "
+    text = (f"{window}: {sum(judged.values())} of {evaluations} evaluations judged "
+            f"({dict(judged)}; windows straddling a "
             f"restart: {dict(straddling)}); observation count wrong at {len(counts)}: "
             f"{len(over)} over, {sum(got is not None and got % 1 != 0 for got, _ in counts)} "
             f"not whole (extrapolated)")

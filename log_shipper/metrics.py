@@ -23,10 +23,11 @@ from prometheus_client.registry import Collector
 
 import mlmon.names as N
 
-# Records lost, by reason. ship() returned False for the first two; the others were accepted
-# and could not be made durable or delivered.
-DROP_REASONS = ("queue_full", "closed", "prepare_error", "unserializable", "spool_full",
-                "disk_full", "disk_error", "spool_error", "dead_letter_error")
+# Records lost, by reason. ship() returned False for queue_full and ship_error (and for closed,
+# unless close() came while the record was being queued); the others were accepted and could
+# not be made durable or delivered.
+DROP_REASONS = ("queue_full", "closed", "ship_error", "prepare_error", "unserializable",
+                "spool_full", "disk_full", "disk_error", "spool_error", "dead_letter_error")
 
 
 @dataclass

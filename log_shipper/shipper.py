@@ -22,7 +22,8 @@ Every record takes one path: memory -> spool (disk) -> Elasticsearch. Two superv
   cannot be spooled (disk full, spool over its bound) `ship()` returns False and counts why.
 
 Whatever cannot be made durable is counted in `stats.dropped[reason]` and logged (rate-limited):
-`queue_full` and `closed` (ship() returned False), `prepare_error`, `unserializable`,
+`queue_full`, `ship_error` and `closed` (ship() returned False, except for a ship() racing
+close() whose record came after the writer's exit), `prepare_error`, `unserializable`,
 `spool_full`, `disk_full` (ENOSPC, EDQUOT, EFBIG), `disk_error` (EIO and other write errors),
 `spool_error` (an unexpected error in the spool code: the role is restarted),
 `dead_letter_error` (rejected by Elasticsearch and the dead-letter file could not be written).
@@ -41,6 +42,7 @@ holds other files (the dead process's `shipper-stats.json`, still counted in the
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import json
 import logging
@@ -211,8 +213,14 @@ class Shipper:
             queue.append(record)
             if len(queue) == self._wake_writer_at:
                 self._writer_wake.set()
+            if self._closed and not self.writer.is_running():
+                # close() came between the check above and the append, and the writer's last
+                # turn may have missed this record: nobody else will take it now.
+                self._drop_leftovers()
             return True
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
+            with contextlib.suppress(Exception):
+                self.stats.drop("ship_error")
             return False
 
     def _ship_now(self, record: Any) -> bool:
@@ -289,7 +297,8 @@ class Shipper:
         self._writer_wake.set()
         self._sender_wake.set()
         # The sender stops at the deadline; the writer spools what remains, a moment more.
-        self.writer.join(timeout + 5.0)
+        if self.writer.join(timeout + 5.0):
+            self._drop_leftovers()  # appended by a ship() racing close(), after the writer's exit
         self.sender.join(timeout + 5.0)
         return self._done.is_set() and not self._backlog() and not self._queue
 
@@ -307,16 +316,7 @@ class Shipper:
         self._writer_wake.clear()
         self._writer_busy = True
         try:
-            queue = self._queue
-            while queue:
-                items = [queue.popleft() for _ in range(min(len(queue), _WRITE_GROUP))]
-                self.stats.queued += len(items)
-                docs = [d for d in (self._encode(i, self.stats.worker_drop) for i in items) if d]
-                written = self._write(docs, self.stats.worker_drop)
-                self.stats.spooled += written
-                self._durable_unless_always(docs[:written])
-                if self.unsent() >= self._limits.max_docs:
-                    self._sender_wake.set()
+            self._spool_queue()
             self._sync()
             now = self._clock()
             self._log_drops(now)
@@ -326,8 +326,30 @@ class Shipper:
         finally:
             self._writer_busy = False
 
+    def _spool_queue(self) -> None:
+        """Move every queued record to the spool (or count why it could not be)."""
+        queue = self._queue
+        while queue:
+            items = _take(queue, _WRITE_GROUP)
+            self.stats.queued += len(items)
+            docs = [d for d in (self._encode(i, self.stats.worker_drop) for i in items) if d]
+            written = self._write(docs, self.stats.worker_drop)
+            self.stats.spooled += written
+            self._durable_unless_always(docs[:written])
+            if self.unsent() >= self._limits.max_docs:
+                self._sender_wake.set()
+
+    def _drop_leftovers(self) -> None:
+        """Count as `closed` what is still queued once the writer has stopped for good."""
+        while self._queue:
+            items = _take(self._queue, _WRITE_GROUP)
+            with self.stats._lock:  # ship() and close() may both drain: one count each
+                self.stats.queued += len(items)
+                self.stats.dropped["closed"] += len(items)
+
     def _writer_exit(self) -> None:
         try:
+            self._spool_queue()  # a ship() racing close() may have appended after the last turn
             self._sync()
             self._log_drops(float("inf"))
         finally:
@@ -538,6 +560,15 @@ class Shipper:
                 os.kill(os.getpid(), signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _take(queue: deque[Any], limit: int) -> list[Any]:
+    """Up to `limit` records from the head of `queue`; another thread may drain it meanwhile."""
+    items = []
+    with contextlib.suppress(IndexError):
+        for _ in range(limit):
+            items.append(queue.popleft())
+    return items
 
 
 _LIVE: weakref.WeakSet[Shipper] = weakref.WeakSet()

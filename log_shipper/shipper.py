@@ -37,6 +37,8 @@ roles, and counts from zero (the parent still owes what it had accepted).
 with a new pid). Each one whose lock is free is taken over at start-up and replayed before the
 shipper's own spool; once drained its segments are deleted, and its directory too unless it
 holds other files (the dead process's `shipper-stats.json`, still counted in the summed series).
+A directory taken over by a process with the same pid keeps its
+counts: the new owner continues from them (`stats_files.carried_counts`).
 """
 
 from __future__ import annotations
@@ -63,11 +65,12 @@ from elasticsearch import Elasticsearch
 from mlmon.log_shipper.chunking import BatchLimits
 from mlmon.log_shipper.deadletter import DeadLetter
 from mlmon.log_shipper.delivery import SpoolSender, encode_spooled, probe
-from mlmon.log_shipper.metrics import ShipperCollector, ShipperStats, snapshot, write_stats_file
+from mlmon.log_shipper.metrics import ShipperCollector, ShipperStats, snapshot
 from mlmon.log_shipper.redact import Redactor
 from mlmon.log_shipper.sender import BulkSender, Document
 from mlmon.log_shipper.spool import FSYNC_POLICIES, Spool, SpoolLockedError
 from mlmon.log_shipper.spool_dirs import PROCESS_PREFIX, own_dir_choices
+from mlmon.log_shipper.stats_files import INSTANCE, add_counts, carried_counts, write_stats_file
 from mlmon.log_shipper.supervisor import SupervisedRole
 
 log = logging.getLogger(__name__)
@@ -137,6 +140,7 @@ class Shipper:
             max_bytes=spool_max_bytes, segment_bytes=segment_bytes, fsync=fsync,
             fsync_interval_s=fsync_interval_s, clock=clock, sync_on_append=False)
         self._spool = Spool(spool_dir, **self._spool_options)
+        self._carry_counts()
         self._adopted = self._adopt(adopt_dirs)
         self._dead = DeadLetter(dead_letter_path or Path(spool_dir) / "dead-letter.ndjson",
                                 fsync=fsync == "always", clock=wall_clock)
@@ -355,11 +359,23 @@ class Shipper:
         finally:
             self._sender_wake.set()
 
+    def _carry_counts(self) -> None:
+        """Continue the counts a dead owner of our spool directory left in its stats file, so the
+        summed series never go back when a process restarts with the same pid."""
+        try:
+            self._stats_instance, self._carried = carried_counts(self._spool.directory)
+        except OSError as exc:  # unreadable: the file is replaced, and the sum goes back
+            log.warning("mlmon shipper: cannot read the stats file in %s: %s",
+                        self._spool.directory, exc)
+            self._stats_instance, self._carried = uuid.uuid4().hex, {}
+
     def _write_stats_file(self) -> None:
         """This process's counters for `SpoolRootCollector` (multi-worker services)."""
+        values = snapshot(self.stats, self.queue_depth(), self.spool_bytes())
+        add_counts(values, self._carried)
+        values[INSTANCE] = self._stats_instance
         try:
-            write_stats_file(self._spool.directory,
-                             snapshot(self.stats, self.queue_depth(), self.spool_bytes()))
+            write_stats_file(self._spool.directory, values)
         except OSError as exc:
             self._warn_once_per_interval(f"cannot write the stats file: {exc}")
 
@@ -530,6 +546,7 @@ class Shipper:
             root = (parent_dir.parent if parent_dir.name.startswith(PROCESS_PREFIX)
                     else parent_dir)
             self._spool = self._own_spool(root)
+            self._carry_counts()
         self._start_process_state()
 
     def _own_spool(self, root: Path) -> Spool:

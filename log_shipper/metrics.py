@@ -131,8 +131,9 @@ class SpoolRootCollector(Collector):
     Each shipper rewrites its `shipper-stats.json` about once a second; this sums those files
     (the root's and its `pid-*` subdirectories'), so a metrics-only process of a multi-worker
     service exports one series per name, without a pid, like the model counters beside it.
-    A file left by a dead worker keeps counting its final values, and a process that takes over
-    its directory continues from them, so the sums never go back (`stats_files`).
+    A file left by a dead worker keeps counting its final values, and once its drained
+    directory is removed they live on in the root's retired file, so the sums never go back
+    (`mlmon.log_shipper.stats_files`).
     `last_success` is the latest of all; the per-process role series are not summed.
 
     >>> REGISTRY.register(SpoolRootCollector("/var/lib/mlmon/spool/mlmon-predictions-churn"))

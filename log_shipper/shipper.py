@@ -35,9 +35,9 @@ roles, and counts from zero (the parent still owes what it had accepted).
 
 `adopt_dirs`: spool directories left by other processes (a worker killed and replaced by one
 with a new pid). Each one whose lock is free is taken over at start-up and replayed before the
-shipper's own spool; once drained its segments are deleted, and its directory too unless it
-holds other files (the dead process's `shipper-stats.json`, still counted in the summed series).
-A directory taken over by a process with the same pid keeps its
+shipper's own spool; once drained, the dead process's final counts are folded into the root's
+retired stats file (`stats_files.retire`) and the directory is deleted, unless it holds other
+files (a dead-letter file). A directory taken over by a process with the same pid keeps its
 counts: the new owner continues from them (`stats_files.carried_counts`).
 """
 
@@ -69,7 +69,7 @@ from mlmon.log_shipper.metrics import ShipperCollector, ShipperStats, snapshot
 from mlmon.log_shipper.redact import Redactor
 from mlmon.log_shipper.sender import BulkSender, Document
 from mlmon.log_shipper.spool import FSYNC_POLICIES, Spool, SpoolLockedError
-from mlmon.log_shipper.spool_dirs import PROCESS_PREFIX, own_dir_choices
+from mlmon.log_shipper.spool_dirs import PROCESS_PREFIX, discard_orphan, own_dir_choices
 from mlmon.log_shipper.stats_files import INSTANCE, add_counts, carried_counts, write_stats_file
 from mlmon.log_shipper.supervisor import SupervisedRole
 
@@ -529,7 +529,7 @@ class Shipper:
                             orphan.directory, orphan.pending_bytes)
                 adopted.append(orphan)
             else:
-                orphan.discard()
+                discard_orphan(orphan)
         return adopted
 
     # ---- fork ------------------------------------------------------------------------------

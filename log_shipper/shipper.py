@@ -362,12 +362,7 @@ class Shipper:
     def _carry_counts(self) -> None:
         """Continue the counts a dead owner of our spool directory left in its stats file, so the
         summed series never go back when a process restarts with the same pid."""
-        try:
-            self._stats_instance, self._carried = carried_counts(self._spool.directory)
-        except OSError as exc:  # unreadable: the file is replaced, and the sum goes back
-            log.warning("mlmon shipper: cannot read the stats file in %s: %s",
-                        self._spool.directory, exc)
-            self._stats_instance, self._carried = uuid.uuid4().hex, {}
+        self._stats_instance, self._carried = carried_counts(self._spool.directory)
 
     def _write_stats_file(self) -> None:
         """This process's counters for `SpoolRootCollector` (multi-worker services)."""

@@ -22,6 +22,7 @@ from mlmon.log_shipper.deadletter import DeadLetter
 from mlmon.log_shipper.metrics import ShipperStats
 from mlmon.log_shipper.sender import BulkSender, Document, SendResult, backoff_delay
 from mlmon.log_shipper.spool import Spool
+from mlmon.log_shipper.spool_dirs import discard_orphan
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class SpoolSender:
             self.taken = self._stats.spooled
         if source is not self._spool and not source:
             self._adopted.remove(source)
-            removed = source.discard()
+            removed = discard_orphan(source)
             log.info("mlmon shipper: replayed the orphaned spool %s%s", source.directory,
                      " and removed it" if removed else "; its other files are kept")
         if self.failures:

@@ -4,13 +4,13 @@ The roles update plain integers in `ShipperStats` (no prometheus_client call on 
 path); `ShipperCollector` turns them into metric families at scrape time.
 
 Several worker processes: each process counts its own records from zero (a forked child too)
-and writes them to `shipper-stats.json` in its spool directory; `SpoolRootCollector` sums the
+and writes them, plus what a dead previous owner of its directory had counted, to
+`shipper-stats.json` in its spool directory (`stats_files`); `SpoolRootCollector` sums the
 files under a spool root into one pid-free series per name (docs/shipper-delivery.md).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,11 +22,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 import mlmon.names as N
+from mlmon.log_shipper.stats_files import read_root_counts
 
-# Records lost, by reason. ship() returned False for the first two; the others were accepted
-# and could not be made durable or delivered.
-DROP_REASONS = ("queue_full", "closed", "prepare_error", "unserializable", "spool_full",
-                "disk_full", "disk_error", "spool_error", "dead_letter_error")
+# Records lost, by reason. ship() returned False for queue_full and ship_error (and for closed,
+# unless close() came while the record was being queued); the others were accepted and could
+# not be made durable or delivered.
+DROP_REASONS = ("queue_full", "closed", "ship_error", "prepare_error", "unserializable",
+                "spool_full", "disk_full", "disk_error", "spool_error", "dead_letter_error")
 
 
 @dataclass
@@ -63,8 +65,6 @@ class ShipperStats:
                     else f.default)
 
 
-STATS_FILE = "shipper-stats.json"  # in each process's spool directory
-
 # ShipperStats field -> its series, in the order they are exported
 COUNTERS = N.SHIPPER_COUNTERS
 
@@ -76,13 +76,6 @@ def snapshot(stats: ShipperStats, queue_depth: int, spool_bytes: int) -> dict[st
     values.update(dropped=dict(stats.dropped), queue_depth=queue_depth, spool_bytes=spool_bytes,
                   last_success=stats.last_success)
     return values
-
-
-def write_stats_file(directory: Path, values: Mapping[str, Any]) -> None:
-    """Replace `<directory>/shipper-stats.json` atomically (raises OSError, e.g. disk full)."""
-    tmp = directory / (STATS_FILE + ".tmp")
-    tmp.write_text(json.dumps(values, sort_keys=True))
-    os.replace(tmp, directory / STATS_FILE)
 
 
 def _families(values: Mapping[str, Any],
@@ -138,7 +131,9 @@ class SpoolRootCollector(Collector):
     Each shipper rewrites its `shipper-stats.json` about once a second; this sums those files
     (the root's and its `pid-*` subdirectories'), so a metrics-only process of a multi-worker
     service exports one series per name, without a pid, like the model counters beside it.
-    A file left by a dead worker keeps counting its final values, so the sums never go back.
+    A file left by a dead worker keeps counting its final values, and once its drained
+    directory is removed they live on in the root's retired file, so the sums never go back
+    (`mlmon.log_shipper.stats_files`).
     `last_success` is the latest of all; the per-process role series are not summed.
 
     >>> REGISTRY.register(SpoolRootCollector("/var/lib/mlmon/spool/mlmon-predictions-churn"))
@@ -148,18 +143,6 @@ class SpoolRootCollector(Collector):
         self.root = Path(root)
 
     def collect(self) -> Iterator[Metric]:
-        total: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
-        total.update(dropped=dict.fromkeys(DROP_REASONS, 0), queue_depth=0, spool_bytes=0,
-                     last_success=None)
-        for path in [self.root / STATS_FILE, *sorted(self.root.glob(f"*/{STATS_FILE}"))]:
-            try:
-                values = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue  # absent, or being replaced right now: next scrape
-            for name in (*COUNTERS, "queue_depth", "spool_bytes"):
-                total[name] += values.get(name, 0)
-            for reason, count in values.get("dropped", {}).items():
-                total["dropped"][reason] = total["dropped"].get(reason, 0) + count
-            if values.get("last_success") is not None:
-                total["last_success"] = max(total["last_success"] or 0, values["last_success"])
+        total = read_root_counts(self.root)
+        total["dropped"] = {**dict.fromkeys(DROP_REASONS, 0), **total["dropped"]}
         yield from _families(total, None)

@@ -22,7 +22,8 @@ Every record takes one path: memory -> spool (disk) -> Elasticsearch. Two superv
   cannot be spooled (disk full, spool over its bound) `ship()` returns False and counts why.
 
 Whatever cannot be made durable is counted in `stats.dropped[reason]` and logged (rate-limited):
-`queue_full` and `closed` (ship() returned False), `prepare_error`, `unserializable`,
+`queue_full`, `ship_error` and `closed` (ship() returned False, except for a ship() racing
+close() whose record came after the writer's exit), `prepare_error`, `unserializable`,
 `spool_full`, `disk_full` (ENOSPC, EDQUOT, EFBIG), `disk_error` (EIO and other write errors),
 `spool_error` (an unexpected error in the spool code: the role is restarted),
 `dead_letter_error` (rejected by Elasticsearch and the dead-letter file could not be written).
@@ -34,13 +35,16 @@ roles, and counts from zero (the parent still owes what it had accepted).
 
 `adopt_dirs`: spool directories left by other processes (a worker killed and replaced by one
 with a new pid). Each one whose lock is free is taken over at start-up and replayed before the
-shipper's own spool; once drained its segments are deleted, and its directory too unless it
-holds other files (the dead process's `shipper-stats.json`, still counted in the summed series).
+shipper's own spool; once drained, the dead process's final counts are folded into the root's
+retired stats file (`stats_files.retire`) and the directory is deleted, unless it holds other
+files (a dead-letter file). A directory taken over by a process with the same pid keeps its
+counts: the new owner continues from them (`stats_files.carried_counts`).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import json
 import logging
@@ -61,11 +65,12 @@ from elasticsearch import Elasticsearch
 from mlmon.log_shipper.chunking import BatchLimits
 from mlmon.log_shipper.deadletter import DeadLetter
 from mlmon.log_shipper.delivery import SpoolSender, encode_spooled, probe
-from mlmon.log_shipper.metrics import ShipperCollector, ShipperStats, snapshot, write_stats_file
+from mlmon.log_shipper.metrics import ShipperCollector, ShipperStats, snapshot
 from mlmon.log_shipper.redact import Redactor
 from mlmon.log_shipper.sender import BulkSender, Document
 from mlmon.log_shipper.spool import FSYNC_POLICIES, Spool, SpoolLockedError
-from mlmon.log_shipper.spool_dirs import PROCESS_PREFIX, own_dir_choices
+from mlmon.log_shipper.spool_dirs import PROCESS_PREFIX, discard_orphan, own_dir_choices
+from mlmon.log_shipper.stats_files import INSTANCE, add_counts, carried_counts, write_stats_file
 from mlmon.log_shipper.supervisor import SupervisedRole
 
 log = logging.getLogger(__name__)
@@ -135,6 +140,7 @@ class Shipper:
             max_bytes=spool_max_bytes, segment_bytes=segment_bytes, fsync=fsync,
             fsync_interval_s=fsync_interval_s, clock=clock, sync_on_append=False)
         self._spool = Spool(spool_dir, **self._spool_options)
+        self._carry_counts()
         self._adopted = self._adopt(adopt_dirs)
         self._dead = DeadLetter(dead_letter_path or Path(spool_dir) / "dead-letter.ndjson",
                                 fsync=fsync == "always", clock=wall_clock)
@@ -211,8 +217,14 @@ class Shipper:
             queue.append(record)
             if len(queue) == self._wake_writer_at:
                 self._writer_wake.set()
+            if self._closed and not self.writer.is_running():
+                # close() came between the check above and the append, and the writer's last
+                # turn may have missed this record: nobody else will take it now.
+                self._drop_leftovers()
             return True
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
+            with contextlib.suppress(Exception):
+                self.stats.drop("ship_error")
             return False
 
     def _ship_now(self, record: Any) -> bool:
@@ -289,7 +301,8 @@ class Shipper:
         self._writer_wake.set()
         self._sender_wake.set()
         # The sender stops at the deadline; the writer spools what remains, a moment more.
-        self.writer.join(timeout + 5.0)
+        if self.writer.join(timeout + 5.0):
+            self._drop_leftovers()  # appended by a ship() racing close(), after the writer's exit
         self.sender.join(timeout + 5.0)
         return self._done.is_set() and not self._backlog() and not self._queue
 
@@ -307,16 +320,7 @@ class Shipper:
         self._writer_wake.clear()
         self._writer_busy = True
         try:
-            queue = self._queue
-            while queue:
-                items = [queue.popleft() for _ in range(min(len(queue), _WRITE_GROUP))]
-                self.stats.queued += len(items)
-                docs = [d for d in (self._encode(i, self.stats.worker_drop) for i in items) if d]
-                written = self._write(docs, self.stats.worker_drop)
-                self.stats.spooled += written
-                self._durable_unless_always(docs[:written])
-                if self.unsent() >= self._limits.max_docs:
-                    self._sender_wake.set()
+            self._spool_queue()
             self._sync()
             now = self._clock()
             self._log_drops(now)
@@ -326,18 +330,47 @@ class Shipper:
         finally:
             self._writer_busy = False
 
+    def _spool_queue(self) -> None:
+        """Move every queued record to the spool (or count why it could not be)."""
+        queue = self._queue
+        while queue:
+            items = _take(queue, _WRITE_GROUP)
+            self.stats.queued += len(items)
+            docs = [d for d in (self._encode(i, self.stats.worker_drop) for i in items) if d]
+            written = self._write(docs, self.stats.worker_drop)
+            self.stats.spooled += written
+            self._durable_unless_always(docs[:written])
+            if self.unsent() >= self._limits.max_docs:
+                self._sender_wake.set()
+
+    def _drop_leftovers(self) -> None:
+        """Count as `closed` what is still queued once the writer has stopped for good."""
+        while self._queue:
+            items = _take(self._queue, _WRITE_GROUP)
+            with self.stats._lock:  # ship() and close() may both drain: one count each
+                self.stats.queued += len(items)
+                self.stats.dropped["closed"] += len(items)
+
     def _writer_exit(self) -> None:
         try:
+            self._spool_queue()  # a ship() racing close() may have appended after the last turn
             self._sync()
             self._log_drops(float("inf"))
         finally:
             self._sender_wake.set()
 
+    def _carry_counts(self) -> None:
+        """Continue the counts a dead owner of our spool directory left in its stats file, so the
+        summed series never go back when a process restarts with the same pid."""
+        self._stats_instance, self._carried = carried_counts(self._spool.directory)
+
     def _write_stats_file(self) -> None:
         """This process's counters for `SpoolRootCollector` (multi-worker services)."""
+        values = snapshot(self.stats, self.queue_depth(), self.spool_bytes())
+        add_counts(values, self._carried)
+        values[INSTANCE] = self._stats_instance
         try:
-            write_stats_file(self._spool.directory,
-                             snapshot(self.stats, self.queue_depth(), self.spool_bytes()))
+            write_stats_file(self._spool.directory, values)
         except OSError as exc:
             self._warn_once_per_interval(f"cannot write the stats file: {exc}")
 
@@ -491,7 +524,7 @@ class Shipper:
                             orphan.directory, orphan.pending_bytes)
                 adopted.append(orphan)
             else:
-                orphan.discard()
+                discard_orphan(orphan)
         return adopted
 
     # ---- fork ------------------------------------------------------------------------------
@@ -508,6 +541,7 @@ class Shipper:
             root = (parent_dir.parent if parent_dir.name.startswith(PROCESS_PREFIX)
                     else parent_dir)
             self._spool = self._own_spool(root)
+            self._carry_counts()
         self._start_process_state()
 
     def _own_spool(self, root: Path) -> Spool:
@@ -538,6 +572,15 @@ class Shipper:
                 os.kill(os.getpid(), signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _take(queue: deque[Any], limit: int) -> list[Any]:
+    """Up to `limit` records from the head of `queue`; another thread may drain it meanwhile."""
+    items = []
+    with contextlib.suppress(IndexError):
+        for _ in range(limit):
+            items.append(queue.popleft())
+    return items
 
 
 _LIVE: weakref.WeakSet[Shipper] = weakref.WeakSet()

@@ -9,8 +9,14 @@ free and replays it (`Shipper(adopt_dirs=...)`), so no record is stranded.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+from mlmon.log_shipper.spool import Spool
+from mlmon.log_shipper.stats_files import retire
+
+log = logging.getLogger(__name__)
 
 PROCESS_PREFIX = "pid-"
 _CHOICES = 3  # per-process names tried when one is (briefly) held by an adopter
@@ -38,3 +44,16 @@ def orphan_candidates(root: Path, own: Path) -> list[Path]:
     except OSError:
         children = []
     return found + [p for p in children if p != own]
+
+
+def discard_orphan(orphan: Spool) -> bool:
+    """Delete a drained orphan's directory, its final counts first folded into the root's
+    retired stats (a `pid-` directory only: the root itself is never deleted).
+
+    False when the directory stays (records pending, other files, the counts not folded)."""
+    if not orphan and orphan.directory.name.startswith(PROCESS_PREFIX):
+        try:
+            retire(orphan.directory)
+        except OSError as exc:  # kept, with its stats file: still counted, retired next time
+            log.warning("mlmon shipper: cannot retire the stats of %s: %s", orphan.directory, exc)
+    return orphan.discard()

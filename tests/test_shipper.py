@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -263,3 +264,58 @@ def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     while time.monotonic() < deadline and not condition():
         time.sleep(0.01)
     return condition()
+
+
+class _CloseBeforeAppend(deque):  # type: ignore[type-arg]
+    """A queue whose append first lets close() run to its end: the race the check cannot see."""
+
+    def __init__(self, shipper: Shipper) -> None:
+        super().__init__()
+        self.shipper = shipper
+
+    def append(self, item: object) -> None:
+        self.shipper.close(timeout=0.2)
+        super().append(item)
+
+
+def test_a_ship_racing_close_past_the_writers_last_turn_is_counted(closed_url: str,
+                                                                   tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path)
+    shipper._queue = _CloseBeforeAppend(shipper)
+    assert shipper.ship(_record(1)) is True  # it passed the check before close()
+    assert shipper.writer.is_running() is False
+    assert shipper.stats.dropped["closed"] == 1 and shipper.stats.queued == 1
+    assert not shipper._queue
+
+
+def test_a_record_queued_after_the_writers_last_turn_is_spooled_on_its_exit(
+        closed_url: str, tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path)
+    finished = shipper.writer._finished
+
+    def then_a_late_record() -> bool:
+        done = finished()
+        if done and not shipper.stats.queued:
+            shipper._queue.append(_record(7))  # a ship() that passed the check just before
+        return done
+
+    shipper.writer._finished = then_a_late_record
+    shipper.close(timeout=0.2)
+    assert shipper.stats.queued == 1 and shipper.stats.spooled == 1
+    assert sum(shipper.stats.dropped.values()) == 0
+    assert _spooled_ids(tmp_path) == ["r7"]
+
+
+def test_an_unexpected_error_in_ship_is_counted(closed_url: str, tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path)
+
+    class Broken(deque):  # type: ignore[type-arg]
+        def append(self, item: object) -> None:
+            raise MemoryError("injected")
+
+    shipper._queue = Broken()
+    try:
+        assert shipper.ship(_record(1)) is False
+        assert shipper.stats.dropped["ship_error"] == 1
+    finally:
+        shipper.close(timeout=0.2)

@@ -21,14 +21,17 @@ from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch, helpers
+from prometheus_client import CollectorRegistry
 
 from mlmon.exporter.profile import Profile
 from mlmon.log_shipper import es_assets
 from mlmon.log_shipper.deadletter import read_dead_letters
+from mlmon.log_shipper.metrics import SpoolRootCollector
 from mlmon.log_shipper.record import RecordBuilder, index_name
 from mlmon.log_shipper.redact import Redactor
 from mlmon.log_shipper.sender import BulkSender, Document
 from mlmon.log_shipper.shipper import Shipper
+from mlmon.log_shipper.spool_dirs import orphan_candidates
 from tests.integration.es_server import ElasticsearchServer, es_restartable, es_server, es_url
 from tests.profiles import sample_profile_dict
 
@@ -305,6 +308,43 @@ def unused_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+# ---- drained orphans: directories removed, counts kept ------------------------------------
+
+def produce_then_exit(url: str, model: str, spool: str, count: int) -> None:
+    """A worker that ships `count` records while Elasticsearch is unreachable, then exits."""
+    profile = _profile(model)
+    builder = _builder(profile)
+    shipper = _shipper(url, index_name(profile.model_name), Path(spool), max_retries=0)
+    for i in range(count):
+        assert shipper.ship(builder.build(_features(i), 0.5, request_id=f"{spool}-{i}"))
+    shipper.close(timeout=0.5)
+
+
+def test_replayed_orphans_are_removed_and_the_summed_counts_stay(
+        es_url: str, tmp_path: Path, unused_url: str) -> None:
+    client = Elasticsearch(es_url)
+    model = "retired-orphans"
+    index = _prepare_index(client, _profile(model))
+    orphans = [tmp_path / f"pid-{n}" for n in (1, 2)]  # recycled workers (--max-requests)
+    for orphan in orphans:
+        code = ("from tests.integration.test_shipper_es import produce_then_exit; "
+                f"produce_then_exit({unused_url!r}, {model!r}, {str(orphan)!r}, 40)")
+        subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+    summed = CollectorRegistry()
+    summed.register(SpoolRootCollector(tmp_path))
+    assert summed.get_sample_value("mlmon_shipper_queued_total") == 80
+
+    own = tmp_path / "pid-99"
+    shipper = _shipper(es_url, index, own, adopt_dirs=orphan_candidates(tmp_path, own))
+    assert shipper.flush(timeout=60)
+    assert shipper.close(timeout=30)
+    ids = [d["_id"] for d in _all_docs(client, index)]
+    assert sorted(ids) == sorted(f"{o}-{i}" for o in orphans for i in range(40))
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["pid-99"]
+    assert summed.get_sample_value("mlmon_shipper_queued_total") == 80  # the dead ones' counts
+    assert summed.get_sample_value("mlmon_shipper_replayed_total") == 80  # this process's
 
 
 # ---- retry of the failed documents only -----------------------------------------------------

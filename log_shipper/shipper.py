@@ -237,7 +237,10 @@ class Shipper:
             if doc is None:
                 return False
             with self._append_lock:  # the spool's order is the order ids are reported in
-                written = self._write([doc], self.stats.drop)
+                try:
+                    written = self._write([doc], self.stats.drop)
+                except Exception:  # noqa: BLE001 - _write counted it (spool_error): once only
+                    written = 0
                 if written:
                     self._appended.append(doc.id)
             with self.stats._lock:

@@ -319,3 +319,20 @@ def test_an_unexpected_error_in_ship_is_counted(closed_url: str, tmp_path: Path)
         assert shipper.stats.dropped["ship_error"] == 1
     finally:
         shipper.close(timeout=0.2)
+
+
+def test_an_unexpected_spool_error_under_fsync_always_is_counted_once(
+        closed_url: str, tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path, fsync="always")
+
+    def broken(payloads: object) -> int:
+        raise RuntimeError("injected")
+
+    shipper._spool.append = broken  # type: ignore[method-assign]
+    try:
+        assert shipper.ship(_record(1)) is False
+        assert shipper.stats.dropped["spool_error"] == 1
+        assert shipper.stats.dropped["disk_error"] == 0
+        assert shipper.stats.queued == 1
+    finally:
+        shipper.close(timeout=0.2)

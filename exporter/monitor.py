@@ -34,7 +34,6 @@ from mlmon.exporter.profile import Profile
 from mlmon.exporter.values import (
     INF,
     MISSING,
-    NAN,
     NOT_ALLOWED,
     OUT_OF_RANGE,
     UNSEEN,
@@ -86,7 +85,7 @@ class Observation:
 _NUMERIC_SLOT = {MISSING: L.NUM_MISSING, INF: L.NUM_INF, WRONG_TYPE: L.NUM_WRONG_TYPE}
 _CATEGORICAL_SLOT = {MISSING: L.CAT_MISSING, WRONG_TYPE: L.CAT_WRONG_TYPE}
 _TEXT_SLOT = {MISSING: L.TXT_MISSING, WRONG_TYPE: L.TXT_WRONG_TYPE}
-_FLAG = {reason: (reason,) for reason in (MISSING, NAN, INF, WRONG_TYPE)}
+_FLAG = {reason: (reason,) for reason in (MISSING, INF, WRONG_TYPE)}  # a NaN feature is MISSING
 
 
 def _verdict(c: Any, base: int, slot_of: dict[str, int], classify: Callable[[Any], Any],

@@ -4,15 +4,19 @@
 install-servers: install-prometheus
 generate: generate-rules
 
-install-prometheus: ## install Prometheus, promtool, Alertmanager, amtool (Debian packages)
+# The Pushgateway receives the counts of short-lived jobs (batch scoring, the outcomes CLI,
+# training runs); the node exporter watches the host the stack runs on.
+install-prometheus: ## install Prometheus, promtool, Alertmanager, amtool, Pushgateway, node exporter (Debian packages)
 	@if command -v prometheus >/dev/null && command -v promtool >/dev/null && \
-	    command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null; then \
-	  echo "prometheus and alertmanager already installed"; \
+	    command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null && \
+	    command -v prometheus-pushgateway >/dev/null && \
+	    command -v prometheus-node-exporter >/dev/null; then \
+	  echo "prometheus, alertmanager, pushgateway and node exporter already installed"; \
 	else \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
-	    prometheus prometheus-alertmanager; \
+	    prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter; \
 	fi
 
 generate-rules: ## regenerate recording/alert rules, alertmanager.yml and the promtool test files

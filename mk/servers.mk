@@ -1,7 +1,7 @@
 # Real servers and tools for the tests and `make stack`: Debian packages and Maven Central.
 # Each area adds its own prerequisite to install-servers (mk/prometheus.mk, mk/elasticsearch.mk).
 .PHONY: install-servers install-docker-compose install-wrk
-install-servers: install-docker-compose install-wrk ## install Prometheus, Alertmanager (apt), Elasticsearch (Maven), docker-compose, wrk
+install-servers: install-docker-compose install-wrk ## install Prometheus, Alertmanager, Pushgateway, node exporter (apt), Elasticsearch (Maven), docker-compose, wrk
 
 # Debian's docker-compose 1.29 validates docker-compose.yml without a Docker engine
 # (tests/test_compose.py); it is not used to run anything.

@@ -155,6 +155,8 @@ def prometheus_config(targets: dict[str, list[str]], rule_files: list[Path],
             jobs[name] = {"job_name": name}
             config["scrape_configs"].append(jobs[name])
         jobs[name]["static_configs"] = [{"targets": list(addresses)}]
+        if name == "pushgateway":  # pushed job/instance labels win, as in the stack's config
+            jobs[name]["honor_labels"] = True
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -234,6 +236,18 @@ def start_prometheus(workdir: Path, targets: dict[str, list[str]],
         address)
 
 
+def start_pushgateway(workdir: Path) -> Server:
+    """A Pushgateway persisting into `workdir` (its default path is the system's); Prometheus
+    scrapes it with `honor_labels: true` (the pushed job/instance labels win), as the stack does.
+    """
+    binary = _binary("prometheus-pushgateway")
+    workdir.mkdir(parents=True, exist_ok=True)
+    address = f"127.0.0.1:{free_port()}"
+    return _launch(Server, [
+        binary, f"--web.listen-address={address}",
+        f"--persistence.file={workdir / 'pushgateway.data'}"], workdir, "pushgateway", address)
+
+
 def _servers(tmp_path: Path, name: str,
              start: Callable[..., ServerT]) -> Iterator[Callable[..., ServerT]]:
     """A fixture body: `make(...)` starts a server in its own dir; all stop at teardown."""
@@ -260,6 +274,12 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
 def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """`make(webhook_url=...)`: Alertmanager with the repo's routes, group_wait 0s."""
     yield from _servers(tmp_path, "alertmanager", start_alertmanager)
+
+
+@pytest.fixture
+def pushgateway_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """`make()`: a Pushgateway on a free loopback port, persisting under tmp_path."""
+    yield from _servers(tmp_path, "pushgateway", start_pushgateway)
 
 
 @pytest.fixture

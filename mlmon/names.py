@@ -162,6 +162,30 @@ REQUESTS = Series("mlmon_requests", "counter", "Requests by outcome.", ("outcome
                   "ok / error")
 REQUESTS_IN_FLIGHT = Series("mlmon_requests_in_flight", "gauge", "Requests in progress.")
 
+# ---- outcomes: realized performance once labels arrive (mlmon/exporter/outcomes.py) ---------
+# Counted when a label is joined to its prediction (in the service, or by `mlmon outcomes`, which
+# pushes them to the Pushgateway). Bounded by the profile: classes plus `__unseen__`, and error
+# edges from the reference residuals.
+OUTCOME_CLASS = Series("mlmon_outcome_class", "counter", "Labelled predictions by class pair.",
+                       ("predicted_class", "actual_class"),
+                       "labelled classifications: the confusion matrix over the profile's "
+                       "classes plus `__unseen__`")
+OUTCOME_ERROR = Series("mlmon_outcome_error", "histogram",
+                       "Regression errors (prediction - actual).", ("le",),
+                       "regression errors (prediction - actual) on edges from the reference "
+                       "residuals; `_count` is the labelled count, `_sum` the summed error (bias)")
+OUTCOME_ABSOLUTE_ERROR = Series("mlmon_outcome_absolute_error", "counter",
+                                "Sum of |prediction - actual|.")
+OUTCOME_SQUARED_ERROR = Series("mlmon_outcome_squared_error", "counter",
+                               "Sum of (prediction - actual)^2.")
+OUTCOME_LABEL_DELAY = Series("mlmon_outcome_label_delay_seconds", "histogram",
+                             "Time from prediction to label arrival.", ("le",))
+OUTCOME_REJECTED = Series("mlmon_outcome_rejected", "counter",
+                          "Labels not counted, by reason.", ("reason",),
+                          "labels not counted: `unknown_id`, `duplicate`, `wrong_type`, ...")
+BASELINE = Series("mlmon_model_baseline", "gauge", "A baseline metric on the reference data.",
+                  ("metric",), "the profile's `baseline_metrics` (accuracy, mae, rmse, ...)")
+
 
 def _references(*refs: Reference) -> tuple[Series, ...]:
     return tuple(s for r in refs for s in (r.cumulative, r.bins, r.previous_le))
@@ -271,3 +295,12 @@ def prediction_stat(stat: str) -> RuleName:
 def latency_quantile(quantile: str) -> RuleName:
     """model:mlmon_inference_latency_seconds:<p50|p95|p99>_<window>."""
     return RuleName("model", INFERENCE_LATENCY.name, quantile + "_")
+
+
+# ---- realized performance (mlmon/alerting/outcomes.py), names pinned for users' queries -----
+OUTCOME_ACCURACY = RuleName("model", "mlmon_outcome_accuracy")
+OUTCOME_PRECISION = RuleName("model_class", "mlmon_outcome_precision")
+OUTCOME_RECALL = RuleName("model_class", "mlmon_outcome_recall")
+OUTCOME_MAE = RuleName("model", "mlmon_outcome_mae")
+OUTCOME_RMSE = RuleName("model", "mlmon_outcome_rmse")
+OUTCOME_LABELLED = RuleName("model", "mlmon_outcome_labelled", "increase")

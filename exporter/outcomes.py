@@ -431,6 +431,8 @@ def _aligned_floats(col: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
 def _seconds(col: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Unix seconds per row (NaN when unknown: None, NaN, NaT) and whether each is unusable."""
     if _is_series(col) and col.dtype.kind == "M":
+        if getattr(col.dtype, "tz", None) is not None:  # zone-aware: as UTC, then plain numpy
+            col = col.dt.tz_convert("UTC").dt.tz_localize(None)
         col = col.to_numpy()
     if isinstance(col, np.ndarray) and col.dtype.kind == "M":
         ns = col.astype("datetime64[ns]")

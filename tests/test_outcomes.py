@@ -229,6 +229,10 @@ def test_batch_delays_equal_numpy_and_bad_ones_are_counted() -> None:
     other = again.observe_outcomes(np.zeros(992), np.zeros(992), predicted_at=stamps,
                                    arrived_at=pd.Timestamp(arrived, unit="s"))
     np.testing.assert_allclose(other.delays, usable, rtol=0, atol=1e-5)  # datetime64 is in ns
+    zoned = stamps.dt.tz_localize("UTC").dt.tz_convert("Europe/Paris")  # the same instants
+    third = monitor(False)[0].observe_outcomes(np.zeros(992), np.zeros(992),
+                                               predicted_at=zoned, arrived_at=arrived)
+    np.testing.assert_allclose(third.delays, usable, rtol=0, atol=1e-5)
 
 
 def _le(edge: float) -> str:

@@ -151,11 +151,13 @@ class OutcomeMethods:
         return self._outcomes.observe(prediction, actual, predicted_at, arrived_at)
 
     def observe_outcomes(self, predictions: Any, actuals: Any, *, predicted_at: Any = None,
-                         arrived_at: Any = None) -> OutcomeBatch:
+                         arrived_at: Any = None, count: bool = True) -> OutcomeBatch:
         """Count many labels at once (aligned columns: lists, numpy arrays, pandas Series),
         vectorised; never raises. `predicted_at`: a column; `arrived_at`: a column, one time
-        for every row, or None for now."""
-        return self._outcomes.observe_many(predictions, actuals, predicted_at, arrived_at)
+        for every row, or None for now. `count=False` only judges: the same verdicts, nothing
+        counted (a join that writes each outcome first, then counts the rows it wrote)."""
+        return self._outcomes.observe_many(predictions, actuals, predicted_at, arrived_at,
+                                           count)
 
     def reject_outcome(self, reason: str, n: int = 1) -> None:
         """Count `n` labels that could not be joined (`unknown_id`, `duplicate`, ...)."""
@@ -259,21 +261,24 @@ class OutcomeCounter:
     # ---- many labels ----------------------------------------------------------------------
 
     def observe_many(self, predictions: Any, actuals: Any, predicted_at: Any = None,
-                     arrived_at: Any = None) -> OutcomeBatch:
+                     arrived_at: Any = None, count: bool = True) -> OutcomeBatch:
         """Count aligned columns of predictions and actuals (lists, numpy arrays, pandas
         Series); never raises. `predicted_at`: a column of prediction times (None / NaN / NaT
-        for an unknown one); `arrived_at`: a column, one time for all, or None for now."""
+        for an unknown one); `arrived_at`: a column, one time for all, or None for now.
+        `count=False`: judge only, count nothing."""
         try:
-            return self._observe_many(predictions, actuals, predicted_at, arrived_at)
+            return self._observe_many(predictions, actuals, predicted_at, arrived_at, count)
         except BadBatch:
-            self.reject(BAD_BATCH)
+            if count:
+                self.reject(BAD_BATCH)
             return OutcomeBatch(0, 0, {BAD_BATCH: 1}, [])
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
-            self.reject(INTERNAL_ERROR)
+            if count:
+                self.reject(INTERNAL_ERROR)
             return OutcomeBatch(0, 0, {INTERNAL_ERROR: 1}, [])
 
     def _observe_many(self, predictions: Any, actuals: Any, predicted_at: Any,
-                      arrived_at: Any) -> OutcomeBatch:
+                      arrived_at: Any, count: bool) -> OutcomeBatch:
         plan = self.plan
         predictions, actuals = _prediction_column(predictions), _prediction_column(actuals)
         n = _length(predictions)
@@ -316,10 +321,11 @@ class OutcomeCounter:
                                               strict=True) if c}
         if bad:
             rejected[BAD_DELAY] = bad
-        for reason, count in rejected.items():
-            delta[plan.rejected[reason]] += count
-        with self.storage.lock:
-            self.storage.add(delta)
+        for reason, n_rejected in rejected.items():
+            delta[plan.rejected[reason]] += n_rejected
+        if count:
+            with self.storage.lock:
+                self.storage.add(delta)
         delays = np.where(np.isinf(delays), np.nan, delays)
         reasons = _REASON_ARRAY[reason_codes].tolist()
         return OutcomeBatch(n, int(per_reason[0]), rejected, reasons, correct, errors, delays)

@@ -164,6 +164,20 @@ def test_a_profile_without_prediction_counts_every_label_as_rejected() -> None:
     assert rejected(registry) == {"no_prediction_in_profile": 3}
 
 
+def test_judging_only_gives_the_same_verdicts_and_counts_nothing() -> None:
+    m, registry = monitor(True)
+    predicted, actual = ["yes", "no", None, "maybe"], ["yes", "yes", "no", {"x": 1}]
+    judged = m.observe_outcomes(predicted, actual, predicted_at=[1.0] * 4, count=False)
+    assert judged.reasons == [None, None, "missing_prediction", "wrong_type"]
+    assert judged.correct.tolist() == [True, False, False, False]
+    assert m.observe_outcomes(["yes"], [], count=False).rejected == {"bad_batch": 1}
+    assert rejected(registry) == {}
+    assert confusion(registry, [*CLASSES, "__unseen__"]).sum() == 0
+    assert value(registry, N.OUTCOME_LABEL_DELAY.count) == 0
+    counted = m.observe_outcomes(predicted, actual, predicted_at=[1.0] * 4)
+    assert counted.reasons == judged.reasons and rejected(registry) == counted.rejected
+
+
 def test_a_batch_of_unequal_lengths_is_one_bad_batch() -> None:
     m, registry = monitor(True)
     result = m.observe_outcomes(["yes", "no"], ["yes"])

@@ -171,10 +171,11 @@ def _stop(run: dict[str, Any]) -> None:
 
 
 def _rule_durations(prom: Prometheus) -> dict[str, float]:
-    """prometheus_rule_group_last_duration_seconds of every mlmon group (Prometheus scrapes
-    itself), by group name: the outcome groups' cost beside the drift groups'."""
-    found = prom.wait_for('prometheus_rule_group_last_duration_seconds{rule_group=~".*mlmon.*"}',
-                          timeout=30)
+    """The median over the last minute of prometheus_rule_group_last_duration_seconds of every
+    mlmon group (Prometheus scrapes itself every second), by group name: the outcome groups'
+    cost beside the drift groups'."""
+    found = prom.wait_for('quantile_over_time(0.5, prometheus_rule_group_last_duration_seconds'
+                          '{rule_group=~".*mlmon.*"}[1m])', timeout=30)
     return {r["metric"]["rule_group"].rsplit(";", 1)[-1]: float(r["value"][1]) for r in found}
 
 

@@ -59,6 +59,7 @@ def _short_windows(data: dict[str, Any]) -> None:
     shortest, so it fires SHORT after the last label."""
     renamed = dict(zip(data["outcome_windows"], (SHORT, MID, LONG), strict=True))
     data["outcome_windows"], data["restart_grace"] = [SHORT, MID, LONG], GRACE
+    data["outcome_evaluation_interval"] = "1s"
     for name in OUTCOME_ALERTS:
         section = data["alerts"][name]
         for key in ("window", "lookback"):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, push_to_gateway
 from sklearn.metrics import accuracy_score, precision_score, recall_score
 
@@ -158,12 +159,29 @@ def _run(tmp_path: Path, factories: dict[str, Any], model: str, live: list[pd.Da
         for w in ("5m", "1h"):  # the drift statistics have seen every row too
             prom.wait_for(f'{N.PREDICTION_SAMPLES.at(w)}{{model="{model}"}} == {total}',
                           timeout=60)
-        return {"prom": prom, "profile": profile,
+        return {"prom": prom, "profile": profile, "rules": rules[0],
                 "pooled": pd.concat(live, ignore_index=True), "replicas": replicas}
     except BaseException:
         for replica in replicas:
             replica.stop()
         raise
+
+
+# The outcome rules only a classifier's counts, or only a regression model's, feed.
+CLASSIFIER_ONLY = ("outcome_class", "accuracy", "precision", "recall")
+REGRESSION_ONLY = ("outcome_error", "absolute_error", "squared_error", "mae", "rmse", "bias")
+
+
+def _outcome_rules_without_data(prom: Prometheus, rules: Path, model: str,
+                                other_kind: tuple[str, ...]) -> list[str]:
+    """The outcome recording rules of the LONG window (all but the other kind of model's) with no
+    series for `model` (the shorter windows empty as the test goes on)."""
+    groups = yaml.safe_load(rules.read_text(encoding="utf-8"))["groups"]
+    names = [r["record"] for g in groups if g["name"] == f"mlmon.outcomes.{LONG}"
+             for r in g["rules"]]
+    assert names
+    return [name for name in names if not any(part in name for part in other_kind)
+            and not prom.query(f'{name}{{model="{model}"}}')]
 
 
 def _stop(run: dict[str, Any]) -> None:
@@ -202,6 +220,7 @@ def test_classifier_realized_metrics_match_sklearn_and_concept_drift_alerts(
             assert set(got) == set(CLASSES)
             for cls, value in zip(CLASSES, want, strict=True):
                 assert _close(got[cls], float(value)), (rule, cls, got[cls], value)
+        assert _outcome_rules_without_data(prom, run["rules"], "spam", REGRESSION_ONLY) == []
         delay = prom.values(f'{N.OUTCOME_LABEL_DELAY_MEDIAN.at(LONG)}{{model="spam"}}', "model")
         assert 1 <= delay["spam"] <= 7200 + 60, delay
         # Concept drift: the labels say the model got worse, its inputs and outputs do not.
@@ -245,6 +264,7 @@ def test_regression_realized_metrics_match_numpy_and_no_alert_without_drift(
                            (N.OUTCOME_BIAS, np.mean(errors))):
             got = prom.values(f'{rule.at(LONG)}{{model="price"}}', "model")
             assert _close(got["price"], float(want)), (rule, got, want)
+        assert _outcome_rules_without_data(prom, run["rules"], "price", CLASSIFIER_ONLY) == []
         # Realized MAE is about the baseline: the performance rule has its inputs and is quiet.
         mae = prom.values(f'{N.OUTCOME_MAE.at(MID)}{{model="price"}}', "model")["price"]
         assert mae < 1.1 * run["profile"].baseline_metrics["mae"]

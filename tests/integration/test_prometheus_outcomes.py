@@ -18,6 +18,9 @@ drift: MAE, RMSE and bias equal numpy's within 1e-9, and the performance alert s
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from prometheus_client import CollectorRegistry, push_to_gateway
 from sklearn.metrics import accuracy_score, precision_score, recall_score
 
 import mlmon.names as N
+from mlmon.alerting import config as rules_config
 from mlmon.alerting.config import OUTCOME_ALERTS
 from mlmon.alerting.sink import Sink
 from mlmon.exporter import OutcomeMonitor
@@ -44,6 +48,8 @@ pushgateway_factory = prom_servers.pushgateway_factory
 notification_sink = prom_servers.notification_sink
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 SHORT, MID, LONG = "30s", "2m", "10m"  # for the outcome windows 1h, 1d, 7d
 GRACE = "3s"  # restart_grace: at least twice the 1 s scrape interval
@@ -127,7 +133,7 @@ def _run(tmp_path: Path, factories: dict[str, Any], model: str, live: list[pd.Da
     tmp_path.mkdir(parents=True, exist_ok=True)
     profile.dump(profile_path)
     labelled = int(ROWS * (1 - PUSHED_SHARE))
-    now = time.time()
+    now = started = time.time()
     replicas: list[Server] = []
     go = tmp_path / "go"
     try:
@@ -159,7 +165,7 @@ def _run(tmp_path: Path, factories: dict[str, Any], model: str, live: list[pd.Da
         for w in ("5m", "1h"):  # the drift statistics have seen every row too
             prom.wait_for(f'{N.PREDICTION_SAMPLES.at(w)}{{model="{model}"}} == {total}',
                           timeout=60)
-        return {"prom": prom, "profile": profile, "rules": rules[0],
+        return {"prom": prom, "profile": profile, "rules": rules[0], "started": started,
                 "pooled": pd.concat(live, ignore_index=True), "replicas": replicas}
     except BaseException:
         for replica in replicas:
@@ -169,7 +175,9 @@ def _run(tmp_path: Path, factories: dict[str, Any], model: str, live: list[pd.Da
 
 # The outcome rules only a classifier's counts, or only a regression model's, feed.
 CLASSIFIER_ONLY = ("outcome_class", "accuracy", "precision", "recall")
-REGRESSION_ONLY = ("outcome_error", "absolute_error", "squared_error", "mae", "rmse", "bias")
+# (a classifier has no allowed prediction range: out_of_range is a regression model's)
+REGRESSION_ONLY = ("outcome_error", "absolute_error", "squared_error", "mae", "rmse", "bias",
+                   "out_of_range")
 
 
 def _outcome_rules_without_data(prom: Prometheus, rules: Path, model: str,
@@ -182,6 +190,30 @@ def _outcome_rules_without_data(prom: Prometheus, rules: Path, model: str,
     assert names
     return [name for name in names if not any(part in name for part in other_kind)
             and not prom.query(f'{name}{{model="{model}"}}')]
+
+
+DASHBOARD = REPO / "grafana" / "dashboards" / "model-performance.json"
+
+
+def _dashboard_without_data(prom: Prometheus, model: str, since: float,
+                            other_kind: tuple[str, ...]) -> list[str]:
+    """The Model performance dashboard's expressions (but the other kind of model's) that had no
+    data for `model` since `since`, with its outcome windows renamed to the test's."""
+    sys.path.insert(0, str(REPO / "grafana"))
+    from panels import expressions
+
+    windows = rules_config.load().outcome_windows
+    renamed = dict(zip(windows, (SHORT, MID, LONG), strict=True))
+    pattern = re.compile(rf"(mlmon_outcome_\w*:\w*?)({'|'.join(windows)})\b")
+    empty = []
+    for expr in expressions(json.loads(DASHBOARD.read_text(encoding="utf-8"))):
+        if any(part in expr for part in other_kind):
+            continue
+        query = pattern.sub(lambda m: m[1] + renamed[m[2]], expr)
+        query = query.replace("$model_version", ".*").replace("$model", model)
+        if not prom.query_range(query, since, time.time(), step=1.0):
+            empty.append(expr)
+    return empty
 
 
 def _stop(run: dict[str, Any]) -> None:
@@ -239,6 +271,7 @@ def test_classifier_realized_metrics_match_sklearn_and_concept_drift_alerts(
         for name in DRIFT_ALERTS:
             assert _notified(notification_sink, name) == [], name
         assert prom.query(f'ALERTS{{alertname=~"{"|".join(DRIFT_ALERTS)}"}}') == []
+        assert _dashboard_without_data(prom, "spam", run["started"], REGRESSION_ONLY) == []
         durations = _rule_durations(prom)
         print("rule groups, last evaluation (s):", durations)
         assert {f"mlmon.outcomes.{w}" for w in (SHORT, MID, LONG)} <= set(durations)
@@ -274,5 +307,6 @@ def test_regression_realized_metrics_match_numpy_and_no_alert_without_drift(
         assert prom.query(f'{N.OUTCOME_LABELLED.at(MID)}{{model="price"}} == {REPLICAS * ROWS}')
         assert _notified(notification_sink, PERFORMANCE) == []
         assert prom.query(f'ALERTS{{alertname="{PERFORMANCE}"}}') == []
+        assert _dashboard_without_data(prom, "price", run["started"], CLASSIFIER_ONLY) == []
     finally:
         _stop(run)

@@ -37,6 +37,12 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonHighErrorRatio": ("window", "max_ratio"),
     "MlmonThroughputZero": ("window",),
     "MlmonExporterDown": (),
+    # batch jobs (the `:batch` rules); thresholds and alpha are the services' alerts' above
+    "MlmonBatchFeatureDrift": (),
+    "MlmonBatchPredictionDrift": (),
+    "MlmonBatchDataQuality": (),
+    "MlmonBatchJobFailed": (),
+    "MlmonBatchJobMissed": ("schedules",),
 }
 _TOP_KEYS = ("windows", "restart_grace", "exporter_selector", "epsilon", "min_samples", "alerts",
              "demo", "runbook_base_url")
@@ -108,6 +114,12 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...]) -> dict[str,
         raise ConfigError(f"{where}.alpha: must be in (0, 1)")
     if "quantile" in section and section["quantile"] not in QUANTILES:
         raise ConfigError(f"{where}.quantile: one of {', '.join(QUANTILES)}")
+    if "schedules" in section:
+        schedules = section["schedules"]
+        if not isinstance(schedules, dict) or not all(isinstance(j, str) for j in schedules):
+            raise ConfigError(f"{where}.schedules: batch job name -> duration (e.g. 26h)")
+        for duration in schedules.values():
+            duration_seconds(duration)
     if "expected_versions" in section:
         versions = section["expected_versions"]
         if not isinstance(versions, dict) or not all(

@@ -55,6 +55,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import alert_cases as C  # noqa: E402
 
 _const = C._const
+
+
 def _pushed_histogram(case: Any, h: Histogram, at: dict[str, str], edges: list[float],
                       ref: list[float], counts: list[int]) -> None:
     """A pushed histogram: constant cumulative buckets and its reference gauges."""

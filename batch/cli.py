@@ -5,8 +5,9 @@
 
 Reads the file (CSV or Parquet) in chunks, so memory stays bounded whatever its size, counts
 every row as `BatchRun` does and pushes at the end; a run that cannot finish (a missing or
-unreadable file, a named column absent) pushes its failure before the one-line error. With `--es-url` every row is also sent to
-Elasticsearch as a prediction record (`event.id` from `--id-column`).
+unreadable file, a named column absent) pushes its failure before the one-line error. With
+`--es-url` every row is also sent to Elasticsearch as a prediction record (`event.id` from
+`--id-column`).
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ def test_an_unreachable_pushgateway_is_retried_then_reported(profile: Profile) -
     with BatchRun(profile, job=JOB, pushgateway=url, push_attempts=3,
                   sleep=sleeps.append) as run:
         run.observe_batch({"age": [30.0]}, [0.5])
-    assert run.outcome == "success" and sleeps == [0.5, 1.0]
+    assert run.outcome == "success" and sleeps == [0.5, 1.0] and run.failed_pushes == 3
     assert run.push_error is not None and url in run.push_error
     strict = BatchRun(profile, job=JOB, pushgateway=url, push_attempts=1,
                       raise_on_push_error=True)

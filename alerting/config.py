@@ -40,6 +40,12 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonPerformanceBelowBaseline": ("window", "min_labelled", "accuracy_drop", "mae_increase"),
     "MlmonLabelsStopped": ("window", "lookback"),
     "MlmonPredictionOutOfRange": ("window", "max_ratio"),
+    # batch jobs (the `:batch` rules); thresholds and alpha are the services' alerts' above
+    "MlmonBatchFeatureDrift": (),
+    "MlmonBatchPredictionDrift": (),
+    "MlmonBatchDataQuality": (),
+    "MlmonBatchJobFailed": (),
+    "MlmonBatchJobMissed": ("schedules",),
 }
 # The alerts on realized performance: their `window` (and `lookback`) are outcome windows.
 OUTCOME_ALERTS = ("MlmonPerformanceBelowBaseline", "MlmonLabelsStopped")
@@ -123,6 +129,12 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...],
         raise ConfigError(f"{where}.alpha: must be in (0, 1)")
     if "quantile" in section and section["quantile"] not in QUANTILES:
         raise ConfigError(f"{where}.quantile: one of {', '.join(QUANTILES)}")
+    if "schedules" in section:
+        schedules = section["schedules"]
+        if not isinstance(schedules, dict) or not all(isinstance(j, str) for j in schedules):
+            raise ConfigError(f"{where}.schedules: batch job name -> duration (e.g. 26h)")
+        for duration in schedules.values():
+            duration_seconds(duration)
     if "expected_versions" in section:
         versions = section["expected_versions"]
         if not isinstance(versions, dict) or not all(

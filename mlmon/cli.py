@@ -35,6 +35,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "install the Elasticsearch index template and data stream"),
     "kibana-objects": ("mlmon.log_shipper.cli_kibana", "generate or import Kibana saved objects"),
     "sink": ("mlmon.alerting.sink", "receive Alertmanager webhooks and print / record them"),
+    "batch": ("mlmon.batch.cli",
+              "monitor a scored batch file: counts to the Pushgateway, rows to Elasticsearch"),
 }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import mlmon.names as N
 from mlmon.alerting import config as cfg
 from mlmon.alerting.alerts import alert_groups
-from mlmon.alerting.recording import recording_groups
+from mlmon.alerting.recording import batch_groups, window_groups
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -84,7 +84,7 @@ def recording_table(config: cfg.Config, outcomes: bool = False) -> str:
     exists for (a KS critical value: only the drift alert's window). `outcomes`: the
     realized-performance rules (docs/realized-performance.md) instead of all the others."""
     seen: dict[str, tuple[str, str, list[str]]] = {}
-    for group in recording_groups(config):
+    for group in window_groups(config):
         if group.name.startswith(OUTCOME_GROUPS) != outcomes:
             continue
         window = next(w for w in (*config.windows, *config.outcome_windows)
@@ -98,6 +98,14 @@ def recording_table(config: cfg.Config, outcomes: bool = False) -> str:
     rows = ["| recording rule | windows | group | meaning |", "| --- | --- | --- | --- |"]
     rows += [_row(f"`{name}`", ", ".join(windows), f"`{area}.<w>`", _cell(why))
              for name, (area, why, windows) in seen.items()]
+    return "\n".join(rows)
+
+
+def batch_recording_table(config: cfg.Config) -> str:
+    """One row per `:batch` recording rule."""
+    rows = ["| recording rule | group | meaning |", "| --- | --- | --- |"]
+    rows += [_row(f"`{rule.name}`", f"`{group.name}`", _cell(_first_sentence(rule.why)))
+             for group in batch_groups(config) for rule in group.rules]
     return "\n".join(rows)
 
 
@@ -142,6 +150,8 @@ def tables(config: cfg.Config) -> dict[tuple[str, str], str]:
         ("drift-and-alerts.md", "recording-rules"): recording_table(config),
         ("drift-and-alerts.md", "alerts"): alert_table(config),
         ("realized-performance.md", "outcome-rules"): recording_table(config, outcomes=True),
+        ("batch-jobs.md", "batch-metrics"): series_table(N.BATCH_SERIES),
+        ("batch-jobs.md", "batch-rules"): batch_recording_table(config),
     }
 
 

@@ -270,7 +270,21 @@ class RuleName:
     operation: str = ""  # "increase", "ratio", "share", "p95_" ...; "" for a statistic
 
     def at(self, window: str) -> str:
-        return f"{self.level}:{self.metric}:{self.operation}{window}"
+        """The rule over `window`, or over the latest pushed batch when `window` is BATCH."""
+        return f"{self.level}:{self.metric}:{operation(self.operation, window)}"
+
+
+# The "window" of the `:batch` rules: the latest pushed run of each batch job, read as it is.
+BATCH = "batch"
+
+
+def operation(op: str, window: str) -> str:
+    """A rule name's last part: `increase5m`; for BATCH `batch`, or `ratio_batch` (a batch's
+    counts are what it pushed, not an increase)."""
+    if window != BATCH:
+        return f"{op}{window}"
+    op = "" if op == "increase" else op.rstrip("_")
+    return f"{op}_{BATCH}" if op else BATCH
 
 
 FEATURE_PSI = RuleName("model_feature", "mlmon_feature_psi")
@@ -326,3 +340,39 @@ OUTCOME_CLASS_INCREASE = RuleName("model_predicted_class_actual_class", OUTCOME_
 # writes the same string): two such values need not be equal, so a pair of them is never
 # counted correct.
 UNSEEN_CLASS = "__unseen__"
+
+
+# ---- batch runs (mlmon/batch/run.py), pushed to the Pushgateway -------------------
+# A batch run pushes the exporter's series above (the counts of what it scored) plus these,
+# as one Pushgateway group per (batch job, model, model_version): job `BATCH_PUSH_JOB`, the
+# job's own name in the label `BATCH_LABEL`. That label is what keeps batch counts out of the
+# online rules (they select `BATCH_LABEL=""`) and what the `:batch` rules group by.
+BATCH_PUSH_JOB = "mlmon_batch"
+BATCH_LABEL = "batch_job"
+BATCH_LABELS = (BATCH_LABEL, *MODEL_LABELS)
+BATCH_RUN_SUCCESS = Series("mlmon_batch_run_success", "gauge",
+                           "1 when the last run of the batch job succeeded, 0 when it failed.")
+BATCH_RUN_ROWS = Series("mlmon_batch_run_rows", "gauge", "Rows the last run scored.",
+                        doc="rows the last run scored (as far as it got, when it failed)")
+BATCH_RUN_DURATION = Series("mlmon_batch_run_duration_seconds", "gauge",
+                            "Duration of the last run.")
+BATCH_RUN_START = Series("mlmon_batch_run_start_timestamp_seconds", "gauge",
+                         "When the last run started.")
+BATCH_RUN_END = Series("mlmon_batch_run_end_timestamp_seconds", "gauge",
+                       "When the last run ended.")
+BATCH_LAST_SUCCESS = Series("mlmon_batch_last_success_timestamp_seconds", "gauge",
+                            "When the last successful run ended.",
+                            doc="when the last successful run ended (a failed run leaves it "
+                            "as it was)")
+# The series a failed run pushes (POST: only these are replaced, so the group keeps the counts
+# and the last-success time of the last successful run); a successful run pushes them all.
+BATCH_FAILURE_SERIES = (BATCH_RUN_SUCCESS, BATCH_RUN_ROWS, BATCH_RUN_DURATION, BATCH_RUN_START,
+                        BATCH_RUN_END)
+BATCH_SERIES = (*BATCH_FAILURE_SERIES, BATCH_LAST_SUCCESS)
+# Recorded (`.at(BATCH)`): the start time of each job's most recent run, on that run's model
+# version only, so the batch alerts ignore the groups a job's older model versions left behind.
+BATCH_LATEST_RUN = RuleName("model", "mlmon_batch_latest_run")
+# Exporter series a batch run does not push: request-path series (a batch has no requests)
+# and the rolling prediction min/max (a 60 s window means nothing for a pushed batch).
+BATCH_NOT_PUSHED = (INFERENCE_LATENCY, REQUESTS, REQUESTS_IN_FLIGHT, PREDICTION_WINDOW_MIN,
+                    PREDICTION_WINDOW_MAX, PROFILE_LOADED)

@@ -29,26 +29,28 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from mlmon.exporter.profile import CLASSIFICATION, Profile
-from mlmon.exporter.values import classify_label, classify_number
+from mlmon.exporter.values import MISSING, classify_label, classify_number
 from mlmon.log_shipper.record import stable_id, utc_timestamp
 
 log = logging.getLogger(__name__)
 
 COUNTED = "counted"
-# Rejection reasons (mlmon_outcome_rejected_total{reason}); the label's own type reasons
-# (missing, nan, inf, wrong_type) come from mlmon.exporter.values.
-UNKNOWN_ID = "unknown_id"          # no record with this id (never shipped, or past retention)
-DUPLICATE = "duplicate"            # the record has an outcome already (same label fed twice)
-UNKNOWN_MODEL = "unknown_model"    # the record's model version has no profile here
-NO_PREDICTION = "no_prediction"    # the record holds no usable prediction to compare with
-WRITE_ERROR = "write_error"        # Elasticsearch refused the write (logged with its reason)
-BAD_ARRIVAL = "bad_arrived_at"     # the arrival time is not a time
+# Rejection reasons (mlmon_outcome_rejected_total{reason}), the exporter's names; the label's
+# own type reasons (nan, inf, wrong_type) come from mlmon.exporter.values.
+UNKNOWN_ID = "unknown_id"                  # no record with this id (never shipped, or expired)
+DUPLICATE = "duplicate"                    # the record has an outcome already
+UNKNOWN_MODEL = "unknown_model"            # the record's model version has no profile here
+MISSING_ACTUAL = "missing_actual"          # the label is empty
+MISSING_PREDICTION = "missing_prediction"  # the record holds no prediction to compare with
+INVALID_PREDICTION = "invalid_prediction"  # the record's prediction was NaN, Inf, wrong type
+WRITE_ERROR = "write_error"                # Elasticsearch refused the write (logged)
+BAD_ARRIVAL = "bad_arrival"                # the arrival time is not a time
 
 # Only these fields of a record are read: the rest (features) would cost bandwidth for nothing.
 _SOURCE = ["@timestamp", "prediction", "model.version", "outcome"]
@@ -62,7 +64,7 @@ class OutcomeCounter(Protocol):
                         predicted_at: float | None = None,
                         arrived_at: float | None = None) -> Any: ...
 
-    def reject_outcome(self, reason: str) -> None: ...
+    def reject_outcome(self, reason: str, n: int = 1) -> None: ...
 
 
 ES_UNAVAILABLE = "es_unavailable"  # Elasticsearch could not be asked (left to the caller)
@@ -145,16 +147,19 @@ class OutcomeJoiner:
 
     # ---- the public step ------------------------------------------------------------------
 
-    def join(self, labels: Sequence[Label]) -> list[str]:
+    def join(self, labels: Sequence[Label], *, uncounted: Collection[str] = ()) -> list[str]:
         """The verdict of each label, in order: `counted` or the reason it was rejected.
 
-        Never raises for a label or for Elasticsearch being away (see the module's doc);
-        `es_unavailable` verdicts are not counted here.
+        Never raises for a label or for Elasticsearch being away (see the module's doc).
+        Rejections for the reasons in `uncounted`, and `es_unavailable`, are left to the caller
+        to count (the service's worker tries an unknown id again before counting it).
         """
         verdicts: list[str] = [COUNTED] * len(labels)
         pending: dict[str, int] = {}  # _id -> position of its first label in this batch
         for n, label in enumerate(labels):
             reason = self._label_reason(label)
+            if reason is None and not label.request_id:
+                reason = UNKNOWN_ID
             if reason is None:
                 doc_id = stable_id(str(label.request_id))[0]
                 if doc_id in pending:
@@ -190,7 +195,7 @@ class OutcomeJoiner:
             if verdicts[n] == COUNTED:
                 self._count(hit, outcome)
         for verdict in verdicts:
-            if verdict not in (COUNTED, ES_UNAVAILABLE):
+            if verdict not in (COUNTED, ES_UNAVAILABLE) and verdict not in uncounted:
                 self.rejects.reject_outcome(verdict)
         return verdicts
 
@@ -201,9 +206,8 @@ class OutcomeJoiner:
         if (isinstance(arrived, bool) or not isinstance(arrived, (int, float))
                 or not math.isfinite(arrived)):
             return BAD_ARRIVAL
-        if self.classification:
-            return classify_label(label.actual)[1]
-        return classify_number(label.actual)[1]
+        reason = (classify_label if self.classification else classify_number)(label.actual)[1]
+        return MISSING_ACTUAL if reason == MISSING else reason
 
     def _backing_indices(self) -> list[str]:
         """Asked per batch: a rollover adds one at any time."""
@@ -249,18 +253,22 @@ class OutcomeJoiner:
         if self.classification:
             predicted = prediction.get("label")
             if predicted is None:
-                return NO_PREDICTION, {}
+                return self._no_prediction(prediction), {}
             actual = classify_label(label.actual)[0]
             outcome.update(label=actual, correct=predicted == actual)
         else:
             predicted = prediction.get("value")
             if predicted is None:
-                return NO_PREDICTION, {}
+                return self._no_prediction(prediction), {}
             actual = classify_number(label.actual)[0]
             error = float(predicted) - float(actual)  # type: ignore[arg-type]
             outcome.update(value=actual, error=error, absolute_error=abs(error))
         outcome["writer"] = self._new_token()
         return None, outcome
+
+    @staticmethod
+    def _no_prediction(prediction: Mapping[str, Any]) -> str:
+        return INVALID_PREDICTION if prediction.get("invalid") else MISSING_PREDICTION
 
     def _count(self, hit: _Found, outcome: dict[str, Any]) -> None:
         source = hit.source

@@ -133,7 +133,7 @@ class _Discard:
     def observe_outcome(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def reject_outcome(self, reason: str) -> None:
+    def reject_outcome(self, reason: str, n: int = 1) -> None:
         raise AssertionError(f"label rejected: {reason}")
 
 

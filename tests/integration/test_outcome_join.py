@@ -21,7 +21,8 @@ from mlmon.log_shipper import es_assets
 from mlmon.log_shipper.join import (
     COUNTED,
     DUPLICATE,
-    NO_PREDICTION,
+    INVALID_PREDICTION,
+    MISSING_ACTUAL,
     UNKNOWN_ID,
     UNKNOWN_MODEL,
     Label,
@@ -49,9 +50,9 @@ class Recorded:
         with self.lock:
             self.outcomes.append((prediction, actual, predicted_at, arrived_at))
 
-    def reject_outcome(self, reason: str) -> None:
+    def reject_outcome(self, reason: str, n: int = 1) -> None:
         with self.lock:
-            self.rejected[reason] += 1
+            self.rejected[reason] += n
 
 
 def _profile(model: str, classification: bool) -> Profile:
@@ -103,12 +104,12 @@ def test_classification_labels_join_once_with_every_reason_counted(
               Label(long_id, "no", T0 + 50),
               Label("c", None, T0 + 100)]     # no label
     verdicts = joiner.join(labels)
-    assert verdicts == [COUNTED, COUNTED, COUNTED, UNKNOWN_ID, UNKNOWN_MODEL, NO_PREDICTION,
-                        DUPLICATE, COUNTED, "missing"]
+    assert verdicts == [COUNTED, COUNTED, COUNTED, UNKNOWN_ID, UNKNOWN_MODEL,
+                        INVALID_PREDICTION, DUPLICATE, COUNTED, MISSING_ACTUAL]
     assert counter.outcomes == [("yes", "yes", T0, T0 + 100), ("no", "yes", T0 + 1, T0 + 200),
                                 ("yes", "1.5", T0 + 2, T0 + 100), ("yes", "no", T0 + 5, T0 + 50)]
-    assert counter.rejected == {UNKNOWN_ID: 1, UNKNOWN_MODEL: 1, NO_PREDICTION: 1, DUPLICATE: 1,
-                                "missing": 1}
+    assert counter.rejected == {UNKNOWN_ID: 1, UNKNOWN_MODEL: 1, INVALID_PREDICTION: 1,
+                                DUPLICATE: 1, MISSING_ACTUAL: 1}
     outcome = _source(client, name, "b")["outcome"]
     assert {k: v for k, v in outcome.items() if k != "writer"} == {
         "label": "yes", "correct": False, "arrived_at": "2026-09-21T14:16:40.000Z",

@@ -34,6 +34,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from mlmon.exporter.layout import (
+    BAD_ARRIVAL,
+    DUPLICATE,
+    ES_UNAVAILABLE,
+    INVALID_PREDICTION,
+    MISSING_ACTUAL,
+    MISSING_PREDICTION,
+    UNKNOWN_ID,
+    UNKNOWN_MODEL,
+    WRITE_ERROR,
+)
 from mlmon.exporter.profile import CLASSIFICATION, Profile
 from mlmon.exporter.values import MISSING, classify_label, classify_number
 from mlmon.log_shipper.record import stable_id, utc_timestamp
@@ -43,14 +54,11 @@ log = logging.getLogger(__name__)
 COUNTED = "counted"
 # Rejection reasons (mlmon_outcome_rejected_total{reason}), the exporter's names; the label's
 # own type reasons (nan, inf, wrong_type) come from mlmon.exporter.values.
-UNKNOWN_ID = "unknown_id"                  # no record with this id (never shipped, or expired)
-DUPLICATE = "duplicate"                    # the record has an outcome already
-UNKNOWN_MODEL = "unknown_model"            # the record's model version has no profile here
-MISSING_ACTUAL = "missing_actual"          # the label is empty
-MISSING_PREDICTION = "missing_prediction"  # the record holds no prediction to compare with
-INVALID_PREDICTION = "invalid_prediction"  # the record's prediction was NaN, Inf, wrong type
-WRITE_ERROR = "write_error"                # Elasticsearch refused the write (logged)
-BAD_ARRIVAL = "bad_arrival"                # the arrival time is not a time
+# unknown_id: no record with this id (never shipped, or past retention); duplicate: the record
+# has an outcome already; unknown_model: the record's model version has no counter here;
+# missing_actual: an empty label; missing_prediction / invalid_prediction: the record holds no
+# usable prediction to compare with; write_error: Elasticsearch refused the write (logged);
+# bad_arrival: the arrival time is no time; es_unavailable: see the module's doc.
 
 # Only these fields of a record are read: the rest (features) would cost bandwidth for nothing.
 _SOURCE = ["@timestamp", "prediction", "model.version", "outcome"]
@@ -67,7 +75,6 @@ class OutcomeCounter(Protocol):
     def reject_outcome(self, reason: str, n: int = 1) -> None: ...
 
 
-ES_UNAVAILABLE = "es_unavailable"  # Elasticsearch could not be asked (left to the caller)
 
 
 class _Unavailable(Exception):

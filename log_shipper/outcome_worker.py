@@ -23,11 +23,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from mlmon.log_shipper.join import ES_UNAVAILABLE, UNKNOWN_ID, Label, OutcomeJoiner
+from mlmon.exporter.layout import ES_UNAVAILABLE, QUEUE_FULL, UNKNOWN_ID
+from mlmon.log_shipper.join import Label, OutcomeJoiner
 
 log = logging.getLogger(__name__)
 
-QUEUE_FULL = "queue_full"
 DEFAULT_MAX_QUEUE = 10_000
 DEFAULT_BATCH = 500
 

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from mlmon.errors import CliError
+from mlmon.exporter.layout import ES_UNAVAILABLE
 from mlmon.exporter.profile import CLASSIFICATION, Profile
 from mlmon.log_shipper.cli_es import connect
 from mlmon.log_shipper.es_assets import AssetError, data_stream_name
-from mlmon.log_shipper.join import COUNTED, ES_UNAVAILABLE, OutcomeJoiner
-from mlmon.outcomes.labels import read_labels
+from mlmon.log_shipper.join import COUNTED, OutcomeJoiner
+from mlmon.outcomes.labels import file_columns, read_labels
 from mlmon.outcomes.push import JOB, PushError, RunGroup
 from mlmon.profiling.columns import ProfilingError
 from mlmon.profiling.files import Progress
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("no Pushgateway: pass --pushgateway URL (or MLMON_PUSHGATEWAY_URL), or "
                        "--no-push to write outcomes without counting them in Prometheus")
     prune_after = _prune_after(args)
+    _check_columns(args)  # a typo in a column name fails before anything is contacted
     started = time.time()
     run_id = args.run_id or (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
                              + "-" + uuid.uuid4().hex[:8])
@@ -130,6 +132,19 @@ def _profiles(paths: list[str]) -> list[Profile]:
             raise CliError(f"--profile {path}: the profile has no prediction to compare labels "
                            "with (build it with --prediction-column)")
     return profiles
+
+
+def _check_columns(args: argparse.Namespace) -> None:
+    wanted = [args.id_column, args.label_column, *([args.arrived_column] if args.arrived_column
+                                                     else [])]
+    try:
+        present = file_columns(args.labels)
+    except ProfilingError as exc:
+        raise CliError(f"{args.labels}: {exc}") from exc
+    missing = [c for c in dict.fromkeys(wanted) if c not in present]
+    if missing:
+        raise CliError(f"{args.labels}: no column {', '.join(map(repr, missing))} (columns: "
+                       f"{', '.join(present[:20])}{', ...' if len(present) > 20 else ''})")
 
 
 def _prune_after(args: argparse.Namespace) -> float:

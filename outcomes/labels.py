@@ -54,12 +54,6 @@ def read_labels(path: str | os.PathLike[str], *, id_column: str, label_column: s
     `clock`: the arrival time of labels without an arrival column (asked per chunk).
     """
     wanted = [id_column, label_column, *([arrived_column] if arrived_column else [])]
-    present = file_columns(path)
-    missing = [c for c in dict.fromkeys(wanted) if c not in present]
-    if missing:
-        raise ProfilingError(f"no column {', '.join(map(repr, missing))} "
-                             f"(columns: {', '.join(present[:20])}"
-                             f"{', ...' if len(present) > 20 else ''})")
     for chunk in read_chunks(path, chunk_rows, string_columns=wanted, progress=progress,
                              columns=list(dict.fromkeys(wanted))):
         ids = [_request_id(v) for v in chunk[id_column].tolist()]

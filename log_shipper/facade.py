@@ -129,6 +129,7 @@ class PredictionLogger:
         redactor: Redactor | None = None,
         monitor: ModelMonitor | None = None,
         registry: Any = None,
+        outcome_options: Mapping[str, Any] | None = None,
         **shipper_options: Any,
     ) -> PredictionLogger:
         """Monitor, record builder and (with `es_url`) shipper for one profile.
@@ -139,6 +140,7 @@ class PredictionLogger:
         `spool_dir` given explicitly is used as is unless another process holds it, then
         `<spool_dir>/pid-<pid>`. Either way, spool directories under the same root left by dead
         processes are adopted and replayed; dead letters go to `<root>/dead-letter.ndjson`.
+        `outcome_options`: `OutcomeWorker`'s (max_queue, unknown_grace_s, max_wait_s, ...).
         """
         from mlmon.exporter.monitor import ModelMonitor
 
@@ -176,7 +178,8 @@ class PredictionLogger:
                 raise
         worker = None
         if es_url is not None:
-            worker = functools.partial(_outcome_worker, es_url, profile, monitor)
+            worker = functools.partial(_outcome_worker, es_url, profile, monitor,
+                                       dict(outcome_options or {}))
         return cls(builder, monitor=monitor, shipper=shipper, log_sink=log_sink,
                    outcome_worker=worker)
 
@@ -272,13 +275,14 @@ class PredictionLogger:
         return delivered
 
 
-def _outcome_worker(es_url: str, profile: Profile, monitor: ModelMonitor) -> OutcomeWorker:
+def _outcome_worker(es_url: str, profile: Profile, monitor: ModelMonitor,
+                    options: dict[str, Any]) -> OutcomeWorker:
     """The worker joining this service's labels, counting into its monitor."""
     from elasticsearch import Elasticsearch
 
     client = Elasticsearch(es_url, request_timeout=10, max_retries=1, retry_on_timeout=True)
     joiner = OutcomeJoiner(client, profile, {profile.model_version: monitor})
-    return OutcomeWorker(joiner)
+    return OutcomeWorker(joiner, **options)
 
 
 def _shipper_with_own_spool(es_url: str, index: str, root: Path, explicit: bool,

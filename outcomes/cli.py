@@ -159,7 +159,7 @@ def _prune_after(args: argparse.Namespace) -> float:
         what = (f"--prune-after {args.prune_after}" if args.prune_after
                 else f"rules config {args.rules_config or rules_config.CONFIG_PATH}")
         raise CliError(f"{what}: {exc}") from exc
-    windows = getattr(config, "outcome_windows", None) or config.windows
+    windows = config.outcome_windows
     return float(max(rules_config.duration_seconds(w) for w in windows)
                  + rules_config.duration_seconds(config.restart_grace))
 

@@ -5,7 +5,9 @@ predictions into Elasticsearch; labels arrive later as a CSV file fed to the rea
 subprocess). Prometheus scrapes the Pushgateway the CLI pushes to. Proven exactly: every label
 is counted once (the confusion matrix Prometheus sees equals the one computed here from the
 pairs), unknown ids and duplicates by reason, also when the same file is fed again and when two
-runs race on the same labels; the outcome fields are on the records.
+runs race on the same labels; the outcome fields are on the records. Prometheus evaluates the
+rules generated from alerting/config.yaml with the outcome windows shortened: the realized
+accuracy it records over the runs' groups equals scikit-learn's on the joined pairs within 1e-9.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import numpy as np
 import pytest
 from elasticsearch import Elasticsearch
 from prometheus_client import CollectorRegistry
+from sklearn.metrics import accuracy_score
 
+import mlmon.names as N
 from mlmon.exporter.monitor import ModelMonitor
 from mlmon.exporter.profile import Profile
 from mlmon.log_shipper import es_assets
@@ -31,6 +35,9 @@ from mlmon.log_shipper.facade import PredictionLogger
 from mlmon.log_shipper.record import RecordBuilder, stable_id
 from tests.integration import prom_servers
 from tests.integration.es_server import es_server, es_url  # noqa: F401
+from tests.integration.prom_servers import generated_rules
+from tests.integration.test_prometheus_outcomes import LONG
+from tests.integration.test_prometheus_outcomes import _short_windows as short_windows
 from tests.profiles import sample_profile_dict
 
 prometheus_factory = prom_servers.prometheus_factory
@@ -133,7 +140,8 @@ def test_labels_through_the_cli_are_counted_once_in_prometheus(
     es_assets.install(client, profile)
     predicted = ship_predictions(es_url, tmp_path, profile, replicas=3, per_replica=120, seed=1)
     pushgateway = pushgateway_factory()
-    prom = prometheus_factory(targets={"pushgateway": [pushgateway.url.removeprefix("http://")]})
+    prom = prometheus_factory(targets={"pushgateway": [pushgateway.url.removeprefix("http://")]},
+                              rule_files=generated_rules(tmp_path / "rules", short_windows))
 
     rng = np.random.default_rng(7)
     ids = sorted(predicted)
@@ -158,6 +166,8 @@ def test_labels_through_the_cli_are_counted_once_in_prometheus(
                   lambda r: bool(r) and float(r[0]["value"][1]) == 300, timeout=60)
     assert confusion(prom, model) == {k: float(v) for k, v in expected.items()}
     assert rejected(prom, model) == {"unknown_id": 7, "duplicate": 2, "missing_actual": 1}
+    pairs = [(predicted[i], actual[i]) for i in labelled]
+    assert_accuracy(prom, model, pairs)
 
     # The same file again: every label is a duplicate now, nothing counted twice.
     again = run_cli(str(labels), *common)
@@ -191,9 +201,21 @@ def test_labels_through_the_cli_are_counted_once_in_prometheus(
     assert sum(c.get("duplicate", 0) for c in counts) == len(more)
     prom.wait_for(f'sum(mlmon_outcome_class_total{{model="{model}"}})',
                   lambda r: bool(r) and float(r[0]["value"][1]) == 300 + len(more), timeout=60)
+    assert_accuracy(prom, model, pairs + [(more[i], "yes") for i in sorted(more)])
     groups = prom.query(f'count by (instance) (mlmon_counters_start_timestamp_seconds'
                         f'{{job="mlmon_outcomes",model="{model}"}})')
     assert len(groups) == 4  # one Pushgateway group per run, none overwritten
+
+
+def assert_accuracy(prom: prom_servers.Prometheus, model: str,
+                    pairs: list[tuple[str, str]]) -> None:
+    """The recorded realized accuracy over the LONG window equals scikit-learn's on `pairs`."""
+    want = accuracy_score([a for _p, a in pairs], [p for p, _a in pairs])
+    labelled = f'{N.OUTCOME_LABELLED.at(LONG)}{{model="{model}"}}'
+    prom.wait_for(labelled, lambda r: bool(r) and float(r[0]["value"][1]) == len(pairs),
+                  timeout=60)
+    got = prom.values(f'{N.OUTCOME_ACCURACY.at(LONG)}{{model="{model}"}}', "model")[model]
+    assert abs(got - want) <= 1e-9, (got, want)
 
 
 def _backing(client: Elasticsearch, name: str) -> str:

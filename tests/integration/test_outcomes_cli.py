@@ -253,3 +253,28 @@ def test_cli_errors_are_one_line(es_url: str, tmp_path: Path) -> None:  # noqa: 
                                      "y", "--es-url", "http://127.0.0.1:9", *base)
     assert "--no-push" in error(str(labels), "--id-column", "request_id", "--label-column", "y",
                                 "--es-url", es_url, "--profile", str(profile_path))
+
+
+def test_the_readme_outcomes_command_runs(es_url: str, tmp_path: Path,  # noqa: F811
+                                          pushgateway_factory: Any) -> None:
+    """The README's `mlmon outcomes` command, as written but for the two servers' addresses."""
+    from tests.test_readme_commands import argv, commands_for
+
+    (command,) = commands_for("mlmon outcomes")
+    gateway = pushgateway_factory()
+    assert "http://127.0.0.1:9200" in command and "http://127.0.0.1:9091" in command
+    command = command.replace("http://127.0.0.1:9200", es_url).replace(
+        "http://127.0.0.1:9091", gateway.url)
+    model = f"readme{uuid.uuid4().hex[:8]}"
+    _path, profile = write_profile(tmp_path, model)
+    profile.dump(tmp_path / "profile.json")
+    es_assets.install(Elasticsearch(es_url), profile)
+    predicted = ship_predictions(es_url, tmp_path, profile, replicas=1, per_replica=20, seed=3)
+    with open(tmp_path / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["request_id", "churned"])
+        writer.writerows([i, p] for i, p in predicted.items())
+    done = subprocess.run(argv(command), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert summary_counts(done.stdout) == {"counted": 20}

@@ -25,6 +25,7 @@ and the label was counted `es_unavailable`: feeding it again finds a `duplicate`
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -229,11 +230,18 @@ class OutcomeJoiner:
 
     def _lookup(self, ids: list[str]) -> dict[str, _Found]:
         """The records of `ids`, searched in each backing index, newest first."""
+        from elasticsearch import NotFoundError
+
         found: dict[str, _Found] = {}
         remaining = ids
         for index in self._backing_indices() if ids else []:
-            answer = self._call(lambda index=index, ids=remaining: self.client.mget(
-                index=index, ids=ids, source_includes=_SOURCE, realtime=True))
+            try:
+                answer = self._call(functools.partial(
+                    self.client.mget, index=index, ids=remaining, source_includes=_SOURCE,
+                    realtime=True))
+            except NotFoundError:
+                continue  # deleted since it was listed (retention): its records are gone
+
             for doc in answer["docs"]:
                 if doc.get("found"):
                     found[doc["_id"]] = _Found(doc["_id"], doc["_index"], doc["_seq_no"],
@@ -261,15 +269,16 @@ class OutcomeJoiner:
             predicted = prediction.get("label")
             if predicted is None:
                 return self._no_prediction(prediction), {}
-            actual = classify_label(label.actual)[0]
-            outcome.update(label=actual, correct=predicted == actual)
+            actual_class = classify_label(label.actual)[0]
+            outcome.update(label=actual_class, correct=predicted == actual_class)
         else:
             predicted = prediction.get("value")
             if predicted is None:
                 return self._no_prediction(prediction), {}
-            actual = classify_number(label.actual)[0]
-            error = float(predicted) - float(actual)  # type: ignore[arg-type]
-            outcome.update(value=actual, error=error, absolute_error=abs(error))
+            actual_value = classify_number(label.actual)[0]
+            assert actual_value is not None  # checked by _label_reason
+            error = float(predicted) - actual_value
+            outcome.update(value=actual_value, error=error, absolute_error=abs(error))
         outcome["writer"] = self._new_token()
         return None, outcome
 

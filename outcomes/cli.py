@@ -170,6 +170,9 @@ def _check_store(client: Any, profile: Profile, args: argparse.Namespace) -> Non
 
     try:
         name = data_stream_name(profile)
+    except AssetError as exc:
+        raise CliError(str(exc)) from exc
+    try:
         found = client.indices.get(index=name, expand_wildcards="all", allow_no_indices=True)
     except AssetError as exc:
         raise CliError(str(exc)) from exc

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -61,9 +60,9 @@ class RunGroup:
         """Replace this run's group with the registry's current values."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        body = generate_latest(self.registry)
+        body = generate_latest(_Merged(self.registry))
         self._request("PUT", _group_path(JOB, {"instance": self.run_id}), body,
-                      {"Content-Type": CONTENT_TYPE_LATEST})
+                      {"Content-Type": CONTENT_TYPE_LATEST}, what=f"instance={self.run_id}")
 
     def prune(self, older_than_s: float) -> list[str]:
         """Delete the groups of `JOB` (other runs') last pushed more than `older_than_s` ago;
@@ -80,12 +79,14 @@ class RunGroup:
             pushed = _push_time(group)
             if pushed is not None and pushed < cutoff:
                 grouping = {k: v for k, v in labels.items() if k != "job"}
-                self._request("DELETE", _group_path(JOB, grouping))
+                self._request("DELETE", _group_path(JOB, grouping),
+                              what=" ".join(f"{k}={v}" for k, v in sorted(grouping.items())))
                 deleted.append(labels.get("instance", ""))
         return deleted
 
     def _request(self, method: str, path: str, body: bytes | None = None,
-                 headers: dict[str, str] | None = None) -> bytes:
+                 headers: dict[str, str] | None = None, what: str = "") -> bytes:
+        """`what`: the group, for the error message (the path is base64)."""
         import requests
 
         try:
@@ -95,9 +96,31 @@ class RunGroup:
             raise PushError(f"cannot reach the Pushgateway ({type(exc).__name__})") from exc
         if response.status_code >= 300:
             text = " ".join(response.text.split())[:200]
+            target = f"the group job={JOB} {what}" if what else path
             raise PushError(f"the Pushgateway answered HTTP {response.status_code} to {method} "
-                            f"{urllib.parse.unquote(path)}: {text}")
+                            f"{target}: {text}")
         return bytes(response.content)
+
+
+class _Merged:
+    """A registry's families with the same name merged into one: each model version's
+    OutcomeMonitor exports its own, and the Pushgateway refuses a body that declares a family
+    twice ("second TYPE line")."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    def collect(self) -> list[Any]:
+        from prometheus_client.metrics_core import Metric
+
+        merged: dict[str, Any] = {}
+        for family in self.registry.collect():
+            into = merged.get(family.name)
+            if into is None:
+                into = merged[family.name] = Metric(family.name, family.documentation,
+                                                    family.type, family.unit)
+            into.samples.extend(family.samples)
+        return list(merged.values())
 
 
 def _push_time(group: dict[str, Any]) -> float | None:

@@ -53,6 +53,27 @@ def test_each_run_has_its_own_group_and_old_ones_are_pruned(pushgateway_factory:
     assert set(_groups(gateway.url)) == {(JOB, "run-new"), ("other_job", "run-old")}
 
 
+def test_two_model_versions_push_as_one_group(pushgateway_factory: Any) -> None:
+    """Each version's OutcomeMonitor exports its own families; the push merges them (the
+    Pushgateway refuses a family declared twice)."""
+    from mlmon.exporter.outcome_monitor import OutcomeMonitor
+    from mlmon.exporter.profile import Profile
+    from tests.profiles import sample_profile_dict
+
+    gateway = pushgateway_factory()
+    registry = CollectorRegistry()
+    for version, (predicted, actual) in (("3", ("yes", "no")), ("4", ("no", "no"))):
+        data = sample_profile_dict(classification=True)
+        data["model"]["version"] = version
+        OutcomeMonitor(Profile.from_dict(data), registry).observe_outcome(predicted, actual)
+    RunGroup(gateway.url, registry, "two-versions").push()
+    group = _groups(gateway.url)[(JOB, "two-versions")]
+    counted = {(m["labels"]["model_version"], m["labels"]["predicted_class"],
+                m["labels"]["actual_class"]): float(m["value"])
+               for m in group["mlmon_outcome_class_total"]["metrics"] if float(m["value"])}
+    assert counted == {("3", "yes", "no"): 1.0, ("4", "no", "no"): 1.0}
+
+
 def test_an_unreachable_gateway_is_one_line() -> None:
     group = RunGroup("127.0.0.1:9", _registry(1), "r", timeout=2)
     with pytest.raises(PushError, match=r"^cannot reach the Pushgateway \(ConnectionError\)$"):

@@ -114,7 +114,7 @@ class PredictionLogger:
         # it runs no thread. (pid, worker): a forked child makes its own.
         self._outcome_factory = outcome_worker
         self._outcomes: tuple[int, OutcomeWorker] | None = None
-        self._outcomes_lock = threading.Lock()
+        self._outcomes_lock = (os.getpid(), threading.Lock())
 
     @classmethod
     def from_profile(
@@ -251,7 +251,9 @@ class PredictionLogger:
             return current[1]
         if self._outcome_factory is None:
             return None
-        with self._outcomes_lock:
+        if self._outcomes_lock[0] != pid:  # forked: the parent's lock may have been held
+            self._outcomes_lock = (pid, threading.Lock())
+        with self._outcomes_lock[1]:
             if self._outcomes is None or self._outcomes[0] != pid:
                 self._outcomes = (pid, self._outcome_factory())
             return self._outcomes[1]

@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the packaged alerting/config.yaml)")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
                         help=f"labels read and joined at a time (default {DEFAULT_CHUNK_ROWS})")
-    parser.add_argument("--run-id", help="this run's Pushgateway instance label (default: the "
+    parser.add_argument("--run-id", help="this run's Pushgateway instance label, unique per run "
+                        "(another run's group with the same id would be replaced; default: the "
                         "start time and a random suffix)")
     parser.add_argument("--timeout", type=float, default=30.0, help="request timeout, seconds")
 

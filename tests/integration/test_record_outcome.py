@@ -101,3 +101,36 @@ def test_record_outcome_without_elasticsearch_is_counted_in_errors() -> None:
         monitor=ModelMonitor(profile, CollectorRegistry(), multiproc_directory=None))
     assert logger.record_outcome("r1", "yes") is False
     assert logger.errors == 1
+
+
+def test_a_forked_child_joins_with_a_worker_of_its_own(es_url: str,  # noqa: F811
+                                                       tmp_path: Path) -> None:
+    import os
+
+    logger = _logger(es_url, tmp_path / "parent")
+    for request_id in ("before-fork", "in-child"):
+        logger.record({"age": 30.0}, "yes", request_id=request_id, scores={"yes": 0.9})
+    assert logger.shipper is not None and logger.shipper.flush(timeout=30)
+    assert logger.record_outcome("before-fork", "yes")  # the parent's worker runs now
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread is not here; record_outcome makes its own
+        status = 1
+        try:
+            assert logger.record_outcome("in-child", "no")
+            assert logger._outcomes is not None and logger._outcomes[0] == os.getpid()
+            deadline = time.monotonic() + 30
+            while _value(logger, "mlmon_outcome_class_total", predicted_class="yes",
+                         actual_class="no") < 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            status = 0 if _value(logger, "mlmon_outcome_class_total", predicted_class="yes",
+                                 actual_class="no") == 1 else 3
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    deadline = time.monotonic() + 30
+    while _value(logger, "mlmon_outcome_class_total", predicted_class="yes",
+                 actual_class="yes") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    logger.close(timeout=30)

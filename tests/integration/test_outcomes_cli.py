@@ -278,3 +278,60 @@ def test_the_readme_outcomes_command_runs(es_url: str, tmp_path: Path,  # noqa: 
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert summary_counts(done.stdout) == {"counted": 20}
+
+
+def test_regression_labels_from_parquet_give_numpy_mae_rmse_and_bias(
+        es_url: str, tmp_path: Path, pushgateway_factory: Any,  # noqa: F811
+        prometheus_factory: Any) -> None:
+    """Parquet, an arrival column, a regression model: MAE, RMSE and bias recorded by
+    Prometheus equal numpy's on the joined pairs; text that is no number is wrong_type."""
+    import pandas as pd
+
+    model = f"reg{uuid.uuid4().hex[:8]}"
+    data = sample_profile_dict(classification=False)
+    data["model"]["name"] = model
+    profile_path = tmp_path / "profile.json"
+    profile_path.write_text(json.dumps(data), encoding="utf-8")
+    profile = Profile.from_dict(data)
+    client = Elasticsearch(es_url)
+    es_assets.install(client, profile)
+    rng = np.random.default_rng(11)
+    predictions = {f"q{n}": round(float(rng.normal(0, 1)), 4) for n in range(240)}
+    loggers = [PredictionLogger.from_profile(
+        profile, service_name=f"api-{r}", environment="test", es_url=es_url,
+        spool_dir=tmp_path / f"spool-{r}",
+        monitor=ModelMonitor(profile, CollectorRegistry(), multiproc_directory=None),
+        max_age_s=0.2, handle_signals=False) for r in range(3)]
+    for n, (request_id, y) in enumerate(predictions.items()):
+        loggers[n % 3].record({"age": 40.0}, y, request_id=request_id)
+    for logger in loggers:
+        assert logger.close(timeout=60)
+    actual = {i: round(y + float(rng.normal(0.3, 0.5)), 4) for i, y in predictions.items()}
+    arrived = pd.Timestamp.now(tz="UTC").floor("s")
+    frame = pd.DataFrame({
+        "request_id": [*actual, "q0", "nope"],
+        "y": [str(v) for v in actual.values()] + ["high", "1.0"],  # text, parsed per cell
+        "arrived": [arrived.isoformat()] * (len(actual) + 2)})
+    labels = tmp_path / "labels.parquet"
+    frame.to_parquet(labels)
+    pushgateway = pushgateway_factory()
+    prom = prometheus_factory(targets={"pushgateway": [pushgateway.url.removeprefix("http://")]},
+                              rule_files=generated_rules(tmp_path / "rules", short_windows))
+    done = run_cli(str(labels), "--id-column", "request_id", "--label-column", "y",
+                   "--arrived-column", "arrived", "--profile", str(profile_path),
+                   "--es-url", es_url, "--pushgateway", pushgateway.url)
+    assert summary_counts(done.stdout) == {"counted": 240, "wrong_type": 1, "unknown_id": 1}
+    errors = np.array([predictions[i] - actual[i] for i in actual])
+    prom.wait_for(f'{N.OUTCOME_LABELLED.at(LONG)}{{model="{model}"}}',
+                  lambda r: bool(r) and float(r[0]["value"][1]) == 240, timeout=60)
+    for rule, want in ((N.OUTCOME_MAE, np.mean(np.abs(errors))),
+                       (N.OUTCOME_RMSE, np.sqrt(np.mean(errors ** 2))),
+                       (N.OUTCOME_BIAS, np.mean(errors))):
+        got = prom.values(f'{rule.at(LONG)}{{model="{model}"}}', "model")[model]
+        assert abs(got - float(want)) <= 1e-9, (rule, got, want)
+    name = es_assets.data_stream_name(profile)
+    client.indices.refresh(index=name)
+    source = client.get(index=_backing(client, name), id="q5")["_source"]
+    assert source["outcome"]["value"] == actual["q5"]
+    assert source["outcome"]["error"] == predictions["q5"] - actual["q5"]
+    assert source["outcome"]["arrived_at"] == arrived.strftime("%Y-%m-%dT%H:%M:%S.000Z")

@@ -183,3 +183,32 @@ def test_a_record_in_an_older_backing_index_is_found(es_url: str) -> None:  # no
     hits = client.search(index=name, query={"exists": {"field": "outcome.correct"}})
     backing = {h["_id"]: h["_index"] for h in hits["hits"]["hits"]}
     assert len(set(backing.values())) == 2 and set(backing) == {"before", "after"}
+
+
+def test_elasticsearch_unreachable_leaves_labels_to_the_caller_then_joins_them(
+        es_url: str) -> None:  # noqa: F811
+    """Through a proxy that resets every connection: the labels are es_unavailable, nothing is
+    written or counted; once it passes again the same labels are joined and counted once."""
+    from urllib.parse import urlsplit
+
+    from mlmon.exporter.layout import ES_UNAVAILABLE
+    from tests.integration.faulty_proxy import FaultyProxy
+
+    client = Elasticsearch(es_url)
+    profile = _profile(f"u{uuid.uuid4().hex[:8]}", classification=True)
+    name = _seed(client, profile, [(f"u{i}", "yes", "3") for i in range(30)])
+    labels = [Label(f"u{i}", "yes" if i % 2 else "no", T0 + 5) for i in range(30)]
+    counter = Recorded()
+    with FaultyProxy(upstream_port=int(urlsplit(es_url).port or 9200)) as proxy:
+        joiner = OutcomeJoiner(Elasticsearch(proxy.url, max_retries=0), profile, {"3": counter},
+                               retries=2, sleep=lambda _s: None)
+        assert set(joiner.join(labels[:10])) == {COUNTED}
+        proxy.mode = "reset"
+        assert joiner.join(labels[10:]) == [ES_UNAVAILABLE] * 20
+        assert joiner.last_error.startswith("ConnectionError")
+        assert len(counter.outcomes) == 10 and counter.rejected == {}
+        proxy.mode = "pass"
+        assert set(joiner.join(labels)) == {COUNTED, DUPLICATE}
+    assert len(counter.outcomes) == 30 and counter.rejected == {DUPLICATE: 10}
+    client.indices.refresh(index=name)
+    assert client.count(index=name, query={"exists": {"field": "outcome.label"}})["count"] == 30

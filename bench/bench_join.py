@@ -13,7 +13,7 @@ Each round seeds fresh records (a data stream of its own), so every label is joi
 duplicate; CLI and baseline rounds alternate. The CLI runs in this process (`mlmon.cli.main`)
 with `--no-push` (a push is one small PUT every 5 s, not per label).
 
-Usage: bench/bench_outcomes.py --out DIR [--es-url URL] [--labels N] [--rounds R]
+Usage: bench/bench_join.py --out DIR [--es-url URL] [--labels N] [--rounds R]
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def bench_calls(url: str, directory: Path, n: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="directory for bench_outcomes.json")
+    parser.add_argument("--out", required=True, help="directory for bench_join.json")
     parser.add_argument("--es-url", default=os.environ.get("MLMON_ES_URL"))
     parser.add_argument("--labels", type=int, default=10_000, help="labels per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per method")
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     call = Target("record_outcome() vs record()", call_ratio, TARGET_RECORD_OUTCOME_VS_RECORD,
                   at_least=False, reported=f"{result['record_outcome_median_us']} us vs "
                                            f"{result['record_median_us']} us")
-    return finish("bench_outcomes", args.out, "bench_outcomes.json", result, [throughput, call])
+    return finish("bench_join", args.out, "bench_join.json", result, [throughput, call])
 
 
 if __name__ == "__main__":

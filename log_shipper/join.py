@@ -47,7 +47,7 @@ from mlmon.exporter.layout import (
     WRITE_ERROR,
 )
 from mlmon.exporter.profile import CLASSIFICATION, Profile
-from mlmon.exporter.values import MISSING, classify_label, classify_number
+from mlmon.exporter.values import INF, MISSING, classify_label, classify_number
 from mlmon.log_shipper.record import stable_id, utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ COUNTED = "counted"
 # Only these fields of a record are read: the rest (features) would cost bandwidth for nothing.
 _SOURCE = ["@timestamp", "prediction", "model.version", "outcome"]
 _RETRY_STATUSES = frozenset((429, 502, 503, 504))
+# Arrival times a date can hold (years 1 to 9999, Unix seconds): beyond, no timestamp to write.
+_EPOCH_MIN, _EPOCH_MAX = -62135596800.0, 253402300799.0
 
 
 class OutcomeCounter(Protocol):
@@ -212,7 +214,7 @@ class OutcomeJoiner:
     def _label_reason(self, label: Label) -> str | None:
         arrived = label.arrived_at
         if (isinstance(arrived, bool) or not isinstance(arrived, (int, float))
-                or not math.isfinite(arrived)):
+                or not _EPOCH_MIN <= arrived <= _EPOCH_MAX):  # NaN fails too
             return BAD_ARRIVAL
         reason = (classify_label if self.classification else classify_number)(label.actual)[1]
         return MISSING_ACTUAL if reason == MISSING else reason
@@ -278,6 +280,8 @@ class OutcomeJoiner:
             actual_value = classify_number(label.actual)[0]
             assert actual_value is not None  # checked by _label_reason
             error = float(predicted) - actual_value
+            if not math.isfinite(error):  # overflows (1e308 - -1e308): JSON has no Inf
+                return INF, {}
             outcome.update(value=actual_value, error=error, absolute_error=abs(error))
         outcome["writer"] = self._new_token()
         return None, outcome

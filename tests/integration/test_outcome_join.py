@@ -130,12 +130,14 @@ def test_classification_labels_join_once_with_every_reason_counted(
 def test_regression_outcome_fields_and_wrong_types(es_url: str) -> None:  # noqa: F811
     client = Elasticsearch(es_url)
     profile = _profile(f"r{uuid.uuid4().hex[:8]}", classification=False)
-    name = _seed(client, profile, [("p", 2.5, "3"), ("q", -1.0, "3")])
+    name = _seed(client, profile, [("p", 2.5, "3"), ("q", -1.0, "3"), ("huge", 1e308, "3")])
     counter = Recorded()
     verdicts = OutcomeJoiner(client, profile, {"3": counter}).join(
         [Label("p", 2.0, T0 + 10), Label("q", "high", T0 + 10), Label("q", float("inf"), T0),
-         Label("q", True, T0 + 10)])
-    assert verdicts == [COUNTED, "wrong_type", "inf", "wrong_type"]
+         Label("q", True, T0 + 10), Label("huge", -1e308, T0),  # the error overflows
+         Label("q", 1.0, 1e300), Label("q", 1.0, float("nan"))])  # no date: bad_arrival
+    assert verdicts == [COUNTED, "wrong_type", "inf", "wrong_type", "inf", "bad_arrival",
+                        "bad_arrival"]
     assert counter.outcomes == [(2.5, 2.0, T0, T0 + 10)]
     outcome = _source(client, name, "p")["outcome"]
     assert (outcome["value"], outcome["error"], outcome["absolute_error"]) == (2.0, 0.5, 0.5)

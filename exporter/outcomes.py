@@ -54,6 +54,7 @@ INTERNAL_ERROR = "internal_error"
 # A reason's code in the batch arrays: 0 = counted, i + 1 = OUTCOME_REJECTED_REASONS[i].
 _CODE = {r: i + 1 for i, r in enumerate(OUTCOME_REJECTED_REASONS)}
 _REASON_OF_CODE = (None, *OUTCOME_REJECTED_REASONS)
+_REASON_ARRAY = np.array(_REASON_OF_CODE, dtype=object)  # fancy-indexed per batch: C speed
 
 
 class OutcomeVerdict:
@@ -112,6 +113,8 @@ class OutcomeBatch:
 def timestamp_seconds(value: Any) -> float | None:
     """Unix seconds from a number, a `datetime` (naive = UTC), a numpy datetime64 or an
     ISO-8601 string; None when the value is none of these (or not finite)."""
+    if type(value) is float:  # the common case first: Unix seconds
+        return value if not value - value else None
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
     if isinstance(value, str):
@@ -148,11 +151,13 @@ class OutcomeMethods:
         return self._outcomes.observe(prediction, actual, predicted_at, arrived_at)
 
     def observe_outcomes(self, predictions: Any, actuals: Any, *, predicted_at: Any = None,
-                         arrived_at: Any = None) -> OutcomeBatch:
+                         arrived_at: Any = None, count: bool = True) -> OutcomeBatch:
         """Count many labels at once (aligned columns: lists, numpy arrays, pandas Series),
         vectorised; never raises. `predicted_at`: a column; `arrived_at`: a column, one time
-        for every row, or None for now."""
-        return self._outcomes.observe_many(predictions, actuals, predicted_at, arrived_at)
+        for every row, or None for now. `count=False` only judges: the same verdicts, nothing
+        counted (a join that writes each outcome first, then counts the rows it wrote)."""
+        return self._outcomes.observe_many(predictions, actuals, predicted_at, arrived_at,
+                                           count)
 
     def reject_outcome(self, reason: str, n: int = 1) -> None:
         """Count `n` labels that could not be joined (`unknown_id`, `duplicate`, ...)."""
@@ -256,21 +261,24 @@ class OutcomeCounter:
     # ---- many labels ----------------------------------------------------------------------
 
     def observe_many(self, predictions: Any, actuals: Any, predicted_at: Any = None,
-                     arrived_at: Any = None) -> OutcomeBatch:
+                     arrived_at: Any = None, count: bool = True) -> OutcomeBatch:
         """Count aligned columns of predictions and actuals (lists, numpy arrays, pandas
         Series); never raises. `predicted_at`: a column of prediction times (None / NaN / NaT
-        for an unknown one); `arrived_at`: a column, one time for all, or None for now."""
+        for an unknown one); `arrived_at`: a column, one time for all, or None for now.
+        `count=False`: judge only, count nothing."""
         try:
-            return self._observe_many(predictions, actuals, predicted_at, arrived_at)
+            return self._observe_many(predictions, actuals, predicted_at, arrived_at, count)
         except BadBatch:
-            self.reject(BAD_BATCH)
+            if count:
+                self.reject(BAD_BATCH)
             return OutcomeBatch(0, 0, {BAD_BATCH: 1}, [])
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
-            self.reject(INTERNAL_ERROR)
+            if count:
+                self.reject(INTERNAL_ERROR)
             return OutcomeBatch(0, 0, {INTERNAL_ERROR: 1}, [])
 
     def _observe_many(self, predictions: Any, actuals: Any, predicted_at: Any,
-                      arrived_at: Any) -> OutcomeBatch:
+                      arrived_at: Any, count: bool) -> OutcomeBatch:
         plan = self.plan
         predictions, actuals = _prediction_column(predictions), _prediction_column(actuals)
         n = _length(predictions)
@@ -313,12 +321,13 @@ class OutcomeCounter:
                                               strict=True) if c}
         if bad:
             rejected[BAD_DELAY] = bad
-        for reason, count in rejected.items():
-            delta[plan.rejected[reason]] += count
-        with self.storage.lock:
-            self.storage.add(delta)
+        for reason, n_rejected in rejected.items():
+            delta[plan.rejected[reason]] += n_rejected
+        if count:
+            with self.storage.lock:
+                self.storage.add(delta)
         delays = np.where(np.isinf(delays), np.nan, delays)
-        reasons = [_REASON_OF_CODE[c] for c in reason_codes.tolist()]
+        reasons = _REASON_ARRAY[reason_codes].tolist()
         return OutcomeBatch(n, int(per_reason[0]), rejected, reasons, correct, errors, delays)
 
     def _judge_classes(self, predictions: Any, actuals: Any,
@@ -428,6 +437,8 @@ def _aligned_floats(col: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
 def _seconds(col: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Unix seconds per row (NaN when unknown: None, NaN, NaT) and whether each is unusable."""
     if _is_series(col) and col.dtype.kind == "M":
+        if getattr(col.dtype, "tz", None) is not None:  # zone-aware: as UTC, then plain numpy
+            col = col.dt.tz_convert("UTC").dt.tz_localize(None)
         col = col.to_numpy()
     if isinstance(col, np.ndarray) and col.dtype.kind == "M":
         ns = col.astype("datetime64[ns]")

@@ -164,6 +164,20 @@ def test_a_profile_without_prediction_counts_every_label_as_rejected() -> None:
     assert rejected(registry) == {"no_prediction_in_profile": 3}
 
 
+def test_judging_only_gives_the_same_verdicts_and_counts_nothing() -> None:
+    m, registry = monitor(True)
+    predicted, actual = ["yes", "no", None, "maybe"], ["yes", "yes", "no", {"x": 1}]
+    judged = m.observe_outcomes(predicted, actual, predicted_at=[1.0] * 4, count=False)
+    assert judged.reasons == [None, None, "missing_prediction", "wrong_type"]
+    assert judged.correct.tolist() == [True, False, False, False]
+    assert m.observe_outcomes(["yes"], [], count=False).rejected == {"bad_batch": 1}
+    assert rejected(registry) == {}
+    assert confusion(registry, [*CLASSES, "__unseen__"]).sum() == 0
+    assert value(registry, N.OUTCOME_LABEL_DELAY.count) == 0
+    counted = m.observe_outcomes(predicted, actual, predicted_at=[1.0] * 4)
+    assert counted.reasons == judged.reasons and rejected(registry) == counted.rejected
+
+
 def test_a_batch_of_unequal_lengths_is_one_bad_batch() -> None:
     m, registry = monitor(True)
     result = m.observe_outcomes(["yes", "no"], ["yes"])
@@ -229,6 +243,10 @@ def test_batch_delays_equal_numpy_and_bad_ones_are_counted() -> None:
     other = again.observe_outcomes(np.zeros(992), np.zeros(992), predicted_at=stamps,
                                    arrived_at=pd.Timestamp(arrived, unit="s"))
     np.testing.assert_allclose(other.delays, usable, rtol=0, atol=1e-5)  # datetime64 is in ns
+    zoned = stamps.dt.tz_localize("UTC").dt.tz_convert("Europe/Paris")  # the same instants
+    third = monitor(False)[0].observe_outcomes(np.zeros(992), np.zeros(992),
+                                               predicted_at=zoned, arrived_at=arrived)
+    np.testing.assert_allclose(third.delays, usable, rtol=0, atol=1e-5)
 
 
 def _le(edge: float) -> str:

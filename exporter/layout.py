@@ -135,6 +135,7 @@ class Layout:
         self.class_slots: dict[str, int] = {}
         self.class_unseen = -1
         self.score: Histogram | None = None
+        self.estimated = -1
         pred = profile.prediction
         if pred is not None:
             self.prediction_invalid = {r: self._take(1) for r in PREDICTION_REASONS}
@@ -150,6 +151,8 @@ class Layout:
             self.class_unseen = base + len(pred.classes)
             if pred.score is not None:
                 self.score = self._histogram(pred.score.edges)
+                # the expected confusion matrix, row-major: (predicted i, actual j) at i*C + j
+                self.estimated = self._take(len(pred.classes) ** 2)
         self.size = self._next
 
     def _take(self, n: int) -> int:
@@ -219,6 +222,7 @@ def series_count(profile: Profile, latency_buckets: int = len(DEFAULT_LATENCY_BU
         total += 2 * len(pred.classes) + 5
         if pred.score is not None:
             total += 4 * len(pred.score.edges) + 5
+            total += len(pred.classes) ** 2 + 1  # expected confusion matrix, estimation info
     return total
 
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from mlmon.exporter import layout as L
+from mlmon.exporter.estimation import plans as estimation_plans
 from mlmon.exporter.layout import DEFAULT_LATENCY_BUCKETS, DEFAULT_WINDOW_S, Layout
 from mlmon.exporter.multiprocess import multiproc_dir, open_storage
 from mlmon.exporter.profile import Profile
@@ -197,6 +198,7 @@ class ModelMonitor:
         self._n_features = len(self._names)
         self._latency_edges = list(lay.latency_buckets)
         self._slot_s = lay.slot_s
+        self._estimation = estimation_plans(lay)
         self.registry = REGISTRY if registry is None else registry
         from mlmon.exporter.collector import register_monitor  # collector imports this module
 
@@ -438,6 +440,17 @@ class ModelMonitor:
         assert hist is not None and s is not None  # no reason: a finite float
         c[hist.base + bisect_left(hist.edges, s)] += 1.0
         c[hist.sum_slot] += s
+        plan = self._estimation.get(label)  # None for a class the profile does not know
+        if plan is not None:  # the expected confusion row (mlmon.exporter.estimation)
+            values = plan.values
+            if values is not None:
+                p = values[bisect_left(plan.thresholds, s)]
+            else:
+                p = 0.0 if s < 0.0 else 1.0 if s > 1.0 else s
+            c[plan.diagonal] += p
+            p = 1.0 - p
+            for slot, share in plan.others:
+                c[slot] += p * share
 
     def _latency(self, c: Any, seconds: Any) -> None:
         s, reason = classify_number(seconds)

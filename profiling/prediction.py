@@ -15,6 +15,7 @@ from mlmon.exporter.profile import (
     RegressionPrediction,
 )
 from mlmon.exporter.values import canonical_category
+from mlmon.profiling.calibration import CalibrationCounts
 from mlmon.profiling.columns import (
     FloatValues,
     ProfilingError,
@@ -76,6 +77,7 @@ class PredictionColumn:
         # regression residuals, for MAE and RMSE
         self.errors = FloatValues(f"{name} - {target_name}", budget, binned=False)
         self.compared = self.correct = 0  # classification rows with a target, and hits
+        self.calibration = CalibrationCounts()
 
     def float_values(self) -> list[FloatValues]:
         """Every float stream of the prediction side."""
@@ -98,10 +100,13 @@ class PredictionColumn:
                 return
             self.classes.update(category_counts(prediction, self.name))
             if target is not None:
-                pairs = zip(categories(prediction), categories(target), strict=True)
+                predicted, actual = categories(prediction), categories(target)
+                pairs = zip(predicted, actual, strict=True)
                 both = [(p, t) for p, t in pairs if p is not None and t is not None]
                 self.compared += len(both)
                 self.correct += sum(p == t for p, t in both)
+                self.calibration.add(predicted, actual, None if scores is None else
+                                     np.asarray(scores, dtype=np.float64))
             return
         if scores is not None:
             raise ProfilingError("scores and probabilities are for classifiers only")
@@ -118,11 +123,13 @@ class PredictionColumn:
             raise ProfilingError(f"column {self.name!r}: every prediction is null")
         classes = sorted(self.classes)
         score = self.scores.binned(bins) if self.has_scores else None
+        shares = tuple(self.classes[c] / total for c in classes)
         return ClassificationPrediction(
             count=total,
             classes=tuple(classes),
-            class_shares=tuple(self.classes[c] / total for c in classes),
+            class_shares=shares,
             score=score,
+            calibration=self.calibration.finish(classes, shares) if score else None,
         )
 
     def metrics(self) -> dict[str, float]:

@@ -24,11 +24,13 @@ from mlmon.exporter.profile import ClassificationPrediction
 
 class Plan(NamedTuple):
     """One predicted class: its calibration steps (values None: raw scores), the slot of its
-    diagonal cell and the (slot, share) of each other cell of its row."""
+    diagonal cell, and the (slot, share) of each other cell of its row; `other` is that one
+    cell's slot when there is only one (a binary classifier: share 1), else -1."""
 
     thresholds: list[float]
     values: list[float] | None
     diagonal: int
+    other: int
     others: tuple[tuple[int, float], ...]
 
 
@@ -61,10 +63,11 @@ def plans(layout: Layout) -> dict[str, Plan]:
         row = layout.estimated + i * n
         others = tuple((row + j, share) for j, share in zip(
             [j for j in range(n) if j != i], shares, strict=True))
+        other = others[0][0] if len(others) == 1 else -1
         if cal is None or not cal.values:
-            out[cls] = Plan([], None, row + i, others)
+            out[cls] = Plan([], None, row + i, other, others)
         else:
-            out[cls] = Plan(list(cal.thresholds), list(cal.values), row + i, others)
+            out[cls] = Plan(list(cal.thresholds), list(cal.values), row + i, other, others)
     return out
 
 

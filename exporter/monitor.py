@@ -442,15 +442,18 @@ class ModelMonitor:
         c[hist.sum_slot] += s
         plan = self._estimation.get(label)  # None for a class the profile does not know
         if plan is not None:  # the expected confusion row (mlmon.exporter.estimation)
-            values = plan.values
+            thresholds, values, diagonal, other, others = plan
             if values is not None:
-                p = values[bisect_left(plan.thresholds, s)]
+                p = values[bisect_left(thresholds, s)]
             else:
                 p = 0.0 if s < 0.0 else 1.0 if s > 1.0 else s
-            c[plan.diagonal] += p
-            p = 1.0 - p
-            for slot, share in plan.others:
-                c[slot] += p * share
+            c[diagonal] += p
+            if other >= 0:  # binary: the one other class takes the rest
+                c[other] += 1.0 - p
+            else:
+                p = 1.0 - p
+                for slot, share in others:
+                    c[slot] += p * share
 
     def _latency(self, c: Any, seconds: Any) -> None:
         s, reason = classify_number(seconds)

@@ -12,13 +12,14 @@ from mlmon.exporter.profile import ClassificationPrediction, Profile
 CLASSES = ("no", "yes")
 
 
-def binary_traffic(rng: np.random.Generator, n: int, shift: float = 0.0,
+def binary_traffic(rng: np.random.Generator, n: int, shift: float = 0.0, scale: float = 1.0,
                    concept_drift: bool = False) -> dict[str, np.ndarray]:
-    """x ~ N(shift, 1); the world says P(yes | x) = sigmoid(2x), and so does the model, which
-    predicts the likelier class with that probability as its score. `shift` moves the inputs
-    only (covariate shift); `concept_drift` flips the world (P(yes | x) = sigmoid(-2x)) while
-    the inputs and the model stay as they were."""
-    x = rng.normal(shift, 1.0, n)
+    """x ~ N(shift, scale); the world says P(yes | x) = sigmoid(2x), and so does the model,
+    which predicts the likelier class with that probability as its score. `shift` and `scale`
+    move the inputs only (covariate shift: a smaller scale crowds them near the decision
+    boundary, where the model is unsure); `concept_drift` flips the world (P(yes | x) =
+    sigmoid(-2x)) while the inputs and the model stay as they were."""
+    x = rng.normal(shift, scale, n)
     p_yes = 1.0 / (1.0 + np.exp(-2.0 * x))
     world = 1.0 - p_yes if concept_drift else p_yes
     actual = np.where(rng.random(n) < world, "yes", "no")
@@ -51,3 +52,9 @@ def expected_confusion(profile: Profile, predicted: Sequence[str], scores: np.nd
         out[i, i] = p.sum()
         out[i, [j for j in range(n) if j != i]] = (1.0 - p).sum() * shares
     return out
+
+
+def binomial_standard_error(p: np.ndarray) -> float:
+    """The standard error of a realized accuracy around the estimate mean(p), when each
+    prediction is right with its own probability p: sqrt(sum p(1 - p)) / n (<= 0.5 / sqrt(n))."""
+    return float(np.sqrt(np.sum(p * (1.0 - p))) / p.size)

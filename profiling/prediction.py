@@ -13,6 +13,7 @@ from mlmon.exporter.profile import (
     ClassificationPrediction,
     Prediction,
     RegressionPrediction,
+    widened_range,
 )
 from mlmon.exporter.values import canonical_category
 from mlmon.profiling.calibration import CalibrationCounts
@@ -23,6 +24,7 @@ from mlmon.profiling.columns import (
     null_mask,
     to_float,
 )
+from mlmon.profiling.labels import option_label
 from mlmon.profiling.passes import MemoryBudget
 
 
@@ -74,10 +76,11 @@ class PredictionColumn:
         self.values = FloatValues(name, budget)
         self.scores = FloatValues(f"{name} score", budget)
         self.has_scores = False
-        # regression residuals, for MAE and RMSE
-        self.errors = FloatValues(f"{name} - {target_name}", budget, binned=False)
+        # regression residuals: MAE, RMSE, bias and the edges of the outcome error histogram
+        self.errors = FloatValues(f"{name} - {target_name}", budget, sums=True)
         self.compared = self.correct = 0  # classification rows with a target, and hits
         self.calibration = CalibrationCounts()
+        self._metrics: dict[str, float] = {}  # regression's, computed with the residual edges
 
     def float_values(self) -> list[FloatValues]:
         """Every float stream of the prediction side."""
@@ -115,9 +118,19 @@ class PredictionColumn:
         if target is not None:
             self.errors.add_floats(values - to_float(target, str(self.target_name), offset))
 
-    def finish(self, bins: int) -> Prediction:
+    def finish(self, bins: int, margin: float,
+               allowed: tuple[float | None, float | None] | None = None) -> Prediction:
+        """The prediction side; a regression's allowed range is `allowed` (None ends open),
+        else the reference min and max widened by `margin`, as for numeric features."""
+        if self.kind == CLASSIFICATION and allowed is not None:
+            raise ProfilingError(f"{option_label('prediction_range')} is for regression; column "
+                                 f"{self.name!r} holds a classifier's predictions")
         if self.kind != CLASSIFICATION:
-            return RegressionPrediction(self.values.count, self.values.binned(bins))
+            dist = self.values.binned(bins)
+            metrics, edges = self.residuals(bins)
+            self._metrics = metrics
+            allowed_range = allowed or widened_range(dist.min, dist.max, margin)
+            return RegressionPrediction(self.values.count, dist, edges, allowed_range)
         total = sum(self.classes.values())
         if not total:
             raise ProfilingError(f"column {self.name!r}: every prediction is null")
@@ -132,10 +145,16 @@ class PredictionColumn:
             calibration=self.calibration.finish(classes, shares) if score else None,
         )
 
+    def residuals(self, bins: int) -> tuple[dict[str, float], tuple[float, ...] | None]:
+        if self.target_name is None:
+            return {}, None
+        return self.errors.residuals(bins)
+
     def metrics(self) -> dict[str, float]:
-        """Baseline metrics against the target: accuracy, or MAE and RMSE."""
+        """Baseline metrics against the target (after `finish`): accuracy, or MAE, RMSE and
+        bias (mean of prediction - target)."""
         if self.target_name is None:
             return {}
         if self.kind == CLASSIFICATION:
             return {"accuracy": self.correct / self.compared} if self.compared else {}
-        return self.errors.error_metrics()
+        return dict(self._metrics)

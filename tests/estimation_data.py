@@ -58,3 +58,15 @@ def binomial_standard_error(p: np.ndarray) -> float:
     """The standard error of a realized accuracy around the estimate mean(p), when each
     prediction is right with its own probability p: sqrt(sum p(1 - p)) / n (<= 0.5 / sqrt(n))."""
     return float(np.sqrt(np.sum(p * (1.0 - p))) / p.size)
+
+
+def calibrated_probabilities(profile: Profile, predicted: Sequence[str], scores: np.ndarray
+                             ) -> np.ndarray:
+    """Each prediction's calibrated probability of being right (the diagonal of its row)."""
+    pred = profile.prediction
+    assert isinstance(pred, ClassificationPrediction) and pred.calibration is not None
+    out = []
+    for y, s in zip(predicted, scores, strict=True):
+        cal = pred.calibration[pred.classes.index(y)]
+        out.append(cal.values[int(np.searchsorted(cal.thresholds, s, side="left"))])
+    return np.asarray(out)

@@ -18,6 +18,7 @@ from tests.estimation_data import (
     CLASSES,
     binary_traffic,
     binomial_standard_error,
+    calibrated_probabilities,
     expected_confusion,
 )
 
@@ -175,10 +176,7 @@ def _scenario(live: dict[str, np.ndarray], profile: Profile) -> tuple[float, flo
     matrix = confusion(registry)
     estimated = float(np.trace(matrix) / matrix.sum())
     realized = float(np.mean(live["predicted"] == live["actual"]))
-    pred = profile.prediction
-    p = np.array([np.asarray(pred.calibration[pred.classes.index(y)].values)[np.searchsorted(
-        pred.calibration[pred.classes.index(y)].thresholds, s, side="left")]
-        for y, s in zip(live["predicted"], live["score"], strict=True)])
+    p = calibrated_probabilities(profile, live["predicted"], live["score"])
     return estimated, realized, binomial_standard_error(p)
 
 

@@ -15,8 +15,9 @@ committed ones. Reusable by any test (dashboards, stack checks):
 
 Also a replica process for exporter tests:
 `python -m tests.integration.prom_servers --profile P --rows ROWS.jsonl --port N` observes every
-row (JSON lines: {"features": {...}, "prediction": ..., "scores": ..., "latency_s": ..., "ok": ...})
-through `exporter.ModelMonitor`, then serves /metrics until terminated.
+row (JSON lines: {"features": {...}, "prediction": ..., "scores": ..., "latency_s": ..., "ok": ...,
+and optionally "actual": the label, counted with `observe_outcome`) through
+`exporter.ModelMonitor`, then serves /metrics until terminated.
 """
 
 from __future__ import annotations
@@ -349,6 +350,8 @@ def _replica_main(argv: list[str] | None = None) -> int:
         for row in part:
             monitor.observe(row["features"], row.get("prediction"), scores=row.get("scores"))
             monitor.record_request(row.get("latency_s"), ok=row.get("ok", True))
+            if "actual" in row:  # the label, known at once (a service that learns the truth)
+                monitor.observe_outcome(row.get("prediction"), row["actual"])
 
     observe(rows[:half])
     start_http_server(args.port, registry=registry)

@@ -44,7 +44,7 @@ SCENARIOS = {"covariate": {"scale": 0.3}, "concept": {"concept_drift": True}}
 
 def _rows(live: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     return [{"features": {"x": float(x)}, "prediction": str(y), "scores": float(s),
-             "actual": str(a)}
+             "outcome": {"actual": str(a)}}
             for x, y, s, a in zip(live["x"], live["predicted"], live["score"], live["actual"],
                                   strict=True)]
 

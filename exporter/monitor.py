@@ -297,7 +297,8 @@ class ModelMonitor(OutcomeMethods):
         """Count one request's features and prediction; never raises.
 
         `prediction=None` means no prediction was made (nothing counted for it). `scores`, for
-        classifiers: the predicted class's probability, or a mapping class -> probability.
+        classifiers: the predicted class's probability, or a mapping class -> probability; it
+        also adds the prediction's expected confusion row (mlmon.exporter.estimation).
         """
         try:
             if type(features) is not dict:

@@ -203,3 +203,24 @@ def test_under_concept_drift_the_estimate_is_blind(seed: int) -> None:
     estimated, realized, se = _scenario(live, profile)
     assert abs(estimated - profile.baseline_metrics["accuracy"]) < 0.03
     assert realized < estimated - 0.4 and estimated - realized > 30 * se
+
+
+def test_a_class_without_labelled_reference_scores_keeps_its_raw_scores() -> None:
+    rng = np.random.default_rng(7)
+    n = 2_000
+    pred = rng.choice(["a", "b"], n)
+    actual = np.where(rng.random(n) < 0.8, pred, np.where(pred == "a", "b", "a")).astype(object)
+    actual[pred == "b"] = None  # no label for any prediction of b
+    profile = profile_data({"x": rng.normal(size=n)}, model_name="m", model_version="1",
+                           predictions=pred, targets=actual, scores=rng.uniform(0.5, 1.0, n))
+    cal_a, cal_b = profile.prediction.calibration
+    assert cal_a.values and not cal_b.values and not cal_b.thresholds
+    registry = CollectorRegistry()
+    monitor = ModelMonitor(profile, registry, multiproc_directory=None)
+    monitor.observe({"x": 0.0}, "b", scores=0.7)
+    monitor.observe({"x": 0.0}, "a", scores=0.7)
+    matrix = confusion(registry, ("a", "b"))
+    np.testing.assert_allclose(matrix[1], [0.3, 0.7], atol=1e-12)  # raw: 0.7 right
+    a_right = cal_a.values[int(np.searchsorted(cal_a.thresholds, 0.7, side="left"))]
+    np.testing.assert_allclose(matrix[0], [a_right, 1 - a_right], atol=1e-12)
+    assert registry.get_sample_value(N.ESTIMATION_INFO.name, {**M, "calibrated": "true"}) == 1

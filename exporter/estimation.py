@@ -78,10 +78,12 @@ def is_calibrated(layout: Layout) -> bool:
 
 def probability_right(plan: Plan, scores: np.ndarray) -> np.ndarray:
     """calibration(s) for each score (finite), as `observe()` computes it one at a time."""
+    right: np.ndarray
     if plan.values is None:
-        return np.clip(scores, 0.0, 1.0)
-    steps = np.searchsorted(np.asarray(plan.thresholds), scores, side="left")
-    return np.asarray(plan.values)[steps]
+        right = np.clip(scores, 0.0, 1.0)
+    else:
+        right = np.asarray(plan.values)[np.searchsorted(plan.thresholds, scores, side="left")]
+    return right
 
 
 def count_estimates(delta: np.ndarray, plans_by_code: list[Plan], codes: np.ndarray,

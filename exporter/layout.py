@@ -33,6 +33,13 @@ DEFAULT_WINDOW_S = 60.0
 # The prediction min/max window is kept in this many rotating time slots (window_s / slots each).
 WINDOW_SLOTS = 6
 
+# The version of the slot order. Bumped whenever one profile's slots change between mlmon
+# versions (2: the outcome slots, and out_of_range for regressions). It is part of the names of
+# multi-process files (`Layout.file_key`), so files written with another slot order, left in a
+# kept directory across an upgrade, are never read as this one's: their doubles would land in
+# other slots.
+LAYOUT_VERSION = 2
+
 # Fixed sets, so every labelled child can exist at 0 from start-up.
 REJECTED_REASONS = (
     "not_a_mapping", "batch_length_mismatch", "bad_batch", "bad_score", "bad_latency",
@@ -223,6 +230,12 @@ class Layout:
         self.categorical.append(CategoricalPlan(
             f.name, base, (*f.top_categories, OTHER, UNSEEN), slots, other + 1, allowed,
         ))
+
+    @property
+    def file_key(self) -> str:
+        """Names this layout's multi-process files: the profile's sha and the slot order's
+        version (`<sha>-v2`), so another mlmon version's files of the profile are not read."""
+        return f"{self.profile.sha}-v{LAYOUT_VERSION}"
 
     def signature(self) -> tuple[object, ...]:
         """What decides the slots and the labels of the live series. Files of two profiles with

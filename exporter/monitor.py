@@ -19,6 +19,7 @@ import functools
 import inspect
 import math
 import os
+import sys
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
@@ -232,6 +233,9 @@ class ModelMonitor(OutcomeMethods):
                     and lay.window == lay.centered_sum_squares + 1):
                 raise RuntimeError("layout: prediction slots are not contiguous")
             low, high = lay.profile.prediction_range() or (-math.inf, math.inf)
+            # finite bounds (an open end is the largest float): the inlined range check then
+            # also rules out NaN and +-Inf, so the hot path needs no separate finiteness test
+            low, high = max(low, -sys.float_info.max), min(high, sys.float_info.max)
             self._regression = (storage.segment(pred.base, n + 3 + 3 * L.WINDOW_SLOTS),
                                 list(pred.edges), n + 1, n + 2, lay.center, low, high)
             self._window_offset = n + 3
@@ -383,7 +387,7 @@ class ModelMonitor(OutcomeMethods):
                 if prediction is not None:
                     reg = self._regression
                     if (type(prediction) is float and reg is not None
-                            and not prediction - prediction and reg[5] <= prediction <= reg[6]):
+                            and reg[5] <= prediction <= reg[6]):
                         seg, edges, sum_i, css_i, center, _, _ = reg
                         seg[bisect_left(edges, prediction)] += 1.0
                         seg[sum_i] += prediction

@@ -219,6 +219,7 @@ class RecordBuilder:
         else:
             number, reason = classify_number(prediction)
             if reason is None:
+                assert number is not None  # no reason: a finite float
                 out["value"] = number
                 if not self._range[0] <= number <= self._range[1]:  # observe()'s verdict too
                     reason = OUT_OF_RANGE

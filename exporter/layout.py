@@ -34,11 +34,12 @@ DEFAULT_WINDOW_S = 60.0
 WINDOW_SLOTS = 6
 
 # The version of the slot order. Bumped whenever one profile's slots change between mlmon
-# versions (2: the outcome slots, and out_of_range for regressions). It is part of the names of
+# versions (2: the outcome slots, and out_of_range for regressions; 3: the expected confusion
+# matrix of a classifier with scores, for estimated performance). It is part of the names of
 # multi-process files (`Layout.file_key`), so files written with another slot order, left in a
 # kept directory across an upgrade, are never read as this one's: their doubles would land in
 # other slots.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 # Fixed sets, so every labelled child can exist at 0 from start-up.
 REJECTED_REASONS = (
@@ -234,7 +235,7 @@ class Layout:
     @property
     def file_key(self) -> str:
         """Names this layout's multi-process files: the profile's sha and the slot order's
-        version (`<sha>-v2`), so another mlmon version's files of the profile are not read."""
+        version (`<sha>-v3`), so another mlmon version's files of the profile are not read."""
         return f"{self.profile.sha}-v{LAYOUT_VERSION}"
 
     def signature(self) -> tuple[object, ...]:

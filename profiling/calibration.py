@@ -51,9 +51,10 @@ class CalibrationCounts:
     def add(self, predicted: Sequence[str | None], actual: Sequence[str | None],
             scores: np.ndarray | None) -> None:
         """One chunk: canonical classes per row (None: null) and the scores (NaN: none)."""
-        pred = np.array([p if p is not None else "" for p in predicted], dtype=object)
-        act = np.array([a if a is not None else "" for a in actual], dtype=object)
-        labelled = (pred != "") & (act != "")
+        pred = np.array(predicted, dtype=object)
+        act = np.array(actual, dtype=object)
+        labelled = np.array([p is not None and a is not None
+                             for p, a in zip(predicted, actual, strict=True)], dtype=bool)
         right = labelled & (pred == act)
         self.errors.update(zip(pred[labelled & ~right], act[labelled & ~right], strict=True))
         if scores is None:
@@ -72,9 +73,9 @@ class CalibrationCounts:
                ) -> tuple[ClassCalibration, ...] | None:
         """One calibration per class, or None when no row had a class, a target and a score.
 
-        A class with no such row keeps its raw scores (no steps: values (0, 1) around the
-        score, see `ClassCalibration`); its error shares fall back to the other classes'
-        prediction shares when the reference has no wrong prediction of it.
+        A class with no such row keeps its raw scores (no thresholds and no values, see
+        `ClassCalibration`); a class the reference never got wrong splits its error mass by
+        the other classes' prediction shares.
         """
         if not self.counts:
             return None

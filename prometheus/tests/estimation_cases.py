@@ -17,6 +17,7 @@ drop under 0.05), `quiet` (no scored prediction: no estimate at all) or `unbased
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,18 @@ def _alert(minute: int, firing: list[dict[str, str]], raw: dict[str, Predictions
     return lines
 
 
+def _group_order() -> list[str]:
+    """alert_cases.py's: recording groups first, then alerts (promtool's own order is not
+    guaranteed)."""
+    here = str(PATH.parent)
+    if here not in sys.path:  # tests load this file by path
+        sys.path.insert(0, here)
+    from demo_alert_cases import _alert_cases  # the loader of alert_cases.py
+
+    order: list[str] = _alert_cases().group_order()
+    return order
+
+
 def render() -> str:
     series, raw = build()
     alert = load_config().alert(ALERT)
@@ -155,7 +168,8 @@ def render() -> str:
         "# (two replicas per model, checked at 90m over the 5m and 1h windows; values compared as",
         f"# abs(x - v) < 1e-9) and of {ALERT}.",
         "rule_files:", "  - ../recording_rules.yml", "  - ../../alerting/alert_rules.yml",
-        "evaluation_interval: 1m", "tests:", "  - interval: 1m", "    input_series:"]
+        "evaluation_interval: 1m", f"group_eval_order: {json.dumps(_group_order())}", "tests:",
+        "  - interval: 1m", "    input_series:"]
     for name, values in series:
         lines += [f"      - series: {json.dumps(name)}", f"        values: {json.dumps(values)}"]
     lines.append("    promql_expr_test:")

@@ -176,7 +176,10 @@ def outcome_group(config: Config, w: str) -> Group:
              f"Labels not counted over {w}, by reason (unknown id, duplicate, wrong type, ...)."),
     ]
     return Group(f"mlmon.outcomes.{w}",
-                 f"Realized performance of the labels that arrived over {w}.", tuple(rules))
+                 f"Realized performance of the labels that arrived over {w} (evaluated every "
+                 f"{config.outcome_evaluation_interval}: labels arrive in bursts, and each "
+                 "evaluation reads the whole window).", tuple(rules),
+                 interval=config.outcome_evaluation_interval)
 
 
 def outcome_groups(config: Config) -> list[Group]:

@@ -39,8 +39,9 @@ W = PERF["window"]  # the window the performance alert judges
 OUT_OF_RANGE = config.alert("MlmonPredictionOutOfRange")
 
 
-def rule(name: str) -> str:
-    return f"{name}{{{MODEL}}}"
+def rule(name: str, extra: str = "") -> str:
+    """`name` for the selected model and versions; `extra`: more matchers."""
+    return f"{name}{{{MODEL}{', ' + extra if extra else ''}}}"
 
 
 def baseline(metric: str) -> str:
@@ -66,6 +67,8 @@ def with_baseline(targets: list, metric: str, alert_at: str) -> list:
 ACCURACY_LINE = f"{baseline('accuracy')} - {PERF['accuracy_drop']}"
 MAE_LINE = f"{baseline('mae')} * (1 + {PERF['mae_increase']})"
 LABELLED_W = rule(N.OUTCOME_LABELLED.at(W))
+OUT_OF_RANGE_COUNT = rule(N.PREDICTION_INVALID_INCREASE.at(OUT_OF_RANGE["window"]),
+                          'reason="out_of_range"')
 ENOUGH = steps((PERF["min_labelled"], "green"))
 ENOUGH[0]["color"] = RED  # below min_labelled the alert cannot judge
 
@@ -131,9 +134,7 @@ VOLUME = [
                 unit="s", description="Time from prediction to label arrival, median of the "
                                       "labels that arrived in each window."), 8),
     (timeseries(f"Predictions out of range ({OUT_OF_RANGE['window']})", [
-        q(f"sum by (model_version) "
-          f'({rule(N.PREDICTION_INVALID_INCREASE.at(OUT_OF_RANGE["window"]))}'
-          f'{{reason="out_of_range"}})', "out of range {{model_version}}")],
+        q(f"sum by (model_version) ({OUT_OF_RANGE_COUNT})", "out of range {{model_version}}")],
         description="Predictions outside the profile's allowed range "
                     "(MlmonPredictionOutOfRange)."), 8),
 ]

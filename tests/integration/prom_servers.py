@@ -101,6 +101,16 @@ class Prometheus(Server):
         result = body["data"]["result"]
         return result if isinstance(result, list) else [result]
 
+    def query_range(self, expr: str, start: float, end: float,
+                    step: float = 1.0) -> list[dict[str, Any]]:
+        """Range query result (a matrix) of `expr` from `start` to `end` (Unix seconds)."""
+        params = urllib.parse.urlencode({"query": expr, "start": start, "end": end,
+                                         "step": step})
+        body = json.loads(_get(f"{self.url}/api/v1/query_range?{params}", timeout=30.0))
+        if body.get("status") != "success":
+            raise RuntimeError(f"query {expr!r} failed: {body}")
+        return list(body["data"]["result"])
+
     def values(self, expr: str, key: str) -> dict[str, float]:
         """`{label key value: sample value}` of an instant query."""
         return {r["metric"].get(key, ""): float(r["value"][1]) for r in self.query(expr)}

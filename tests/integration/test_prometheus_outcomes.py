@@ -18,6 +18,9 @@ drift: MAE, RMSE and bias equal numpy's within 1e-9, and the performance alert s
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, push_to_gateway
 from sklearn.metrics import accuracy_score, precision_score, recall_score
 
 import mlmon.names as N
+from mlmon.alerting import config as rules_config
 from mlmon.alerting.config import OUTCOME_ALERTS
 from mlmon.alerting.sink import Sink
 from mlmon.exporter import OutcomeMonitor
@@ -43,6 +48,8 @@ pushgateway_factory = prom_servers.pushgateway_factory
 notification_sink = prom_servers.notification_sink
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 SHORT, MID, LONG = "30s", "2m", "10m"  # for the outcome windows 1h, 1d, 7d
 GRACE = "3s"  # restart_grace: at least twice the 1 s scrape interval
@@ -59,6 +66,7 @@ def _short_windows(data: dict[str, Any]) -> None:
     shortest, so it fires SHORT after the last label."""
     renamed = dict(zip(data["outcome_windows"], (SHORT, MID, LONG), strict=True))
     data["outcome_windows"], data["restart_grace"] = [SHORT, MID, LONG], GRACE
+    data["outcome_evaluation_interval"] = "1s"
     for name in OUTCOME_ALERTS:
         section = data["alerts"][name]
         for key in ("window", "lookback"):
@@ -125,7 +133,7 @@ def _run(tmp_path: Path, factories: dict[str, Any], model: str, live: list[pd.Da
     tmp_path.mkdir(parents=True, exist_ok=True)
     profile.dump(profile_path)
     labelled = int(ROWS * (1 - PUSHED_SHARE))
-    now = time.time()
+    now = started = time.time()
     replicas: list[Server] = []
     go = tmp_path / "go"
     try:
@@ -157,12 +165,55 @@ def _run(tmp_path: Path, factories: dict[str, Any], model: str, live: list[pd.Da
         for w in ("5m", "1h"):  # the drift statistics have seen every row too
             prom.wait_for(f'{N.PREDICTION_SAMPLES.at(w)}{{model="{model}"}} == {total}',
                           timeout=60)
-        return {"prom": prom, "profile": profile,
+        return {"prom": prom, "profile": profile, "rules": rules[0], "started": started,
                 "pooled": pd.concat(live, ignore_index=True), "replicas": replicas}
     except BaseException:
         for replica in replicas:
             replica.stop()
         raise
+
+
+# The outcome rules only a classifier's counts, or only a regression model's, feed.
+CLASSIFIER_ONLY = ("outcome_class", "accuracy", "precision", "recall")
+# (a classifier has no allowed prediction range: out_of_range is a regression model's)
+REGRESSION_ONLY = ("outcome_error", "absolute_error", "squared_error", "mae", "rmse", "bias",
+                   "out_of_range")
+
+
+def _outcome_rules_without_data(prom: Prometheus, rules: Path, model: str,
+                                other_kind: tuple[str, ...]) -> list[str]:
+    """The outcome recording rules of the LONG window (all but the other kind of model's) with no
+    series for `model` (the shorter windows empty as the test goes on)."""
+    groups = yaml.safe_load(rules.read_text(encoding="utf-8"))["groups"]
+    names = [r["record"] for g in groups if g["name"] == f"mlmon.outcomes.{LONG}"
+             for r in g["rules"]]
+    assert names
+    return [name for name in names if not any(part in name for part in other_kind)
+            and not prom.query(f'{name}{{model="{model}"}}')]
+
+
+DASHBOARD = REPO / "grafana" / "dashboards" / "model-performance.json"
+
+
+def _dashboard_without_data(prom: Prometheus, model: str, since: float,
+                            other_kind: tuple[str, ...]) -> list[str]:
+    """The Model performance dashboard's expressions (but the other kind of model's) that had no
+    data for `model` since `since`, with its outcome windows renamed to the test's."""
+    sys.path.insert(0, str(REPO / "grafana"))
+    from panels import expressions
+
+    windows = rules_config.load().outcome_windows
+    renamed = dict(zip(windows, (SHORT, MID, LONG), strict=True))
+    pattern = re.compile(rf"(mlmon_outcome_\w*:\w*?)({'|'.join(windows)})\b")
+    empty = []
+    for expr in expressions(json.loads(DASHBOARD.read_text(encoding="utf-8"))):
+        if any(part in expr for part in other_kind):
+            continue
+        query = pattern.sub(lambda m: m[1] + renamed[m[2]], expr)
+        query = query.replace("$model_version", ".*").replace("$model", model)
+        if not prom.query_range(query, since, time.time(), step=1.0):
+            empty.append(expr)
+    return empty
 
 
 def _stop(run: dict[str, Any]) -> None:
@@ -201,6 +252,7 @@ def test_classifier_realized_metrics_match_sklearn_and_concept_drift_alerts(
             assert set(got) == set(CLASSES)
             for cls, value in zip(CLASSES, want, strict=True):
                 assert _close(got[cls], float(value)), (rule, cls, got[cls], value)
+        assert _outcome_rules_without_data(prom, run["rules"], "spam", REGRESSION_ONLY) == []
         delay = prom.values(f'{N.OUTCOME_LABEL_DELAY_MEDIAN.at(LONG)}{{model="spam"}}', "model")
         assert 1 <= delay["spam"] <= 7200 + 60, delay
         # Concept drift: the labels say the model got worse, its inputs and outputs do not.
@@ -219,6 +271,7 @@ def test_classifier_realized_metrics_match_sklearn_and_concept_drift_alerts(
         for name in DRIFT_ALERTS:
             assert _notified(notification_sink, name) == [], name
         assert prom.query(f'ALERTS{{alertname=~"{"|".join(DRIFT_ALERTS)}"}}') == []
+        assert _dashboard_without_data(prom, "spam", run["started"], REGRESSION_ONLY) == []
         durations = _rule_durations(prom)
         print("rule groups, last evaluation (s):", durations)
         assert {f"mlmon.outcomes.{w}" for w in (SHORT, MID, LONG)} <= set(durations)
@@ -244,6 +297,7 @@ def test_regression_realized_metrics_match_numpy_and_no_alert_without_drift(
                            (N.OUTCOME_BIAS, np.mean(errors))):
             got = prom.values(f'{rule.at(LONG)}{{model="price"}}', "model")
             assert _close(got["price"], float(want)), (rule, got, want)
+        assert _outcome_rules_without_data(prom, run["rules"], "price", CLASSIFIER_ONLY) == []
         # Realized MAE is about the baseline: the performance rule has its inputs and is quiet.
         mae = prom.values(f'{N.OUTCOME_MAE.at(MID)}{{model="price"}}', "model")["price"]
         assert mae < 1.1 * run["profile"].baseline_metrics["mae"]
@@ -253,5 +307,6 @@ def test_regression_realized_metrics_match_numpy_and_no_alert_without_drift(
         assert prom.query(f'{N.OUTCOME_LABELLED.at(MID)}{{model="price"}} == {REPLICAS * ROWS}')
         assert _notified(notification_sink, PERFORMANCE) == []
         assert prom.query(f'ALERTS{{alertname="{PERFORMANCE}"}}') == []
+        assert _dashboard_without_data(prom, "price", run["started"], CLASSIFIER_ONLY) == []
     finally:
         _stop(run)

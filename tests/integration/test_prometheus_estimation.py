@@ -17,6 +17,8 @@ its label (`observe_outcome`). Prometheus (1 s scrape and evaluation, `for:` 0s)
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 from typing import Any
 
 import numpy as np
@@ -31,7 +33,7 @@ from tests.estimation_data import (
     expected_confusion,
 )
 from tests.integration import prom_servers
-from tests.integration.prom_servers import Prometheus, start_replica
+from tests.integration.prom_servers import REPO, Prometheus, start_replica
 from tests.test_estimation import CALIBRATION_ALLOWANCE
 
 pytestmark = pytest.mark.integration
@@ -149,3 +151,20 @@ def test_under_concept_drift_the_estimate_is_blind(run: Any) -> None:
     assert realized < estimated - 0.4  # ... and wrong most of the time
     assert "concept" in _firing(prom, "MlmonPerformanceBelowBaseline")
     assert "concept" not in _firing(prom, "MlmonEstimatedPerformanceBelowBaseline")
+
+
+def test_the_dashboards_estimated_panels_have_data(run: Any) -> None:
+    """Every expression of the Model performance dashboard that reads estimation series returns
+    data for this classifier (the realized ones: tests/integration/test_prometheus_outcomes.py).
+    """
+    sys.path.insert(0, str(REPO / "grafana"))
+    from panels import expressions
+
+    prom = run["prom"]
+    dashboard = json.loads((REPO / "grafana" / "dashboards" / "model-performance.json")
+                           .read_text(encoding="utf-8"))
+    estimated = [e for e in expressions(dashboard) if "mlmon_estimat" in e]
+    assert len(estimated) >= 5
+    empty = [e for e in estimated if not prom.query(
+        e.replace("$model_version", ".*").replace("$model", MODEL))]
+    assert empty == []

@@ -46,6 +46,7 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonBatchDataQuality": (),
     "MlmonBatchJobFailed": (),
     "MlmonBatchJobMissed": ("schedules",),
+    "MlmonEstimatedPerformanceBelowBaseline": ("window", "min_scored", "accuracy_drop"),
 }
 # The alerts on realized performance: their `window` (and `lookback`) are outcome windows.
 OUTCOME_ALERTS = ("MlmonPerformanceBelowBaseline", "MlmonLabelsStopped")

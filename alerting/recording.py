@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import mlmon.names as N
 from mlmon.alerting import promql as q
 from mlmon.alerting.config import Config, duration_seconds
+from mlmon.alerting.estimation import estimation_groups
 from mlmon.alerting.outcomes import outcome_groups
 from mlmon.alerting.render import Group, Rule
 from mlmon.names import BATCH, FEATURE_LABELS, MODEL_LABELS, Reference, operation
@@ -463,6 +464,7 @@ def window_groups(config: Config) -> list[Group]:
         builder = _Window(config, window)
         groups += [builder.features(), builder.predictions(), builder.ops()]
     groups += outcome_groups(config)
+    groups += estimation_groups(config)
     return groups
 
 

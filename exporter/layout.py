@@ -34,11 +34,12 @@ DEFAULT_WINDOW_S = 60.0
 WINDOW_SLOTS = 6
 
 # The version of the slot order. Bumped whenever one profile's slots change between mlmon
-# versions (2: the outcome slots, and out_of_range for regressions). It is part of the names of
+# versions (2: the outcome slots, and out_of_range for regressions; 3: the expected confusion
+# matrix of a classifier with scores, for estimated performance). It is part of the names of
 # multi-process files (`Layout.file_key`), so files written with another slot order, left in a
 # kept directory across an upgrade, are never read as this one's: their doubles would land in
 # other slots.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 # Fixed sets, so every labelled child can exist at 0 from start-up.
 REJECTED_REASONS = (
@@ -191,6 +192,7 @@ class Layout:
         self.class_slots: dict[str, int] = {}
         self.class_unseen = -1
         self.score: Histogram | None = None
+        self.estimated = -1
         pred = profile.prediction
         if pred is not None:
             reasons = (REGRESSION_REASONS if isinstance(pred, RegressionPrediction)
@@ -208,6 +210,8 @@ class Layout:
             self.class_unseen = base + len(pred.classes)
             if pred.score is not None:
                 self.score = self._histogram(pred.score.edges)
+                # the expected confusion matrix, row-major: (predicted i, actual j) at i*C + j
+                self.estimated = self._take(len(pred.classes) ** 2)
         self.outcomes = plan_outcomes(profile, self._take)
         self.size = self._next
 
@@ -237,7 +241,7 @@ class Layout:
     @property
     def file_key(self) -> str:
         """Names this layout's multi-process files: the profile's sha and the slot order's
-        version (`<sha>-v2`), so another mlmon version's files of the profile are not read."""
+        version (`<sha>-v3`), so another mlmon version's files of the profile are not read."""
         return f"{self.profile.sha}-v{LAYOUT_VERSION}"
 
     def signature(self) -> tuple[object, ...]:
@@ -340,6 +344,7 @@ def series_count(profile: Profile, latency_buckets: int = len(DEFAULT_LATENCY_BU
         total += 2 * len(pred.classes) + 5
         if pred.score is not None:
             total += 4 * len(pred.score.edges) + 5
+            total += len(pred.classes) ** 2 + 1  # expected confusion matrix, estimation info
     return total + outcome_series_count(profile)
 
 

@@ -16,6 +16,7 @@ from mlmon.exporter.profile import (
     widened_range,
 )
 from mlmon.exporter.values import canonical_category
+from mlmon.profiling.calibration import CalibrationCounts
 from mlmon.profiling.columns import (
     FloatValues,
     ProfilingError,
@@ -78,6 +79,7 @@ class PredictionColumn:
         # regression residuals: MAE, RMSE, bias and the edges of the outcome error histogram
         self.errors = FloatValues(f"{name} - {target_name}", budget, sums=True)
         self.compared = self.correct = 0  # classification rows with a target, and hits
+        self.calibration = CalibrationCounts()
         self._metrics: dict[str, float] = {}  # regression's, computed with the residual edges
 
     def float_values(self) -> list[FloatValues]:
@@ -101,10 +103,13 @@ class PredictionColumn:
                 return
             self.classes.update(category_counts(prediction, self.name))
             if target is not None:
-                pairs = zip(categories(prediction), categories(target), strict=True)
+                predicted, actual = categories(prediction), categories(target)
+                pairs = zip(predicted, actual, strict=True)
                 both = [(p, t) for p, t in pairs if p is not None and t is not None]
                 self.compared += len(both)
                 self.correct += sum(p == t for p, t in both)
+                self.calibration.add(predicted, actual, None if scores is None else
+                                     np.asarray(scores, dtype=np.float64))
             return
         if scores is not None:
             raise ProfilingError("scores and probabilities are for classifiers only")
@@ -131,11 +136,13 @@ class PredictionColumn:
             raise ProfilingError(f"column {self.name!r}: every prediction is null")
         classes = sorted(self.classes)
         score = self.scores.binned(bins) if self.has_scores else None
+        shares = tuple(self.classes[c] / total for c in classes)
         return ClassificationPrediction(
             count=total,
             classes=tuple(classes),
-            class_shares=tuple(self.classes[c] / total for c in classes),
+            class_shares=shares,
             score=score,
+            calibration=self.calibration.finish(classes, shares) if score else None,
         )
 
     def residuals(self, bins: int) -> tuple[dict[str, float], tuple[float, ...] | None]:

@@ -145,7 +145,7 @@ def _short_rules(dest: Path) -> Path:
     renamed = dict(zip(data["windows"], (SHORT, LONG), strict=True))
     data["windows"], data["restart_grace"] = [SHORT, LONG], GRACE
     for section in data["alerts"].values():
-        if "window" in section:
+        if section.get("window") in renamed:  # an outcome window (outcome_windows) stays
             section["window"] = renamed[section["window"]]
     prometheus = yaml.safe_load(generate.PROMETHEUS_PATH.read_text(encoding="utf-8"))
     prometheus["global"]["scrape_interval"] = "1s"

@@ -183,7 +183,10 @@ def _wait_alert(sink: Sink, name: str, timeout: float) -> None:
 
 # Groups that need labels joined to predictions, which these replicas never get: their rules are
 # checked with labels by tests/integration/test_prometheus_outcomes.py.
-NEED_LABELS = ("mlmon.outcomes.", "mlmon.alerts.performance")
+NEED_LABELS = ("mlmon.outcomes.", "mlmon.alerts.performance",
+               # reads the baseline accuracy, which needs a profile built with the target (the
+               # estimated rules it reads are checked here: spam has scores)
+               "mlmon.alerts.estimation")
 
 
 def _rules_without_data(prom: Prometheus) -> list[str]:

@@ -178,6 +178,9 @@ CLASSIFIER_ONLY = ("outcome_class", "accuracy", "precision", "recall")
 # (a classifier has no allowed prediction range: out_of_range is a regression model's)
 REGRESSION_ONLY = ("outcome_error", "absolute_error", "squared_error", "mae", "rmse", "bias",
                    "out_of_range")
+# The estimated panels need scores, which this classifier has none of: they are checked by
+# tests/integration/test_prometheus_estimation.py.
+NEED_SCORES = ("mlmon_estimat",)
 
 
 def _outcome_rules_without_data(prom: Prometheus, rules: Path, model: str,
@@ -271,7 +274,8 @@ def test_classifier_realized_metrics_match_sklearn_and_concept_drift_alerts(
         for name in DRIFT_ALERTS:
             assert _notified(notification_sink, name) == [], name
         assert prom.query(f'ALERTS{{alertname=~"{"|".join(DRIFT_ALERTS)}"}}') == []
-        assert _dashboard_without_data(prom, "spam", run["started"], REGRESSION_ONLY) == []
+        assert _dashboard_without_data(prom, "spam", run["started"],
+                                       REGRESSION_ONLY + NEED_SCORES) == []
         durations = _rule_durations(prom)
         print("rule groups, last evaluation (s):", durations)
         assert {f"mlmon.outcomes.{w}" for w in (SHORT, MID, LONG)} <= set(durations)
@@ -307,6 +311,7 @@ def test_regression_realized_metrics_match_numpy_and_no_alert_without_drift(
         assert prom.query(f'{N.OUTCOME_LABELLED.at(MID)}{{model="price"}} == {REPLICAS * ROWS}')
         assert _notified(notification_sink, PERFORMANCE) == []
         assert prom.query(f'ALERTS{{alertname="{PERFORMANCE}"}}') == []
-        assert _dashboard_without_data(prom, "price", run["started"], CLASSIFIER_ONLY) == []
+        assert _dashboard_without_data(prom, "price", run["started"],
+                                       CLASSIFIER_ONLY + NEED_SCORES) == []
     finally:
         _stop(run)

@@ -8,7 +8,8 @@ its rule files, the demo timing profile of alerting/config.yaml), renders Alertm
 from the environment at start-up as compose's am-config one-shot does (alerting/amconfig.py:
 the webhook sink, plus Slack / e-mail for the MLMON_SLACK_* / MLMON_SMTP_* variables set), and
 rewrites only the addresses: every `service:port` that names a compose service becomes
-`127.0.0.1:<local port>`. Prometheus and Alertmanager are the Debian packages; Elasticsearch is
+`127.0.0.1:<local port>`. Prometheus, Alertmanager, the Pushgateway and the node exporter are the
+Debian packages (the node exporter with the collectors compose gives it); Elasticsearch is
 expected to run already (`make es-start`, the Maven runner); the demo service, the traffic
 generator and the notification sink are `mlmon` subcommands.
 
@@ -48,9 +49,10 @@ PROMETHEUS_CONFIG = REPO / "prometheus" / "demo" / "prometheus.yml"
 
 # compose service -> the port it listens on inside the stack (docker-compose.yml).
 SERVICE_PORTS = {"demo": 8000, "sink": 9095, "prometheus": 9090, "alertmanager": 9093,
-                 "elasticsearch": 9200}
-# The order processes start in (each waits for the one before to be ready).
-ORDER = ("sink", "alertmanager", "prometheus", "demo", "traffic")
+                 "elasticsearch": 9200, "pushgateway": 9091, "node-exporter": 9100}
+# The Debian binaries `up` runs (make install-servers).
+SERVERS = ("prometheus", "prometheus-alertmanager", "prometheus-pushgateway",
+           "prometheus-node-exporter")
 
 
 @dataclass
@@ -169,6 +171,13 @@ def rendered_alertmanager(environment: Mapping[str, str]) -> dict[str, Any]:
         raise RuntimeError(str(exc)) from exc
 
 
+def node_exporter_collectors(compose: dict[str, Any]) -> list[str]:
+    """The node exporter's collector flags, as docker-compose.yml runs it (one list, so the
+    host panel and the disk alert see the same series on both stacks)."""
+    command = compose["services"]["node-exporter"]["command"]
+    return [flag for flag in command if flag.startswith("--collector.")]
+
+
 def rule_files(settings: Settings, config: dict[str, Any]) -> list[str]:
     """Absolute rule file paths: the committed ones, or generated from `--rules-config`."""
     committed = [(PROMETHEUS_CONFIG.parent / f).resolve() for f in config.get("rule_files", [])]
@@ -216,6 +225,7 @@ def commands(settings: Settings) -> dict[str, list[str]]:
     demo = [*mlmon, "demo", "--port", str(settings.ports["demo"])]
     if settings.es_url:
         demo += ["--es-url", settings.es_url, "--spool-dir", str(run / "spool")]
+    compose = yaml.safe_load(COMPOSE.read_text())
     return {
         "sink": [*mlmon, "sink", "--port", str(settings.ports["sink"]),
                  "--out", str(run / "notifications.jsonl")],
@@ -223,6 +233,14 @@ def commands(settings: Settings) -> dict[str, list[str]]:
                          f"--storage.path={run / 'alertmanager-data'}",
                          f"--web.listen-address={settings.address('alertmanager')}",
                          "--cluster.listen-address="],
+        # Started before Prometheus, so its first scrapes find them. The persistence file is
+        # kept across runs, as compose's named volume keeps it: pushed runs outlive a restart.
+        "pushgateway": ["prometheus-pushgateway",
+                        f"--web.listen-address={settings.address('pushgateway')}",
+                        f"--persistence.file={run / 'pushgateway.data'}"],
+        "node-exporter": ["prometheus-node-exporter",
+                          f"--web.listen-address={settings.address('node-exporter')}",
+                          *node_exporter_collectors(compose)],
         "prometheus": ["prometheus", f"--config.file={run / 'prometheus.yml'}",
                        f"--storage.tsdb.path={run / 'prometheus-data'}",
                        f"--web.listen-address={settings.address('prometheus')}",
@@ -237,7 +255,7 @@ def commands(settings: Settings) -> dict[str, list[str]]:
 PIDS = "pids.json"  # in the run directory: what `up` started (stack/processes.py)
 
 READY = {"sink": "/healthz", "alertmanager": "/-/ready", "prometheus": "/-/ready",
-         "demo": "/healthz"}
+         "demo": "/healthz", "pushgateway": "/-/ready", "node-exporter": "/metrics"}
 
 
 def wait_ready(url: str, timeout_s: float, process: subprocess.Popen) -> None:
@@ -261,7 +279,7 @@ def up(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, int]:
     from stack import processes
 
     _forget_a_stopped_stack(settings.run_dir / PIDS)
-    missing = [b for b in ("prometheus", "prometheus-alertmanager") if shutil.which(b) is None]
+    missing = [b for b in SERVERS if shutil.which(b) is None]
     if missing:
         raise RuntimeError(f"not installed: {', '.join(missing)} (make install-servers)")
     busy = [f"{name} {port}" for name, port in settings.ports.items()

@@ -7,11 +7,12 @@ alerting/runbook.md (one section per alert, anchored by the lower-cased name).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import mlmon.names as N
 from mlmon.alerting import promql as q
-from mlmon.alerting.config import QUANTILES, Config
+from mlmon.alerting.config import QUANTILES, Config, duration_seconds
 from mlmon.alerting.render import Group, Rule
 from mlmon.names import FEATURE_LABELS, MODEL_LABELS, RuleName
 
@@ -261,6 +262,76 @@ class _Alerts:
                 "Without scrapes every other mlmon alert is blind."),
         ]
 
+    def training(self) -> list[Rule]:
+        undeployed = self.c.alert("MlmonTrainedModelNotDeployed")
+        hours = undeployed["max_undeployed_hours"]
+        late = self.c.alert("MlmonTrainingLate")["schedules"]
+        newest = self.latest(N.TRAINING_MODEL_TRAINED.name)
+        live = f"max by (model) ({self.latest(N.MODEL_TRAINED.name)})"
+        # Per configured job: the age of its last success, or 1 when it has none at all.
+        overdue = "\nor\n".join(
+            f"(time() - max by (job, model) "
+            f"({self.latest(f'{N.TRAINING_LAST_SUCCESS.name}{{job={json.dumps(job)}}}')}))"
+            f" > {duration_seconds(schedule)}\n"
+            f"or absent({N.TRAINING_LAST_SUCCESS.name}{{job={json.dumps(job)}}})"
+            for job, schedule in sorted(late.items())) or "vector(0) < 0"
+        failed_at = ("{{ with " + _selector(N.TRAINING_RUN_TIMESTAMP.name, ("job", "model"))
+                     + " | query }}{{ . | first | value | humanizeTimestamp }}"
+                     "{{ else }}n/a{{ end }}")
+        schedule = "".join(f'{{{{ if eq $labels.job "{job}" }}}}{duration}{{{{ end }}}}'
+                           for job, duration in sorted(late.items()))
+        return [
+            self.rule(
+                "MlmonTrainedModelNotDeployed",
+                f"{newest}\n> on (model) group_left\n{live}\n"
+                f"and\n(time() - {newest}) > {int(hours) * 3600}",
+                "A newer trained model has not been deployed.",
+                "Model {{ $labels.model }} version {{ $labels.model_version }} (job "
+                "{{ $labels.job }}, trained {{ $value | humanizeTimestamp }}) is newer than "
+                f"every live version and has waited more than {hours}h to be deployed.",
+                "The training pipeline produced a model that never reached production: a "
+                "stuck deployment, or a model rejected without anyone saying so."),
+            self.rule(
+                "MlmonTrainingFailed",
+                f"{self.latest(N.TRAINING_RUN_SUCCESS.name)} == 0",
+                "A training run failed.",
+                "The last run of training job {{ $labels.job }} for model "
+                "{{ $labels.model }} failed (ended " + failed_at + ").",
+                "A failed (re)training: the live model keeps aging until a run succeeds."),
+            self.rule(
+                "MlmonTrainingLate",
+                overdue,
+                "A training job has not succeeded within its schedule.",
+                "{{ if $labels.model }}Training job {{ $labels.job }} last succeeded for model "
+                "{{ $labels.model }} {{ humanizeDuration $value }} ago (schedule "
+                + schedule + "){{ else }}Training job {{ $labels.job }} has no successful run "
+                "recorded{{ end }}.",
+                "A retraining that did not run or keeps failing (schedules in "
+                "alerting/config.yaml); absent: nothing was ever pushed for the job."),
+        ]
+
+    def host(self) -> list[Rule]:
+        disk = self.c.alert("MlmonHostDiskFilling")
+        sel = disk["selector"]
+        free = f"node_filesystem_avail_bytes{{{sel}}} / node_filesystem_size_bytes{{{sel}}}"
+        horizon = duration_seconds(disk["horizon"])
+        return [
+            self.rule(
+                "MlmonHostDiskFilling",
+                f"(\n  {free} < {disk['min_free_ratio']}\n  or\n"
+                f"  ({free} < {disk['predict_free_ratio']}\n"
+                f"   and predict_linear(node_filesystem_avail_bytes{{{sel}}}"
+                f"[{disk['lookback']}], {horizon}) < 0)\n)\n"
+                f"and node_filesystem_readonly{{{sel}}} == 0",
+                "A filesystem of the monitoring host is filling up.",
+                "Filesystem {{ $labels.mountpoint }} on {{ $labels.instance }} has "
+                f"{_pct()} free (below {disk['min_free_ratio']}, or below "
+                f"{disk['predict_free_ratio']} and running out within {disk['horizon']} "
+                f"at the rate of the last {disk['lookback']}).",
+                "A full disk stops the shipper's spool (records are then dropped, counted) "
+                "and Prometheus' storage."),
+        ]
+
 
 def alert_groups(config: Config) -> list[Group]:
     """The alert groups, in a stable order."""
@@ -271,4 +342,7 @@ def alert_groups(config: Config) -> list[Group]:
         Group("mlmon.alerts.quality", "Input data quality.", tuple(a.quality())),
         Group("mlmon.alerts.model", "Prediction sanity and model lifecycle.", tuple(a.model())),
         Group("mlmon.alerts.ops", "Serving: latency, errors, traffic, scrapes.", tuple(a.ops())),
+        Group("mlmon.alerts.training", "Training pipelines: failed, late, never deployed.",
+              tuple(a.training())),
+        Group("mlmon.alerts.host", "The host the stack runs on.", tuple(a.host())),
     ]

@@ -33,6 +33,11 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonMultipleModelVersions": (),
     "MlmonUnexpectedModelVersion": ("expected_versions",),
     "MlmonModelStale": ("max_age_days",),
+    "MlmonTrainedModelNotDeployed": ("max_undeployed_hours",),
+    "MlmonTrainingFailed": (),
+    "MlmonTrainingLate": ("schedules",),
+    "MlmonHostDiskFilling": ("selector", "min_free_ratio", "predict_free_ratio", "lookback",
+                             "horizon"),
     "MlmonLatencySLOBreach": ("window", "quantile", "max_seconds"),
     "MlmonHighErrorRatio": ("window", "max_ratio"),
     "MlmonThroughputZero": ("window",),
@@ -108,6 +113,17 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...]) -> dict[str,
         raise ConfigError(f"{where}.alpha: must be in (0, 1)")
     if "quantile" in section and section["quantile"] not in QUANTILES:
         raise ConfigError(f"{where}.quantile: one of {', '.join(QUANTILES)}")
+    if "schedules" in section:
+        schedules = section["schedules"]
+        if not isinstance(schedules, dict):
+            raise ConfigError(f"{where}.schedules: job -> duration (e.g. retrain: 8d)")
+        for job, duration in schedules.items():
+            duration_seconds(duration)
+            if not re.fullmatch(r"[A-Za-z0-9_.:-]+", str(job)):
+                raise ConfigError(f"{where}.schedules: bad job name {job!r}")
+    for key in ("lookback", "horizon"):
+        if key in section:
+            duration_seconds(section[key])
     if "expected_versions" in section:
         versions = section["expected_versions"]
         if not isinstance(versions, dict) or not all(

@@ -35,6 +35,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "install the Elasticsearch index template and data stream"),
     "kibana-objects": ("mlmon.log_shipper.cli_kibana", "generate or import Kibana saved objects"),
     "sink": ("mlmon.alerting.sink", "receive Alertmanager webhooks and print / record them"),
+    "training-run": ("mlmon.exporter.cli_training",
+                     "report a training run (success or failure) to the Pushgateway"),
 }
 
 

@@ -71,6 +71,19 @@ def wait_http(url: str, timeout: float = 15.0,
             time.sleep(0.1)
 
 
+def wait_until(check: Callable[[], Any], timeout_s: float, what: str,
+               interval_s: float = 0.5) -> Any:
+    """Poll `check()` until it returns something truthy (returned); fail naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
 class Server:
     """A server process with its log file; `stop()` terminates it (and is idempotent)."""
 

@@ -24,6 +24,7 @@ from stack.fast_rules import write_fast_config
 from stack.local import SERVERS, Settings, down, up
 from tests.conftest import missing_server
 from tests.integration.es_server import es_server, es_url, free_port  # noqa: F401 (fixtures)
+from tests.integration.prom_servers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +42,7 @@ def _get_json(url: str) -> Any:
 
 
 def _wait_for(check: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(1.0)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+    return wait_until(check, timeout_s, what, interval_s=1.0)
 
 
 def _phase_start(run_dir: Path, phase: str) -> float | None:

@@ -7,6 +7,7 @@ One package; each part is a subpackage (the repository keeps one folder per part
 - `mlmon.log_shipper`: input records into Elasticsearch (`PredictionLogger` feeds both).
 - `mlmon.alerting`: recording rules, alerts and Alertmanager routing generated from one config.
 - `mlmon.demo`: a demo model service and its traffic.
+- `mlmon.batch`: batch scoring jobs (`BatchRun`, `mlmon batch`), pushed to the Pushgateway.
 - `mlmon.cli`: the `mlmon` command, which dispatches to every part.
 
 >>> from mlmon import ModelMonitor, PredictionLogger
@@ -23,6 +24,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mlmon.batch.run import BatchRun
     from mlmon.exporter.monitor import BatchObservation, ModelMonitor, Observation
     from mlmon.exporter.profile import Profile, ProfileError
     from mlmon.log_shipper.facade import PredictionLogger
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     "BatchObservation": "mlmon.exporter.monitor",
+    "BatchRun": "mlmon.batch.run",
     "ModelMonitor": "mlmon.exporter.monitor",
     "Observation": "mlmon.exporter.monitor",
     "PredictionLogger": "mlmon.log_shipper.facade",
@@ -39,6 +42,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "BatchObservation",
+    "BatchRun",
     "ModelMonitor",
     "Observation",
     "PredictionLogger",

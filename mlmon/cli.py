@@ -37,6 +37,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sink": ("mlmon.alerting.sink", "receive Alertmanager webhooks and print / record them"),
     "training-run": ("mlmon.exporter.cli_training",
                      "report a training run (success or failure) to the Pushgateway"),
+    "batch": ("mlmon.batch.cli",
+              "monitor a scored batch file: counts to the Pushgateway, rows to Elasticsearch"),
 }
 
 

@@ -337,3 +337,36 @@ OUTCOME_RECALL = RuleName("model_class", "mlmon_outcome_recall")
 OUTCOME_MAE = RuleName("model", "mlmon_outcome_mae")
 OUTCOME_RMSE = RuleName("model", "mlmon_outcome_rmse")
 OUTCOME_LABELLED = RuleName("model", "mlmon_outcome_labelled", "increase")
+
+
+# ---- batch runs (mlmon/batch/run.py), pushed to the Pushgateway -------------------
+# A batch run pushes the exporter's series above (the counts of what it scored) plus these,
+# as one Pushgateway group per (batch job, model, model_version): job `BATCH_PUSH_JOB`, the
+# job's own name in the label `BATCH_LABEL`. That label is what keeps batch counts out of the
+# online rules (they select `BATCH_LABEL=""`) and what the `:batch` rules group by.
+BATCH_PUSH_JOB = "mlmon_batch"
+BATCH_LABEL = "batch_job"
+BATCH_LABELS = (BATCH_LABEL, *MODEL_LABELS)
+BATCH_RUN_SUCCESS = Series("mlmon_batch_run_success", "gauge",
+                           "1 when the last run of the batch job succeeded, 0 when it failed.")
+BATCH_RUN_ROWS = Series("mlmon_batch_run_rows", "gauge", "Rows the last run scored.",
+                        doc="rows the last run scored (as far as it got, when it failed)")
+BATCH_RUN_DURATION = Series("mlmon_batch_run_duration_seconds", "gauge",
+                            "Duration of the last run.")
+BATCH_RUN_START = Series("mlmon_batch_run_start_timestamp_seconds", "gauge",
+                         "When the last run started.")
+BATCH_RUN_END = Series("mlmon_batch_run_end_timestamp_seconds", "gauge",
+                       "When the last run ended.")
+BATCH_LAST_SUCCESS = Series("mlmon_batch_last_success_timestamp_seconds", "gauge",
+                            "When the last successful run ended.",
+                            doc="when the last successful run ended (a failed run leaves it "
+                            "as it was)")
+# The series a failed run pushes (POST: only these are replaced, so the group keeps the counts
+# and the last-success time of the last successful run); a successful run pushes them all.
+BATCH_FAILURE_SERIES = (BATCH_RUN_SUCCESS, BATCH_RUN_ROWS, BATCH_RUN_DURATION, BATCH_RUN_START,
+                        BATCH_RUN_END)
+BATCH_SERIES = (*BATCH_FAILURE_SERIES, BATCH_LAST_SUCCESS)
+# Exporter series a batch run does not push: request-path series (a batch has no requests)
+# and the rolling prediction min/max (a 60 s window means nothing for a pushed batch).
+BATCH_NOT_PUSHED = (INFERENCE_LATENCY, REQUESTS, REQUESTS_IN_FLIGHT, PREDICTION_WINDOW_MIN,
+                    PREDICTION_WINDOW_MAX, PROFILE_LOADED)

@@ -31,6 +31,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mlmon.demo.cli", "run the demo model service (FastAPI) with exporter and shipper"),
     "traffic": ("mlmon.demo.traffic",
                 "send steady traffic and scheduled drift to the demo service"),
+    "demo-jobs": ("mlmon.demo.jobs",
+                  "the demo's scheduled batch scoring and retraining, pushed to the Pushgateway"),
     "es-setup": ("mlmon.log_shipper.cli_es",
                  "install the Elasticsearch index template and data stream"),
     "kibana-objects": ("mlmon.log_shipper.cli_kibana", "generate or import Kibana saved objects"),

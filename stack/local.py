@@ -11,7 +11,8 @@ rewrites only the addresses: every `service:port` that names a compose service b
 `127.0.0.1:<local port>`. Prometheus, Alertmanager, the Pushgateway and the node exporter are the
 Debian packages (the node exporter with the collectors compose gives it); Elasticsearch is
 expected to run already (`make es-start`, the Maven runner); the demo service, the traffic
-generator and the notification sink are `mlmon` subcommands.
+generator, the demo's scheduled batch and training jobs and the notification sink are `mlmon`
+subcommands.
 
 For a faster run (the end-to-end test), `--rules-config` generates the rule files from another
 copy of alerting/config.yaml (stack/fast_rules.py shortens its `demo:` `for:`),
@@ -72,6 +73,8 @@ class Settings:
     healthy_s: float = 180.0
     drift_s: float = 3600.0
     rate: float = 10.0
+    # Seconds between two rounds of the demo's scheduled jobs (demo/jobs.py).
+    jobs_every_s: float = 120.0
     python: str = sys.executable
     # Where Slack / e-mail settings come from (alerting/amconfig.py), as for compose's am-config.
     environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -249,6 +252,11 @@ def commands(settings: Settings) -> dict[str, list[str]]:
         "traffic": [*mlmon, "traffic", "--url", settings.url("demo"),
                     "--rate", str(settings.rate), "--healthy-s", str(settings.healthy_s),
                     "--drift-s", str(settings.drift_s)],
+        # The scheduled pipelines (a batch scoring run and a retraining), on the traffic's
+        # drift schedule, pushing to the Pushgateway.
+        "demo-jobs": [*mlmon, "demo-jobs", "--pushgateway", settings.url("pushgateway"),
+                      "--every-s", str(settings.jobs_every_s), "--healthy-s",
+                      str(settings.healthy_s), "--drift-s", str(settings.drift_s)],
     }
 
 
@@ -427,6 +435,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--healthy-s", type=float, default=Settings.healthy_s)
     parser.add_argument("--drift-s", type=float, default=Settings.drift_s)
     parser.add_argument("--rate", type=float, default=Settings.rate)
+    parser.add_argument("--jobs-every-s", type=float, default=Settings.jobs_every_s,
+                        help="seconds between the demo's scheduled batch and training runs")
     parser.add_argument("--discard-spool", action="store_true",
                         help="drop the records a previous run left in the demo's spool instead "
                              "of delivering them")
@@ -443,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                         evaluation_interval=args.evaluation_interval,
                         group_wait=args.group_wait, group_interval=args.group_interval,
                         healthy_s=args.healthy_s, drift_s=args.drift_s, rate=args.rate,
+                        jobs_every_s=args.jobs_every_s,
                         discard_spool=args.discard_spool)
     try:
         if args.action == "up":

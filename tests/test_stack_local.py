@@ -86,6 +86,10 @@ def test_pushgateway_and_node_exporter_run_as_compose_runs_them(tmp_path: Path) 
                   if f.startswith("--collector.")]
     assert "--collector.filesystem" in collectors and "--collector.diskstats" in collectors
     assert node[2:] == collectors
+    jobs = every["demo-jobs"]
+    assert jobs[jobs.index("--pushgateway") + 1] == f"http://127.0.0.1:{PORTS['pushgateway']}"
+    assert jobs[jobs.index("--drift-s") + 1] == every["traffic"][
+        every["traffic"].index("--drift-s") + 1]  # the batch drifts on the traffic's schedule
     (tmp_path / "pushgateway.data").write_bytes(b"pushed")
     prepare_run_dir(settings)
     assert (tmp_path / "pushgateway.data").read_bytes() == b"pushed"

@@ -75,9 +75,9 @@ def test_every_datasource_uid_is_provisioned() -> None:
 def _known_metrics() -> set[str]:
     """Metric names in the docs' generated metric tables (docs/exporter-and-metrics.md, and the
     pushed series' pages), with histogram suffixes."""
-    tables = "".join(re.findall(r"<!-- BEGIN GENERATED [a-z-]*metrics:.*?<!-- END GENERATED",
-                                page.read_text(), re.S)
-                     for page in sorted((REPO / "docs").glob("*.md")))
+    tables = "".join(table for page in sorted((REPO / "docs").glob("*.md"))
+                     for table in re.findall(r"<!-- BEGIN GENERATED [a-z-]*metrics:.*?"
+                                             r"<!-- END GENERATED", page.read_text(), re.S))
     names = set(re.findall(r"`(mlmon_[a-z_]+)`", tables))
     for base in [n for n in names if n.endswith(("_value", "_seconds", "_score"))]:
         names |= {base + s for s in ("_bucket", "_count", "_sum")}

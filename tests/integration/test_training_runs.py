@@ -78,24 +78,36 @@ def test_runs_are_scraped_with_their_labels_and_a_failure_keeps_the_newest_model
     assert float(trained[0]["value"][1]) == trained_timestamp(Profile.load(profile))
     assert prom.values(N.TRAINING_MODEL_METRIC.name, "metric") == {"accuracy": 0.91}
     assert prom.values(N.TRAINING_RUN_ROWS.name, "model") == {"churn": 120000.0}
+    assert 0 < prom.values(N.TRAINING_RUN_DURATION.name, "model")["churn"] < 30  # `true`, timed
     assert prom.values(N.TRAINING_RUN_SUCCESS.name, "job") == {"retrain": 1.0}
     success_at = prom.values(N.TRAINING_LAST_SUCCESS.name, "model")["churn"]
+
+    # A successful run from the Python API, for another model: its own group.
+    with TrainingRun("retrain", "fraud", pushgateway=gateway.url) as run:
+        run.succeeded(version="9", rows=10, metrics={"auc": 0.75}, trained_at=1.0e9)
+    prom.wait_for(f'{N.TRAINING_MODEL_TRAINED.name}{{model="fraud"}}', timeout=30)
+    assert _labels(prom, f'{N.TRAINING_MODEL_TRAINED.name}{{model="fraud"}}')[0][
+        "model_version"] == "9"
+    assert prom.values(f'{N.TRAINING_MODEL_METRIC.name}{{model="fraud"}}', "metric") == {
+        "auc": 0.75}
 
     # A failed run, from the Python API: an exception inside the block.
     with pytest.raises(RuntimeError, match="out of memory"), \
             TrainingRun("retrain", "churn", pushgateway=gateway.url):
         raise RuntimeError("out of memory")
-    prom.wait_for(f"{N.TRAINING_RUN_SUCCESS.name} == 0", timeout=30)
+    prom.wait_for(f"{N.TRAINING_RUN_SUCCESS.name}{{model=\"churn\"}} == 0", timeout=30)
     # The newest model and the last success are the successful run's, untouched.
-    assert _labels(prom, N.TRAINING_MODEL_TRAINED.name)[0]["model_version"] == "4"
-    assert prom.values(N.TRAINING_LAST_SUCCESS.name, "model") == {"churn": success_at}
-    assert prom.values(N.TRAINING_MODEL_METRIC.name, "metric") == {"accuracy": 0.91}
+    churn = '{model="churn"}'
+    assert _labels(prom, N.TRAINING_MODEL_TRAINED.name + churn)[0]["model_version"] == "4"
+    assert prom.values(N.TRAINING_LAST_SUCCESS.name + churn, "model") == {"churn": success_at}
+    assert prom.values(N.TRAINING_MODEL_METRIC.name + churn, "metric") == {"accuracy": 0.91}
     # Each (job, model) is its own group: another job's run does not touch retrain's.
     other = _training_run(gateway.url, "--job", "manual", "--model", "churn", "--version", "5",
                           "--duration-s", "1")
     assert other.returncode == 0, other.stderr
     prom.wait_for(f'{N.TRAINING_RUN_SUCCESS.name}{{job="manual"}}', timeout=30)
-    assert prom.values(N.TRAINING_RUN_SUCCESS.name, "job") == {"retrain": 0.0, "manual": 1.0}
+    assert prom.values(N.TRAINING_RUN_SUCCESS.name + churn, "job") == {"retrain": 0.0,
+                                                                        "manual": 1.0}
 
 
 def test_failed_and_never_deployed_runs_notify_through_alertmanager(

@@ -14,7 +14,7 @@ import mlmon.names as N
 from mlmon.alerting import promql as q
 from mlmon.alerting.config import QUANTILES, Config, duration_seconds
 from mlmon.alerting.render import Group, Rule
-from mlmon.names import FEATURE_LABELS, MODEL_LABELS, RuleName
+from mlmon.names import BATCH_LABEL, BATCH_LABELS, FEATURE_LABELS, MODEL_LABELS, RuleName
 
 _WHERE = "{{ $labels.model }} version {{ $labels.model_version }}"
 _FEATURE = "Feature {{ $labels.feature }} of model " + _WHERE
@@ -44,6 +44,10 @@ def _lookup(metric: str, labels: tuple[str, ...], fmt: str = "%.3f") -> str:
 
 _MODEL_LABELS = MODEL_LABELS
 _FEATURE_LABELS = FEATURE_LABELS
+BATCH = BATCH_LABELS
+BATCH_FEATURE = (*BATCH_LABELS, "feature")
+_JOB = "{{ $labels.batch_job }}"
+_BATCH_WHERE = _WHERE + " in the latest batch of job " + _JOB
 
 
 # The rules a drift alert's description looks up: KS, its critical value, the samples.
@@ -57,9 +61,14 @@ class _Alerts:
         self.min = config.min_samples
 
     def latest(self, selector: str) -> str:
-        """An exported gauge read at the last successful scrape within restart_grace: an instant
-        read would vanish while a scrape fails and restart the alert's `for:`."""
-        return q.latest(selector, self.c.restart_grace)
+        """A service's exported gauge (never a batch run's: `q.online`) read at the last
+        successful scrape within restart_grace: an instant read would vanish while a scrape
+        fails and restart the alert's `for:`."""
+        return q.latest(q.online(selector), self.c.restart_grace)
+
+    def pushed(self, selector: str, group: tuple[str, ...] = BATCH) -> str:
+        """A batch run's pushed gauge, as `latest`, one value per `group`."""
+        return f"max by ({q.by(group)}) ({q.latest(q.pushed(selector), self.c.restart_grace)})"
 
     def rule(self, name: str, expr: str, summary: str, description: str, why: str) -> Rule:
         section: dict[str, Any] = self.c.alert(name)
@@ -278,7 +287,7 @@ class _Alerts:
         failed_at = ("{{ with " + _selector(N.TRAINING_RUN_TIMESTAMP.name, ("job", "model"))
                      + " | query }}{{ . | first | value | humanizeTimestamp }}"
                      "{{ else }}n/a{{ end }}")
-        schedule = "".join(f'{{{{ if eq $labels.job "{job}" }}}}{duration}{{{{ end }}}}'
+        schedule = "".join(f"{{{{ if eq $labels.job {json.dumps(job)} }}}}{duration}{{{{ end }}}}"
                            for job, duration in sorted(late.items()))
         return [
             self.rule(
@@ -333,9 +342,111 @@ class _Alerts:
         ]
 
 
+def _of_job(metric: str, job: str) -> str:
+    """`metric{batch_job="job"}`; json.dumps quotes the name as a PromQL string literal."""
+    return f"{metric}{{{BATCH_LABEL}={json.dumps(job)}}}"
+
+
+class _BatchAlerts(_Alerts):
+    """Batch jobs: the services' drift and quality tests on the `:batch` rules, plus the run
+    outcome and schedule. Each reads only a job's most recent run (BATCH_LATEST_RUN)."""
+
+    def latest_run(self, expr: str) -> str:
+        return (f"{expr}\nand on ({q.by(BATCH)})\n{N.BATCH_LATEST_RUN.at(N.BATCH)}")
+
+    def drift(self) -> list[Rule]:
+        b = N.BATCH
+        f, p = self.c.alert("MlmonFeatureDrift"), self.c.alert("MlmonPredictionDrift")
+        return [
+            self.rule(
+                "MlmonBatchFeatureDrift",
+                self.latest_run(
+                    f"{N.FEATURE_PSI.at(b)} > {f['psi_floor']}\n"
+                    f"and {N.FEATURE_KS.at(b)} > {N.FEATURE_KS_CRITICAL.at(b)}\n"
+                    f"and {N.FEATURE_SAMPLES.at(b)} >= {self.min}"),
+                "A feature of a batch job's latest batch has drifted from the training data.",
+                f"Feature {{{{ $labels.feature }}}} of model {_BATCH_WHERE} drifted: PSI "
+                f"{_num()} (floor {f['psi_floor']}), "
+                + self._drift_values(_FEATURE_DRIFT, BATCH_FEATURE, b, f["alpha"]) + ".",
+                "The services' drift test (MlmonFeatureDrift: KS above its Bonferroni critical "
+                "value and PSI above the floor) on the latest pushed batch of the job."),
+            self.rule(
+                "MlmonBatchPredictionDrift",
+                self.latest_run(
+                    f"{N.PREDICTION_PSI.at(b)} > {p['psi_floor']}\n"
+                    f"and {N.PREDICTION_KS.at(b)} > {N.PREDICTION_KS_CRITICAL.at(b)}\n"
+                    f"and {N.PREDICTION_SAMPLES.at(b)} >= {self.min}"),
+                "The predictions of a batch job's latest batch have drifted from the reference.",
+                f"Predictions of model {_BATCH_WHERE} drifted: PSI {_num()} "
+                f"(floor {p['psi_floor']}), "
+                + self._drift_values(_PREDICTION_DRIFT, BATCH, b, p["alpha"]) + ".",
+                "The services' prediction drift test on the latest pushed batch of the job."),
+        ]
+
+    def quality(self) -> list[Rule]:
+        b = N.BATCH
+        miss = self.c.alert("MlmonFeatureMissing")
+        unseen = self.c.alert("MlmonUnseenCategoriesRising")
+        invalid = self.c.alert("MlmonInvalidValuesRising")
+        oov = self.c.alert("MlmonTextOOVRising")
+        reasons = "|".join(invalid["reasons"])
+        on = f"on ({q.by(BATCH_FEATURE)})"
+        checks = {
+            "missing": (f"{N.FEATURE_MISSING_RATIO.at(b)}\n> {on}\n"
+                        f"({self.pushed(N.FEATURE_REFERENCE_NULL_RATE.name, BATCH_FEATURE)}"
+                        f" + {miss['max_increase']})"),
+            "invalid": (f"sum without (reason) ({N.FEATURE_INVALID_RATIO.at(b)}"
+                        f'{{reason=~"{reasons}"}}) > {invalid["max_ratio"]}'),
+            "unseen": f"{N.FEATURE_UNSEEN_SHARE.at(b)} > {unseen['max_share']}",
+            "oov": (f"{N.FEATURE_TEXT_OOV_RATIO.at(b)}\n> {on}\n"
+                    f"({self.pushed(N.FEATURE_TEXT_REFERENCE_OOV_RATE.name, BATCH_FEATURE)}"
+                    f" + {oov['max_increase']})"),
+        }
+        failing = "\nor\n".join(f'label_replace(\n{q.indent(expr, 2)},\n  "check", "{name}", '
+                                 '"", ""\n)' for name, expr in checks.items())
+        return [self.rule(
+            "MlmonBatchDataQuality",
+            self.latest_run(f"(\n{failing}\n)\nand on ({q.by(BATCH)})\n"
+                            f"{N.OBSERVATIONS_INCREASE.at(b)} >= {self.min}"),
+            "A feature of a batch job's latest batch fails a data-quality check.",
+            f"Feature {{{{ $labels.feature }}}} of model {_BATCH_WHERE}: "
+            "{{ $labels.check }} at " + _pct() + " (thresholds of the services' quality "
+            "alerts: MlmonFeatureMissing, MlmonInvalidValuesRising, "
+            "MlmonUnseenCategoriesRising, MlmonTextOOVRising).",
+            "The services' four quality checks on the latest pushed batch, one alert per "
+            "feature and failing check (label `check`), with the services' thresholds.")]
+
+    def runs(self) -> list[Rule]:
+        missed = self.c.alert("MlmonBatchJobMissed")
+        rows = _lookup(N.BATCH_RUN_ROWS.name, BATCH, "%.0f")
+        overdue = "\nor\n".join(
+            f"time() - {self.pushed(_of_job(N.BATCH_LAST_SUCCESS.name, job), (BATCH_LABEL,))}"
+            f" > {duration_seconds(limit)}"
+            for job, limit in sorted(missed["schedules"].items())) or "vector(0) < 0"
+        return [
+            self.rule(
+                "MlmonBatchJobFailed",
+                self.latest_run(f"{self.pushed(N.BATCH_RUN_SUCCESS.name)} == 0"),
+                "The latest run of a batch job failed.",
+                f"The latest run of batch job {_JOB} (model {_WHERE}) failed after scoring "
+                f"{rows} rows.",
+                "The job pushed outcome 0 (an exception in the job, or `mlmon batch` could not "
+                "read its file); the drift statistics still describe its last successful run."),
+            self.rule(
+                "MlmonBatchJobMissed",
+                overdue,
+                "A batch job has not succeeded within its schedule.",
+                f"Batch job {_JOB} last succeeded "
+                "{{ humanizeDuration $value }} ago, longer than its schedule allows "
+                "(alerting/config.yaml schedules).",
+                "From the job's last-success time, over all its model versions: the job did "
+                "not run, failed, or its pushes do not reach the Pushgateway."),
+        ]
+
+
 def alert_groups(config: Config) -> list[Group]:
     """The alert groups, in a stable order."""
-    a = _Alerts(config)
+    a, b = _Alerts(config), _BatchAlerts(config)
     return [
         Group("mlmon.alerts.drift", "Feature and prediction drift, and the no-data guard.",
               tuple(a.drift())),
@@ -345,4 +456,6 @@ def alert_groups(config: Config) -> list[Group]:
         Group("mlmon.alerts.training", "Training pipelines: failed, late, never deployed.",
               tuple(a.training())),
         Group("mlmon.alerts.host", "The host the stack runs on.", tuple(a.host())),
+        Group("mlmon.alerts.batch", "Batch jobs: drift, data quality, failed and missed runs.",
+              tuple([*b.drift(), *b.quality(), *b.runs()])),
     ]

@@ -42,6 +42,12 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonHighErrorRatio": ("window", "max_ratio"),
     "MlmonThroughputZero": ("window",),
     "MlmonExporterDown": (),
+    # batch jobs (the `:batch` rules); thresholds and alpha are the services' alerts' above
+    "MlmonBatchFeatureDrift": (),
+    "MlmonBatchPredictionDrift": (),
+    "MlmonBatchDataQuality": (),
+    "MlmonBatchJobFailed": (),
+    "MlmonBatchJobMissed": ("schedules",),
 }
 _TOP_KEYS = ("windows", "restart_grace", "exporter_selector", "epsilon", "min_samples", "alerts",
              "demo", "runbook_base_url")
@@ -115,12 +121,10 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...]) -> dict[str,
         raise ConfigError(f"{where}.quantile: one of {', '.join(QUANTILES)}")
     if "schedules" in section:
         schedules = section["schedules"]
-        if not isinstance(schedules, dict):
-            raise ConfigError(f"{where}.schedules: job -> duration (e.g. retrain: 8d)")
-        for job, duration in schedules.items():
+        if not isinstance(schedules, dict) or not all(isinstance(j, str) for j in schedules):
+            raise ConfigError(f"{where}.schedules: job name -> duration (e.g. nightly: 26h)")
+        for duration in schedules.values():
             duration_seconds(duration)
-            if not re.fullmatch(r"[A-Za-z0-9_.:-]+", str(job)):
-                raise ConfigError(f"{where}.schedules: bad job name {job!r}")
     for key in ("lookback", "horizon"):
         if key in section:
             duration_seconds(section[key])

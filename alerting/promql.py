@@ -6,11 +6,34 @@ step (tests compare the two on the same inputs).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from mlmon.names import COUNTERS_START
+from mlmon.names import BATCH_LABEL, COUNTERS_START
 
 STARTED = COUNTERS_START.name
+# Series pushed by batch runs carry BATCH_LABEL (the job's name); a service's never do. The
+# online rules read exporter series through `online()` so a model scored both online and in
+# batch keeps the two apart; the `:batch` rules read them through `pushed()`.
+ONLINE = f'{BATCH_LABEL}=""'
+PUSHED = f'{BATCH_LABEL}!=""'
+
+
+def matching(selector: str, matcher: str) -> str:
+    """`selector` (a metric name, or a name with `{...}`) with one more label matcher."""
+    if selector.endswith("}"):
+        head, inner = selector[:-1].split("{", 1)
+        return f"{head}{{{inner}, {matcher}}}" if inner.strip() else f"{head}{{{matcher}}}"
+    return f"{selector}{{{matcher}}}"
+
+
+def online(selector: str) -> str:
+    """A service's series of `selector`: not a batch run's."""
+    return matching(selector, ONLINE)
+
+
+def pushed(selector: str) -> str:
+    """A batch run's series of `selector`, as pushed to the Pushgateway."""
+    return matching(selector, PUSHED)
 
 
 def by(labels: Sequence[str]) -> str:
@@ -41,6 +64,8 @@ def window_count(metric: str, window: str, window_s: int, grace_s: int,
     marker finds nothing and would drop the series to the increase() estimate. So the counts
     are exact between the last successful scrapes at or before each edge.
 
+    Only a service's series (`online`): a batch run's pushed counts are not traffic of a window.
+
     Branches, first match wins (`or` keeps the left side's series):
     - the same counters throughout the window (their start at the left edge is the largest in
       the window, so they did not start again): the exact difference between the last sample
@@ -56,9 +81,10 @@ def window_count(metric: str, window: str, window_s: int, grace_s: int,
     """
     grace = f"{grace_s}s"
     match = f"ignoring({by(extra_labels)}) " if extra_labels else ""
-    same = (f"(max_over_time({STARTED}[{window}]) == "
-            f"{latest(STARTED, grace, offset=window)})")
-    recent = f"({latest(STARTED, grace)} > time() - {window_s + grace_s})"
+    metric, started = online(metric), online(STARTED)
+    same = (f"(max_over_time({started}[{window}]) == "
+            f"{latest(started, grace, offset=window)})")
+    recent = f"({latest(started, grace)} > time() - {window_s + grace_s})"
     fallback = "increase" if counter else "delta"  # a histogram _sum may go down
     return (
         f"((last_over_time({metric}[{window}]) - {latest(metric, grace, offset=window)})"
@@ -76,13 +102,22 @@ def summed_window_count(metric: str, window: str, window_s: int, grace_s: int,
     return f"sum by ({by(group)}) (\n{indent(inner, 2)}\n)"
 
 
-def reference(metric: str, group: Sequence[str], lookback: str) -> str:
+def summed_pushed(metric: str, lookback: str, group: Sequence[str]) -> str:
+    """A batch run's pushed counter as it is, summed keeping `group` (which includes the job):
+    the counts of the latest pushed run, with no window difference (each run replaces its
+    group). Read through `latest` so that a failed scrape of the Pushgateway blanks nothing."""
+    return f"sum by ({by(group)}) (\n  {latest(pushed(metric), lookback)}\n)"
+
+
+def reference(metric: str, group: Sequence[str], lookback: str,
+              select: Callable[[str], str] = online) -> str:
     """A reference gauge, deduplicated over replicas (every replica exports the same value),
     read through `latest` so that a failed scrape does not blank the statistics built on it
     (an alert whose condition disappears restarts its `for:`). `lookback` is restart_grace,
     not the window: the statistics repeat each reference several times, and a range as long
-    as the window would multiply the samples the rules read in steady state."""
-    return f"max by ({by(group)}) ({latest(metric, lookback)})"
+    as the window would multiply the samples the rules read in steady state. `select`: a
+    service's series (`online`) or a batch run's (`pushed`)."""
+    return f"max by ({by(group)}) ({latest(select(metric), lookback)})"
 
 
 def smoothed(expr: str, epsilon: float) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import mlmon.names as N
 from mlmon.alerting import config as cfg
 from mlmon.alerting.alerts import alert_groups
-from mlmon.alerting.recording import recording_groups
+from mlmon.alerting.recording import batch_groups, window_groups
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -80,7 +80,7 @@ def recording_table(config: cfg.Config) -> str:
     """One row per recording rule, its name with `<w>` for the window, and the windows it
     exists for (a KS critical value: only the drift alert's window)."""
     seen: dict[str, tuple[str, str, list[str]]] = {}
-    for group in recording_groups(config):
+    for group in window_groups(config):
         window = next(w for w in config.windows if group.name.endswith("." + w))
         pattern = _window_pattern(window)
         for rule in group.rules:
@@ -91,6 +91,14 @@ def recording_table(config: cfg.Config) -> str:
     rows = ["| recording rule | windows | group | meaning |", "| --- | --- | --- | --- |"]
     rows += [_row(f"`{name}`", ", ".join(windows), f"`{area}.<w>`", _cell(why))
              for name, (area, why, windows) in seen.items()]
+    return "\n".join(rows)
+
+
+def batch_recording_table(config: cfg.Config) -> str:
+    """One row per `:batch` recording rule."""
+    rows = ["| recording rule | group | meaning |", "| --- | --- | --- |"]
+    rows += [_row(f"`{rule.name}`", f"`{group.name}`", _cell(_first_sentence(rule.why)))
+             for group in batch_groups(config) for rule in group.rules]
     return "\n".join(rows)
 
 
@@ -135,6 +143,8 @@ def tables(config: cfg.Config) -> dict[tuple[str, str], str]:
         ("shipper-records.md", "logger-metrics"): series_table(logger),
         ("drift-and-alerts.md", "recording-rules"): recording_table(config),
         ("drift-and-alerts.md", "alerts"): alert_table(config),
+        ("batch-jobs.md", "batch-metrics"): series_table(N.BATCH_SERIES),
+        ("batch-jobs.md", "batch-rules"): batch_recording_table(config),
     }
 
 

@@ -292,7 +292,21 @@ class RuleName:
     operation: str = ""  # "increase", "ratio", "share", "p95_" ...; "" for a statistic
 
     def at(self, window: str) -> str:
-        return f"{self.level}:{self.metric}:{self.operation}{window}"
+        """The rule over `window`, or over the latest pushed batch when `window` is BATCH."""
+        return f"{self.level}:{self.metric}:{operation(self.operation, window)}"
+
+
+# The "window" of the `:batch` rules: the latest pushed run of each batch job, read as it is.
+BATCH = "batch"
+
+
+def operation(op: str, window: str) -> str:
+    """A rule name's last part: `increase5m`; for BATCH `batch`, or `ratio_batch` (a batch's
+    counts are what it pushed, not an increase)."""
+    if window != BATCH:
+        return f"{op}{window}"
+    op = "" if op == "increase" else op.rstrip("_")
+    return f"{op}_{BATCH}" if op else BATCH
 
 
 FEATURE_PSI = RuleName("model_feature", "mlmon_feature_psi")
@@ -366,6 +380,9 @@ BATCH_LAST_SUCCESS = Series("mlmon_batch_last_success_timestamp_seconds", "gauge
 BATCH_FAILURE_SERIES = (BATCH_RUN_SUCCESS, BATCH_RUN_ROWS, BATCH_RUN_DURATION, BATCH_RUN_START,
                         BATCH_RUN_END)
 BATCH_SERIES = (*BATCH_FAILURE_SERIES, BATCH_LAST_SUCCESS)
+# Recorded (`.at(BATCH)`): the start time of each job's most recent run, on that run's model
+# version only, so the batch alerts ignore the groups a job's older model versions left behind.
+BATCH_LATEST_RUN = RuleName("model", "mlmon_batch_latest_run")
 # Exporter series a batch run does not push: request-path series (a batch has no requests)
 # and the rolling prediction min/max (a 60 s window means nothing for a pushed batch).
 BATCH_NOT_PUSHED = (INFERENCE_LATENCY, REQUESTS, REQUESTS_IN_FLIGHT, PREDICTION_WINDOW_MIN,

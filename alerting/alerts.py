@@ -320,11 +320,20 @@ class _Alerts:
         ]
 
     def host(self) -> list[Rule]:
+        pushgateway = self.c.alert("MlmonPushgatewayDown")["selector"]
         disk = self.c.alert("MlmonHostDiskFilling")
         sel = disk["selector"]
         free = f"node_filesystem_avail_bytes{{{sel}}} / node_filesystem_size_bytes{{{sel}}}"
         horizon = duration_seconds(disk["horizon"])
         return [
+            self.rule(
+                "MlmonPushgatewayDown",
+                f"up{{{pushgateway}}} == 0",
+                "The Pushgateway cannot be scraped.",
+                "Pushgateway {{ $labels.instance }} (job {{ $labels.job }}) is down: batch and "
+                "training runs pushed to it are not seen.",
+                "Batch jobs and training runs reach Prometheus only through it: their alerts go "
+                "blind, and the late-run ones report jobs as never run."),
             self.rule(
                 "MlmonHostDiskFilling",
                 f"(\n  {free} < {disk['min_free_ratio']}\n  or\n"
@@ -455,7 +464,8 @@ def alert_groups(config: Config) -> list[Group]:
         Group("mlmon.alerts.ops", "Serving: latency, errors, traffic, scrapes.", tuple(a.ops())),
         Group("mlmon.alerts.training", "Training pipelines: failed, late, never deployed.",
               tuple(a.training())),
-        Group("mlmon.alerts.host", "The host the stack runs on.", tuple(a.host())),
+        Group("mlmon.alerts.host", "The host the stack runs on, and its Pushgateway.",
+              tuple(a.host())),
         Group("mlmon.alerts.batch", "Batch jobs: drift, data quality, failed and missed runs.",
               tuple([*b.drift(), *b.quality(), *b.runs()])),
     ]

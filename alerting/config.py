@@ -36,6 +36,7 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonTrainedModelNotDeployed": ("max_undeployed_hours",),
     "MlmonTrainingFailed": (),
     "MlmonTrainingLate": ("schedules",),
+    "MlmonPushgatewayDown": ("selector",),
     "MlmonHostDiskFilling": ("selector", "min_free_ratio", "predict_free_ratio", "lookback",
                              "horizon"),
     "MlmonLatencySLOBreach": ("window", "quantile", "max_seconds"),

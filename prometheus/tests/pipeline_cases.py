@@ -103,6 +103,18 @@ def training_never_succeeded() -> A.Case:
         "Training job retrain has no successful run recorded.", "MlmonTrainingLate")])
 
 
+def pushgateway_down() -> A.Case:
+    case = A.Case("MlmonPushgatewayDown fires after 5m for the Pushgateway target that is down")
+    case.add("up", {"instance": "pushgateway:9091", "job": "pushgateway"}, A._const(0.0))
+    case.add("up", {"instance": "b:9091", "job": "pushgateway"}, A._const(1.0))
+    case.add("up", {"instance": "a:8000", "job": "mlmon"}, A._const(0.0))
+    return case.expect("MlmonPushgatewayDown", "4m", "5m", [A._alert(
+        {"severity": "warning", "instance": "pushgateway:9091", "job": "pushgateway"},
+        "The Pushgateway cannot be scraped.",
+        "Pushgateway pushgateway:9091 (job pushgateway) is down: batch and training runs pushed "
+        "to it are not seen.", "MlmonPushgatewayDown")])
+
+
 def _filesystem(case: A.Case, instance: str, mountpoint: str, size: float, avail: str,
                 readonly: float = 0.0) -> dict[str, str]:
     at = {"device": "/dev/vda", "fstype": "ext4", "instance": instance, "job": "node",
@@ -143,7 +155,7 @@ def host_disk_full() -> A.Case:
 
 
 CASES = (trained_model_not_deployed, training_failed, training_late, training_never_succeeded,
-         host_disk_filling, host_disk_full)
+         pushgateway_down, host_disk_filling, host_disk_full)
 
 
 def render() -> str:

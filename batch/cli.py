@@ -93,15 +93,16 @@ def run(args: argparse.Namespace) -> int:
                 ids=None if args.id_column is None else chunk[args.id_column])
         if progress:
             progress.finish()
-    except BaseException as exc:
+    except BaseException as exc:  # Ctrl-C too: the run's failure is pushed before we go
         if progress:
             progress.close()
+        pushed = "the run's failure was pushed"
         try:
             run_.fail()
-        except PushError as push:
-            exc.add_note(str(push))
+        except PushError as push:  # (BatchRun also logs it, for the exceptions re-raised below)
+            pushed = str(push)
         if isinstance(exc, ProfilingError):
-            raise CliError(f"{args.data}: {exc} (the run's failure was pushed)") from exc
+            raise CliError(f"{args.data}: {exc} ({pushed})") from exc
         raise
     try:
         run_.succeed()

@@ -28,6 +28,7 @@ exception from the job's own code always propagates unchanged.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _NOT_PUSHED = frozenset(s.name for s in N.BATCH_NOT_PUSHED)
 _RUN_ENDED = {"success": 1.0, "failure": 0.0}
+_SLICE = 1000  # rows between two looks at the shipper's queue
 
 
 class PushError(Exception):
@@ -86,7 +88,9 @@ class BatchRun:
     `pushgateway=None` counts without pushing (a dry run, or a test reading `monitor`).
     `es_url`: also send every scored row to Elasticsearch through the shipper
     (`PredictionLogger`, service.name = the job; `spool_dir`, `environment` and
-    `shipper_options` are the logger's), see `observe_batch`.
+    `shipper_options` are the logger's), see `observe_batch`; at the end of the run the
+    shipper delivers for up to `records_timeout_s` (what is left stays in its spool, sent by
+    the next run on the same spool directory).
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class BatchRun:
         es_url: str | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         environment: str = "production",
+        records_timeout_s: float = 300.0,
         timeout_s: float = 10.0,
         push_attempts: int = 3,
         raise_on_push_error: bool = False,
@@ -121,8 +126,17 @@ class BatchRun:
         self.monitor = ModelMonitor(profile, CollectorRegistry(), clock=clock,
                                     multiproc_directory=None)
         self.records: Any = None
+        self.records_timeout_s = records_timeout_s
+        self._queue_bound = 0
         if es_url is not None:
             from mlmon.log_shipper.facade import PredictionLogger
+            from mlmon.log_shipper.shipper import Shipper
+
+            # A job produces rows faster than the shipper spools them: it waits while the
+            # shipper's queue is half full rather than let the queue drop rows (queue_full).
+            queue = shipper_options.get(
+                "queue_size", inspect.signature(Shipper).parameters["queue_size"].default)
+            self._queue_bound = int(queue) // 2
 
             # the run's monitor: each row is observed once, by the logger, flags and all
             self.records = PredictionLogger.from_profile(
@@ -173,8 +187,11 @@ class BatchRun:
         except Exception:  # noqa: BLE001 - like observe_batch: counted, never raised
             self.monitor._reject("bad_batch")
             return BatchObservation(0, (), "bad_batch")
-        record = self.records.record
-        for row, y, s, rid in zip(rows, preds, score_list, id_list, strict=True):
+        record, shipper = self.records.record, self.records.shipper
+        for i, (row, y, s, rid) in enumerate(zip(rows, preds, score_list, id_list, strict=True)):
+            if i % _SLICE == 0:
+                while shipper.queue_depth() > self._queue_bound:
+                    self.sleep(0.005)
             record(row, y, scores=s, request_id=rid)
         return BatchObservation(n)
 
@@ -207,9 +224,10 @@ class BatchRun:
             return  # ended already: `with` after an explicit fail() pushes nothing more
         self.outcome, self.ended_at = outcome, self.clock()
         if self.records is not None:
-            if not self.records.close():
-                log.warning("mlmon batch %s: not every record reached Elasticsearch (they stay "
-                            "in the spool for the next run)", self.job)
+            if not self.records.close(self.records_timeout_s):
+                log.warning("mlmon batch %s: not every record reached Elasticsearch within "
+                            "%.0f s (they stay in the spool for the next run)", self.job,
+                            self.records_timeout_s)
         if self.pushgateway is None:
             return
         if outcome == "success":

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmon.demo.scenario import HEALTHY, Schedule, next_record
+from mlmon.exporter.cli_training import PUSHGATEWAY_ENV
 
 BATCH_JOB = "demo-scoring"
 TRAINING_JOB = "retrain"
@@ -35,8 +36,8 @@ _log = logging.getLogger("mlmon.demo.jobs")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
-    parser.add_argument("--pushgateway", default=env("MLMON_PUSHGATEWAY_URL"),
-                        help="Pushgateway URL (env MLMON_PUSHGATEWAY_URL)")
+    parser.add_argument("--pushgateway", default=env(PUSHGATEWAY_ENV),
+                        help=f"Pushgateway URL (env {PUSHGATEWAY_ENV})")
     parser.add_argument("--every-s", type=float, default=120.0,
                         help="seconds between two rounds (default %(default)s)")
     parser.add_argument("--rows", type=int, default=2000, help="rows per batch run")
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from mlmon.exporter.training import TrainingReportError
 
     if not args.pushgateway:
-        raise CliError("--pushgateway URL is required (or set MLMON_PUSHGATEWAY_URL)")
+        raise CliError(f"--pushgateway URL is required (or set {PUSHGATEWAY_ENV})")
     if args.every_s <= 0 or args.rows <= 0:
         raise CliError(f"--every-s and --rows must be > 0, got {args.every_s}, {args.rows}")
     try:

@@ -123,7 +123,9 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...]) -> dict[str,
     if "schedules" in section:
         schedules = section["schedules"]
         if not isinstance(schedules, dict) or not all(isinstance(j, str) for j in schedules):
-            raise ConfigError(f"{where}.schedules: job name -> duration (e.g. nightly: 26h)")
+            kind, example = (("batch job", "nightly: 26h") if name.startswith("MlmonBatch")
+                             else ("training job", "retrain: 8d"))
+            raise ConfigError(f"{where}.schedules: {kind} name -> duration (e.g. {example})")
         for duration in schedules.values():
             duration_seconds(duration)
     for key in ("lookback", "horizon"):

@@ -109,7 +109,7 @@ def test_headline_names_exist() -> None:
     (lambda d: d["alerts"]["MlmonTrainingLate"]["schedules"].update(nightly="26 hours"),
      "bad duration '26 hours'"),
     (lambda d: d["alerts"]["MlmonTrainingLate"].update(schedules=["retrain"]),
-     "MlmonTrainingLate.schedules: job name -> duration"),
+     "MlmonTrainingLate.schedules: training job name -> duration"),
     (lambda d: d["alerts"]["MlmonHostDiskFilling"].update(lookback="6 hours"), "bad duration"),
 ])
 def test_config_errors_are_loud(change, message: str) -> None:

@@ -4,9 +4,10 @@
         --pushgateway http://127.0.0.1:9091 --job nightly-scoring
 
 Reads the file (CSV or Parquet) in chunks, so memory stays bounded whatever its size, counts
-every row as `BatchRun` does and pushes at the end; a run that fails half-way (an unreadable
-chunk) pushes its failure before the one-line error. With `--es-url` every row is also sent to
-Elasticsearch as a prediction record (`event.id` from `--id-column`).
+every row as `BatchRun` does and pushes at the end; a run that cannot finish (a missing or
+unreadable file, a named column absent) pushes its failure before the one-line error. With
+`--es-url` every row is also sent to Elasticsearch as a prediction record (`event.id` from
+`--id-column`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import sys
 import urllib.request
 from collections.abc import Sequence
+from typing import Any
 
 from mlmon.errors import CliError
 
@@ -49,9 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mlmon.batch.run import BatchRun, PushError
-    from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, TEXT, Profile
+    from mlmon.exporter.profile import Profile
     from mlmon.profiling.columns import ProfilingError
-    from mlmon.profiling.files import Progress, read_chunks
 
     if args.chunk_rows < 1:
         raise CliError(f"--chunk-rows: must be at least 1, got {args.chunk_rows}")
@@ -61,9 +62,42 @@ def run(args: argparse.Namespace) -> int:
     url = args.pushgateway.rstrip("/")
     _check_reachable(url, args.timeout)  # fail before reading a large file, not after
     try:
-        available = _file_columns(args.data)
-    except ProfilingError as exc:
-        raise CliError(f"{args.data}: {exc}") from exc
+        run_ = BatchRun(profile, job=args.job or profile.model_name, pushgateway=url,
+                        es_url=args.es_url, spool_dir=args.spool_dir,
+                        environment=args.environment, timeout_s=args.timeout,
+                        raise_on_push_error=True)
+    except (OSError, ValueError) as exc:  # the shipper's spool directory, a blank --job
+        raise CliError(str(exc)) from exc
+    # From here on the run has started: whatever stops it (a missing or unreadable file, a
+    # column that is not there, Ctrl-C) is a failed run of the job, pushed before we go.
+    try:
+        _score(args, profile, run_)
+    except BaseException as exc:
+        pushed = "the run's failure was pushed"
+        try:
+            run_.fail()
+        except PushError as push:  # (BatchRun also logs it, for the exceptions re-raised below)
+            pushed = str(push)
+        if isinstance(exc, ProfilingError):
+            raise CliError(f"{args.data}: {exc} ({pushed})") from exc
+        if isinstance(exc, CliError):
+            raise CliError(f"{exc} ({pushed})") from exc
+        raise
+    try:
+        run_.succeed()
+    except PushError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"mlmon batch: {run_.rows:,} rows of {profile.model_name} version "
+          f"{profile.model_version} pushed to {url} as job {run_.job!r}")
+    return 0
+
+
+def _score(args: argparse.Namespace, profile: Any, run: Any) -> None:
+    """Read the file in chunks into `run` (only the columns it needs)."""
+    from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, TEXT
+    from mlmon.profiling.files import Progress, read_chunks
+
+    available = _file_columns(args.data)
     for option, name in (("--prediction-column", args.prediction_column),
                          ("--score-column", args.score_column), ("--id-column", args.id_column)):
         if name is not None and name not in available:
@@ -75,42 +109,20 @@ def run(args: argparse.Namespace) -> int:
     if profile.prediction is not None and profile.prediction.kind == CLASSIFICATION:
         text_like.add(args.prediction_column)
     strings = [c for c in wanted if c in text_like or c == args.id_column]
-    try:
-        run_ = BatchRun(profile, job=args.job or profile.model_name, pushgateway=url,
-                        es_url=args.es_url, spool_dir=args.spool_dir,
-                        environment=args.environment, timeout_s=args.timeout,
-                        raise_on_push_error=True)
-    except (OSError, ValueError) as exc:  # the shipper's spool directory, a blank --job
-        raise CliError(str(exc)) from exc
     progress = Progress(f"mlmon batch {args.data}") if (
         args.progress or sys.stderr.isatty()) else None
     try:
         for chunk in read_chunks(args.data, args.chunk_rows, strings, progress, wanted):
-            run_.observe_batch(
+            run.observe_batch(
                 chunk[features],
                 None if args.prediction_column is None else chunk[args.prediction_column],
                 scores=None if args.score_column is None else chunk[args.score_column],
                 ids=None if args.id_column is None else chunk[args.id_column])
         if progress:
             progress.finish()
-    except BaseException as exc:  # Ctrl-C too: the run's failure is pushed before we go
+    finally:
         if progress:
-            progress.close()
-        pushed = "the run's failure was pushed"
-        try:
-            run_.fail()
-        except PushError as push:  # (BatchRun also logs it, for the exceptions re-raised below)
-            pushed = str(push)
-        if isinstance(exc, ProfilingError):
-            raise CliError(f"{args.data}: {exc} ({pushed})") from exc
-        raise
-    try:
-        run_.succeed()
-    except PushError as exc:
-        raise CliError(str(exc)) from exc
-    print(f"mlmon batch: {run_.rows:,} rows of {profile.model_name} version "
-          f"{profile.model_version} pushed to {url} as job {run_.job!r}")
-    return 0
+            progress.close()  # an unfinished bar's line ends before the error's
 
 
 def _check_reachable(url: str, timeout: float) -> None:

@@ -20,10 +20,11 @@ One Pushgateway group per (batch job, model, model_version): job `mlmon_batch`, 
 
 Errors: a bad profile or job name raises at construction (before any work). `observe_batch`
 never raises (what it cannot use is counted under `mlmon_rejected_total`). A push that fails
-(Pushgateway down) is retried, then logged and kept in `push_error`; it raises `PushError` only
-with `raise_on_push_error=True` (the CLI's choice): otherwise a finished batch's output is not
-thrown away for its monitoring, and the missed-schedule alert notices the missing success. An
-exception from the job's own code always propagates unchanged.
+(Pushgateway down) is retried, then logged and kept in `push_error` (`failed_pushes` counts
+the attempts); it raises `PushError` only with `raise_on_push_error=True` (the CLI's choice):
+otherwise a finished batch's output is not thrown away for its monitoring, and the
+missed-schedule alert notices the missing success. An exception from the job's own code always
+propagates unchanged.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ class BatchRun:
         self.rows = 0
         self.outcome: str | None = None  # "success" | "failure" once ended
         self.push_error: str | None = None
+        self.failed_pushes = 0  # push attempts that failed (each retry counts)
 
     @property
     def grouping_key(self) -> dict[str, str]:
@@ -253,6 +255,7 @@ class BatchRun:
                 return
             except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, a bad URL: retried
                 error = exc
+                self.failed_pushes += 1
                 if attempt < self.push_attempts:
                     self.sleep(min(5.0, 0.5 * 2 ** (attempt - 1)))
         self.push_error = f"cannot push to the Pushgateway {self.pushgateway}: {_reason(error)}"

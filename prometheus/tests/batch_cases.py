@@ -54,9 +54,7 @@ ONLINE_AGE = [25, 25, 25, 25]
 sys.path.insert(0, str(Path(__file__).parent))
 import alert_cases as C  # noqa: E402
 
-
-def _const(value: float, minutes: int = C.MINUTES) -> str:
-    return f"{value!r}+0x{minutes}"
+_const = C._const
 
 
 def _pushed_histogram(case: Any, h: Histogram, at: dict[str, str], edges: list[float],
@@ -245,16 +243,15 @@ def job_failed() -> Any:
 
 
 def job_missed() -> Any:
-    # The last success ended at 60s; the schedule allows 26h = 93600s: overdue after 93660s,
-    # i.e. the first evaluation past it is 1562m (1561m: exactly 26h since, not more).
-    # Another job without a schedule never alerts.
-    minutes = 1570
+    # The last success ended 93000s before the test's start; the schedule allows 26h = 93600s:
+    # at 10m exactly 26h have passed (not more, silent), at 11m 26h 1m (fires). Starting 26h
+    # late keeps promtool from evaluating a day of rules. A job without a schedule never alerts.
     case = C.Case("MlmonBatchJobMissed fires once 26h passed since the last success")
     for job in (JOB, "adhoc"):
         at = PUSHED | {N.BATCH_LABEL: job}
-        case.add(N.BATCH_LAST_SUCCESS.name, at, _const(60.0, minutes))
-        case.add(N.BATCH_RUN_START.name, at, _const(0.0, minutes))
-    return case.expect("MlmonBatchJobMissed", "1561m", "1562m", [_alert(
+        case.add(N.BATCH_LAST_SUCCESS.name, at, _const(-93000.0))
+        case.add(N.BATCH_RUN_START.name, at, _const(-93060.0))
+    return case.expect("MlmonBatchJobMissed", "10m", "11m", [_alert(
         "MlmonBatchJobMissed", {N.BATCH_LABEL: JOB}, "critical",
         "A batch job has not succeeded within its schedule.",
         f"Batch job {JOB} last succeeded 1d 2h 1m 0s ago, longer than its schedule allows "

@@ -170,7 +170,7 @@ def test_an_unreachable_pushgateway_is_retried_then_reported(profile: Profile) -
     with BatchRun(profile, job=JOB, pushgateway=url, push_attempts=3,
                   sleep=sleeps.append) as run:
         run.observe_batch({"age": [30.0]}, [0.5])
-    assert run.outcome == "success" and sleeps == [0.5, 1.0]
+    assert run.outcome == "success" and sleeps == [0.5, 1.0] and run.failed_pushes == 3
     assert run.push_error is not None and url in run.push_error
     strict = BatchRun(profile, job=JOB, pushgateway=url, push_attempts=1,
                       raise_on_push_error=True)
@@ -248,10 +248,20 @@ def test_cli_unreadable_file_pushes_the_failure(files: dict[str, Path], pgw: Ser
     assert got[(N.BATCH_RUN_ROWS.name, _model())] == 1000  # the two chunks before the bad one
 
 
-def test_cli_unknown_column_is_one_line(files: dict[str, Path], pgw: Server,
-                                        capsys: Any) -> None:
-    status = main(["batch", str(files["parquet"]), "--profile", str(files["profile"]),
-                   "--prediction-column", "yhat", "--pushgateway", pgw.url])
+@pytest.mark.parametrize("data, option, message", [
+    ("parquet", "yhat", "--prediction-column 'yhat': no such column in {path}"),
+    ("missing", "pred", "{path}: cannot read: no such file"),
+])
+def test_cli_a_run_that_cannot_start_is_a_failed_run(data: str, option: str, message: str,
+                                                      files: dict[str, Path], pgw: Server,
+                                                      capsys: Any, tmp_path: Path) -> None:
+    # a nightly job whose input is missing did fail: the run's failure is pushed, one line
+    path = files.get(data, tmp_path / "missing.parquet")
+    status = main(["batch", str(path), "--profile", str(files["profile"]),
+                   "--prediction-column", option, "--pushgateway", pgw.url, "--job", JOB])
     assert status == 2
-    assert capsys.readouterr().err == (f"mlmon batch: error: --prediction-column 'yhat': no "
-                                       f"such column in {files['parquet']}\n")
+    assert capsys.readouterr().err == (f"mlmon batch: error: {message.format(path=path)} "
+                                       "(the run's failure was pushed)\n")
+    got = pushed(pgw)
+    assert got[(N.BATCH_RUN_SUCCESS.name, _model())] == 0.0
+    assert got[(N.BATCH_RUN_ROWS.name, _model())] == 0

@@ -344,6 +344,85 @@ class _Alerts:
                 "(covariate shift). Blind to concept drift: only labels show that."),
         ]
 
+    def training(self) -> list[Rule]:
+        undeployed = self.c.alert("MlmonTrainedModelNotDeployed")
+        hours = undeployed["max_undeployed_hours"]
+        late = self.c.alert("MlmonTrainingLate")["schedules"]
+        newest = self.latest(N.TRAINING_MODEL_TRAINED.name)
+        live = f"max by (model) ({self.latest(N.MODEL_TRAINED.name)})"
+        # Per configured job: the age of its last success, or 1 when it has none at all.
+        overdue = "\nor\n".join(
+            f"(time() - max by (job, model) "
+            f"({self.latest(f'{N.TRAINING_LAST_SUCCESS.name}{{job={json.dumps(job)}}}')}))"
+            f" > {duration_seconds(schedule)}\n"
+            f"or absent({N.TRAINING_LAST_SUCCESS.name}{{job={json.dumps(job)}}})"
+            for job, schedule in sorted(late.items())) or "vector(0) < 0"
+        failed_at = ("{{ with " + _selector(N.TRAINING_RUN_TIMESTAMP.name, ("job", "model"))
+                     + " | query }}{{ . | first | value | humanizeTimestamp }}"
+                     "{{ else }}n/a{{ end }}")
+        schedule = "".join(f"{{{{ if eq $labels.job {json.dumps(job)} }}}}{duration}{{{{ end }}}}"
+                           for job, duration in sorted(late.items()))
+        return [
+            self.rule(
+                "MlmonTrainedModelNotDeployed",
+                f"{newest}\n> on (model) group_left\n{live}\n"
+                f"and\n(time() - {newest}) > {int(hours) * 3600}",
+                "A newer trained model has not been deployed.",
+                "Model {{ $labels.model }} version {{ $labels.model_version }} (job "
+                "{{ $labels.job }}, trained {{ $value | humanizeTimestamp }}) is newer than "
+                f"every live version and has waited more than {hours}h to be deployed.",
+                "The training pipeline produced a model that never reached production: a "
+                "stuck deployment, or a model rejected without anyone saying so."),
+            self.rule(
+                "MlmonTrainingFailed",
+                f"{self.latest(N.TRAINING_RUN_SUCCESS.name)} == 0",
+                "A training run failed.",
+                "The last run of training job {{ $labels.job }} for model "
+                "{{ $labels.model }} failed (ended " + failed_at + ").",
+                "A failed (re)training: the live model keeps aging until a run succeeds."),
+            self.rule(
+                "MlmonTrainingLate",
+                overdue,
+                "A training job has not succeeded within its schedule.",
+                "{{ if $labels.model }}Training job {{ $labels.job }} last succeeded for model "
+                "{{ $labels.model }} {{ humanizeDuration $value }} ago (schedule "
+                + schedule + "){{ else }}Training job {{ $labels.job }} has no successful run "
+                "recorded{{ end }}.",
+                "A retraining that did not run or keeps failing (schedules in "
+                "alerting/config.yaml); absent: nothing was ever pushed for the job."),
+        ]
+
+    def host(self) -> list[Rule]:
+        pushgateway = self.c.alert("MlmonPushgatewayDown")["selector"]
+        disk = self.c.alert("MlmonHostDiskFilling")
+        sel = disk["selector"]
+        free = f"node_filesystem_avail_bytes{{{sel}}} / node_filesystem_size_bytes{{{sel}}}"
+        horizon = duration_seconds(disk["horizon"])
+        return [
+            self.rule(
+                "MlmonPushgatewayDown",
+                f"up{{{pushgateway}}} == 0",
+                "The Pushgateway cannot be scraped.",
+                "Pushgateway {{ $labels.instance }} (job {{ $labels.job }}) is down: batch and "
+                "training runs pushed to it are not seen.",
+                "Batch jobs and training runs reach Prometheus only through it: their alerts go "
+                "blind, and the late-run ones report jobs as never run."),
+            self.rule(
+                "MlmonHostDiskFilling",
+                f"(\n  {free} < {disk['min_free_ratio']}\n  or\n"
+                f"  ({free} < {disk['predict_free_ratio']}\n"
+                f"   and predict_linear(node_filesystem_avail_bytes{{{sel}}}"
+                f"[{disk['lookback']}], {horizon}) < 0)\n)\n"
+                f"and node_filesystem_readonly{{{sel}}} == 0",
+                "A filesystem of the monitoring host is filling up.",
+                "Filesystem {{ $labels.mountpoint }} on {{ $labels.instance }} has "
+                f"{_pct()} free (below {disk['min_free_ratio']}, or below "
+                f"{disk['predict_free_ratio']} and running out within {disk['horizon']} "
+                f"at the rate of the last {disk['lookback']}).",
+                "A full disk stops the shipper's spool (records are then dropped, counted) "
+                "and Prometheus' storage."),
+        ]
+
 
 def _of_job(metric: str, job: str) -> str:
     """`metric{batch_job="job"}`; json.dumps quotes the name as a PromQL string literal."""
@@ -459,6 +538,10 @@ def alert_groups(config: Config) -> list[Group]:
         Group("mlmon.alerts.performance",
               "Realized performance from labels, the label feed, unreasonable outputs.",
               tuple(a.performance())),
+        Group("mlmon.alerts.training", "Training pipelines: failed, late, never deployed.",
+              tuple(a.training())),
+        Group("mlmon.alerts.host", "The host the stack runs on, and its Pushgateway.",
+              tuple(a.host())),
         Group("mlmon.alerts.batch", "Batch jobs: drift, data quality, failed and missed runs.",
               tuple([*b.drift(), *b.quality(), *b.runs()])),
         Group("mlmon.alerts.estimation", "Estimated performance from calibrated scores.",

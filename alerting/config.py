@@ -33,6 +33,12 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonMultipleModelVersions": (),
     "MlmonUnexpectedModelVersion": ("expected_versions",),
     "MlmonModelStale": ("max_age_days",),
+    "MlmonTrainedModelNotDeployed": ("max_undeployed_hours",),
+    "MlmonTrainingFailed": (),
+    "MlmonTrainingLate": ("schedules",),
+    "MlmonPushgatewayDown": ("selector",),
+    "MlmonHostDiskFilling": ("selector", "min_free_ratio", "predict_free_ratio", "lookback",
+                             "horizon"),
     "MlmonLatencySLOBreach": ("window", "quantile", "max_seconds"),
     "MlmonHighErrorRatio": ("window", "max_ratio"),
     "MlmonThroughputZero": ("window",),
@@ -118,13 +124,15 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...],
         duration_seconds(section["keep_firing_for"])
     if section["severity"] not in SEVERITIES:
         raise ConfigError(f"{where}.severity: one of {', '.join(SEVERITIES)}")
-    allowed, which = ((outcome_windows, "outcome_windows") if name in OUTCOME_ALERTS
-                      else (windows, "windows"))
-    for key in ("window", "lookback"):
+    # An outcome alert's `lookback` is a second outcome window; elsewhere (the disk alert's
+    # predict_linear range) a lookback is any duration, checked below.
+    allowed, which, keys = ((outcome_windows, "outcome_windows", ("window", "lookback"))
+                            if name in OUTCOME_ALERTS else (windows, "windows", ("window",)))
+    for key in keys:
         if key in section and section[key] not in allowed:
             raise ConfigError(f"{where}.{key}: {section[key]!r} is not in {which} {allowed}")
-    if "lookback" in section and (duration_seconds(section["lookback"])
-                                  <= duration_seconds(section["window"])):
+    if "lookback" in section and "window" in section and (
+            duration_seconds(section["lookback"]) <= duration_seconds(section["window"])):
         raise ConfigError(f"{where}.lookback: must be longer than its window")
     if "alpha" in section and not 0 < float(section["alpha"]) < 1:
         raise ConfigError(f"{where}.alpha: must be in (0, 1)")
@@ -133,9 +141,14 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...],
     if "schedules" in section:
         schedules = section["schedules"]
         if not isinstance(schedules, dict) or not all(isinstance(j, str) for j in schedules):
-            raise ConfigError(f"{where}.schedules: batch job name -> duration (e.g. 26h)")
+            kind, example = (("batch job", "nightly: 26h") if name.startswith("MlmonBatch")
+                             else ("training job", "retrain: 8d"))
+            raise ConfigError(f"{where}.schedules: {kind} name -> duration (e.g. {example})")
         for duration in schedules.values():
             duration_seconds(duration)
+    for key in ("lookback", "horizon"):
+        if key in section:
+            duration_seconds(section[key])
     if "expected_versions" in section:
         versions = section["expected_versions"]
         if not isinstance(versions, dict) or not all(

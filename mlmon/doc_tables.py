@@ -144,6 +144,7 @@ def tables(config: cfg.Config) -> dict[tuple[str, str], str]:
     logger = (N.LOGGER_ERRORS, N.LOG_SINK_DROPPED)
     return {
         ("exporter-and-metrics.md", "metrics"): series_table(N.EXPORTER_SERIES),
+        ("exporter-and-metrics.md", "training-metrics"): series_table(N.TRAINING_SERIES),
         ("shipper-and-elasticsearch.md", "shipper-metrics"):
             series_table(s for s in N.SHIPPER_SERIES if s not in logger),
         ("shipper-records.md", "logger-metrics"): series_table(logger),

@@ -211,6 +211,38 @@ ESTIMATION_INFO = Series("mlmon_estimation_info", "gauge",
                          "1, with `calibrated=\"true\"` when the profile holds a calibration "
                          "fitted on the reference's target and scores, `\"false\"` when "
                          "estimation uses the raw scores; absent for a profile without scores")
+# ---- training runs: pushed by `mlmon training-run` / TrainingRun (mlmon/exporter/training.py) --
+# One Pushgateway group per (job, model): the `job` and `model` labels come from the grouping
+# key. Every run replaces the RUN series; only a successful one replaces the TRAINED series, so
+# a failed run leaves the newest model's record as it was.
+TRAINING_RUN_TIMESTAMP = Series("mlmon_training_run_timestamp_seconds", "gauge",
+                                "When the last training run ended.",
+                                doc="when the last run of the job ended, success or failure")
+TRAINING_RUN_SUCCESS = Series("mlmon_training_run_success", "gauge",
+                              "1 when the last training run succeeded, 0 when it failed.")
+TRAINING_RUN_DURATION = Series("mlmon_training_run_duration_seconds", "gauge",
+                               "How long the last training run took.")
+TRAINING_RUN_ROWS = Series("mlmon_training_run_rows", "gauge",
+                           "Rows the last training run trained on.",
+                           doc="rows the last run trained on (NaN when a failed run did not say)")
+TRAINING_LAST_SUCCESS = Series("mlmon_training_last_success_timestamp_seconds", "gauge",
+                               "When a training run last succeeded.",
+                               doc="when the job last succeeded (the late-retraining alert)")
+TRAINING_MODEL_TRAINED = Series("mlmon_training_model_trained_timestamp_seconds", "gauge",
+                                "When the newest trained model was trained.",
+                                ("model_version", "profile_sha"),
+                                "when the newest successfully trained model was trained (its "
+                                "profile's `trained_at`), labelled with its version and "
+                                "profile sha; compared with the live model's "
+                                "`mlmon_model_trained_timestamp_seconds`")
+TRAINING_MODEL_METRIC = Series("mlmon_training_model_metric", "gauge",
+                               "Evaluation metrics of the newest trained model.", ("metric",),
+                               "evaluation metrics of the newest successfully trained model "
+                               "(accuracy, auc, rmse, ...)")
+TRAINING_RUN_SERIES = (TRAINING_RUN_TIMESTAMP, TRAINING_RUN_SUCCESS, TRAINING_RUN_DURATION,
+                       TRAINING_RUN_ROWS)
+TRAINING_TRAINED_SERIES = (TRAINING_LAST_SUCCESS, TRAINING_MODEL_TRAINED, TRAINING_MODEL_METRIC)
+TRAINING_SERIES = (*TRAINING_RUN_SERIES, *TRAINING_TRAINED_SERIES)
 
 
 def _references(*refs: Reference) -> tuple[Series, ...]:

@@ -8,9 +8,11 @@ its rule files, the demo timing profile of alerting/config.yaml), renders Alertm
 from the environment at start-up as compose's am-config one-shot does (alerting/amconfig.py:
 the webhook sink, plus Slack / e-mail for the MLMON_SLACK_* / MLMON_SMTP_* variables set), and
 rewrites only the addresses: every `service:port` that names a compose service becomes
-`127.0.0.1:<local port>`. Prometheus and Alertmanager are the Debian packages; Elasticsearch is
+`127.0.0.1:<local port>`. Prometheus, Alertmanager, the Pushgateway and the node exporter are the
+Debian packages (the node exporter with the collectors compose gives it); Elasticsearch is
 expected to run already (`make es-start`, the Maven runner); the demo service, the traffic
-generator and the notification sink are `mlmon` subcommands.
+generator, the demo's scheduled batch and training jobs and the notification sink are `mlmon`
+subcommands.
 
 For a faster run (the end-to-end test), `--rules-config` generates the rule files from another
 copy of alerting/config.yaml (stack/fast_rules.py shortens its `demo:` `for:`),
@@ -48,9 +50,10 @@ PROMETHEUS_CONFIG = REPO / "prometheus" / "demo" / "prometheus.yml"
 
 # compose service -> the port it listens on inside the stack (docker-compose.yml).
 SERVICE_PORTS = {"demo": 8000, "sink": 9095, "prometheus": 9090, "alertmanager": 9093,
-                 "elasticsearch": 9200}
-# The order processes start in (each waits for the one before to be ready).
-ORDER = ("sink", "alertmanager", "prometheus", "demo", "traffic")
+                 "elasticsearch": 9200, "pushgateway": 9091, "node-exporter": 9100}
+# The Debian binaries `up` runs (make install-servers).
+SERVERS = ("prometheus", "prometheus-alertmanager", "prometheus-pushgateway",
+           "prometheus-node-exporter")
 
 
 @dataclass
@@ -70,6 +73,8 @@ class Settings:
     healthy_s: float = 180.0
     drift_s: float = 3600.0
     rate: float = 10.0
+    # Seconds between two rounds of the demo's scheduled jobs (demo/jobs.py).
+    jobs_every_s: float = 120.0
     python: str = sys.executable
     # Where Slack / e-mail settings come from (alerting/amconfig.py), as for compose's am-config.
     environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -169,6 +174,13 @@ def rendered_alertmanager(environment: Mapping[str, str]) -> dict[str, Any]:
         raise RuntimeError(str(exc)) from exc
 
 
+def node_exporter_collectors(compose: dict[str, Any]) -> list[str]:
+    """The node exporter's collector flags, as docker-compose.yml runs it (one list, so the
+    host panel and the disk alert see the same series on both stacks)."""
+    command = compose["services"]["node-exporter"]["command"]
+    return [flag for flag in command if flag.startswith("--collector.")]
+
+
 def rule_files(settings: Settings, config: dict[str, Any]) -> list[str]:
     """Absolute rule file paths: the committed ones, or generated from `--rules-config`."""
     committed = [(PROMETHEUS_CONFIG.parent / f).resolve() for f in config.get("rule_files", [])]
@@ -216,6 +228,7 @@ def commands(settings: Settings) -> dict[str, list[str]]:
     demo = [*mlmon, "demo", "--port", str(settings.ports["demo"])]
     if settings.es_url:
         demo += ["--es-url", settings.es_url, "--spool-dir", str(run / "spool")]
+    compose = yaml.safe_load(COMPOSE.read_text())
     return {
         "sink": [*mlmon, "sink", "--port", str(settings.ports["sink"]),
                  "--out", str(run / "notifications.jsonl")],
@@ -223,6 +236,14 @@ def commands(settings: Settings) -> dict[str, list[str]]:
                          f"--storage.path={run / 'alertmanager-data'}",
                          f"--web.listen-address={settings.address('alertmanager')}",
                          "--cluster.listen-address="],
+        # Started before Prometheus, so its first scrapes find them. The persistence file is
+        # kept across runs, as compose's named volume keeps it: pushed runs outlive a restart.
+        "pushgateway": ["prometheus-pushgateway",
+                        f"--web.listen-address={settings.address('pushgateway')}",
+                        f"--persistence.file={run / 'pushgateway.data'}"],
+        "node-exporter": ["prometheus-node-exporter",
+                          f"--web.listen-address={settings.address('node-exporter')}",
+                          *node_exporter_collectors(compose)],
         "prometheus": ["prometheus", f"--config.file={run / 'prometheus.yml'}",
                        f"--storage.tsdb.path={run / 'prometheus-data'}",
                        f"--web.listen-address={settings.address('prometheus')}",
@@ -231,13 +252,18 @@ def commands(settings: Settings) -> dict[str, list[str]]:
         "traffic": [*mlmon, "traffic", "--url", settings.url("demo"),
                     "--rate", str(settings.rate), "--healthy-s", str(settings.healthy_s),
                     "--drift-s", str(settings.drift_s)],
+        # The scheduled pipelines (a batch scoring run and a retraining), on the traffic's
+        # drift schedule, pushing to the Pushgateway.
+        "demo-jobs": [*mlmon, "demo-jobs", "--pushgateway", settings.url("pushgateway"),
+                      "--every-s", str(settings.jobs_every_s), "--healthy-s",
+                      str(settings.healthy_s), "--drift-s", str(settings.drift_s)],
     }
 
 
 PIDS = "pids.json"  # in the run directory: what `up` started (stack/processes.py)
 
 READY = {"sink": "/healthz", "alertmanager": "/-/ready", "prometheus": "/-/ready",
-         "demo": "/healthz"}
+         "demo": "/healthz", "pushgateway": "/-/ready", "node-exporter": "/metrics"}
 
 
 def wait_ready(url: str, timeout_s: float, process: subprocess.Popen) -> None:
@@ -261,7 +287,7 @@ def up(settings: Settings, ready_timeout_s: float = 60.0) -> dict[str, int]:
     from stack import processes
 
     _forget_a_stopped_stack(settings.run_dir / PIDS)
-    missing = [b for b in ("prometheus", "prometheus-alertmanager") if shutil.which(b) is None]
+    missing = [b for b in SERVERS if shutil.which(b) is None]
     if missing:
         raise RuntimeError(f"not installed: {', '.join(missing)} (make install-servers)")
     busy = [f"{name} {port}" for name, port in settings.ports.items()
@@ -409,6 +435,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--healthy-s", type=float, default=Settings.healthy_s)
     parser.add_argument("--drift-s", type=float, default=Settings.drift_s)
     parser.add_argument("--rate", type=float, default=Settings.rate)
+    parser.add_argument("--jobs-every-s", type=float, default=Settings.jobs_every_s,
+                        help="seconds between the demo's scheduled batch and training runs")
     parser.add_argument("--discard-spool", action="store_true",
                         help="drop the records a previous run left in the demo's spool instead "
                              "of delivering them")
@@ -425,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                         evaluation_interval=args.evaluation_interval,
                         group_wait=args.group_wait, group_interval=args.group_interval,
                         healthy_s=args.healthy_s, drift_s=args.drift_s, rate=args.rate,
+                        jobs_every_s=args.jobs_every_s,
                         discard_spool=args.discard_spool)
     try:
         if args.action == "up":

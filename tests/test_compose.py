@@ -94,6 +94,24 @@ def test_images_are_pinned_to_exact_versions(resolved: dict[str, Any]) -> None:
             assert tag.startswith("8.14."), f"{name}: the Elastic stack must be 8.14.x"
 
 
+def test_pushgateway_and_node_exporter_match_the_tested_debian_versions(
+        resolved: dict[str, Any]) -> None:
+    """The images are the versions `make stack` and the tests run (Debian bookworm), the
+    Pushgateway persists into a named volume, and Prometheus keeps what jobs pushed."""
+    services = resolved["services"]
+    assert services["pushgateway"]["image"] == "prom/pushgateway:v1.5.1"
+    assert services["node-exporter"]["image"] == "prom/node-exporter:v1.5.0"
+    persistence = _flag(services["pushgateway"]["command"], "--persistence.file")
+    volumes = dict((target, source) for source, target in _volumes(services["pushgateway"]))
+    source = volumes[str(Path(persistence).parent)]
+    assert not source.startswith("/") and source in resolved["volumes"]
+    config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["pushgateway"]["honor_labels"] is True
+    assert jobs["pushgateway"]["static_configs"][0]["targets"] == ["pushgateway:9091"]
+    assert jobs["node"]["static_configs"][0]["targets"] == ["node-exporter:9100"]
+
+
 def test_long_running_services_have_healthchecks(resolved: dict[str, Any]) -> None:
     for name, service in resolved["services"].items():
         if service.get("restart") != "no":
@@ -142,10 +160,17 @@ def _bind_mounts(resolved: dict[str, Any]) -> list[tuple[str, Path, str]]:
             for source, target in _volumes(service) if source.startswith("/")]
 
 
+# The one bind mount from outside the repository: the node exporter reads the host's root
+# filesystem (read-only) to report the host's disks, not its container's.
+HOST_MOUNTS = {("node-exporter", Path("/"), "/host")}
+
+
 def test_bind_mounts_exist_and_named_volumes_are_declared(resolved: dict[str, Any]) -> None:
     mounts = _bind_mounts(resolved)
     assert mounts
-    for name, source, _target in mounts:
+    for name, source, target in mounts:
+        if (name, source, target) in HOST_MOUNTS:
+            continue
         assert source.is_relative_to(REPO), f"{name}: {source} is outside the repository"
         assert source.exists(), f"{name}: {source.relative_to(REPO)} does not exist"
     declared = set(resolved.get("volumes", {}))

@@ -23,7 +23,8 @@ from tests.conftest import missing_server  # noqa: E402
 
 SOURCES = generate.sources()
 EXPECTED_UIDS = {"mlmon-model-overview", "mlmon-feature-drill-down", "mlmon-service-health",
-                 "mlmon-model-performance"}
+                 "mlmon-model-performance",
+                 "mlmon-batch-jobs"}
 
 
 def _load(path: Path) -> dict:
@@ -74,9 +75,12 @@ def test_every_datasource_uid_is_provisioned() -> None:
 
 
 def _known_metrics() -> set[str]:
-    """Metric names in the metric table (docs/exporter-and-metrics.md), with histogram suffixes."""
-    table = (REPO / "docs" / "exporter-and-metrics.md").read_text()
-    names = set(re.findall(r"`(mlmon_[a-z_]+)`", table))
+    """Metric names in the docs' generated metric tables (docs/exporter-and-metrics.md, and the
+    pushed series' pages), with histogram suffixes."""
+    tables = "".join(table for page in sorted((REPO / "docs").glob("*.md"))
+                     for table in re.findall(r"<!-- BEGIN GENERATED [a-z-]*metrics:.*?"
+                                             r"<!-- END GENERATED", page.read_text(), re.S))
+    names = set(re.findall(r"`(mlmon_[a-z_]+)`", tables))
     for base in [n for n in names if n.endswith(("_value", "_seconds", "_score"))]:
         names |= {base + s for s in ("_bucket", "_count", "_sum")}
     return names

@@ -40,7 +40,7 @@ ALLOWED = {
     "mlmon.log_shipper": {"mlmon.exporter", "mlmon.errors", "mlmon.names"},
     "mlmon.alerting": {"mlmon.errors", "mlmon.names"},
     "mlmon.demo": {"mlmon.exporter", "mlmon.profiling", "mlmon.log_shipper", "mlmon.errors",
-                   "mlmon.names"},
+                   "mlmon.names", "mlmon.batch"},
     # batch jobs: the exporter's counts, read from files like profiling, records like the shipper
     "mlmon.batch": {"mlmon.exporter", "mlmon.profiling", "mlmon.log_shipper", "mlmon.errors",
                     "mlmon.names"},

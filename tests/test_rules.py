@@ -53,7 +53,7 @@ def test_generation_is_deterministic() -> None:
 @pytest.mark.parametrize("module", ["drift_cases.py", "alert_cases.py", "demo_alert_cases.py",
                                     "window_cases.py", "outcome_cases.py",
                                     "label_alert_cases.py", "batch_cases.py",
-                                    "estimation_cases.py"])
+                                    "estimation_cases.py", "pipeline_cases.py"])
 def test_promtool_test_files_match_their_builders(module: str) -> None:
     builder = _load(PROMETHEUS_TESTS / module)
     assert builder.PATH.read_text(encoding="utf-8") == builder.render()
@@ -116,6 +116,11 @@ def test_headline_names_exist() -> None:
      "MlmonLabelsStopped.lookback: '30d' is not in outcome_windows"),
     (lambda d: d["alerts"]["MlmonPredictionOutOfRange"].update(window="1d"),
      "MlmonPredictionOutOfRange.window: '1d' is not in windows"),
+    (lambda d: d["alerts"]["MlmonTrainingLate"]["schedules"].update(nightly="26 hours"),
+     "bad duration '26 hours'"),
+    (lambda d: d["alerts"]["MlmonTrainingLate"].update(schedules=["retrain"]),
+     "MlmonTrainingLate.schedules: training job name -> duration"),
+    (lambda d: d["alerts"]["MlmonHostDiskFilling"].update(lookback="6 hours"), "bad duration"),
 ])
 def test_config_errors_are_loud(change, message: str) -> None:
     data = copy.deepcopy(yaml.safe_load(cfg.CONFIG_PATH.read_text()))
@@ -227,7 +232,8 @@ def test_promtool_check_rules() -> None:
 @pytest.mark.parametrize("test_file", ["drift_recording_test.yml", "alerts_test.yml",
                                        "demo_alerts_test.yml", "window_counts_test.yml",
                                        "outcomes_recording_test.yml", "label_alerts_test.yml",
-                                       "batch_test.yml", "estimation_test.yml"])
+                                       "batch_test.yml", "estimation_test.yml",
+                                       "pipeline_alerts_test.yml"])
 def test_promtool_unit_tests(test_file: str) -> None:
     result = _run(_tool("promtool"), "test", "rules", str(PROMETHEUS_TESTS / test_file))
     assert result.returncode == 0, result.stdout + result.stderr

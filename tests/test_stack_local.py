@@ -56,7 +56,43 @@ def test_prometheus_config_keeps_everything_but_addresses_and_timing() -> None:
     assert local["global"]["scrape_interval"] == "1s"
     assert local["global"]["evaluation_interval"] == original["global"]["evaluation_interval"]
     assert local["rule_files"] == ["/abs/rules.yml"]
-    assert original["scrape_configs"][-1]["static_configs"][0]["targets"] == ["demo:8000"]
+    jobs = {j["job_name"]: j for j in original["scrape_configs"]}
+    assert jobs["mlmon"]["static_configs"][0]["targets"] == ["demo:8000"]  # a copy was changed
+    local_jobs = {j["job_name"]: j for j in local["scrape_configs"]}
+    assert local_jobs["pushgateway"]["static_configs"][0]["targets"] == [
+        f"127.0.0.1:{PORTS['pushgateway']}"]
+    assert local_jobs["pushgateway"]["honor_labels"] is True
+    assert local_jobs["node"]["static_configs"][0]["targets"] == [
+        f"127.0.0.1:{PORTS['node-exporter']}"]
+
+
+def test_pushgateway_and_node_exporter_run_as_compose_runs_them(tmp_path: Path) -> None:
+    """Loopback ports, the Pushgateway's persistence file in the run directory (kept by a new
+    run, like compose's named volume), the node exporter with compose's collectors."""
+    settings = Settings(run_dir=tmp_path, ports=PORTS)
+    every = commands(settings)
+    names = list(every)
+    assert names.index("pushgateway") < names.index("prometheus")
+    assert names.index("node-exporter") < names.index("prometheus")
+    pushgateway = every["pushgateway"]
+    assert pushgateway[0] == "prometheus-pushgateway"
+    assert f"--web.listen-address=127.0.0.1:{PORTS['pushgateway']}" in pushgateway
+    assert f"--persistence.file={tmp_path / 'pushgateway.data'}" in pushgateway
+    node = every["node-exporter"]
+    assert node[0] == "prometheus-node-exporter"
+    assert f"--web.listen-address=127.0.0.1:{PORTS['node-exporter']}" in node
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    collectors = [f for f in compose["services"]["node-exporter"]["command"]
+                  if f.startswith("--collector.")]
+    assert "--collector.filesystem" in collectors and "--collector.diskstats" in collectors
+    assert node[2:] == collectors
+    jobs = every["demo-jobs"]
+    assert jobs[jobs.index("--pushgateway") + 1] == f"http://127.0.0.1:{PORTS['pushgateway']}"
+    assert jobs[jobs.index("--drift-s") + 1] == every["traffic"][
+        every["traffic"].index("--drift-s") + 1]  # the batch drifts on the traffic's schedule
+    (tmp_path / "pushgateway.data").write_bytes(b"pushed")
+    prepare_run_dir(settings)
+    assert (tmp_path / "pushgateway.data").read_bytes() == b"pushed"
 
 
 def test_alertmanager_config_rewrites_webhooks_and_grouping() -> None:

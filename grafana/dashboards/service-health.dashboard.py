@@ -1,7 +1,18 @@
 """Service and pipeline health: the processes, the scrapes, the rules, and the log shipper."""
 
 from grafanalib.elasticsearch import CountMetricAgg, DateHistogramGroupBy, ElasticsearchTarget
-from panels import ELASTICSEARCH, RED, dashboard, layout, q, steps, timeseries
+from panels import (
+    ELASTICSEARCH,
+    RED,
+    YELLOW,
+    alert_config,
+    dashboard,
+    layout,
+    q,
+    steps,
+    table,
+    timeseries,
+)
 
 import mlmon.names as N
 
@@ -13,6 +24,27 @@ def shipper(counter: str) -> str:
     """Per-second rate of a shipper counter (a ShipperStats field), per process."""
     return f"sum by (job, instance) (rate({N.SHIPPER_COUNTERS[counter].sample}{rate}))"
 
+
+# The host (node exporter): the filesystems the disk-filling alert watches, coloured at its
+# free-space thresholds (as used space).
+disk = alert_config().alert("MlmonHostDiskFilling")
+watched = "{" + disk["selector"] + "}"
+host_cpu = f'1 - avg by (instance) (rate(node_cpu_seconds_total{{job="node", mode="idle"}}{rate}))'
+host_memory = ('1 - node_memory_MemAvailable_bytes{job="node"} '
+               '/ node_memory_MemTotal_bytes{job="node"}')
+disk_io = 'sum by (instance, device) (rate({metric}{{job="node"}}{rate}))'
+
+# Training runs (mlmon training-run): one row per (job, model), the last run and the newest model.
+training_runs = table("Training runs: the last run of each job", [
+    q(N.TRAINING_RUN_SUCCESS.name, "last run ok", "A", instant=True, table=True),
+    q(f"time() - {N.TRAINING_LAST_SUCCESS.name}", "since last success (s)", "B", instant=True,
+      table=True),
+    q(N.TRAINING_RUN_DURATION.name, "duration (s)", "C", instant=True, table=True),
+    q(N.TRAINING_RUN_ROWS.name, "rows", "D", instant=True, table=True)],
+    description="Pushed by `mlmon training-run` at the end of each run (one Pushgateway group "
+    "per job and model). `last run ok` 0 is MlmonTrainingFailed; the time since the last "
+    "success against the job's schedule is MlmonTrainingLate.",
+    columns={"last run ok": [{"color": RED, "value": None}, {"color": "green", "value": 0.5}]})
 
 records = timeseries("Records indexed in Elasticsearch", [], unit="short",
                      description="Records per interval in mlmon-predictions-* (Elasticsearch).")
@@ -68,6 +100,33 @@ panels = layout([
            "send errors {{alertmanager}}", "D")]), 8)],
     # Alertmanager's own metrics (the `alertmanager` scrape job): whether notifications leave it.
     # Only the integrations alerting/amconfig.py can configure, not all ten it pre-creates.
+    [(timeseries("Host CPU busy", [q(host_cpu, "{{instance}}")], unit="percentunit",
+                 soft_max=1, description="Node exporter: share of CPU time not idle."), 6),
+     (timeseries("Host memory used", [q(host_memory, "{{instance}}")], unit="percentunit",
+                 soft_max=1, description="1 - MemAvailable / MemTotal."), 6),
+     (timeseries("Host disk IO", [
+         q(disk_io.format(metric="node_disk_read_bytes_total", rate=rate),
+           "read {{device}} {{instance}}", "A"),
+         q(disk_io.format(metric="node_disk_written_bytes_total", rate=rate),
+           "written {{device}} {{instance}}", "B")], unit="Bps",
+         description="Bytes read and written per second, per block device."), 6),
+     (timeseries("Host disk busy and space used", [
+         q(disk_io.format(metric="node_disk_io_time_seconds_total", rate=rate),
+           "busy {{device}} {{instance}}", "A"),
+         q(f"1 - node_filesystem_avail_bytes{watched} / node_filesystem_size_bytes{watched}",
+           "space used {{mountpoint}} {{instance}}", "B")], unit="percentunit", soft_max=1,
+         thresholds=steps((1 - disk["predict_free_ratio"], YELLOW),
+                          (1 - disk["min_free_ratio"], RED)),
+         description="Busy: share of time the device had IO in flight (utilisation). Space "
+         "used: the filesystems MlmonHostDiskFilling watches (its selector in "
+         "alerting/config.yaml); yellow and red at its free-space thresholds."), 6)],
+    [(training_runs, 12),
+     (timeseries("Training: newest model's metrics and age", [
+         q(N.TRAINING_MODEL_METRIC.name, "{{job}} {{model}} {{metric}}", "A"),
+         q(f"(time() - {N.TRAINING_MODEL_TRAINED.name}) / 3600",
+           "{{job}} {{model}} v{{model_version}} age (h)", "B")],
+         description="The evaluation metrics and the age in hours of the newest model each "
+         "training job produced (successful runs only)."), 12)],
     [(timeseries("Notifications sent by Alertmanager", [
         q(f"sum by (integration) (rate(alertmanager_notifications_total{am_integrations}{rate}))",
           "sent {{integration}}", "A"),
@@ -80,5 +139,6 @@ panels = layout([
 
 dashboard = dashboard(
     "mlmon / Service and pipeline health", "mlmon-service-health",
-    "Process CPU, memory and GC, scrape health, rule evaluation, notifications (Prometheus' and "
-    "Alertmanager's side), and the log shipper's queue, spool and losses.", panels)
+    "Process CPU, memory and GC, scrape health, rule evaluation, the log shipper's queue, spool "
+    "and losses, the host (CPU, memory, disk IO and space), training runs, and notifications "
+    "(Prometheus' and Alertmanager's side).", panels)

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from stack.fast_rules import write_fast_config
-from stack.local import Settings, down, up
+from stack.local import SERVERS, Settings, down, up
 from tests.conftest import missing_server
 from tests.integration.es_server import es_server, es_url, free_port  # noqa: F401 (fixtures)
+from tests.integration.prom_servers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +42,7 @@ def _get_json(url: str) -> Any:
 
 
 def _wait_for(check: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(1.0)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+    return wait_until(check, timeout_s, what, interval_s=1.0)
 
 
 def _phase_start(run_dir: Path, phase: str) -> float | None:
@@ -100,13 +95,14 @@ def _substitute(expr: str, feature: str) -> str:
 
 @pytest.fixture
 def stack(es_url: str, tmp_path: Path):  # noqa: F811 (es_url is a fixture)
-    for binary in ("prometheus", "prometheus-alertmanager"):
+    for binary in SERVERS:
         if shutil.which(binary) is None:
             missing_server(binary)
     run_dir = tmp_path / "stack"
     run_dir.mkdir()
     ports = {"demo": free_port(), "sink": free_port(), "prometheus": free_port(),
-             "alertmanager": free_port(), "elasticsearch": int(es_url.rsplit(":", 1)[1])}
+             "alertmanager": free_port(), "elasticsearch": int(es_url.rsplit(":", 1)[1]),
+             "pushgateway": free_port(), "node-exporter": free_port()}
     settings = Settings(
         run_dir=run_dir, ports=ports, es_url=es_url,
         rules_config=write_fast_config(tmp_path / "rules-config.yaml", "10s"),

@@ -9,6 +9,9 @@ counted in `errors` and the prediction goes on.
 `with logger.track_request():` around the request adds the monitor's in-flight gauge, latency
 and outcome; `record()` calls inside it leave the latency histogram to the request (so it is
 counted once per request) and still put the latency in the record's `event.duration`.
+
+`logger.add_challenger(profile, predict)` runs a second model version in shadow on the same
+requests, off the request path (log_shipper/shadow.py, docs/challenger.md).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from mlmon.log_shipper.spool_dirs import orphan_candidates, own_dir_choices
 if TYPE_CHECKING:
     from mlmon.exporter.monitor import ModelMonitor, RequestTracker
     from mlmon.exporter.profile import Profile
+    from mlmon.log_shipper.shadow import Challenger, Predict
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,7 @@ class PredictionLogger:
         self.shipper = shipper
         self.log_sink = log_sink
         self.errors = 0  # record() calls that failed inside (the caller never sees them)
+        self.challengers: list[Challenger] = []
 
     @classmethod
     def from_profile(
@@ -195,6 +200,8 @@ class PredictionLogger:
                 self.shipper.ship(record)
             if self.log_sink is not None:
                 self.log_sink.emit(record)
+            for challenger in self.challengers:
+                challenger.submit(features, prediction, record.id)
             return record.id
         except Exception:  # noqa: BLE001 - monitoring must not break the prediction
             self.errors += 1
@@ -205,9 +212,49 @@ class PredictionLogger:
         outcome through the monitor, with `record()` inside not counting the latency again."""
         return TrackedRequest(self.monitor)
 
+    def add_challenger(self, profile: Profile, predict: Predict, *, workers: int = 1,
+                       max_pending: int = 1000, tolerance: float | None = None,
+                       with_scores: bool = False, monitor: ModelMonitor | None = None,
+                       ) -> Challenger:
+        """Run `predict(features)` of another version of this model in shadow on every request
+        this logger records: in `workers` threads, at most `max_pending` waiting (more are
+        shed, counted), never in the caller's latency, never raising into it.
+
+        The challenger is monitored under its own version (`profile`, a monitor on this
+        logger's registry), its records go through this logger's shipper and log sink with
+        `model.role` and the request's id in `trace.id`, and its agreement with this model is
+        counted (regression: |difference| <= `tolerance`, default 0.1 x this model's reference
+        prediction std). `with_scores`: `predict` returns `(prediction, scores)`. Raises
+        ValueError for a profile that cannot be a challenger (another model, the same version).
+        """
+        from mlmon.exporter.challenger import CHALLENGER, CHAMPION, Comparison
+        from mlmon.exporter.monitor import ModelMonitor
+        from mlmon.log_shipper.shadow import Challenger
+
+        if self.monitor is None:
+            raise ValueError("add_challenger needs a logger with a monitor (the champion's)")
+        comparison = Comparison(self.monitor.profile, profile, tolerance=tolerance)
+        if monitor is None:
+            monitor = ModelMonitor(profile, self.monitor.registry)
+        elif monitor.registry is not self.monitor.registry:
+            raise ValueError("the challenger's monitor must be on the champion's registry")
+        builder = self.builder.for_model(profile.model_name, profile.model_version, profile,
+                                         CHALLENGER)
+        if self.builder.role is None:
+            self.builder = self.builder.with_role(CHAMPION)
+        logger = PredictionLogger(builder, monitor=monitor, shipper=self.shipper,
+                                  log_sink=self.log_sink)
+        challenger = Challenger(predict, logger, comparison, workers=workers,
+                                max_pending=max_pending, with_scores=with_scores)
+        self.challengers.append(challenger)
+        return challenger
+
     def close(self, timeout: float = 10.0) -> bool:
-        """Flush the shipper and the log sink; True when everything was delivered."""
+        """Let challengers finish (or count what they leave), then flush the shipper and the
+        log sink; True when everything was delivered."""
         delivered = True
+        for challenger in self.challengers:
+            challenger.close(timeout)
         if self.shipper is not None:
             delivered = self.shipper.close(timeout)
         if self.log_sink is not None:

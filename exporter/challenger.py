@@ -1,0 +1,262 @@
+"""Champion vs challenger: roles, agreement counts and what was skipped, as Prometheus series.
+
+`Comparison` holds the counts of one (champion, challenger) pair of model versions; it is fed
+by the shadow runner (log_shipper/shadow.py) off the request path and rendered at scrape time:
+
+    mlmon_model_role_info{model, model_version, role, champion_version}   1 per version
+    mlmon_challenger_compared_total{..., champion_version, agreement}      agree / disagree
+    mlmon_challenger_class_pair_total{..., champion_class, challenger_class} (classification)
+    mlmon_challenger_difference{..., le}  challenger - champion              (regression)
+    mlmon_challenger_skipped_total{..., reason}
+
+The comparison series carry the challenger's model and model_version (the rules pool them
+with its other series) and the champion's version in `champion_version`. Bounded by the
+profiles: classes of the challenger's profile plus `__unseen__`; difference edges from the
+champion's reference prediction spread (`difference_edges`).
+
+Counts live in this process (not in the multi-process directory the monitors can use): with
+several worker processes each exposes its own, see docs/challenger.md.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+import mlmon.names as N
+from mlmon.exporter.profile import ClassificationPrediction, Profile, RegressionPrediction
+from mlmon.exporter.values import classify_label, classify_number
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+UNSEEN = "__unseen__"
+AGREE, DISAGREE = "agree", "disagree"
+SKIP_REASONS = ("queue_full", "closed", "predict_error", "record_error", "not_comparable")
+# Multiples of the champion's reference prediction std: the difference histogram's edges
+# (symmetric, with 0 so the sign of the difference is readable) and the default tolerance.
+DIFFERENCE_STEPS = (0.05, 0.1, 0.25, 0.5, 1.0)
+DEFAULT_TOLERANCE_STD = 0.1
+
+
+def difference_edges(std: float) -> tuple[float, ...]:
+    """Histogram edges for challenger - champion: 0 and +-(0.05, 0.1, 0.25, 0.5, 1) x `std`."""
+    scale = std if std > 0 and math.isfinite(std) else 1.0  # a constant model: unit steps
+    steps = [k * scale for k in DIFFERENCE_STEPS]
+    return (*(-s for s in reversed(steps)), 0.0, *steps)
+
+
+def _kind(profile: Profile) -> str:
+    if isinstance(profile.prediction, ClassificationPrediction):
+        return "classification"
+    if isinstance(profile.prediction, RegressionPrediction):
+        return "regression"
+    raise ValueError(f"profile of {profile.model_name} {profile.model_version} has no "
+                     "prediction: a challenger is compared on its predictions")
+
+
+class Comparison:
+    """Agreement counts between a champion and a challenger version of one model.
+
+    >>> c = Comparison(champion_profile, challenger_profile)
+    >>> c.compare(151.0, 149.5)        # regression: counted in the difference histogram
+    True
+    """
+
+    def __init__(self, champion: Profile, challenger: Profile, *,
+                 tolerance: float | None = None) -> None:
+        if champion.model_name != challenger.model_name:
+            raise ValueError(f"a challenger is another version of the same model: "
+                             f"{challenger.model_name!r} is not {champion.model_name!r}")
+        if champion.model_version == challenger.model_version:
+            raise ValueError(f"champion and challenger are both version "
+                             f"{champion.model_version!r}: give the challenger its own version")
+        self.kind = _kind(champion)
+        if _kind(challenger) != self.kind:
+            raise ValueError("champion and challenger must both be classifiers or both "
+                             "regressors")
+        self.model = champion.model_name
+        self.champion_version = champion.model_version
+        self.challenger_version = challenger.model_version
+        self._lock = threading.Lock()
+        self.compared = {AGREE: 0.0, DISAGREE: 0.0}
+        self.skipped = dict.fromkeys(SKIP_REASONS, 0.0)
+        self.tolerance: float | None = None
+        self.classes: tuple[str, ...] = ()
+        self.pairs: dict[tuple[str, str], float] = {}
+        self.edges: tuple[float, ...] = ()
+        self.buckets: list[float] = []
+        self.difference_sum = 0.0
+        if self.kind == "classification":
+            assert isinstance(challenger.prediction, ClassificationPrediction)
+            self.classes = (*challenger.prediction.classes, UNSEEN)
+            self.pairs = {(a, b): 0.0 for a in self.classes for b in self.classes}
+        else:
+            assert isinstance(champion.prediction, RegressionPrediction)
+            std = champion.prediction.binned.std
+            self.edges = difference_edges(std)
+            if tolerance is None:
+                tolerance = DEFAULT_TOLERANCE_STD * (std if std > 0 and math.isfinite(std)
+                                                     else 1.0)
+            if not (tolerance >= 0 and math.isfinite(tolerance)):
+                raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+            self.tolerance = float(tolerance)
+            self.buckets = [0.0] * (len(self.edges) + 1)
+
+    def compare(self, champion: Any, challenger: Any) -> bool:
+        """Count one pair of predictions; False (counted `not_comparable`) when either is
+        missing or invalid. Never raises."""
+        try:
+            classify = classify_label if self.kind == "classification" else classify_number
+            a, reason_a = classify(champion)
+            b, reason_b = classify(challenger)
+            if reason_a is not None or reason_b is not None or a is None or b is None:
+                self.skip("not_comparable")
+                return False
+            with self._lock:
+                if self.kind == "classification":
+                    self._count_classes(a, b)
+                else:
+                    self._count_difference(b - a)
+            return True
+        except Exception:  # noqa: BLE001 - off the request path, but still never raises
+            self.skip("not_comparable")
+            return False
+
+    def _count_classes(self, a: str, b: str) -> None:
+        known = self.pairs
+        known[(a if (a, a) in known else UNSEEN, b if (b, b) in known else UNSEEN)] += 1.0
+        # agreement on the labels themselves: two different unseen classes disagree
+        self.compared[AGREE if a == b else DISAGREE] += 1.0
+
+    def _count_difference(self, d: float) -> None:
+        assert self.tolerance is not None
+        self.buckets[bisect_left(self.edges, d)] += 1.0
+        self.difference_sum += d
+        self.compared[AGREE if abs(d) <= self.tolerance else DISAGREE] += 1.0
+
+    def skip(self, reason: str) -> None:
+        """Count challenger work not done (or not compared) for `reason` (SKIP_REASONS)."""
+        with self._lock:
+            self.skipped[reason] += 1.0
+
+    def role_rows(self) -> list[tuple[str, str, str, str]]:
+        """(model, model_version, role, champion_version) of the role info series."""
+        return [(self.model, self.champion_version, CHAMPION, ""),
+                (self.model, self.challenger_version, CHALLENGER, self.champion_version)]
+
+    def collect(self) -> Iterator[Metric]:
+        """The pair's comparison families (`ComparisonCollector` merges pairs by name)."""
+        model, champ, chall = self.model, self.champion_version, self.challenger_version
+        base = [model, chall, champ]
+        labels = ["model", "model_version", "champion_version"]
+        with self._lock:
+            compared = dict(self.compared)
+            skipped = dict(self.skipped)
+            pairs = dict(self.pairs)
+            buckets = list(self.buckets)
+            total = self.difference_sum
+        family = CounterMetricFamily(N.CHALLENGER_COMPARED.name, N.CHALLENGER_COMPARED.help,
+                                     labels=[*labels, "agreement"])
+        for agreement, value in compared.items():
+            family.add_metric([*base, agreement], value)
+        yield family
+        family = CounterMetricFamily(N.CHALLENGER_SKIPPED.name, N.CHALLENGER_SKIPPED.help,
+                                     labels=[*labels, "reason"])
+        for reason, value in skipped.items():
+            family.add_metric([*base, reason], value)
+        yield family
+        if self.kind == "classification":
+            family = CounterMetricFamily(N.CHALLENGER_CLASS_PAIR.name,
+                                         N.CHALLENGER_CLASS_PAIR.help,
+                                         labels=[*labels, "champion_class", "challenger_class"])
+            for (a, b), value in pairs.items():
+                family.add_metric([*base, a, b], value)
+            yield family
+            return
+        assert self.tolerance is not None
+        gauge = GaugeMetricFamily(N.CHALLENGER_TOLERANCE.name, N.CHALLENGER_TOLERANCE.help,
+                                  labels=labels)
+        gauge.add_metric(base, self.tolerance)
+        yield gauge
+        cumulative, running = [], 0.0
+        for le, count in zip([*map(floatToGoString, self.edges), "+Inf"], buckets, strict=True):
+            running += count
+            cumulative.append((le, running))
+        # built by hand: HistogramMetricFamily drops _count and _sum when an edge is negative
+        hist = Metric(N.CHALLENGER_DIFFERENCE.name, N.CHALLENGER_DIFFERENCE.help, "histogram")
+        at = dict(zip(labels, base, strict=True))
+        hist.samples += [Sample(N.CHALLENGER_DIFFERENCE.bucket, {**at, "le": le}, value)
+                         for le, value in cumulative]
+        hist.samples += [Sample(N.CHALLENGER_DIFFERENCE.count, at, running),
+                         Sample(N.CHALLENGER_DIFFERENCE.sum, at, total)]
+        yield hist
+
+
+class ComparisonCollector(Collector):
+    """Renders every `Comparison` of a registry (one per challenger)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._comparisons: list[Comparison] = []
+
+    def add(self, comparison: Comparison) -> None:
+        with self._lock:
+            self._comparisons.append(comparison)
+
+    def remove(self, comparison: Comparison) -> None:
+        with self._lock:
+            self._comparisons = [c for c in self._comparisons if c is not comparison]
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            comparisons = list(self._comparisons)
+        role = GaugeMetricFamily(N.MODEL_ROLE_INFO.name, N.MODEL_ROLE_INFO.help,
+                                 labels=["model", "model_version", *N.MODEL_ROLE_INFO.labels])
+        # a champion with two challengers has one role row
+        for row in sorted({row for c in comparisons for row in c.role_rows()}):
+            role.add_metric(list(row), 1.0)
+        families: dict[str, Metric] = {role.name: role} if comparisons else {}
+        for comparison in comparisons:
+            for metric in comparison.collect():
+                known = families.get(metric.name)
+                if known is None:
+                    families[metric.name] = metric
+                else:
+                    known.samples.extend(metric.samples)
+        yield from families.values()
+
+
+_COLLECTOR_ATTR = "_mlmon_comparisons_collector"
+_LOCK = threading.Lock()
+
+
+def register_comparison(registry: Any, comparison: Comparison) -> None:
+    """Expose `comparison` on `registry` (one shared collector per registry)."""
+    with _LOCK:
+        collector = getattr(registry, _COLLECTOR_ATTR, None)
+        if collector is None:
+            collector = ComparisonCollector()
+            setattr(registry, _COLLECTOR_ATTR, collector)
+            registry.register(collector)
+    collector.add(comparison)
+
+
+def unregister_comparison(registry: Any, comparison: Comparison) -> None:
+    with _LOCK:
+        collector = getattr(registry, _COLLECTOR_ATTR, None)
+    if collector is not None:
+        collector.remove(comparison)

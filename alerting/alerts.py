@@ -262,6 +262,23 @@ class _Alerts:
         ]
 
 
+    def challenger(self) -> list[Rule]:
+        dis = self.c.alert("MlmonChallengerDisagreement")
+        w = dis["window"]
+        labels = (*_MODEL_LABELS, "champion_version")
+        n = _lookup(N.CHALLENGER_COMPARED_INCREASE.at(w), labels, "%.0f")
+        return [self.rule(
+            "MlmonChallengerDisagreement",
+            f"1 - {N.CHALLENGER_AGREEMENT.at(w)} > {dis['max_disagreement']}\n"
+            f"and {N.CHALLENGER_COMPARED_INCREASE.at(w)} >= {self.min}",
+            "A challenger model disagrees with the champion too often.",
+            f"Challenger {_WHERE} disagrees with champion version "
+            "{{ $labels.champion_version }} on " + _pct() + f" of {n} requests over the last "
+            f"{w} (threshold {dis['max_disagreement']}).",
+            "Shadow mode: the challenger would change many answers; look at where (class "
+            "pairs, difference histogram) before promoting it.")]
+
+
 def alert_groups(config: Config) -> list[Group]:
     """The alert groups, in a stable order."""
     a = _Alerts(config)
@@ -271,4 +288,6 @@ def alert_groups(config: Config) -> list[Group]:
         Group("mlmon.alerts.quality", "Input data quality.", tuple(a.quality())),
         Group("mlmon.alerts.model", "Prediction sanity and model lifecycle.", tuple(a.model())),
         Group("mlmon.alerts.ops", "Serving: latency, errors, traffic, scrapes.", tuple(a.ops())),
+        Group("mlmon.alerts.challenger", "Champion vs challenger (shadow mode).",
+              tuple(a.challenger())),
     ]

@@ -37,6 +37,7 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonHighErrorRatio": ("window", "max_ratio"),
     "MlmonThroughputZero": ("window",),
     "MlmonExporterDown": (),
+    "MlmonChallengerDisagreement": ("window", "max_disagreement"),
 }
 _TOP_KEYS = ("windows", "restart_grace", "exporter_selector", "epsilon", "min_samples", "alerts",
              "demo", "runbook_base_url")

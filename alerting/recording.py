@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import mlmon.names as N
 from mlmon.alerting import promql as q
+from mlmon.alerting.challenger import challenger_groups
 from mlmon.alerting.config import Config, duration_seconds
 from mlmon.alerting.render import Group, Rule
 from mlmon.names import FEATURE_LABELS, MODEL_LABELS, Reference
@@ -365,4 +366,5 @@ def recording_groups(config: Config) -> list[Group]:
     for window in config.windows:
         builder = _Window(config, window)
         groups += [builder.features(), builder.predictions(), builder.ops()]
+    groups += challenger_groups(config)
     return groups

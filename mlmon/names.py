@@ -356,3 +356,6 @@ def challenger_gap(rule: RuleName) -> RuleName:
     """The challenger-minus-champion gap of a per-version rule, keyed by the challenger's
     version: `model:mlmon_outcome_accuracy_challenger_gap:<w>` for OUTCOME_ACCURACY."""
     return RuleName(rule.level, rule.metric + "_challenger_gap", rule.operation)
+# the agreement rule above keeps `agreement` (agree / disagree) before the ratio sums it away
+CHALLENGER_COMPARED_BY_AGREEMENT = RuleName("model_agreement", "mlmon_challenger_compared",
+                                            "increase")

@@ -51,7 +51,7 @@ def test_generation_is_deterministic() -> None:
 
 
 @pytest.mark.parametrize("module", ["drift_cases.py", "alert_cases.py", "demo_alert_cases.py",
-                                    "window_cases.py"])
+                                    "window_cases.py", "challenger_cases.py"])
 def test_promtool_test_files_match_their_builders(module: str) -> None:
     builder = _load(PROMETHEUS_TESTS / module)
     assert builder.PATH.read_text(encoding="utf-8") == builder.render()
@@ -63,7 +63,8 @@ def test_drift_epsilon_matches_the_rules_config() -> None:
 
 def test_every_alert_has_a_runbook_section_and_a_promtool_test() -> None:
     runbook = (REPO / "alerting" / "runbook.md").read_text(encoding="utf-8")
-    tests = (PROMETHEUS_TESTS / "alerts_test.yml").read_text(encoding="utf-8")
+    tests = "".join(path.read_text(encoding="utf-8")
+                    for path in sorted(PROMETHEUS_TESTS.glob("*_test.yml")))
     for name in cfg.ALERT_KEYS:
         assert f"\n## {name}\n" in runbook, name
         assert f'"alertname": "{name}"' in tests, name
@@ -213,7 +214,8 @@ def test_promtool_check_rules() -> None:
 
 
 @pytest.mark.parametrize("test_file", ["drift_recording_test.yml", "alerts_test.yml",
-                                       "demo_alerts_test.yml", "window_counts_test.yml"])
+                                       "demo_alerts_test.yml", "window_counts_test.yml",
+                                       "challenger_test.yml"])
 def test_promtool_unit_tests(test_file: str) -> None:
     result = _run(_tool("promtool"), "test", "rules", str(PROMETHEUS_TESTS / test_file))
     assert result.returncode == 0, result.stdout + result.stderr

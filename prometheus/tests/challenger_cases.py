@@ -63,8 +63,9 @@ def _roles(case: Any, champion: dict[str, str], challenger: dict[str, str]) -> N
 
 def disagreement() -> Any:
     # Two replicas, a minute: a 4 agree and 4 disagree, b 2 agree: pooled 6 of 10 agree,
-    # 40 % disagreement (b alone would be silent, a alone louder: the rule pools them). n = 10 per minute reaches min_samples (100) at 10m: the condition
-    # holds from 10m, the alert fires at 10m + 30m. At 40m the 1h window holds 400 comparisons.
+    # 40 % disagreement (b alone would be silent, a alone louder: the rule pools them).
+    # n = 10 per minute reaches min_samples (100) at 10m: the condition holds from 10m, the
+    # alert fires at 10m + 30m. At 40m the 1h window holds 400 comparisons.
     case = A.Case(f"{NAME} fires when the pooled disagreement stays above "
                   f"{MAX} for {CONFIG['for']}")
     _pair(case, 4, 4, instance="a")

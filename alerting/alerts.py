@@ -261,6 +261,58 @@ class _Alerts:
                 "Without scrapes every other mlmon alert is blind."),
         ]
 
+    def baseline(self, metric: str) -> str:
+        """The profile's baseline `metric` per model and version (every replica exports it)."""
+        return q.reference(f'{N.BASELINE.name}{{metric="{metric}"}}', MODEL_LABELS,
+                           self.c.restart_grace)
+
+    def performance(self) -> list[Rule]:
+        perf = self.c.alert("MlmonPerformanceBelowBaseline")
+        stopped = self.c.alert("MlmonLabelsStopped")
+        out = self.c.alert("MlmonPredictionOutOfRange")
+        w, sw, lw, ow = perf["window"], stopped["window"], stopped["lookback"], out["window"]
+        on = f"on ({q.by(MODEL_LABELS)})"
+        metric_labels = (*MODEL_LABELS, "metric")
+        live = f"max by ({q.by(MODEL_LABELS)}) ({self.latest(N.MODEL_INFO.name)})"
+        return [
+            self.rule(
+                "MlmonPerformanceBelowBaseline",
+                f"(\n  label_replace(\n    {N.OUTCOME_ACCURACY.at(w)}\n    < {on}\n"
+                f"    ({self.baseline('accuracy')} - {perf['accuracy_drop']}),\n"
+                f'    "metric", "accuracy", "", ""\n  )\n  or\n'
+                f"  label_replace(\n    {N.OUTCOME_MAE.at(w)}\n    > {on}\n"
+                f"    ({self.baseline('mae')} * (1 + {perf['mae_increase']})),\n"
+                f'    "metric", "mae", "", ""\n  )\n)\n'
+                f"and {on}\n{N.OUTCOME_LABELLED.at(w)} >= {perf['min_labelled']}",
+                "Realized model performance is worse than its baseline.",
+                f"Model {_WHERE}: {{{{ $labels.metric }}}} {_num()} over the labels of the last "
+                f"{w}, baseline {_lookup(N.BASELINE.name, metric_labels)} (accuracy drop "
+                f"allowed {perf['accuracy_drop']}, MAE increase {perf['mae_increase']}), "
+                f"n = {_lookup(N.OUTCOME_LABELLED.at(w), MODEL_LABELS, '%.0f')} labels.",
+                "The outcome the proxies (drift, data quality) stand in for: labels show the "
+                "model is wrong more often than on the reference data. Fires under concept "
+                "drift, when the inputs look normal. Needs min_labelled labels in the window."),
+            self.rule(
+                "MlmonLabelsStopped",
+                f"(\n  {N.OUTCOME_LABELLED.at(lw)} > 0\n  unless {on}\n"
+                f"  {N.OUTCOME_LABELLED.at(sw)} > 0\n)\nand {on}\n{live}",
+                "Labels stopped arriving for a model that had them.",
+                f"Model {_WHERE} got {_num(fmt='%.0f')} labels in the last {lw} but none in the "
+                f"last {sw}: realized performance cannot be judged.",
+                "A label feed that stops (a failed nightly export, a broken join) silently "
+                "freezes every realized metric; only live versions (mlmon_model_info) count."),
+            self.rule(
+                "MlmonPredictionOutOfRange",
+                f'{N.PREDICTION_INVALID_INCREASE.at(ow)}{{reason="out_of_range"}}\n'
+                f"/ ignoring (reason) group_left ()\n({N.OBSERVATIONS_INCREASE.at(ow)} > 0)\n"
+                f"> {out['max_ratio']}",
+                "The model produces predictions outside the allowed range.",
+                f"Model {_WHERE}: {_pct()} of records over the last {ow} had a prediction "
+                f"outside the profile's allowed range (threshold {out['max_ratio']}).",
+                "Outputs that should never happen (a negative price): the profile's allowed "
+                "prediction range, from the reference or set with --prediction-range."),
+        ]
+
 
     def challenger(self) -> list[Rule]:
         dis = self.c.alert("MlmonChallengerDisagreement")
@@ -290,4 +342,7 @@ def alert_groups(config: Config) -> list[Group]:
         Group("mlmon.alerts.ops", "Serving: latency, errors, traffic, scrapes.", tuple(a.ops())),
         Group("mlmon.alerts.challenger", "Champion vs challenger (shadow mode).",
               tuple(a.challenger())),
+        Group("mlmon.alerts.performance",
+              "Realized performance from labels, the label feed, unreasonable outputs.",
+              tuple(a.performance())),
     ]

@@ -109,7 +109,7 @@ def gap_rules(config: Config, w: str,
 
 def gap_windows(config: Config) -> tuple[str, ...]:
     """The windows of the realized-performance rules."""
-    return tuple(getattr(config, "outcome_windows", config.windows))
+    return config.outcome_windows
 
 
 def challenger_groups(config: Config) -> list[Group]:

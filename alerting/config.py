@@ -38,9 +38,14 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonThroughputZero": ("window",),
     "MlmonExporterDown": (),
     "MlmonChallengerDisagreement": ("window", "max_disagreement"),
+    "MlmonPerformanceBelowBaseline": ("window", "min_labelled", "accuracy_drop", "mae_increase"),
+    "MlmonLabelsStopped": ("window", "lookback"),
+    "MlmonPredictionOutOfRange": ("window", "max_ratio"),
 }
-_TOP_KEYS = ("windows", "restart_grace", "exporter_selector", "epsilon", "min_samples", "alerts",
-             "demo", "runbook_base_url")
+# The alerts on realized performance: their `window` (and `lookback`) are outcome windows.
+OUTCOME_ALERTS = ("MlmonPerformanceBelowBaseline", "MlmonLabelsStopped")
+_TOP_KEYS = ("windows", "outcome_windows", "restart_grace", "exporter_selector", "epsilon",
+             "min_samples", "alerts", "demo", "runbook_base_url")
 
 
 class ConfigError(ValueError):
@@ -60,6 +65,8 @@ class Config:
     """The validated configuration; `alerts[name]` is that alert's section as a dict."""
 
     windows: tuple[str, ...]
+    # The windows of the realized-performance rules (labels arrive in bursts: long windows).
+    outcome_windows: tuple[str, ...]
     restart_grace: str
     exporter_selector: str
     epsilon: float
@@ -93,7 +100,8 @@ def _check_keys(section: dict[str, Any], required: tuple[str, ...], where: str) 
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
 
 
-def _check_alert(name: str, section: Any, windows: tuple[str, ...]) -> dict[str, Any]:
+def _check_alert(name: str, section: Any, windows: tuple[str, ...],
+                 outcome_windows: tuple[str, ...]) -> dict[str, Any]:
     where = f"alerts.{name}"
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: must be a mapping")
@@ -103,8 +111,14 @@ def _check_alert(name: str, section: Any, windows: tuple[str, ...]) -> dict[str,
         duration_seconds(section["keep_firing_for"])
     if section["severity"] not in SEVERITIES:
         raise ConfigError(f"{where}.severity: one of {', '.join(SEVERITIES)}")
-    if "window" in section and section["window"] not in windows:
-        raise ConfigError(f"{where}.window: {section['window']!r} is not in windows {windows}")
+    allowed, which = ((outcome_windows, "outcome_windows") if name in OUTCOME_ALERTS
+                      else (windows, "windows"))
+    for key in ("window", "lookback"):
+        if key in section and section[key] not in allowed:
+            raise ConfigError(f"{where}.{key}: {section[key]!r} is not in {which} {allowed}")
+    if "lookback" in section and (duration_seconds(section["lookback"])
+                                  <= duration_seconds(section["window"])):
+        raise ConfigError(f"{where}.lookback: must be longer than its window")
     if "alpha" in section and not 0 < float(section["alpha"]) < 1:
         raise ConfigError(f"{where}.alpha: must be in (0, 1)")
     if "quantile" in section and section["quantile"] not in QUANTILES:
@@ -149,28 +163,36 @@ def _check_demo(section: Any) -> dict[str, str]:
     return {str(name): str(duration) for name, duration in durations.items()}
 
 
+def _windows(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    windows = tuple(str(w) for w in data[key] or ())
+    if not windows or len(set(windows)) != len(windows):
+        raise ConfigError(f"{key}: a non-empty list of distinct durations")
+    for window in windows:
+        duration_seconds(window)
+    return windows
+
+
 def parse(data: Any) -> Config:
     """Validate a loaded YAML document."""
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping")
     _check_keys(data, _TOP_KEYS, "config")
-    windows = tuple(str(w) for w in data["windows"])
-    if not windows or len(set(windows)) != len(windows):
-        raise ConfigError("windows: a non-empty list of distinct durations")
-    for window in windows:
-        duration_seconds(window)
+    windows = _windows(data, "windows")
+    outcome_windows = _windows(data, "outcome_windows")
     duration_seconds(data["restart_grace"])
     alerts = data["alerts"]
     if not isinstance(alerts, dict):
         raise ConfigError("alerts: must be a mapping")
     _check_keys(alerts, tuple(ALERT_KEYS), "alerts")
-    checked = {name: _check_alert(name, alerts[name], windows) for name in ALERT_KEYS}
+    checked = {name: _check_alert(name, alerts[name], windows, outcome_windows)
+               for name in ALERT_KEYS}
     _check_thin_window_handover(checked)
     epsilon = float(data["epsilon"])
     if not 0 < epsilon < 0.01:
         raise ConfigError("epsilon: must be in (0, 0.01)")
     return Config(
         windows=windows,
+        outcome_windows=outcome_windows,
         restart_grace=str(data["restart_grace"]),
         exporter_selector=str(data["exporter_selector"]),
         epsilon=epsilon,

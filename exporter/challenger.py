@@ -40,7 +40,7 @@ from mlmon.exporter.profile import ClassificationPrediction, Profile, Regression
 from mlmon.exporter.values import classify_label, classify_number
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-UNSEEN = "__unseen__"
+UNSEEN = N.UNSEEN_CLASS
 AGREE, DISAGREE = "agree", "disagree"
 SKIP_REASONS = ("queue_full", "closed", "predict_error", "record_error", "not_comparable")
 # Multiples of the champion's reference prediction std: the difference histogram's edges

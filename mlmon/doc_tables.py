@@ -81,7 +81,8 @@ def recording_table(config: cfg.Config) -> str:
     exists for (a KS critical value: only the drift alert's window)."""
     seen: dict[str, tuple[str, str, list[str]]] = {}
     for group in recording_groups(config):
-        window = next(w for w in config.windows if group.name.endswith("." + w))
+        window = next(w for w in (*config.windows, *config.outcome_windows)
+                      if group.name.endswith("." + w))
         pattern = _window_pattern(window)
         for rule in group.rules:
             name = pattern.sub("<w>", rule.name)

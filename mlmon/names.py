@@ -304,6 +304,17 @@ OUTCOME_RECALL = RuleName("model_class", "mlmon_outcome_recall")
 OUTCOME_MAE = RuleName("model", "mlmon_outcome_mae")
 OUTCOME_RMSE = RuleName("model", "mlmon_outcome_rmse")
 OUTCOME_LABELLED = RuleName("model", "mlmon_outcome_labelled", "increase")
+# Beside the pinned names above (mlmon/alerting/outcomes.py): the mean error and the median
+# label delay, and the pooled confusion matrix with the per-class counts behind precision and
+# recall (ConfusionNames in outcomes.py derives those from OUTCOME_CLASS_INCREASE).
+OUTCOME_BIAS = RuleName("model", "mlmon_outcome_bias")
+OUTCOME_LABEL_DELAY_MEDIAN = RuleName("model", OUTCOME_LABEL_DELAY.name, "p50_")
+OUTCOME_CLASS_INCREASE = RuleName("model_predicted_class_actual_class", OUTCOME_CLASS.name,
+                                  "increase")
+# The class the exporter counts for a value outside the profile's classes (exporter/layout.py
+# writes the same string): two such values need not be equal, so a pair of them is never
+# counted correct.
+UNSEEN_CLASS = "__unseen__"
 
 
 # ---- champion and challenger (mlmon/exporter/challenger.py, mlmon/alerting/challenger.py) ---

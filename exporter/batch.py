@@ -19,6 +19,7 @@ from mlmon.exporter.values import (
     INF,
     MISSING,
     NAN,
+    OUT_OF_RANGE,
     WRONG_TYPE,
     classify_category,
     classify_label,
@@ -352,6 +353,10 @@ def _count_predictions(delta: np.ndarray, lay: L.Layout, predictions: Any,
         delta[inv[WRONG_TYPE]] += wrong
         delta[inv[NAN]] += nan - nulls
         delta[inv[INF]] += inf
+        low, high = lay.profile.prediction_range() or (-np.inf, np.inf)
+        # outside the allowed range: counted in the histogram and as invalid, as in observe()
+        delta[inv[OUT_OF_RANGE]] += int(np.count_nonzero(finite < low)) + int(
+            np.count_nonzero(finite > high))
         h = lay.prediction
         delta[h.base:h.base + counts.size] += counts
         delta[h.sum_slot] += float(finite.sum())

@@ -159,6 +159,23 @@ class Renderer:
         self._counter(N.REQUESTS, [({"outcome": o}, i) for o, i in lay.requests.items()])
         self._family(N.REQUESTS_IN_FLIGHT,
                      [(N.REQUESTS_IN_FLIGHT.name, {}, v(lay.in_flight))])
+        self._build_outcomes(profile)
+
+    def _build_outcomes(self, profile: Profile) -> None:
+        """The realized-performance series: the baselines and the outcome counters."""
+        plan = self.layout.outcomes
+        self._gauge(N.BASELINE, [({"metric": m}, value)
+                                 for m, value in sorted(profile.baseline_metrics.items())])
+        k = len(plan.classes)
+        self._counter(N.OUTCOME_CLASS,
+                      [({"predicted_class": p, "actual_class": a}, plan.matrix + i * k + j)
+                       for i, p in enumerate(plan.classes) for j, a in enumerate(plan.classes)])
+        if plan.error is not None:
+            self._histogram(N.OUTCOME_ERROR, plan.error, {})
+            self._counter(N.OUTCOME_ABSOLUTE_ERROR, [({}, plan.absolute)])
+            self._counter(N.OUTCOME_SQUARED_ERROR, [({}, plan.squared)])
+        self._histogram(N.OUTCOME_LABEL_DELAY, plan.delay, {})
+        self._counter(N.OUTCOME_REJECTED, [({"reason": r}, i) for r, i in plan.rejected.items()])
 
     def _build_prediction(self, profile: Profile) -> None:
         lay = self.layout
@@ -241,6 +258,16 @@ class Renderer:
                 lo = min(lo, float(slots[live, 1].min()))
                 hi = max(hi, float(slots[live, 2].max()))
         return None if lo > hi else (lo, hi)
+
+
+class OutcomeRenderer(Renderer):
+    """Only what an outcome-only monitor exports: the counters' start, the baselines and the
+    outcome series (a pushed group must not repeat the service's reference series)."""
+
+    def _build(self, profile: Profile, loaded_at: float) -> None:
+        self._started_const = len(self._consts)
+        self._gauge(N.COUNTERS_START, [({}, loaded_at)])
+        self._build_outcomes(profile)
 
 
 def les(edges: Sequence[float]) -> list[str]:

@@ -11,6 +11,7 @@ share a layout, which is what lets the multi-process collector sum their files e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -43,8 +44,31 @@ NUMERIC_REASONS: tuple[str, ...] = (OUT_OF_RANGE, INF, WRONG_TYPE)
 CATEGORICAL_REASONS: tuple[str, ...] = (NOT_ALLOWED, WRONG_TYPE)
 TEXT_REASONS: tuple[str, ...] = (WRONG_TYPE,)
 PREDICTION_REASONS: tuple[str, ...] = (NAN, INF, WRONG_TYPE)
+# a regression prediction outside the profile's allowed range (counted in the histogram too)
+REGRESSION_REASONS: tuple[str, ...] = (*PREDICTION_REASONS, OUT_OF_RANGE)
 OUTCOMES = ("ok", "error")
 OTHER, UNSEEN = "__other__", "__unseen__"
+
+# Why a label was not counted (mlmon_outcome_rejected_total{reason}). The value reasons are
+# mlmon.exporter.values' (an actual is judged like a prediction); `bad_delay` is the exception:
+# the outcome is counted, only its delay is not (unusable timestamps, or a label "before" its
+# prediction). `unknown_id`, `duplicate` and `unknown_model` are the join's (`mlmon outcomes`).
+MISSING_PREDICTION, INVALID_PREDICTION, MISSING_ACTUAL = (
+    "missing_prediction", "invalid_prediction", "missing_actual")
+BAD_DELAY, BAD_BATCH = "bad_delay", "bad_batch"
+NO_PREDICTION_IN_PROFILE = "no_prediction_in_profile"
+UNKNOWN_ID, DUPLICATE, UNKNOWN_MODEL = "unknown_id", "duplicate", "unknown_model"
+OUTCOME_REJECTED_REASONS: tuple[str, ...] = (
+    MISSING_PREDICTION, INVALID_PREDICTION, MISSING_ACTUAL, WRONG_TYPE, NAN, INF, BAD_DELAY,
+    BAD_BATCH, NO_PREDICTION_IN_PROFILE, UNKNOWN_ID, DUPLICATE, UNKNOWN_MODEL, "internal_error",
+)
+# Label delay buckets (seconds): 1 s to 90 days, dense where labels of online services arrive
+# (seconds to hours) and at the day marks of batch labelling (nightly files, weekly reviews).
+LABEL_DELAY_BUCKETS: tuple[float, ...] = (
+    1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0,
+    86400.0, 2 * 86400.0, 4 * 86400.0, 7 * 86400.0, 14 * 86400.0, 30 * 86400.0, 60 * 86400.0,
+    90 * 86400.0,
+)
 
 # Offsets inside one numeric feature's block: missing, 4 reasons, then the buckets and the sum
 # (buckets + sum are contiguous: the hot path gets them as one segment, sum last).
@@ -62,6 +86,25 @@ class Histogram:
     base: int
     edges: tuple[float, ...]
     sum_slot: int
+
+
+@dataclass(frozen=True)
+class OutcomePlan:
+    """Slots of the outcome series (mlmon.exporter.outcomes counts into them).
+
+    Classification: a k x k confusion matrix at `matrix` (row = predicted, column = actual,
+    index from `class_index`, the profile's classes then `__unseen__` = k - 1). Regression: the
+    error histogram (its sum is the summed error) and the sums of |error| and error^2.
+    """
+
+    rejected: dict[str, int]
+    delay: Histogram
+    classes: tuple[str, ...] = ()
+    class_index: dict[str, int] | None = None
+    matrix: int = -1
+    error: Histogram | None = None
+    absolute: int = -1
+    squared: int = -1
 
 
 @dataclass(frozen=True)
@@ -137,7 +180,9 @@ class Layout:
         self.score: Histogram | None = None
         pred = profile.prediction
         if pred is not None:
-            self.prediction_invalid = {r: self._take(1) for r in PREDICTION_REASONS}
+            reasons = (REGRESSION_REASONS if isinstance(pred, RegressionPrediction)
+                       else PREDICTION_REASONS)
+            self.prediction_invalid = {r: self._take(1) for r in reasons}
         if isinstance(pred, RegressionPrediction):
             self.prediction = self._histogram(pred.binned.edges)
             self.centered_sum_squares = self._take(1)
@@ -150,6 +195,7 @@ class Layout:
             self.class_unseen = base + len(pred.classes)
             if pred.score is not None:
                 self.score = self._histogram(pred.score.edges)
+        self.outcomes = plan_outcomes(profile, self._take)
         self.size = self._next
 
     def _take(self, n: int) -> int:
@@ -157,8 +203,7 @@ class Layout:
         return start
 
     def _histogram(self, edges: tuple[float, ...]) -> Histogram:
-        base = self._take(len(edges) + 1)
-        return Histogram(base, tuple(edges), self._take(1))
+        return _histogram(self._take, edges)
 
     def _numeric(self, f: NumericFeature) -> None:
         base = self._take(NUM_BUCKETS + len(f.binned.edges) + 2)
@@ -187,11 +232,68 @@ class Layout:
             tuple((p.name, p.base) for p in self.text),
             None if pred is None else (pred.base, pred.edges),
             self.classes, None if self.score is None else self.score.edges,
+            _outcome_signature(self.outcomes),
         )
 
     def options(self) -> dict[str, object]:
         """What besides the profile decides the layout (stored with multi-process files)."""
         return {"latency_buckets": list(self.latency_buckets), "window_s": self.window_s}
+
+
+def _histogram(take: Callable[[int], int], edges: tuple[float, ...]) -> Histogram:
+    base = take(len(edges) + 1)
+    return Histogram(base, tuple(edges), take(1))
+
+
+def plan_outcomes(profile: Profile, take: Callable[[int], int]) -> OutcomePlan:
+    """The outcome slots of `profile`, taken with `take(n) -> first slot` (the full layout's,
+    or an outcome-only layout's: both count with the same code)."""
+    rejected = {r: take(1) for r in OUTCOME_REJECTED_REASONS}
+    delay = _histogram(take, LABEL_DELAY_BUCKETS)
+    pred = profile.prediction
+    if isinstance(pred, ClassificationPrediction):
+        classes = (*pred.classes, UNSEEN)
+        return OutcomePlan(rejected, delay, classes, {c: i for i, c in enumerate(pred.classes)},
+                           take(len(classes) ** 2))
+    if isinstance(pred, RegressionPrediction):
+        return OutcomePlan(rejected, delay, error=_histogram(take, pred.error_edges()),
+                           absolute=take(1), squared=take(1))
+    return OutcomePlan(rejected, delay)
+
+
+def _outcome_signature(plan: OutcomePlan) -> tuple[object, ...]:
+    return (tuple(plan.rejected.values()), plan.delay, plan.classes, plan.matrix, plan.error,
+            plan.absolute, plan.squared)
+
+
+class OutcomeLayout:
+    """The slots of an outcome-only monitor: the outcome series and nothing else."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self._next = 0
+        self.outcomes = plan_outcomes(profile, self._take)
+        self.window = -1  # no prediction window (the renderer asks)
+        self.size = self._next
+
+    def _take(self, n: int) -> int:
+        start, self._next = self._next, self._next + n
+        return start
+
+    def options(self) -> dict[str, object]:
+        return {}
+
+
+def outcome_series_count(profile: Profile) -> int:
+    """Outcome series of one monitor, baselines included (closed formula, as series_count)."""
+    total = len(OUTCOME_REJECTED_REASONS) + len(LABEL_DELAY_BUCKETS) + 3
+    total += len(profile.baseline_metrics)
+    pred = profile.prediction
+    if isinstance(pred, ClassificationPrediction):
+        total += (len(pred.classes) + 1) ** 2
+    elif isinstance(pred, RegressionPrediction):
+        total += len(pred.error_edges()) + 3 + 2
+    return total
 
 
 def series_count(profile: Profile, latency_buckets: int = len(DEFAULT_LATENCY_BUCKETS)) -> int:
@@ -214,12 +316,12 @@ def series_count(profile: Profile, latency_buckets: int = len(DEFAULT_LATENCY_BU
             total += 7
     pred = profile.prediction
     if isinstance(pred, RegressionPrediction):
-        total += 4 * len(pred.binned.edges) + 12
+        total += 4 * len(pred.binned.edges) + 13
     elif isinstance(pred, ClassificationPrediction):
         total += 2 * len(pred.classes) + 5
         if pred.score is not None:
             total += 4 * len(pred.score.edges) + 5
-    return total
+    return total + outcome_series_count(profile)
 
 
 def trained_timestamp(profile: Profile) -> float | None:

@@ -30,6 +30,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from mlmon.exporter import layout as L
 from mlmon.exporter.layout import DEFAULT_LATENCY_BUCKETS, DEFAULT_WINDOW_S, Layout
 from mlmon.exporter.multiprocess import multiproc_dir, open_storage
+from mlmon.exporter.outcomes import OutcomeCounter, OutcomeMethods
 from mlmon.exporter.profile import Profile
 from mlmon.exporter.values import (
     INF,
@@ -60,16 +61,19 @@ class Observation:
     `flags`: a read-only mapping, feature name -> tuple of flags among missing, out_of_range,
     not_allowed, unseen, nan, inf, wrong_type (only flagged features appear).
     `unknown_features`: names the profile does not know. `rejected`: the reason when the whole
-    input was unusable, else None.
+    input was unusable, else None. `prediction_invalid`: why the prediction was counted as
+    invalid (nan, inf, wrong_type, or out_of_range: outside the profile's allowed range, still
+    counted in the histogram), else None.
     """
 
-    __slots__ = ("flags", "unknown_features", "rejected")
+    __slots__ = ("flags", "unknown_features", "rejected", "prediction_invalid")
 
     def __init__(self, flags: Mapping[str, tuple[str, ...]], unknown_features: tuple[str, ...] = (),
-                 rejected: str | None = None) -> None:
+                 rejected: str | None = None, prediction_invalid: str | None = None) -> None:
         self.flags = flags
         self.unknown_features = unknown_features
         self.rejected = rejected
+        self.prediction_invalid = prediction_invalid
 
     @property
     def flagged(self) -> list[str]:
@@ -78,7 +82,7 @@ class Observation:
 
     def __repr__(self) -> str:
         return (f"Observation(flags={self.flags!r}, unknown_features={self.unknown_features!r}, "
-                f"rejected={self.rejected!r})")
+                f"rejected={self.rejected!r}, prediction_invalid={self.prediction_invalid!r})")
 
 
 # Where each reason of mlmon.exporter.values is counted in a feature's block, and its flag tuple.
@@ -156,12 +160,14 @@ _NO_FLAGS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 _CLEAN = Observation(_NO_FLAGS, ())
 
 
-class ModelMonitor:
+class ModelMonitor(OutcomeMethods):
     """Prometheus series for one model version, from its reference profile.
 
     >>> monitor = ModelMonitor.from_profile("profile.json", registry=CollectorRegistry())
     >>> monitor.observe({"age": 42.0, "city": "paris"}, 0.7).flags
     {}
+    >>> monitor.observe_outcome(0.75, 0.5, predicted_at=t0).error  # the label, later
+    0.25
     """
 
     def __init__(
@@ -197,6 +203,7 @@ class ModelMonitor:
         self._n_features = len(self._names)
         self._latency_edges = list(lay.latency_buckets)
         self._slot_s = lay.slot_s
+        self._outcomes = OutcomeCounter(lay.outcomes, self.storage, clock)
         self.registry = REGISTRY if registry is None else registry
         from mlmon.exporter.collector import register_monitor  # collector imports this module
 
@@ -215,15 +222,16 @@ class ModelMonitor:
                           list(p.edges), p.low, p.high, len(p.edges) + 1, p.base)
                          for p in lay.numeric]
         pred = lay.prediction
-        self._regression: tuple[Any, list[float], int, int, float] | None = None
+        self._regression: tuple[Any, list[float], int, int, float, float, float] | None = None
         if pred is not None:
             n = len(pred.edges)
             # buckets, sum, centered sum of squares and the window triples are contiguous
             if not (lay.centered_sum_squares == pred.sum_slot + 1 == pred.base + n + 2
                     and lay.window == lay.centered_sum_squares + 1):
                 raise RuntimeError("layout: prediction slots are not contiguous")
+            low, high = lay.profile.prediction_range() or (-math.inf, math.inf)
             self._regression = (storage.segment(pred.base, n + 3 + 3 * L.WINDOW_SLOTS),
-                                list(pred.edges), n + 1, n + 2, lay.center)
+                                list(pred.edges), n + 1, n + 2, lay.center, low, high)
             self._window_offset = n + 3
         # The current window slot, cached: most predictions fall in the slot of the previous one.
         self._slot_start, self._slot_end, self._slot_j = math.inf, -math.inf, 0
@@ -368,11 +376,12 @@ class ModelMonitor:
                     names = self._names
                     unknown = tuple(str(k)[:_MAX_NAME] for k in features if k not in names)
                     c[self.layout.unknown_features] += len(unknown)
+                invalid = None
                 if prediction is not None:
                     reg = self._regression
                     if (type(prediction) is float and reg is not None
-                            and not prediction - prediction):
-                        seg, edges, sum_i, css_i, center = reg
+                            and not prediction - prediction and reg[5] <= prediction <= reg[6]):
+                        seg, edges, sum_i, css_i, center, _, _ = reg
                         seg[bisect_left(edges, prediction)] += 1.0
                         seg[sum_i] += prediction
                         d = prediction - center
@@ -386,15 +395,16 @@ class ModelMonitor:
                         if prediction > seg[j + 1]:
                             seg[j + 1] = prediction
                     else:
-                        self._prediction(c, prediction, scores)
+                        invalid = self._prediction(c, prediction, scores)
                 if latency_s is not None:
                     self._latency(c, latency_s)
             finally:
                 self._release()
-            if flags is None and not unknown:
+            if flags is None and not unknown and invalid is None:
                 return _CLEAN  # nothing to report: no allocation
             # a read-only view (documented): the caller cannot edit what we report
-            return Observation(_NO_FLAGS if flags is None else MappingProxyType(flags), unknown)
+            return Observation(_NO_FLAGS if flags is None else MappingProxyType(flags), unknown,
+                               None, invalid)
         except Exception:  # noqa: BLE001 - the serving path must never see our failures
             return self._reject("internal_error")
 
@@ -403,30 +413,38 @@ class ModelMonitor:
             self.storage.values[self.layout.rejected[reason]] += 1.0
         return Observation(_NO_FLAGS, (), reason)
 
-    def _prediction(self, c: Any, y: Any, scores: Any) -> None:
+    def _prediction(self, c: Any, y: Any, scores: Any) -> str | None:
+        """Count a prediction off the inlined path; the invalid reason, if any."""
         lay = self.layout
         reg = self._regression
         if reg is not None:
             y, reason = classify_number(y)
             if reason is not None:
-                if reason is not MISSING:  # a null is no prediction: nothing to count
-                    c[lay.prediction_invalid[reason]] += 1.0
-                return
-            seg, edges, sum_i, css_i, center = reg
+                if reason is MISSING:  # a null is no prediction: nothing to count
+                    return None
+                c[lay.prediction_invalid[reason]] += 1.0
+                return reason
+            seg, edges, sum_i, css_i, center, low, high = reg
             seg[bisect_left(edges, y)] += 1.0
             seg[sum_i] += y
             seg[css_i] += (y - center) * (y - center)
             self._extend_window(y, y)
-        elif lay.class_unseen >= 0:
+            if low <= y <= high:
+                return None
+            c[lay.prediction_invalid[OUT_OF_RANGE]] += 1.0  # counted, and flagged
+            return OUT_OF_RANGE
+        if lay.class_unseen >= 0:
             label, reason = classify_label(y)
             if reason is not None:
-                if reason is not MISSING:
-                    c[lay.prediction_invalid[reason]] += 1.0
-                return
+                if reason is MISSING:
+                    return None
+                c[lay.prediction_invalid[reason]] += 1.0
+                return reason
             assert label is not None  # no reason: a label
             c[lay.class_slots.get(label, lay.class_unseen)] += 1.0
             if scores is not None and lay.score is not None:
                 self._score(c, label, scores)
+        return None
 
     def _score(self, c: Any, label: str, scores: Any) -> None:
         lay = self.layout

@@ -28,6 +28,15 @@ CLASSIFICATION: Final = "classification"
 _SHARE_TOLERANCE = 1e-6
 
 
+_FLOAT_MAX = 1.7976931348623157e308
+
+
+def widened_range(low: float, high: float, margin: float) -> tuple[float, float]:
+    """[low, high] widened by margin * (high - low) each side, kept finite."""
+    width = margin * (high - low) if margin else 0.0
+    return (float(max(low - width, -_FLOAT_MAX)), float(min(high + width, _FLOAT_MAX)))
+
+
 class ProfileError(ValueError):
     """A profile that cannot be used: corrupt, inconsistent, or of an unknown schema version."""
 
@@ -89,11 +98,35 @@ class TextFeature:
 Feature = NumericFeature | CategoricalFeature | TextFeature
 
 
+# Without residual edges in the profile (built without `--target-column`, or by an older
+# mlmon), the error histogram gets edges at these multiples of the reference predictions'
+# standard deviation, either side of 0: errors are judged against the spread of what the model
+# predicts, the only scale such a profile knows.
+DEFAULT_ERROR_EDGE_STDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0)
+
+
 @dataclass(frozen=True)
 class RegressionPrediction:
+    """Regression predictions: their distribution, and for outcomes and section 3 of the
+    profile docs the residual edges (quantiles of prediction - target) and the allowed range.
+
+    `allowed_range` ends are None when open (`--prediction-range 0:`); the whole range is None
+    in profiles written before it existed (then `Profile.prediction_range()` derives it).
+    """
+
     count: int
     binned: Binned
+    residual_edges: tuple[float, ...] | None = None
+    allowed_range: tuple[float | None, float | None] | None = None
     kind: Literal["regression"] = field(default=REGRESSION, init=False)
+
+    def error_edges(self) -> tuple[float, ...]:
+        """Edges of the outcome error histogram: the residual edges, else spread-based ones."""
+        if self.residual_edges:
+            return self.residual_edges
+        std = self.binned.std if self.binned.std > 0 else 1.0
+        half = tuple(k * std for k in DEFAULT_ERROR_EDGE_STDS)
+        return (*(-h for h in reversed(half)), 0.0, *half)
 
 
 @dataclass(frozen=True)
@@ -211,6 +244,18 @@ class Profile:
         """Short content hash: tells which profile a running exporter loaded."""
         return hashlib.sha256(self.dumps().encode()).hexdigest()[:12]
 
+    def prediction_range(self) -> tuple[float, float] | None:
+        """The allowed regression prediction range, open ends as -inf / inf; None for a
+        classifier or no prediction. Profiles without one: the reference min and max widened
+        by `options.range_margin`, as for numeric features."""
+        pred = self.prediction
+        if not isinstance(pred, RegressionPrediction):
+            return None
+        if pred.allowed_range is None:
+            return widened_range(pred.binned.min, pred.binned.max, self.options.range_margin)
+        low, high = pred.allowed_range
+        return (-math.inf if low is None else low, math.inf if high is None else high)
+
     def feature(self, name: str) -> Feature:
         for feature in self.features:
             if feature.name == name:
@@ -325,7 +370,9 @@ def _parse_prediction(obj: Any) -> Prediction | None:
     kind = _require(obj, "kind", "prediction")
     count = _count(_require(obj, "count", "prediction"), "prediction.count")
     if kind == REGRESSION:
-        return RegressionPrediction(count, _binned(obj, "prediction"))
+        return RegressionPrediction(count, _binned(obj, "prediction"),
+                                    _residual_edges(obj.get("residual_edges")),
+                                    _open_range(obj.get("allowed_range")))
     if kind == CLASSIFICATION:
         classes = _strings(_require(obj, "classes", "prediction"), "prediction.classes")
         shares = _shares(
@@ -335,6 +382,32 @@ def _parse_prediction(obj: Any) -> Prediction | None:
         score = None if score_raw is None else _binned(score_raw, "prediction.score")
         return ClassificationPrediction(count, classes, shares, score)
     raise ProfileError(f"prediction.kind: unknown kind {kind!r} (regression or classification)")
+
+
+def _residual_edges(value: Any) -> tuple[float, ...] | None:
+    """Optional (profiles before outcomes have none): strictly increasing numbers."""
+    if value is None:
+        return None
+    where = "prediction.residual_edges"
+    if not isinstance(value, list):
+        raise ProfileError(f"{where}: expected a list of numbers or null")
+    edges = tuple(_number(e, f"{where}[{i}]") for i, e in enumerate(value))
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise ProfileError(f"{where}: must be strictly increasing")
+    return edges
+
+
+def _open_range(value: Any) -> tuple[float | None, float | None] | None:
+    """Optional `[low, high]`, either end null for an open end."""
+    if value is None:
+        return None
+    where = "prediction.allowed_range"
+    if not isinstance(value, list) or len(value) != 2:
+        raise ProfileError(f"{where}: expected [low, high] (null for an open end)")
+    low, high = (None if v is None else _number(v, where) for v in value)
+    if low is not None and high is not None and low > high:
+        raise ProfileError(f"{where}: low {low!r} is above high {high!r}")
+    return (low, high)
 
 
 def _parse_profile(data: dict[str, Any]) -> Profile:
@@ -411,7 +484,13 @@ def _prediction_to_dict(p: Prediction | None) -> dict[str, Any] | None:
     if p is None:
         return None
     if isinstance(p, RegressionPrediction):
-        return {"kind": p.kind, "count": p.count, **_binned_to_dict(p.binned)}
+        out = {"kind": p.kind, "count": p.count, **_binned_to_dict(p.binned)}
+        # written only when set, so a profile without them keeps its bytes (and its sha)
+        if p.residual_edges is not None:
+            out["residual_edges"] = list(p.residual_edges)
+        if p.allowed_range is not None:
+            out["allowed_range"] = list(p.allowed_range)
+        return out
     return {
         "kind": p.kind,
         "count": p.count,

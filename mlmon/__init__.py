@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlmon.exporter.monitor import BatchObservation, ModelMonitor, Observation
+    from mlmon.exporter.outcome_monitor import OutcomeMonitor
     from mlmon.exporter.profile import Profile, ProfileError
     from mlmon.log_shipper.facade import PredictionLogger
 
@@ -32,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "BatchObservation": "mlmon.exporter.monitor",
     "ModelMonitor": "mlmon.exporter.monitor",
     "Observation": "mlmon.exporter.monitor",
+    "OutcomeMonitor": "mlmon.exporter.outcome_monitor",
     "PredictionLogger": "mlmon.log_shipper.facade",
     "Profile": "mlmon.exporter.profile",
     "ProfileError": "mlmon.exporter.profile",
@@ -41,6 +43,7 @@ __all__ = [
     "BatchObservation",
     "ModelMonitor",
     "Observation",
+    "OutcomeMonitor",
     "PredictionLogger",
     "Profile",
     "ProfileError",

@@ -155,7 +155,9 @@ PREDICTION_SCORE_REFERENCE = _reference("mlmon_prediction_score", "scores", (),
                                         "as for features")
 PREDICTION_INVALID = Series("mlmon_prediction_invalid", "counter",
                             "Unusable predictions by reason.", ("reason",),
-                            "nan, inf, wrong_type predictions")
+                            "nan, inf, wrong_type predictions; out_of_range: a regression "
+                            "prediction outside the profile's allowed range (also counted in "
+                            "the histogram)")
 INFERENCE_LATENCY = Series("mlmon_inference_latency_seconds", "histogram", "Request latency.",
                            ("le",), "request latency (prometheus_client's default buckets)")
 REQUESTS = Series("mlmon_requests", "counter", "Requests by outcome.", ("outcome",),
@@ -179,10 +181,17 @@ OUTCOME_ABSOLUTE_ERROR = Series("mlmon_outcome_absolute_error", "counter",
 OUTCOME_SQUARED_ERROR = Series("mlmon_outcome_squared_error", "counter",
                                "Sum of (prediction - actual)^2.")
 OUTCOME_LABEL_DELAY = Series("mlmon_outcome_label_delay_seconds", "histogram",
-                             "Time from prediction to label arrival.", ("le",))
+                             "Time from prediction to label arrival.", ("le",),
+                             "time from prediction to label arrival, on fixed buckets from 1 s "
+                             "to 90 days (counted when the prediction time is known)")
 OUTCOME_REJECTED = Series("mlmon_outcome_rejected", "counter",
                           "Labels not counted, by reason.", ("reason",),
-                          "labels not counted: `unknown_id`, `duplicate`, `wrong_type`, ...")
+                          "labels not counted: `missing_prediction`, `invalid_prediction`, "
+                          "`missing_actual`, `wrong_type`, `nan`, `inf` (the actual's, or an "
+                          "overflowing error), `bad_batch`, `no_prediction_in_profile`, "
+                          "`internal_error`; from the join: `unknown_id`, `duplicate`, "
+                          "`unknown_model`; and `bad_delay`: a label counted without its delay "
+                          "(unusable times, or arrival before the prediction)")
 BASELINE = Series("mlmon_model_baseline", "gauge", "A baseline metric on the reference data.",
                   ("metric",), "the profile's `baseline_metrics` (accuracy, mae, rmse, ...)")
 
@@ -202,6 +211,8 @@ EXPORTER_SERIES = (
     PREDICTION_WINDOW_MAX, *_references(PREDICTION_REFERENCE), PREDICTION_CLASS,
     PREDICTION_CLASS_REFERENCE_SHARE, PREDICTION_SCORE, *_references(PREDICTION_SCORE_REFERENCE),
     PREDICTION_INVALID, INFERENCE_LATENCY, REQUESTS, REQUESTS_IN_FLIGHT,
+    BASELINE, OUTCOME_CLASS, OUTCOME_ERROR, OUTCOME_ABSOLUTE_ERROR, OUTCOME_SQUARED_ERROR,
+    OUTCOME_LABEL_DELAY, OUTCOME_REJECTED,
 )
 
 # ---- the log shipper's and the prediction logger's own series (mlmon/log_shipper) ----------

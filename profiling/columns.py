@@ -19,13 +19,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlmon.exporter.profile import Binned, CategoricalFeature, NumericFeature, TextFeature
+from mlmon.exporter.profile import (
+    Binned,
+    CategoricalFeature,
+    NumericFeature,
+    TextFeature,
+    widened_range,
+)
 from mlmon.exporter.values import canonical_category, tokenize
 from mlmon.profiling.labels import naming
 from mlmon.profiling.passes import MemoryBudget, StreamedStats, error_means, fingerprint
 from mlmon.profiling.sums import moments, pairwise_sum
 
-_FLOAT_MAX = float(np.finfo(np.float64).max)
 _MASK_64 = (1 << 64) - 1
 # pandas dtypes whose value_counts keys are safe to canonicalise one by one. Mixed object
 # columns are counted value by value instead, because pandas hashes True and 1 as one key.
@@ -135,12 +140,6 @@ def binned_streamed(stats: StreamedStats) -> Binned:
         mean=mean,
         std=std,
     )
-
-
-def widened_range(low: float, high: float, margin: float) -> tuple[float, float]:
-    """[low, high] widened by margin * (high - low) each side, kept finite."""
-    width = margin * (high - low) if margin else 0.0
-    return (float(max(low - width, -_FLOAT_MAX)), float(min(high + width, _FLOAT_MAX)))
 
 
 class FloatValues:

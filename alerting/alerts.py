@@ -187,6 +187,9 @@ class _Alerts:
         nan = self.c.alert("MlmonPredictionNaN")
         expected = self.c.alert("MlmonUnexpectedModelVersion")["expected_versions"]
         stale = self.c.alert("MlmonModelStale")
+        # a challenger in shadow mode is a second live version by design, never the wrong one
+        challengers = self.latest(N.MODEL_ROLE_INFO.name + '{role="challenger"}')
+        shadow = f"\nunless on (model, model_version)\n{challengers}"
         wrong = "\nor\n".join(
             self.latest(f'{N.MODEL_INFO.name}{{model="{model}", model_version!="{version}"}}')
             for model, version in sorted(expected.items())) or "vector(0) < 0"
@@ -201,13 +204,13 @@ class _Alerts:
             self.rule(
                 "MlmonMultipleModelVersions",
                 "count by (model) (max by (model, model_version) "
-                f"({self.latest(N.MODEL_INFO.name)})) > 1",
+                f"({self.latest(N.MODEL_INFO.name)}{shadow})) > 1",
                 "More than one version of a model is live.",
                 "Model {{ $labels.model }} has {{ $value }} versions exporting at once.",
                 "A stuck rollout or a forgotten replica serving an old version."),
             self.rule(
                 "MlmonUnexpectedModelVersion",
-                f"max by (model, model_version) (\n{wrong}\n)",
+                f"max by (model, model_version) (\n(\n{wrong}\n){shadow}\n)",
                 "A model version other than the expected one is live.",
                 f"Model {_WHERE} is live, but the expected version is another one "
                 "(alerting/config.yaml expected_versions).",

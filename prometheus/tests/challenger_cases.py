@@ -129,7 +129,22 @@ def performance_gap() -> Any:
     return case
 
 
-CASES = (disagreement, disagreement_needs_enough_comparisons, no_challenger, performance_gap)
+def challenger_is_not_a_rollout() -> Any:
+    # churn 3 (expected by the config) and its challenger 4 live side by side for 90m: neither
+    # MlmonMultipleModelVersions nor MlmonUnexpectedModelVersion fires (alert_cases.py shows
+    # both firing for the same versions without the challenger role).
+    case = A.Case("a challenger in shadow mode is neither a second live version nor the wrong one")
+    for version in ("3", "4"):
+        A._info(case, "churn", version)
+    _roles(case, CHURN, CHALLENGER)
+    for alert in ("MlmonMultipleModelVersions", "MlmonUnexpectedModelVersion"):
+        for t in ("30m", "85m"):
+            case.checks.append({"eval_time": t, "alertname": alert, "exp_alerts": []})
+    return case
+
+
+CASES = (disagreement, disagreement_needs_enough_comparisons, no_challenger, performance_gap,
+         challenger_is_not_a_rollout)
 
 
 def render() -> str:

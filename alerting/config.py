@@ -44,8 +44,8 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
 }
 # The alerts on realized performance: their `window` (and `lookback`) are outcome windows.
 OUTCOME_ALERTS = ("MlmonPerformanceBelowBaseline", "MlmonLabelsStopped")
-_TOP_KEYS = ("windows", "outcome_windows", "restart_grace", "exporter_selector", "epsilon",
-             "min_samples", "alerts", "demo", "runbook_base_url")
+_TOP_KEYS = ("windows", "outcome_windows", "outcome_evaluation_interval", "restart_grace",
+             "exporter_selector", "epsilon", "min_samples", "alerts", "demo", "runbook_base_url")
 
 
 class ConfigError(ValueError):
@@ -67,6 +67,7 @@ class Config:
     windows: tuple[str, ...]
     # The windows of the realized-performance rules (labels arrive in bursts: long windows).
     outcome_windows: tuple[str, ...]
+    outcome_evaluation_interval: str
     restart_grace: str
     exporter_selector: str
     epsilon: float
@@ -179,6 +180,7 @@ def parse(data: Any) -> Config:
     _check_keys(data, _TOP_KEYS, "config")
     windows = _windows(data, "windows")
     outcome_windows = _windows(data, "outcome_windows")
+    duration_seconds(data["outcome_evaluation_interval"])
     duration_seconds(data["restart_grace"])
     alerts = data["alerts"]
     if not isinstance(alerts, dict):
@@ -193,6 +195,7 @@ def parse(data: Any) -> Config:
     return Config(
         windows=windows,
         outcome_windows=outcome_windows,
+        outcome_evaluation_interval=str(data["outcome_evaluation_interval"]),
         restart_grace=str(data["restart_grace"]),
         exporter_selector=str(data["exporter_selector"]),
         epsilon=epsilon,

@@ -109,7 +109,7 @@ def confusion_rules(counter: str, names: ConfusionNames, config: Config, window:
              f"{_by_class(diagonal, PREDICTED)}\nor\n0 * {predicted}\nor\n"
              f"0 * {actual}",
              f"Correct {what} per class over {w}: the matrix's diagonal (0 for a class that "
-             f"appears only off it; never for {N.UNSEEN_CLASS})."),
+             f"appears only off it; never for `{N.UNSEEN_CLASS}`)."),
     ]
     if names.total is not None:
         rules.append(Rule(names.total.at(w), total,
@@ -138,7 +138,7 @@ def _regression_rules(config: Config, w: str) -> list[Rule]:
              f"Labelled regression predictions over {w}, pooled over replicas."),
         Rule(ERROR_SUM.at(w),
              _summed(config, w, N.OUTCOME_ERROR.sum, MODEL, (), counter=False),
-             f"Sum of errors (prediction - actual) over {w} (a histogram's _sum may go down: "
+             f"Sum of errors (prediction - actual) over {w} (a histogram's `_sum` may go down: "
              "delta, not increase, when no exact count exists)."),
         Rule(ABSOLUTE_ERROR.at(w), _summed(config, w, N.OUTCOME_ABSOLUTE_ERROR.sample, MODEL, ()),
              f"Sum of absolute errors over {w}."),
@@ -176,7 +176,10 @@ def outcome_group(config: Config, w: str) -> Group:
              f"Labels not counted over {w}, by reason (unknown id, duplicate, wrong type, ...)."),
     ]
     return Group(f"mlmon.outcomes.{w}",
-                 f"Realized performance of the labels that arrived over {w}.", tuple(rules))
+                 f"Realized performance of the labels that arrived over {w} (evaluated every "
+                 f"{config.outcome_evaluation_interval}: labels arrive in bursts, and each "
+                 "evaluation reads the whole window).", tuple(rules),
+                 interval=config.outcome_evaluation_interval)
 
 
 def outcome_groups(config: Config) -> list[Group]:

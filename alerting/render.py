@@ -47,6 +47,7 @@ class Group:
     name: str
     why: str
     rules: tuple[Rule, ...]
+    interval: str | None = None  # the group's own evaluation interval; None: the global one
 
 
 def _quote(text: str) -> str:
@@ -87,12 +88,15 @@ def render(groups: list[Group], header: str) -> str:
     for group in groups:
         lines.extend(_comment(group.why, "  "))
         lines.append(f"  - name: {group.name}")
+        if group.interval is not None:
+            lines.append(f"    interval: {group.interval}")
         lines.append("    rules:")
         for rule in group.rules:
             lines.extend(_rule_lines(rule))
     text = "\n".join(lines) + "\n"
     expected: dict[str, list[dict[str, Any]]] = {
-        "groups": [{"name": g.name, "rules": [r.as_dict() for r in g.rules]} for g in groups]}
+        "groups": [{"name": g.name, **({"interval": g.interval} if g.interval else {}),
+                    "rules": [r.as_dict() for r in g.rules]} for g in groups]}
     for group_data in expected["groups"]:
         for rule_data in group_data["rules"]:
             rule_data["expr"] = rule_data["expr"].strip()

@@ -203,12 +203,14 @@ def version_annotation() -> dict[str, Any]:
 
 
 def dashboard(title: str, uid: str, description: str, panels: list[Any], feature: bool = False,
-              annotations: list[dict[str, Any]] | None = None) -> Dashboard:
+              annotations: list[dict[str, Any]] | None = None,
+              time_from: str = "now-1h") -> Dashboard:
+    """`time_from`: the default time range's start (labels arrive slowly: days, not hours)."""
     from grafanalib.core import Annotations
 
     return Dashboard(
         title=title, uid=uid, description=description, tags=["mlmon"], panels=panels,
-        templating=variables(feature), time=Time("now-1h", "now"), refresh="30s",
+        templating=variables(feature), time=Time(time_from, "now"), refresh="30s",
         timezone="utc", schemaVersion=39,
         annotations=Annotations(list=annotations or []),
     ).auto_panel_ids()

@@ -76,11 +76,17 @@ def _window_pattern(window: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![0-9.]){re.escape(window)}\b")
 
 
-def recording_table(config: cfg.Config) -> str:
+OUTCOME_GROUPS = "mlmon.outcomes."  # realized performance: a page of its own
+
+
+def recording_table(config: cfg.Config, outcomes: bool = False) -> str:
     """One row per recording rule, its name with `<w>` for the window, and the windows it
-    exists for (a KS critical value: only the drift alert's window)."""
+    exists for (a KS critical value: only the drift alert's window). `outcomes`: the
+    realized-performance rules (docs/realized-performance.md) instead of all the others."""
     seen: dict[str, tuple[str, str, list[str]]] = {}
     for group in recording_groups(config):
+        if group.name.startswith(OUTCOME_GROUPS) != outcomes:
+            continue
         window = next(w for w in (*config.windows, *config.outcome_windows)
                       if group.name.endswith("." + w))
         pattern = _window_pattern(window)
@@ -136,6 +142,7 @@ def tables(config: cfg.Config) -> dict[tuple[str, str], str]:
         ("drift-and-alerts.md", "recording-rules"): recording_table(config),
         ("drift-and-alerts.md", "alerts"): alert_table(config),
         ("challenger.md", "challenger-metrics"): series_table(N.CHALLENGER_SERIES),
+        ("realized-performance.md", "outcome-rules"): recording_table(config, outcomes=True),
     }
 
 

@@ -22,7 +22,8 @@ from panels import expressions, version_annotation  # noqa: E402
 from tests.conftest import missing_server  # noqa: E402
 
 SOURCES = generate.sources()
-EXPECTED_UIDS = {"mlmon-model-overview", "mlmon-feature-drill-down", "mlmon-service-health"}
+EXPECTED_UIDS = {"mlmon-model-overview", "mlmon-feature-drill-down", "mlmon-service-health",
+                 "mlmon-model-performance"}
 
 
 def _load(path: Path) -> dict:
@@ -37,7 +38,7 @@ def test_generation_is_deterministic() -> None:
     assert [generate.render(p) for p in SOURCES] == [generate.render(p) for p in SOURCES]
 
 
-def test_the_three_dashboards_exist_with_stable_unique_uids() -> None:
+def test_the_dashboards_exist_with_stable_unique_uids() -> None:
     assert {_load(p)["uid"] for p in SOURCES} == EXPECTED_UIDS
 
 

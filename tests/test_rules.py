@@ -51,7 +51,8 @@ def test_generation_is_deterministic() -> None:
 
 
 @pytest.mark.parametrize("module", ["drift_cases.py", "alert_cases.py", "demo_alert_cases.py",
-                                    "window_cases.py", "challenger_cases.py"])
+                                    "window_cases.py", "outcome_cases.py",
+                                    "label_alert_cases.py", "challenger_cases.py"])
 def test_promtool_test_files_match_their_builders(module: str) -> None:
     builder = _load(PROMETHEUS_TESTS / module)
     assert builder.PATH.read_text(encoding="utf-8") == builder.render()
@@ -63,8 +64,10 @@ def test_drift_epsilon_matches_the_rules_config() -> None:
 
 def test_every_alert_has_a_runbook_section_and_a_promtool_test() -> None:
     runbook = (REPO / "alerting" / "runbook.md").read_text(encoding="utf-8")
-    tests = "".join(path.read_text(encoding="utf-8")
-                    for path in sorted(PROMETHEUS_TESTS.glob("*_test.yml")))
+    # alerts_test.yml, label_alerts_test.yml for the alerts on day-long windows,
+    # challenger_test.yml for the champion/challenger alert
+    tests = "".join(p.read_text(encoding="utf-8")
+                    for p in sorted(PROMETHEUS_TESTS.glob("*_test.yml")))
     for name in cfg.ALERT_KEYS:
         assert f"\n## {name}\n" in runbook, name
         assert f'"alertname": "{name}"' in tests, name
@@ -105,6 +108,15 @@ def test_headline_names_exist() -> None:
      "MlmonFeatureDrift.keep_firing_for: 15m is shorter"),
     (lambda d: d["alerts"]["MlmonPredictionDrift"].pop("keep_firing_for"),
      "missing key(s) keep_firing_for"),
+    (lambda d: d.pop("outcome_windows"), "missing key(s) outcome_windows"),
+    (lambda d: d["alerts"]["MlmonPerformanceBelowBaseline"].update(window="5m"),
+     "MlmonPerformanceBelowBaseline.window: '5m' is not in outcome_windows"),
+    (lambda d: d["alerts"]["MlmonLabelsStopped"].update(lookback="1h"),
+     "MlmonLabelsStopped.lookback: must be longer than its window"),
+    (lambda d: d["alerts"]["MlmonLabelsStopped"].update(lookback="30d"),
+     "MlmonLabelsStopped.lookback: '30d' is not in outcome_windows"),
+    (lambda d: d["alerts"]["MlmonPredictionOutOfRange"].update(window="1d"),
+     "MlmonPredictionOutOfRange.window: '1d' is not in windows"),
 ])
 def test_config_errors_are_loud(change, message: str) -> None:
     data = copy.deepcopy(yaml.safe_load(cfg.CONFIG_PATH.read_text()))
@@ -215,6 +227,7 @@ def test_promtool_check_rules() -> None:
 
 @pytest.mark.parametrize("test_file", ["drift_recording_test.yml", "alerts_test.yml",
                                        "demo_alerts_test.yml", "window_counts_test.yml",
+                                       "outcomes_recording_test.yml", "label_alerts_test.yml",
                                        "challenger_test.yml"])
 def test_promtool_unit_tests(test_file: str) -> None:
     result = _run(_tool("promtool"), "test", "rules", str(PROMETHEUS_TESTS / test_file))

@@ -51,6 +51,7 @@ class Case:
 
     def __init__(self, name: str, demo: str = "retime") -> None:
         self.name = name
+        self.interval = "1m"  # of the input series (label_alert_cases.py: hours)
         # How demo_alert_cases.py reuses the case: "retime" (the checks are pairs before / at
         # `for:`, moved to the demo `for:`), "as_is" (silent cases: a shorter `for:` must not
         # make them fire) or "skip" (the timing under test is not the demo's).
@@ -557,12 +558,86 @@ def healthy() -> Case:
     return case
 
 
+PERFORMANCE = ("Realized model performance is worse than its baseline.",
+               "MlmonPerformanceBelowBaseline")
+
+
+def _performance_alert(model: dict[str, str], metric: str, value: float, baseline: float,
+                       n: int) -> dict[str, Any]:
+    return _alert({"severity": "warning", **model, "metric": metric}, PERFORMANCE[0],
+                  f"Model {model['model']} version {model['model_version']}: {metric} "
+                  f"{value:.3f} over the labels of the last 1d, baseline {baseline:.3f} "
+                  f"(accuracy drop allowed 0.05, MAE increase 0.2), n = {n} labels.",
+                  PERFORMANCE[1])
+
+
+def _baseline(case: Case, at: dict[str, str], metric: str, value: float) -> None:
+    case.add(N.BASELINE.name, at | {"metric": metric}, _const(value))
+
+
+def _confusion(case: Case, at: dict[str, str], per_minute: dict[tuple[str, str], int]) -> None:
+    for (predicted, actual), count in per_minute.items():
+        case.add(N.OUTCOME_CLASS.sample, at | {"predicted_class": predicted,
+                                               "actual_class": actual}, _rising(count))
+
+
+def performance_below_baseline() -> Case:
+    # Baseline accuracy 0.9 everywhere (alert below 0.9 - 0.05). spam: 10 labels a minute, 7
+    # correct (accuracy 0.7); it reaches min_labelled (200) at 20m and fires at 20m + 1h.
+    # fraud: accuracy 0.9, fine. thin: accuracy 0.5 on 2 labels a minute, 180 at 90m: too few.
+    # quiet: a baseline but no labels at all: nothing to judge.
+    case = Case("MlmonPerformanceBelowBaseline fires after 1h of accuracy below baseline, "
+                "with enough labels")
+    thin, quiet = {"model": "thin", "model_version": "1"}, {"model": "quiet", "model_version": "1"}
+    for model, matrix in (
+            (SPAM, {("spam", "spam"): 3, ("ham", "ham"): 4, ("spam", "ham"): 2,
+                    ("ham", "spam"): 1}),
+            (FRAUD, {("spam", "spam"): 4, ("ham", "ham"): 5, ("spam", "ham"): 1}),
+            (thin, {("spam", "spam"): 1, ("spam", "ham"): 1}),
+            (quiet, {})):
+        at = case.replica(model)
+        _baseline(case, at, "accuracy", 0.9)
+        _confusion(case, at, matrix)
+    case.premise(f'abs({N.OUTCOME_ACCURACY.at("1d")}{{model="spam"}} - 0.7) < bool 1e-9', "30m",
+                 SPAM)
+    return case.expect(PERFORMANCE[1], "79m", "80m", lambda minute: [
+        _performance_alert(SPAM, "accuracy", 0.7, 0.9, 10 * minute)])
+
+
+def performance_mae_above_baseline() -> Case:
+    # Baseline MAE 1.0 (alert above 1.0 * 1.2). churn: MAE 1.5 on 10 labels a minute; fraud:
+    # MAE 1.1. churn reaches 200 labels at 20m.
+    case = Case("MlmonPerformanceBelowBaseline fires after 1h of an MAE above baseline")
+    for model, absolute in ((CHURN, 15.0), (FRAUD, 11.0)):
+        at = case.replica(model)
+        _baseline(case, at, "mae", 1.0)
+        case.add(N.OUTCOME_ERROR.count, at, _rising(10))
+        case.add(N.OUTCOME_ABSOLUTE_ERROR.sample, at, _rising(absolute))
+    return case.expect(PERFORMANCE[1], "79m", "80m", lambda minute: [
+        _performance_alert(CHURN, "mae", 1.5, 1.0, 10 * minute)])
+
+
+def prediction_out_of_range() -> Case:
+    # churn: 5 of 100 records a minute out of range (5% > 1%); fraud: 0.5%.
+    case = Case("MlmonPredictionOutOfRange fires after 10m of predictions outside the range")
+    for model, count in ((CHURN, 5.0), (FRAUD, 0.5)):
+        at = case.replica(model)
+        case.add(N.OBSERVATIONS.sample, at, _rising(100))
+        case.add(N.PREDICTION_INVALID.sample, at | {"reason": "out_of_range"}, _rising(count))
+    return case.expect("MlmonPredictionOutOfRange", "10m", "11m", [_alert(
+        {"severity": "warning", **CHURN, "reason": "out_of_range"},
+        "The model produces predictions outside the allowed range.",
+        "Model churn version 3: 5% of records over the last 5m had a prediction outside the "
+        "profile's allowed range (threshold 0.01).", "MlmonPredictionOutOfRange")])
+
+
 CASES = (feature_drift, feature_drift_through_failed_scrapes, feature_drift_categorical,
          drift_below_psi_floor, drift_not_significant,
          drift_held_while_window_thins, prediction_drift, prediction_drift_classes,
          not_enough_data, feature_missing, unseen_categories, invalid_values, invalid_all_inf,
          text_oov, prediction_nan, multiple_versions, unexpected_version, model_stale,
-         latency_slo, error_ratio, throughput_zero, exporter_down, exporter_absent, healthy)
+         latency_slo, error_ratio, throughput_zero, exporter_down, exporter_absent, healthy,
+         performance_below_baseline, performance_mae_above_baseline, prediction_out_of_range)
 
 
 def group_order() -> list[str]:
@@ -584,7 +659,7 @@ def render() -> str:
 
 def case_lines(case: Case) -> list[str]:
     """One test of the promtool test file (also used by demo_alert_cases.py)."""
-    lines = [f"  # {case.name}", "  - interval: 1m", "    input_series:"]
+    lines = [f"  # {case.name}", f"  - interval: {case.interval}", "    input_series:"]
     for series, values in case.series:
         lines += [f"      - series: {json.dumps(series)}",
                   f"        values: {json.dumps(values)}"]

@@ -15,8 +15,9 @@ committed ones. Reusable by any test (dashboards, stack checks):
 
 Also a replica process for exporter tests:
 `python -m tests.integration.prom_servers --profile P --rows ROWS.jsonl --port N` observes every
-row (JSON lines: {"features": {...}, "prediction": ..., "scores": ..., "latency_s": ..., "ok": ...})
-through `exporter.ModelMonitor`, then serves /metrics until terminated.
+row (JSON lines: {"features": {...}, "prediction": ..., "scores": ..., "latency_s": ..., "ok": ...,
+and optionally "outcome": {"actual": ..., "predicted_at": unix seconds}, the row's label counted
+by `observe_outcome`) through `exporter.ModelMonitor`, then serves /metrics until terminated.
 """
 
 from __future__ import annotations
@@ -115,6 +116,28 @@ class Prometheus(Server):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{expr!r} not satisfied within {timeout}s: {result}")
             time.sleep(0.5)
+
+
+def generated_rules(dest: Path, change: Callable[[dict[str, Any]], None],
+                    scrape_interval: str = "1s") -> list[Path]:
+    """The recording and alert rules as `make generate-rules` writes them from
+    alerting/config.yaml after `change(config_data)` (e.g. shorter windows), for a Prometheus
+    scraping every `scrape_interval` (the generator checks restart_grace against it)."""
+    from mlmon.alerting import config as rules_config
+    from mlmon.alerting import generate
+
+    data = yaml.safe_load(rules_config.CONFIG_PATH.read_text(encoding="utf-8"))
+    change(data)
+    prometheus = yaml.safe_load(PROMETHEUS_YML.read_text(encoding="utf-8"))
+    prometheus["global"]["scrape_interval"] = scrape_interval
+    texts = generate.outputs(rules_config.parse(data), yaml.safe_dump(prometheus))
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for source in (generate.RECORDING_PATH, generate.ALERTS_PATH):
+        path = dest / source.name
+        path.write_text(texts[source], encoding="utf-8")
+        out.append(path)
+    return out
 
 
 def substituted_rules(dest: Path, for_override: str | None,
@@ -349,6 +372,10 @@ def _replica_main(argv: list[str] | None = None) -> int:
         for row in part:
             monitor.observe(row["features"], row.get("prediction"), scores=row.get("scores"))
             monitor.record_request(row.get("latency_s"), ok=row.get("ok", True))
+            outcome = row.get("outcome")
+            if outcome is not None:
+                monitor.observe_outcome(row.get("prediction"), outcome["actual"],
+                                        predicted_at=outcome.get("predicted_at"))
 
     observe(rows[:half])
     start_http_server(args.port, registry=registry)

@@ -1,0 +1,152 @@
+"""Model performance: what the labels say, once they arrive, against the reference baseline.
+
+Realized accuracy (classifiers) or MAE, RMSE and bias (regression) per outcome window, the
+profile's baseline beside them with the line MlmonPerformanceBelowBaseline alerts at, per-class
+precision and recall, how many labels arrived (and were rejected), and how late. Built on the
+realized-performance rules (alerting/outcomes.py, windows `outcome_windows` in
+alerting/config.yaml). A model is a classifier or a regression model: the other kind's panels
+stay empty.
+
+Rows are a list (ROWS): a new kind of performance (estimated from scores, a challenger beside
+the champion) is one more row appended there.
+"""
+
+from panels import (
+    FULL_WIDTH,
+    MODEL,
+    RED,
+    alert_config,
+    dashboard,
+    layout,
+    q,
+    ref_id,
+    span,
+    stat,
+    steps,
+    table,
+    timeseries,
+    version_annotation,
+)
+
+import mlmon.names as N
+from mlmon.alerting.outcomes import OUTCOME_CONFUSION, REJECTED
+
+config = alert_config()
+WINDOWS = config.outcome_windows
+PERF = config.alert("MlmonPerformanceBelowBaseline")
+W = PERF["window"]  # the window the performance alert judges
+OUT_OF_RANGE = config.alert("MlmonPredictionOutOfRange")
+
+
+def rule(name: str) -> str:
+    return f"{name}{{{MODEL}}}"
+
+
+def baseline(metric: str) -> str:
+    """The profile's baseline `metric`, one series per version (every replica exports it)."""
+    return (f"max by (model, model_version) "
+            f'({N.BASELINE.name}{{{MODEL}, metric="{metric}"}})')
+
+
+def per_window(rule_name: N.RuleName, label: str) -> list:
+    """One target per outcome window, refIds A, B, ..."""
+    return [q(rule(rule_name.at(w)), f"{label} {w} {{{{model_version}}}}", ref_id(i))
+            for i, w in enumerate(WINDOWS)]
+
+
+def with_baseline(targets: list, metric: str, alert_at: str) -> list:
+    """`targets`, then the baseline and the level the performance alert fires beyond."""
+    n = len(targets)
+    return [*targets,
+            q(baseline(metric), "baseline {{model_version}}", ref_id(n)),
+            q(alert_at, "alert line {{model_version}}", ref_id(n + 1))]
+
+
+ACCURACY_LINE = f"{baseline('accuracy')} - {PERF['accuracy_drop']}"
+MAE_LINE = f"{baseline('mae')} * (1 + {PERF['mae_increase']})"
+LABELLED_W = rule(N.OUTCOME_LABELLED.at(W))
+ENOUGH = steps((PERF["min_labelled"], "green"))
+ENOUGH[0]["color"] = RED  # below min_labelled the alert cannot judge
+
+SUMMARY = [
+    (stat(f"Accuracy (last {span(W)}) and baseline", [
+        q(f"max({rule(N.OUTCOME_ACCURACY.at(W))})", "realized", "A"),
+        q(f"max({baseline('accuracy')})", "baseline", "B")], unit="percentunit",
+        description="Classifiers: share of labelled predictions that were right."), 6),
+    (stat(f"MAE (last {span(W)}) and baseline", [
+        q(f"max({rule(N.OUTCOME_MAE.at(W))})", "realized", "A"),
+        q(f"max({baseline('mae')})", "baseline", "B")],
+        description="Regression: mean absolute error of labelled predictions."), 6),
+    (stat(f"Labels (last {span(W)})", [q(f"sum({LABELLED_W})", "labelled")],
+          thresholds=ENOUGH,
+          description=f"Red below {PERF['min_labelled']}: too few labels for the performance "
+                      "alert to judge."), 6),
+    (stat(f"Median label delay (last {span(W)})",
+          [q(f"max({rule(N.OUTCOME_LABEL_DELAY_MEDIAN.at(W))})", "median")], unit="s",
+          description="Time from prediction to label arrival."), 6),
+]
+
+REALIZED = [
+    (timeseries("Accuracy: realized vs baseline",
+                with_baseline(per_window(N.OUTCOME_ACCURACY, "accuracy"), "accuracy",
+                              ACCURACY_LINE), unit="percentunit",
+                description="Each outcome window counts the labels that arrived in it. The "
+                            "alert line is baseline - accuracy_drop (alerting/config.yaml)."),
+     12),
+    (timeseries("MAE: realized vs baseline",
+                with_baseline(per_window(N.OUTCOME_MAE, "MAE"), "mae", MAE_LINE),
+                description="The alert line is baseline * (1 + mae_increase)."), 12),
+]
+
+DETAIL = [
+    (table(f"Precision and recall per class (last {span(W)})", [
+        q(rule(N.OUTCOME_PRECISION.at(W)), "precision", "A", instant=True, table=True),
+        q(rule(N.OUTCOME_RECALL.at(W)), "recall", "B", instant=True, table=True),
+        q(rule(OUTCOME_CONFUSION.per_class("actual").at(W)), "labels (support)", "C",
+          instant=True, table=True),
+        q(rule(OUTCOME_CONFUSION.per_class("predicted").at(W)), "predicted", "D",
+          instant=True, table=True)],
+        description="Which class broke: precision = right among those predicted as the "
+                    "class, recall = found among those that were the class.",
+        hide=("Time", "__name__")), 12),
+    (timeseries("RMSE and bias",
+                [*per_window(N.OUTCOME_RMSE, "RMSE"),
+                 *[q(rule(N.OUTCOME_BIAS.at(w)), f"bias {w} {{{{model_version}}}}",
+                     ref_id(len(WINDOWS) + i)) for i, w in enumerate(WINDOWS)],
+                 q(baseline("rmse"), "baseline RMSE {{model_version}}",
+                   ref_id(2 * len(WINDOWS)))],
+                description="Regression. Bias is the mean error (prediction - actual): above "
+                            "0 the model overestimates."), 12),
+]
+
+VOLUME = [
+    (timeseries("Labelled volume", [
+        *per_window(N.OUTCOME_LABELLED, "labelled"),
+        q(f"sum by (model_version, reason) ({rule(REJECTED.at(WINDOWS[0]))})",
+          f"rejected {WINDOWS[0]} {{{{reason}}}} {{{{model_version}}}}", ref_id(len(WINDOWS)))],
+        description="Labels counted per outcome window, and labels not counted (unknown id, "
+                    "duplicate, wrong type, ...)."), 8),
+    (timeseries("Median label delay", per_window(N.OUTCOME_LABEL_DELAY_MEDIAN, "median"),
+                unit="s", description="Time from prediction to label arrival, median of the "
+                                      "labels that arrived in each window."), 8),
+    (timeseries(f"Predictions out of range ({OUT_OF_RANGE['window']})", [
+        q(f"sum by (model_version) "
+          f'({rule(N.PREDICTION_INVALID_INCREASE.at(OUT_OF_RANGE["window"]))}'
+          f'{{reason="out_of_range"}})', "out of range {{model_version}}")],
+        description="Predictions outside the profile's allowed range "
+                    "(MlmonPredictionOutOfRange)."), 8),
+]
+
+ALERTS = [
+    (table("Firing performance alerts", [q(
+        'ALERTS{alertstate="firing", model=~"$model", alertname=~"MlmonPerformanceBelowBaseline'
+        '|MlmonLabelsStopped|MlmonPredictionOutOfRange"}', instant=True, table=True)],
+        hide=("Time", "Value", "__name__", "alertstate")), FULL_WIDTH),
+]
+
+ROWS = [SUMMARY, REALIZED, DETAIL, VOLUME, ALERTS]
+
+dashboard = dashboard(
+    "mlmon / Model performance", "mlmon-model-performance",
+    "Realized performance from delayed labels against the profile's baseline.",
+    layout(ROWS), annotations=[version_annotation()], time_from="now-7d")

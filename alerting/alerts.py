@@ -34,11 +34,12 @@ def _selector(metric: str, labels: tuple[str, ...], extra: str = "") -> str:
     return f"printf `{metric}{{{matchers}}}` {args}"
 
 
-def _lookup(metric: str, labels: tuple[str, ...], fmt: str = "%.3f") -> str:
-    """The value of `metric` for the alert's labels, queried when the alert is rendered ("n/a"
-    when the series is absent, e.g. a window emptied while the alert keeps firing)."""
-    return ("{{ with " + _selector(metric, labels) + ' | query }}{{ . | first | value | printf "'
-            + fmt + '" }}{{ else }}n/a{{ end }}')
+def _lookup(metric: str, labels: tuple[str, ...], fmt: str = "%.3f", extra: str = "") -> str:
+    """The value of `metric` for the alert's labels (and the literal matchers `extra`), queried
+    when the alert is rendered ("n/a" when the series is absent, e.g. a window emptied while the
+    alert keeps firing)."""
+    return ("{{ with " + _selector(metric, labels, extra)
+            + ' | query }}{{ . | first | value | printf "' + fmt + '" }}{{ else }}n/a{{ end }}')
 
 
 _MODEL_LABELS = MODEL_LABELS
@@ -316,6 +317,26 @@ class _Alerts:
                 "prediction range, from the reference or set with --prediction-range."),
         ]
 
+    def estimation(self) -> list[Rule]:
+        est = self.c.alert("MlmonEstimatedPerformanceBelowBaseline")
+        w = est["window"]
+        on = f"on ({q.by(MODEL_LABELS)})"
+        baseline = _lookup(N.BASELINE.name, MODEL_LABELS, extra=', metric="accuracy"')
+        return [
+            self.rule(
+                "MlmonEstimatedPerformanceBelowBaseline",
+                f"{N.ESTIMATED_ACCURACY.at(w)}\n< {on}\n"
+                f"({self.baseline('accuracy')} - {est['accuracy_drop']})\n"
+                f"and {on}\n{N.ESTIMATED_SAMPLES.at(w)} >= {est['min_scored']}",
+                "Estimated model accuracy is below its baseline.",
+                f"Model {_WHERE}: estimated accuracy {_num()} over the scored predictions of "
+                f"the last {w}, baseline {baseline} (drop allowed {est['accuracy_drop']}), n = "
+                f"{_lookup(N.ESTIMATED_SAMPLES.at(w), MODEL_LABELS, '%.0f')} predictions.",
+                "Before any label: the model's calibrated confidence says it is right less often "
+                "than on the reference, because the inputs moved to where it is unsure "
+                "(covariate shift). Blind to concept drift: only labels show that."),
+        ]
+
 
     def challenger(self) -> list[Rule]:
         dis = self.c.alert("MlmonChallengerDisagreement")
@@ -348,4 +369,6 @@ def alert_groups(config: Config) -> list[Group]:
         Group("mlmon.alerts.performance",
               "Realized performance from labels, the label feed, unreasonable outputs.",
               tuple(a.performance())),
+        Group("mlmon.alerts.estimation", "Estimated performance from calibrated scores.",
+              tuple(a.estimation())),
     ]

@@ -1,9 +1,10 @@
-"""Recording rules for champion vs challenger: agreement per window, and the performance gap.
+"""Recording rules for champion vs challenger: agreement per window, and the performance gaps.
 
 Agreement (per drift window): from the challenger's comparison counters
 (mlmon/exporter/challenger.py), pooled over replicas, restart-aware like every window count.
 
-The gap (challenger minus champion) of any per-version rule, e.g. realized accuracy
+The gap (challenger minus champion) of any per-version rule, realized (per outcome window) or
+estimated from scores (per drift window), e.g. realized accuracy
 `model:mlmon_outcome_accuracy:<w>` -> `model:mlmon_outcome_accuracy_challenger_gap:<w>`
 (`mlmon.names.challenger_gap`), keyed by the challenger's model_version and the champion's
 `champion_version`. The pairing comes from the role info series: each challenger's row
@@ -38,6 +39,13 @@ REALIZED_GAPS: tuple[tuple[RuleName, tuple[str, ...], str], ...] = (
     (N.OUTCOME_RECALL, ("class",), "realized recall of each class"),
     (N.OUTCOME_MAE, (), "realized MAE"),
     (N.OUTCOME_RMSE, (), "realized RMSE"),
+)
+# Estimated from calibrated scores before labels arrive (alerting/estimation.py): per drift
+# window, like the estimates themselves.
+ESTIMATED_GAPS: tuple[tuple[RuleName, tuple[str, ...], str], ...] = (
+    (N.ESTIMATED_ACCURACY, (), "estimated accuracy"),
+    (N.ESTIMATED_PRECISION, ("class",), "estimated precision of each class"),
+    (N.ESTIMATED_RECALL, ("class",), "estimated recall of each class"),
 )
 
 
@@ -113,10 +121,11 @@ def gap_windows(config: Config) -> tuple[str, ...]:
 
 
 def challenger_groups(config: Config) -> list[Group]:
-    """Agreement per drift window; realized gaps per outcome window."""
+    """Agreement and estimated gaps per drift window; realized gaps per outcome window."""
     groups = [Group(f"mlmon.challenger.{w}",
-                    f"Champion vs challenger agreement over {w}.",
-                    tuple(agreement_rules(config, w))) for w in config.windows]
+                    f"Champion vs challenger over {w}: agreement, estimated performance gaps.",
+                    tuple(agreement_rules(config, w) + gap_rules(config, w, ESTIMATED_GAPS)))
+              for w in config.windows]
     groups += [Group(f"mlmon.challenger_gap.{w}",
                      f"Champion vs challenger: realized performance gaps over {w}.",
                      tuple(gap_rules(config, w, REALIZED_GAPS))) for w in gap_windows(config)]

@@ -41,6 +41,7 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonPerformanceBelowBaseline": ("window", "min_labelled", "accuracy_drop", "mae_increase"),
     "MlmonLabelsStopped": ("window", "lookback"),
     "MlmonPredictionOutOfRange": ("window", "max_ratio"),
+    "MlmonEstimatedPerformanceBelowBaseline": ("window", "min_scored", "accuracy_drop"),
 }
 # The alerts on realized performance: their `window` (and `lookback`) are outcome windows.
 OUTCOME_ALERTS = ("MlmonPerformanceBelowBaseline", "MlmonLabelsStopped")

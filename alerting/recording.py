@@ -15,6 +15,7 @@ import mlmon.names as N
 from mlmon.alerting import promql as q
 from mlmon.alerting.challenger import challenger_groups
 from mlmon.alerting.config import Config, duration_seconds
+from mlmon.alerting.estimation import estimation_groups
 from mlmon.alerting.outcomes import outcome_groups
 from mlmon.alerting.render import Group, Rule
 from mlmon.names import FEATURE_LABELS, MODEL_LABELS, Reference
@@ -368,5 +369,6 @@ def recording_groups(config: Config) -> list[Group]:
         builder = _Window(config, window)
         groups += [builder.features(), builder.predictions(), builder.ops()]
     groups += outcome_groups(config)
-    groups += challenger_groups(config)  # after outcome_groups: the gaps read their rules
+    groups += estimation_groups(config)
+    groups += challenger_groups(config)  # after outcome and estimation: the gaps read them
     return groups

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlmon.exporter import layout as L
+from mlmon.exporter.estimation import Plan, count_estimates
 from mlmon.exporter.values import (
     INF,
     MISSING,
@@ -92,7 +93,7 @@ def observe_batch(monitor: ModelMonitor, features: Any, predictions: Any, scores
     delta[lay.unknown_features] += n * len(unknown)
     window = None
     if predictions is not None and n:
-        window = _count_predictions(delta, lay, predictions, scores)
+        window = _count_predictions(delta, lay, predictions, scores, monitor._estimation)
     with monitor.storage.lock:
         monitor.storage.add(delta)
         if window is not None:
@@ -342,8 +343,8 @@ def _count_text(delta: np.ndarray, p: L.TextPlan, col: Any) -> None:
 # ---- predictions ------------------------------------------------------------------------------
 
 
-def _count_predictions(delta: np.ndarray, lay: L.Layout, predictions: Any,
-                       scores: Any) -> tuple[float, float] | None:
+def _count_predictions(delta: np.ndarray, lay: L.Layout, predictions: Any, scores: Any,
+                       estimation: dict[str, Plan]) -> tuple[float, float] | None:
     """Count predictions; returns (min, max) of finite regression predictions for the window."""
     if lay.prediction is not None:
         y, wrong, nulls = _as_float_array(predictions)  # a null is no prediction: not counted
@@ -364,11 +365,12 @@ def _count_predictions(delta: np.ndarray, lay: L.Layout, predictions: Any,
             delta[lay.centered_sum_squares] += float(np.square(finite - lay.center).sum())
         return (float(finite.min()), float(finite.max())) if finite.size else None
     if lay.class_unseen >= 0:
-        _count_classes(delta, lay, predictions, scores)
+        _count_classes(delta, lay, predictions, scores, estimation)
     return None
 
 
-def _count_classes(delta: np.ndarray, lay: L.Layout, predictions: Any, scores: Any) -> None:
+def _count_classes(delta: np.ndarray, lay: L.Layout, predictions: Any, scores: Any,
+                   estimation: dict[str, Plan]) -> None:
     first, n_classes = lay.class_unseen - len(lay.classes), len(lay.classes)
     # codes: 0..C-1 classes, C unseen, C+1 nan, C+2 inf, C+3 wrong_type, C+4 null (not counted)
 
@@ -391,11 +393,11 @@ def _count_classes(delta: np.ndarray, lay: L.Layout, predictions: Any, scores: A
     delta[inv["inf"]] += counts[n_classes + 2]
     delta[inv["wrong_type"]] += counts[n_classes + 3]
     if scores is not None and lay.score is not None:
-        _count_scores(delta, lay, codes, scores, n_classes)
+        _count_scores(delta, lay, codes, scores, n_classes, estimation)
 
 
 def _count_scores(delta: np.ndarray, lay: L.Layout, codes: np.ndarray, scores: Any,
-                  n_classes: int) -> None:
+                  n_classes: int, estimation: dict[str, Plan]) -> None:
     """Scores: the predicted class's probability per row, or an n x classes matrix."""
     matrix = np.asarray(scores) if isinstance(scores, np.ndarray) or _is_dataframe(scores) else None
     known = codes < n_classes  # rows whose class has a score column
@@ -405,14 +407,18 @@ def _count_scores(delta: np.ndarray, lay: L.Layout, codes: np.ndarray, scores: A
             return
         rows = np.nonzero(known)[0]
         s = matrix[rows, codes[rows]].astype(np.float64)
+        scored = codes[rows]
     else:
         s, wrong, _ = _as_float_array(scores)  # a null score is NaN there: bad_score
         if wrong or s.ndim != 1 or s.size != codes.size:
             delta[lay.rejected["bad_score"]] += int(known.sum())
             return
-        s = s[codes <= n_classes]  # rows with a counted class
+        scored = codes[codes <= n_classes]  # rows with a counted class
+        s = s[codes <= n_classes]
     assert lay.score is not None
     finite, counts = _bucket_counts(s, lay.score.edges)
     delta[lay.rejected["bad_score"]] += s.size - finite.size
     delta[lay.score.base:lay.score.base + counts.size] += counts
     delta[lay.score.sum_slot] += float(finite.sum())
+    usable = np.isfinite(s)
+    count_estimates(delta, [estimation[c] for c in lay.classes], scored[usable], s[usable])

@@ -24,6 +24,7 @@ from prometheus_client.utils import floatToGoString
 
 import mlmon.names as N
 from mlmon.exporter import layout as L
+from mlmon.exporter.estimation import is_calibrated
 from mlmon.exporter.layout import WINDOW_SLOTS, Histogram, Layout, trained_timestamp
 from mlmon.exporter.profile import Binned, CategoricalFeature, ClassificationPrediction, Profile
 from mlmon.names import Reference, Series
@@ -199,6 +200,13 @@ class Renderer:
                 self._reference(N.PREDICTION_SCORE_REFERENCE, [({}, pred.score)])
         self._counter(N.PREDICTION_INVALID,
                       [({"reason": r}, i) for r, i in lay.prediction_invalid.items()])
+        if lay.estimated >= 0:
+            self._gauge(N.ESTIMATION_INFO,
+                        [({"calibrated": "true" if is_calibrated(lay) else "false"}, 1)])
+            n = len(lay.classes)
+            self._counter(N.ESTIMATED_CLASS,
+                          [({"predicted_class": p, "actual_class": a}, lay.estimated + i * n + j)
+                           for i, p in enumerate(lay.classes) for j, a in enumerate(lay.classes)])
 
     def _counter(self, series: Series, rows: Sequence[tuple[dict[str, str], int]]) -> None:
         """A counter: prometheus_client appends `_total` to the family name when it renders;

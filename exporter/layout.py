@@ -33,6 +33,14 @@ DEFAULT_WINDOW_S = 60.0
 # The prediction min/max window is kept in this many rotating time slots (window_s / slots each).
 WINDOW_SLOTS = 6
 
+# The version of the slot order. Bumped whenever one profile's slots change between mlmon
+# versions (2: the outcome slots, and out_of_range for regressions; 3: the expected confusion
+# matrix of a classifier with scores, for estimated performance). It is part of the names of
+# multi-process files (`Layout.file_key`), so files written with another slot order, left in a
+# kept directory across an upgrade, are never read as this one's: their doubles would land in
+# other slots.
+LAYOUT_VERSION = 3
+
 # Fixed sets, so every labelled child can exist at 0 from start-up.
 REJECTED_REASONS = (
     "not_a_mapping", "batch_length_mismatch", "bad_batch", "bad_score", "bad_latency",
@@ -178,6 +186,7 @@ class Layout:
         self.class_slots: dict[str, int] = {}
         self.class_unseen = -1
         self.score: Histogram | None = None
+        self.estimated = -1
         pred = profile.prediction
         if pred is not None:
             reasons = (REGRESSION_REASONS if isinstance(pred, RegressionPrediction)
@@ -195,6 +204,8 @@ class Layout:
             self.class_unseen = base + len(pred.classes)
             if pred.score is not None:
                 self.score = self._histogram(pred.score.edges)
+                # the expected confusion matrix, row-major: (predicted i, actual j) at i*C + j
+                self.estimated = self._take(len(pred.classes) ** 2)
         self.outcomes = plan_outcomes(profile, self._take)
         self.size = self._next
 
@@ -220,6 +231,12 @@ class Layout:
         self.categorical.append(CategoricalPlan(
             f.name, base, (*f.top_categories, OTHER, UNSEEN), slots, other + 1, allowed,
         ))
+
+    @property
+    def file_key(self) -> str:
+        """Names this layout's multi-process files: the profile's sha and the slot order's
+        version (`<sha>-v3`), so another mlmon version's files of the profile are not read."""
+        return f"{self.profile.sha}-v{LAYOUT_VERSION}"
 
     def signature(self) -> tuple[object, ...]:
         """What decides the slots and the labels of the live series. Files of two profiles with
@@ -321,6 +338,7 @@ def series_count(profile: Profile, latency_buckets: int = len(DEFAULT_LATENCY_BU
         total += 2 * len(pred.classes) + 5
         if pred.score is not None:
             total += 4 * len(pred.score.edges) + 5
+            total += len(pred.classes) ** 2 + 1  # expected confusion matrix, estimation info
     return total + outcome_series_count(profile)
 
 

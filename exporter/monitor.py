@@ -19,6 +19,7 @@ import functools
 import inspect
 import math
 import os
+import sys
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from mlmon.exporter import layout as L
+from mlmon.exporter.estimation import plans as estimation_plans
 from mlmon.exporter.layout import DEFAULT_LATENCY_BUCKETS, DEFAULT_WINDOW_S, Layout
 from mlmon.exporter.multiprocess import multiproc_dir, open_storage
 from mlmon.exporter.outcomes import OutcomeCounter, OutcomeMethods
@@ -203,6 +205,7 @@ class ModelMonitor(OutcomeMethods):
         self._n_features = len(self._names)
         self._latency_edges = list(lay.latency_buckets)
         self._slot_s = lay.slot_s
+        self._estimation = estimation_plans(lay)
         self._outcomes = OutcomeCounter(lay.outcomes, self.storage, clock)
         self.registry = REGISTRY if registry is None else registry
         from mlmon.exporter.collector import register_monitor  # collector imports this module
@@ -230,6 +233,9 @@ class ModelMonitor(OutcomeMethods):
                     and lay.window == lay.centered_sum_squares + 1):
                 raise RuntimeError("layout: prediction slots are not contiguous")
             low, high = lay.profile.prediction_range() or (-math.inf, math.inf)
+            # finite bounds (an open end is the largest float): the inlined range check then
+            # also rules out NaN and +-Inf, so the hot path needs no separate finiteness test
+            low, high = max(low, -sys.float_info.max), min(high, sys.float_info.max)
             self._regression = (storage.segment(pred.base, n + 3 + 3 * L.WINDOW_SLOTS),
                                 list(pred.edges), n + 1, n + 2, lay.center, low, high)
             self._window_offset = n + 3
@@ -295,7 +301,8 @@ class ModelMonitor(OutcomeMethods):
         """Count one request's features and prediction; never raises.
 
         `prediction=None` means no prediction was made (nothing counted for it). `scores`, for
-        classifiers: the predicted class's probability, or a mapping class -> probability.
+        classifiers: the predicted class's probability, or a mapping class -> probability; it
+        also adds the prediction's expected confusion row (mlmon.exporter.estimation).
         """
         try:
             if type(features) is not dict:
@@ -380,7 +387,7 @@ class ModelMonitor(OutcomeMethods):
                 if prediction is not None:
                     reg = self._regression
                     if (type(prediction) is float and reg is not None
-                            and not prediction - prediction and reg[5] <= prediction <= reg[6]):
+                            and reg[5] <= prediction <= reg[6]):
                         seg, edges, sum_i, css_i, center, _, _ = reg
                         seg[bisect_left(edges, prediction)] += 1.0
                         seg[sum_i] += prediction
@@ -456,6 +463,20 @@ class ModelMonitor(OutcomeMethods):
         assert hist is not None and s is not None  # no reason: a finite float
         c[hist.base + bisect_left(hist.edges, s)] += 1.0
         c[hist.sum_slot] += s
+        plan = self._estimation.get(label)  # None for a class the profile does not know
+        if plan is not None:  # the expected confusion row (mlmon.exporter.estimation)
+            thresholds, values, diagonal, other, others = plan
+            if values is not None:
+                p = values[bisect_left(thresholds, s)]
+            else:
+                p = 0.0 if s < 0.0 else 1.0 if s > 1.0 else s
+            c[diagonal] += p
+            if other >= 0:  # binary: the one other class takes the rest
+                c[other] += 1.0 - p
+            else:
+                p = 1.0 - p
+                for slot, share in others:
+                    c[slot] += p * share
 
     def _latency(self, c: Any, seconds: Any) -> None:
         s, reason = classify_number(seconds)

@@ -3,11 +3,14 @@
 prometheus_client's multiprocess mode keys every value by name and labels in a dict-backed mmap;
 our hot path instead adds to a flat array of doubles, so we keep the same flat array in a file:
 
-    $MLMON_MULTIPROC_DIR/mlmon_<profile_sha>.json    profile, layout options and the counters'
-                                                     start time (written once, by the first
-                                                     process that opens the profile)
-    $MLMON_MULTIPROC_DIR/mlmon_<profile_sha>_*.db    worker files and the compacted file of
-                                                     dead workers (`mlmon.exporter.worker_files`)
+    $MLMON_MULTIPROC_DIR/mlmon_<key>.json    profile, layout options and the counters' start
+                                             time (written once, by the first process that
+                                             opens the profile)
+    $MLMON_MULTIPROC_DIR/mlmon_<key>_*.db    worker files and the compacted file of dead
+                                             workers (`mlmon.exporter.worker_files`)
+
+where `<key>` is `Layout.file_key`, `<profile_sha>-v<layout version>`: files an older mlmon
+wrote for the same profile with another slot order are left alone, never misread.
 
 Writing through a `memoryview` of the mmap costs the same as writing to a bytearray, so workers
 pay nothing extra. `/metrics` in any process sums every file of a profile, and of older profiles
@@ -63,7 +66,7 @@ def open_storage(layout: Layout, directory: str | None) -> Storage:
     (a forked child re-opens the ones it inherits, so the key needs no pid)."""
     if directory is None:
         return Storage(layout)
-    key = (os.path.abspath(directory), layout.profile.sha)
+    key = (os.path.abspath(directory), layout.file_key)
     storage = _SHARED.get(key)
     if storage is None or storage.pid != os.getpid():
         storage = _SHARED[key] = Storage(layout, directory)
@@ -106,7 +109,7 @@ class Storage:
             self.array: np.ndarray | None = None
             return
         os.makedirs(self.directory, exist_ok=True)
-        sha = self.layout.profile.sha
+        sha = self.layout.file_key
         with directory_lock(self.directory, exclusive=True):
             _write_meta(self.directory, self.layout)
             # compact first, then create: the directory stays bounded by live workers
@@ -208,7 +211,7 @@ def _write_meta(directory: str, layout: Layout) -> None:
 
     Created with a hard link from a complete temporary file: it appears whole, and of racing
     processes exactly one wins (the others' link fails), so all agree on `counters_start`."""
-    path = meta_path(directory, layout.profile.sha)
+    path = meta_path(directory, layout.file_key)
     meta = {"profile": layout.profile.to_dict(), "options": layout.options(),
             COUNTERS_START_KEY: time.time()}
     if not os.path.exists(path):
@@ -318,7 +321,7 @@ def _compatible(directory: str, layout: Layout) -> tuple[list[str], float]:
     """`layout`'s own sha and those of other profiles of the same model version whose files
     share its slots (what a worker's own /metrics sums, so every scrape target agrees), and
     the earliest counters' start among them."""
-    own, model = layout.profile.sha, (layout.profile.model_name, layout.profile.model_version)
+    own, model = layout.file_key, (layout.profile.model_name, layout.profile.model_version)
     signature = layout.signature()
     entries = _profiles_in(directory)
     members = [e for e in entries if e.sha == own] + [
@@ -366,8 +369,10 @@ def _profiles_in(directory: str) -> list[ProfileEntry]:
             except (ProfileError, KeyError, TypeError, ValueError):
                 parsed = None  # a broken file must not take /metrics down
         fresh[path] = (stamp, parsed)
-        if parsed is not None:
-            sha = os.path.basename(path)[len("mlmon_"):-len(".json")]
+        sha = os.path.basename(path)[len("mlmon_"):-len(".json")]
+        # metadata of another slot order (an older mlmon's, named by the bare profile sha):
+        # its files cannot be summed with this layout's, so the profile is not listed from it
+        if parsed is not None and parsed[0].file_key == sha:
             out.append(ProfileEntry(st.st_mtime, sha, parsed[0], parsed[1]))
     _PARSED[directory] = fresh
     return out

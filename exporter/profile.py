@@ -130,11 +130,31 @@ class RegressionPrediction:
 
 
 @dataclass(frozen=True)
+class ClassCalibration:
+    """How often a prediction of one class was right on the reference, given its score.
+
+    A non-decreasing step function (isotonic): a score s <= thresholds[0] maps to values[0],
+    thresholds[i-1] < s <= thresholds[i] to values[i], above the last threshold to values[-1].
+    No values (and no thresholds): the reference had no scored, labelled prediction of this
+    class, and its raw score (clipped to [0, 1]) stands in.
+    `error_shares`: when a prediction of this class is wrong, the share of each other class (the
+    profile's classes without this one, in order) among the actual ones.
+    """
+
+    thresholds: tuple[float, ...]
+    values: tuple[float, ...]
+    error_shares: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class ClassificationPrediction:
     count: int
     classes: tuple[str, ...]
     class_shares: tuple[float, ...]
     score: Binned | None
+    # one per class, fitted on the reference's target and scores; None: estimation uses the raw
+    # scores (docs/estimation.md)
+    calibration: tuple[ClassCalibration, ...] | None = None
     kind: Literal["classification"] = field(default=CLASSIFICATION, init=False)
 
 
@@ -380,8 +400,38 @@ def _parse_prediction(obj: Any) -> Prediction | None:
         )
         score_raw = obj.get("score")
         score = None if score_raw is None else _binned(score_raw, "prediction.score")
-        return ClassificationPrediction(count, classes, shares, score)
+        calibration = _calibration(obj.get("calibration"), len(classes))
+        if calibration is not None and score is None:
+            raise ProfileError("prediction.calibration: a calibration needs a score")
+        return ClassificationPrediction(count, classes, shares, score, calibration)
     raise ProfileError(f"prediction.kind: unknown kind {kind!r} (regression or classification)")
+
+
+def _calibration(obj: Any, n_classes: int) -> tuple[ClassCalibration, ...] | None:
+    if obj is None:
+        return None
+    where = "prediction.calibration"
+    if not isinstance(obj, list) or len(obj) != n_classes:
+        raise ProfileError(f"{where}: expected a list of {n_classes} class calibrations or null")
+    out = []
+    for i, item in enumerate(obj):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise ProfileError(f"{at}: expected an object")
+        thresholds_raw, values_raw = _require(item, "thresholds", at), _require(item, "values", at)
+        if not isinstance(thresholds_raw, list) or not isinstance(values_raw, list) or len(
+                values_raw) != len(thresholds_raw) + bool(values_raw):
+            raise ProfileError(f"{at}: expected n thresholds and n + 1 values (or neither)")
+        thresholds = tuple(_number(t, f"{at}.thresholds") for t in thresholds_raw)
+        if any(b <= a for a, b in zip(thresholds, thresholds[1:], strict=False)):
+            raise ProfileError(f"{at}.thresholds: must be strictly increasing")
+        values = tuple(_share(v, f"{at}.values") for v in values_raw)
+        if any(b < a for a, b in zip(values, values[1:], strict=False)):
+            raise ProfileError(f"{at}.values: must be non-decreasing")
+        errors = _shares(_require(item, "error_shares", at), f"{at}.error_shares",
+                         n_classes - 1)
+        out.append(ClassCalibration(thresholds, values, errors))
+    return tuple(out)
 
 
 def _residual_edges(value: Any) -> tuple[float, ...] | None:
@@ -491,10 +541,15 @@ def _prediction_to_dict(p: Prediction | None) -> dict[str, Any] | None:
         if p.allowed_range is not None:
             out["allowed_range"] = list(p.allowed_range)
         return out
-    return {
+    classifier: dict[str, Any] = {
         "kind": p.kind,
         "count": p.count,
         "classes": list(p.classes),
         "class_shares": list(p.class_shares),
         "score": None if p.score is None else _binned_to_dict(p.score),
     }
+    if p.calibration is not None:  # absent, not null: profiles without one keep their bytes
+        classifier["calibration"] = [
+            {"thresholds": list(c.thresholds), "values": list(c.values),
+             "error_shares": list(c.error_shares)} for c in p.calibration]
+    return classifier

@@ -84,7 +84,7 @@ def _prediction_field(profile: Profile) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "value": {"type": "double"},   # regression value, or the predicted class's score
         "label": _keyword(),           # classification label
-        "invalid": _keyword(),         # nan / inf / wrong_type
+        "invalid": _keyword(),         # nan / inf / wrong_type / out_of_range
     }
     prediction = profile.prediction
     if prediction is not None and prediction.kind == CLASSIFICATION:

@@ -34,6 +34,7 @@ from typing import Any
 from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION, TEXT, Profile
 from mlmon.exporter.values import (
     MISSING,
+    OUT_OF_RANGE,
     classify_category,
     classify_label,
     classify_number,
@@ -128,10 +129,13 @@ class RecordBuilder:
         # Chosen once: the typing function per known feature.
         self._kinds: dict[str, str] | None = None
         self._prediction_kind: str | None = None  # None: typed by the value itself
+        # a regression's allowed range: a value outside is kept and marked out_of_range
+        self._range = (-math.inf, math.inf)
         if profile is not None:
             self._kinds = {f.name: f.kind for f in profile.features}
             if profile.prediction is not None:
                 self._prediction_kind = profile.prediction.kind
+                self._range = profile.prediction_range() or self._range
         self._clock = clock
         self._new_id = new_id
 
@@ -262,7 +266,10 @@ class RecordBuilder:
         else:
             number, reason = classify_number(prediction)
             if reason is None:
+                assert number is not None  # no reason: a finite float
                 out["value"] = number
+                if not self._range[0] <= number <= self._range[1]:  # observe()'s verdict too
+                    reason = OUT_OF_RANGE
         if reason is not None and reason != MISSING:  # a null is no prediction
             out["invalid"] = reason
         if scores is not None and not isinstance(scores, Mapping):

@@ -195,6 +195,22 @@ OUTCOME_REJECTED = Series("mlmon_outcome_rejected", "counter",
 BASELINE = Series("mlmon_model_baseline", "gauge", "A baseline metric on the reference data.",
                   ("metric",), "the profile's `baseline_metrics` (accuracy, mae, rmse, ...)")
 
+# ---- estimated performance before labels arrive (mlmon/exporter/estimation.py) ---------------
+# The expected confusion matrix from calibrated scores (docs/estimation.md): the same label shape
+# as OUTCOME_CLASS, so one rule builder turns either into accuracy, precision and recall.
+ESTIMATED_CLASS = Series("mlmon_estimated_outcome_class", "counter",
+                         "Expected labelled predictions by class pair, from calibrated scores.",
+                         ("predicted_class", "actual_class"),
+                         "the expected confusion matrix over the profile's classes: each scored "
+                         "prediction adds the calibrated probability of each actual class "
+                         "(summing to 1) to the row of its predicted class")
+ESTIMATION_INFO = Series("mlmon_estimation_info", "gauge",
+                         "1; whether estimation uses a calibration fitted on the reference.",
+                         ("calibrated",),
+                         "1, with `calibrated=\"true\"` when the profile holds a calibration "
+                         "fitted on the reference's target and scores, `\"false\"` when "
+                         "estimation uses the raw scores; absent for a profile without scores")
+
 
 def _references(*refs: Reference) -> tuple[Series, ...]:
     return tuple(s for r in refs for s in (r.cumulative, r.bins, r.previous_le))
@@ -210,7 +226,8 @@ EXPORTER_SERIES = (
     PREDICTION_CENTERED_SUM_SQUARES, PREDICTION_CENTER, PREDICTION_WINDOW_MIN,
     PREDICTION_WINDOW_MAX, *_references(PREDICTION_REFERENCE), PREDICTION_CLASS,
     PREDICTION_CLASS_REFERENCE_SHARE, PREDICTION_SCORE, *_references(PREDICTION_SCORE_REFERENCE),
-    PREDICTION_INVALID, INFERENCE_LATENCY, REQUESTS, REQUESTS_IN_FLIGHT,
+    PREDICTION_INVALID, ESTIMATION_INFO, ESTIMATED_CLASS, INFERENCE_LATENCY, REQUESTS,
+    REQUESTS_IN_FLIGHT,
     BASELINE, OUTCOME_CLASS, OUTCOME_ERROR, OUTCOME_ABSOLUTE_ERROR, OUTCOME_SQUARED_ERROR,
     OUTCOME_LABEL_DELAY, OUTCOME_REJECTED,
 )
@@ -327,6 +344,13 @@ OUTCOME_CLASS_INCREASE = RuleName("model_predicted_class_actual_class", OUTCOME_
 # counted correct.
 UNSEEN_CLASS = "__unseen__"
 
+# ---- estimated performance (mlmon/alerting/estimation.py) ------------------------------------
+ESTIMATED_ACCURACY = RuleName("model", "mlmon_estimated_accuracy")
+ESTIMATED_PRECISION = RuleName("model_class", "mlmon_estimated_precision")
+ESTIMATED_RECALL = RuleName("model_class", "mlmon_estimated_recall")
+ESTIMATED_SAMPLES = RuleName("model", "mlmon_estimated_samples", "increase")
+ESTIMATED_CLASS_INCREASE = RuleName("model_predicted_class_actual_class", ESTIMATED_CLASS.name,
+                                    "increase")
 
 # ---- champion and challenger (mlmon/exporter/challenger.py, mlmon/alerting/challenger.py) ---
 # A challenger runs in shadow beside the live model (the champion), on the same requests, under

@@ -360,7 +360,8 @@ class _Builder:
                 features.append(column.finish(s.top_k, s.max_seen_categories, categories))
             else:
                 features.append(column.finish(s.vocabulary_size))
-        prediction = None if self.prediction is None else self.prediction.finish(s.bins)
+        prediction = None if self.prediction is None else self.prediction.finish(
+            s.bins, float(s.range_margin), s.prediction_range)
         metrics = {} if self.prediction is None else self.prediction.metrics()
         metrics.update({str(k): float(v) for k, v in s.baseline_metrics.items()})
         profile = Profile(

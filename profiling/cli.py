@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -47,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "live values outside it are unseen")
     opts.add_argument("--allowed-range", action="append", default=[], metavar="COL=LOW:HIGH",
                       help="explicit allowed range of a numeric column (repeatable)")
+    opts.add_argument("--prediction-range", metavar="LOW:HIGH",
+                      help="allowed range of a regression's predictions, an end left empty when "
+                      "open (0: = no negatives); default: their [min, max] widened by "
+                      "--range-margin. Predictions outside count as invalid out_of_range")
     opts.add_argument("--allowed", action="append", default=[], metavar="COL=A,B,...",
                       help="explicit allowed categories of a column (repeatable)")
     opts.add_argument("--trained-at", help="training time, ISO-8601 (UTC when no zone)")
@@ -67,7 +72,7 @@ FLAGS = {
         "model_version", "prediction_column", "prediction_kind", "target_column",
         "score_column", "probability_columns", "categorical", "text", "numeric", "exclude",
         "bins", "top_k", "vocabulary_size", "range_margin", "max_seen_categories", "trained_at",
-        "chunk_rows", "max_memory_mb")},
+        "chunk_rows", "max_memory_mb", "prediction_range")},
     "model_name": "--model", "allowed_ranges": "--allowed-range",
     "allowed_categories": "--allowed", "baseline_metrics": "--metric",
 }
@@ -96,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         max_seen_categories=args.max_seen_categories,
         allowed_ranges=_option_map(args.allowed_range, "--allowed-range", _range),
         allowed_categories=_option_map(args.allowed, "--allowed", _names),
+        prediction_range=_prediction_range(args.prediction_range),
         trained_at=args.trained_at,
         baseline_metrics=_option_map(args.metric, "--metric", _metric),
     )
@@ -150,6 +156,26 @@ def _range(text: str) -> tuple[float, float]:
         return float(low), float(high)
     except ValueError:
         raise ValueError(f"expected LOW:HIGH, got {text!r}") from None
+
+
+def _prediction_range(text: str | None) -> tuple[float | None, float | None] | None:
+    """`LOW:HIGH`, `LOW:` or `:HIGH` (open ends) -> (low, high) with None for an open end."""
+    if text is None:
+        return None
+    low, sep, high = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        ends = tuple(float(end) if end.strip() else None for end in (low, high))
+        if any(end is not None and not math.isfinite(end) for end in ends):
+            raise ValueError
+    except ValueError:
+        raise CliError(f"--prediction-range: expected LOW:HIGH with finite numbers, an end "
+                       f"left empty when open (e.g. 0:), got {text!r}") from None
+    if ends[0] is not None and ends[1] is not None and ends[0] > ends[1]:
+        raise CliError(f"--prediction-range: low {ends[0]:g} is above high {ends[1]:g} "
+                       f"in {text!r}")
+    return ends[0], ends[1]
 
 
 def _metric(text: str) -> float:

@@ -150,9 +150,11 @@ class FloatValues:
     from then on `add_floats` feeds those passes (see `mlmon.profiling.passes`).
     """
 
-    def __init__(self, name: str, budget: MemoryBudget | None = None, binned: bool = True) -> None:
+    def __init__(self, name: str, budget: MemoryBudget | None = None, binned: bool = True,
+                 sums: bool = False) -> None:
         self.name = name
-        self.binned_stats = binned  # False for residuals: only MAE and RMSE are wanted
+        self.binned_stats = binned
+        self.error_sums = sums  # residuals: the sums of |e| and e**2 too, for MAE and RMSE
         self.rows = 0
         self.nulls = 0  # null or infinite
         self.infinite = 0
@@ -192,7 +194,7 @@ class FloatValues:
         if not self.count:
             return None
         self.streamed = StreamedStats(self.count, self.low, self.high, bins, self.binned_stats,
-                                      self.checksum, self.name)
+                                      self.checksum, self.name, self.error_sums)
         return self.streamed
 
     def check_finite(self) -> None:
@@ -221,16 +223,24 @@ class FloatValues:
             return binned_streamed(self.streamed)
         return binned(self.take(), bins)
 
-    def error_metrics(self) -> dict[str, float]:
-        """MAE and RMSE, for residuals; {} when there is no finite one."""
+    def residuals(self, bins: int) -> tuple[dict[str, float], tuple[float, ...] | None]:
+        """For residuals (prediction - target): MAE, RMSE and bias (their mean), and their
+        quantile edges (as a numeric feature's, so deterministic); ({}, None) when there is no
+        finite one."""
         if not self.count:
-            return {}
+            return {}, None
         if self.streamed is not None:
-            return self.streamed.error_metrics()
-        errors = self.take()
-        with np.errstate(over="ignore"):
-            sums = pairwise_sum(np.abs(errors)), pairwise_sum(np.square(errors))
-        return error_means(*sums, errors.size)
+            metrics = self.streamed.error_metrics()
+            dist = binned_streamed(self.streamed)
+        else:
+            errors = self.take()
+            with np.errstate(over="ignore"):
+                sums = pairwise_sum(np.abs(errors)), pairwise_sum(np.square(errors))
+            metrics = error_means(*sums, errors.size)
+            dist = binned(errors, bins)
+        if math.isfinite(dist.mean):
+            metrics["bias"] = dist.mean
+        return metrics, dist.edges
 
     def null_rate(self) -> float:
         return self.nulls / self.rows if self.rows else 0.0

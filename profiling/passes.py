@@ -65,18 +65,19 @@ def error_means(sum_abs: float, sum_square: float, n: int) -> dict[str, float]:
 class StreamedStats:
     """The statistics of one float stream (a column, predictions, scores, residuals) over passes.
 
-    `binned=True`: mean, std, quantile edges and the counts <= each edge; else (residuals) the
-    sums of |e| and e**2 for MAE and RMSE.
+    `binned=True`: mean, std, quantile edges and the counts <= each edge; `sums=True`
+    (residuals) the sums of |e| and e**2 for MAE and RMSE as well.
     """
 
     def __init__(
         self, count: int, low: float, high: float, bins: int, binned: bool, checksum: int,
-        name: str = "",
+        name: str = "", sums: bool = False,
     ) -> None:
         self.count, self.low, self.high = count, low, high
         self.name, self.checksum = name, checksum
         self._seen = self._sum = 0
         self.binned = binned
+        self.sums = sums or not binned
         self.passes_done = 0
         self.ranks = quantile_ranks(count, bins) if binned else []
         self.moments = Moments(count, low, high) if binned else None
@@ -106,11 +107,11 @@ class StreamedStats:
         self._sum = (self._sum + fingerprint(values)) & _MASK_64
         if self._seen > self.count or not self.needs_pass():
             return  # too many values: end() says so
+        if self.sums and self.passes_done == 0:
+            with np.errstate(over="ignore"):
+                self._abs.add(np.abs(values))
+                self._square.add(np.square(values))
         if self.moments is None:
-            if self.passes_done == 0:
-                with np.errstate(over="ignore"):
-                    self._abs.add(np.abs(values))
-                    self._square.add(np.square(values))
             return
         if self.passes_done == 0:
             self.moments.add_first(values)

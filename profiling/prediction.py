@@ -13,8 +13,10 @@ from mlmon.exporter.profile import (
     ClassificationPrediction,
     Prediction,
     RegressionPrediction,
+    widened_range,
 )
 from mlmon.exporter.values import canonical_category
+from mlmon.profiling.calibration import CalibrationCounts
 from mlmon.profiling.columns import (
     FloatValues,
     ProfilingError,
@@ -22,6 +24,7 @@ from mlmon.profiling.columns import (
     null_mask,
     to_float,
 )
+from mlmon.profiling.labels import option_label
 from mlmon.profiling.passes import MemoryBudget
 
 
@@ -73,9 +76,11 @@ class PredictionColumn:
         self.values = FloatValues(name, budget)
         self.scores = FloatValues(f"{name} score", budget)
         self.has_scores = False
-        # regression residuals, for MAE and RMSE
-        self.errors = FloatValues(f"{name} - {target_name}", budget, binned=False)
+        # regression residuals: MAE, RMSE, bias and the edges of the outcome error histogram
+        self.errors = FloatValues(f"{name} - {target_name}", budget, sums=True)
         self.compared = self.correct = 0  # classification rows with a target, and hits
+        self.calibration = CalibrationCounts()
+        self._metrics: dict[str, float] = {}  # regression's, computed with the residual edges
 
     def float_values(self) -> list[FloatValues]:
         """Every float stream of the prediction side."""
@@ -98,10 +103,13 @@ class PredictionColumn:
                 return
             self.classes.update(category_counts(prediction, self.name))
             if target is not None:
-                pairs = zip(categories(prediction), categories(target), strict=True)
+                predicted, actual = categories(prediction), categories(target)
+                pairs = zip(predicted, actual, strict=True)
                 both = [(p, t) for p, t in pairs if p is not None and t is not None]
                 self.compared += len(both)
                 self.correct += sum(p == t for p, t in both)
+                self.calibration.add(predicted, actual, None if scores is None else
+                                     np.asarray(scores, dtype=np.float64))
             return
         if scores is not None:
             raise ProfilingError("scores and probabilities are for classifiers only")
@@ -110,25 +118,43 @@ class PredictionColumn:
         if target is not None:
             self.errors.add_floats(values - to_float(target, str(self.target_name), offset))
 
-    def finish(self, bins: int) -> Prediction:
+    def finish(self, bins: int, margin: float,
+               allowed: tuple[float | None, float | None] | None = None) -> Prediction:
+        """The prediction side; a regression's allowed range is `allowed` (None ends open),
+        else the reference min and max widened by `margin`, as for numeric features."""
+        if self.kind == CLASSIFICATION and allowed is not None:
+            raise ProfilingError(f"{option_label('prediction_range')} is for regression; column "
+                                 f"{self.name!r} holds a classifier's predictions")
         if self.kind != CLASSIFICATION:
-            return RegressionPrediction(self.values.count, self.values.binned(bins))
+            dist = self.values.binned(bins)
+            metrics, edges = self.residuals(bins)
+            self._metrics = metrics
+            allowed_range = allowed or widened_range(dist.min, dist.max, margin)
+            return RegressionPrediction(self.values.count, dist, edges, allowed_range)
         total = sum(self.classes.values())
         if not total:
             raise ProfilingError(f"column {self.name!r}: every prediction is null")
         classes = sorted(self.classes)
         score = self.scores.binned(bins) if self.has_scores else None
+        shares = tuple(self.classes[c] / total for c in classes)
         return ClassificationPrediction(
             count=total,
             classes=tuple(classes),
-            class_shares=tuple(self.classes[c] / total for c in classes),
+            class_shares=shares,
             score=score,
+            calibration=self.calibration.finish(classes, shares) if score else None,
         )
 
+    def residuals(self, bins: int) -> tuple[dict[str, float], tuple[float, ...] | None]:
+        if self.target_name is None:
+            return {}, None
+        return self.errors.residuals(bins)
+
     def metrics(self) -> dict[str, float]:
-        """Baseline metrics against the target: accuracy, or MAE and RMSE."""
+        """Baseline metrics against the target (after `finish`): accuracy, or MAE, RMSE and
+        bias (mean of prediction - target)."""
         if self.target_name is None:
             return {}
         if self.kind == CLASSIFICATION:
             return {"accuracy": self.correct / self.compared} if self.compared else {}
-        return self.errors.error_metrics()
+        return dict(self._metrics)

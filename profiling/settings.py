@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,6 +44,8 @@ class ProfileSettings:
     range_margin: float = 0.1
     max_seen_categories: int = 10_000
     allowed_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # a regression's allowed prediction range; None ends open, e.g. (0, None): no negatives
+    prediction_range: tuple[float | None, float | None] | None = None
     allowed_categories: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     trained_at: str | datetime | None = None
     baseline_metrics: Mapping[str, float] = field(default_factory=dict)
@@ -65,6 +68,8 @@ class ProfileSettings:
         if not (isinstance(self.range_margin, (int, float)) and 0 <= self.range_margin < 1e6):
             raise ProfilingError(
                 f"{label('range_margin')} must be >= 0, got {self.range_margin!r}")
+        if self.prediction_range is not None:
+            _check_prediction_range(self.prediction_range)
 
     def roles(self) -> list[str]:
         """Columns that hold predictions, targets or scores: never features."""
@@ -79,6 +84,19 @@ class ProfileSettings:
             range_margin=float(self.range_margin),
             max_seen_categories=self.max_seen_categories,
         )
+
+
+def _check_prediction_range(bounds: Any) -> None:
+    if not isinstance(bounds, tuple) or len(bounds) != 2:
+        raise ProfilingError(f"{label('prediction_range')} must be (low, high), got {bounds!r}")
+    for end in bounds:
+        if end is not None and (isinstance(end, bool) or not isinstance(end, (int, float))
+                                or not math.isfinite(end)):
+            raise ProfilingError(f"{label('prediction_range')}: {end!r} is not a finite number "
+                                 "(leave an end open instead)")
+    low, high = bounds
+    if low is not None and high is not None and low > high:
+        raise ProfilingError(f"{label('prediction_range')}: low {low!r} is above high {high!r}")
 
 
 def settings_from(settings: ProfileSettings | None, options: dict[str, Any]) -> ProfileSettings:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlmon.exporter import ModelMonitor, Profile
+from mlmon.exporter.layout import Layout
 from mlmon.exporter.multiprocess import mark_process_dead
 from tests.profiles import sample_profile_dict
 
@@ -104,7 +105,7 @@ def test_two_workers_summed_by_a_third_process_serving_metrics(env):
     # nothing left to do for the old hook: both workers' files are already merged
     assert mark_process_dead(pids[0], str(mp)) == 0
     assert [p.name for p in mp.glob("mlmon_*_*.db")] == [
-        f"mlmon_{Profile.load(profile).sha}_compacted.db"]
+        f"mlmon_{Layout(Profile.load(profile)).file_key}_compacted.db"]
     registry = CollectorRegistry()
     ModelMonitor.from_profile(profile, registry, multiproc_directory=str(mp))
     assert registry.get_sample_value("mlmon_requests_in_flight", M) == 0.0
@@ -132,5 +133,5 @@ def test_worker_monitor_shows_totals_of_all_workers_and_survives_fork(env):
     import numpy as np
 
     assert np.sum(totals.arrays, axis=0)[monitor.layout.observations] == 27.0
-    own = list(mp.glob(f"mlmon_{monitor.profile.sha}_{os.getpid()}_*.db"))
+    own = list(mp.glob(f"mlmon_{monitor.layout.file_key}_{os.getpid()}_*.db"))
     assert len(own) == 1 and np.fromfile(own[0])[monitor.layout.observations] == 1.0

@@ -158,7 +158,8 @@ def db_files(mp: Path) -> list[str]:
 
 
 def sha_of(profile: Path) -> str:
-    return Profile.load(profile).sha
+    """What names the profile's files: its sha and the slot order's version."""
+    return Layout(Profile.load(profile)).file_key
 
 
 def test_counters_start_is_one_value_for_every_worker_and_a_sidecar(env):
@@ -199,7 +200,7 @@ def test_a_group_of_compatible_profiles_starts_at_its_earliest_start(env):
     data["rows"] = 1200  # retrained: another sha, same slots
     new = ModelMonitor(Profile.from_dict(data), CollectorRegistry(), multiproc_directory=directory)
     for monitor, start, opened in ((old, 1_000.0, 10.0), (new, 2_000.0, 20.0)):
-        path = meta_path(directory, monitor.profile.sha)
+        path = meta_path(directory, monitor.layout.file_key)
         meta = load_meta(path)
         meta[COUNTERS_START_KEY] = start
         Path(path).write_text(json.dumps(meta))
@@ -476,7 +477,7 @@ def test_caches_hold_what_is_alive(env):
     collector = MultiProcessCollector(None, directory)
     list(collector.collect())
     assert len(collector._renderers) == 2 and len(_PARSED[directory]) == 2
-    os.unlink(meta_path(directory, Profile.from_dict(other).sha))  # that profile is gone
+    os.unlink(meta_path(directory, Layout(Profile.from_dict(other)).file_key))  # gone
     list(collector.collect())
     assert len(collector._renderers) == 1 and len(_PARSED[directory]) == 1
     assert open_storage(keep.layout, directory) is storage

@@ -20,6 +20,7 @@ from sklearn.metrics import confusion_matrix
 import mlmon.names as N
 from mlmon.exporter import ModelMonitor, Profile
 from mlmon.exporter.collector import MultiProcessCollector
+from mlmon.exporter.layout import Layout
 from tests.profiles import sample_profile_dict
 
 M = {"model": "churn", "model_version": "3"}
@@ -126,8 +127,8 @@ def test_outcome_counts_of_workers_are_summed_and_survive_their_death(env) -> No
         live.send_signal(signal.SIGKILL)
         live.wait(timeout=60)
         check_totals(scrape(mp), kind, runs)  # compacted: the same totals
-        sha = Profile.load(profile).sha
-        assert [p.name for p in mp.glob("mlmon_*_*.db")] == [f"mlmon_{sha}_compacted.db"]
+        key = Layout(Profile.load(profile)).file_key
+        assert [p.name for p in mp.glob("mlmon_*_*.db")] == [f"mlmon_{key}_compacted.db"]
         # a new worker's own /metrics shows the totals, and adds to them
         registry = CollectorRegistry()
         monitor = ModelMonitor.from_profile(profile, registry, multiproc_directory=str(mp))
@@ -139,3 +140,28 @@ def test_outcome_counts_of_workers_are_summed_and_survive_their_death(env) -> No
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=60)
+
+
+def test_files_an_older_mlmon_left_for_the_same_profile_are_never_misread(tmp_path) -> None:
+    """A kept directory across an upgrade that changed the slot order: the older version named
+    its files by the bare profile sha; they are neither read nor compacted into the new ones."""
+    profile = Profile.from_dict(sample_profile_dict(classification=True))
+    mp = tmp_path / "mp"
+    mp.mkdir()
+    sha = profile.sha
+    (mp / f"mlmon_{sha}.json").write_text(json.dumps(
+        {"profile": profile.to_dict(), "options": Layout(profile).options(),
+         "counters_start": 1.0}))
+    garbage = np.full(Layout(profile).size + 50, 7.0)  # any old-layout file: wrong slots
+    garbage.tofile(mp / f"mlmon_{sha}_compacted.db")
+    garbage.tofile(mp / f"mlmon_{sha}_{os.getpid() + 1}_abc123.db")
+    registry = CollectorRegistry()
+    monitor = ModelMonitor(profile, registry, multiproc_directory=str(mp))
+    monitor.observe_outcome("yes", "no")
+    for reader in (registry, scrape(mp)):
+        assert value(reader, N.OUTCOME_CLASS.sample, predicted_class="yes",
+                     actual_class="no") == 1.0
+        assert value(reader, N.OBSERVATIONS.sample) == 0.0
+        assert value(reader, N.COUNTERS_START.name) > 1.0  # its own start, not the old one's
+    old = sorted(p.name for p in mp.glob(f"mlmon_{sha}_*.db"))
+    assert old == sorted([f"mlmon_{sha}_compacted.db", f"mlmon_{sha}_{os.getpid() + 1}_abc123.db"])

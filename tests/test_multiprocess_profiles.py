@@ -23,7 +23,7 @@ M = {"model": "churn", "model_version": "3"}
 def monitor_in(directory: str, data: dict[str, Any], written_at: float) -> ModelMonitor:
     monitor = ModelMonitor.from_profile(Profile.from_dict(data), CollectorRegistry(),
                                         multiproc_directory=directory)
-    os.utime(meta_path(directory, monitor.profile.sha), (written_at, written_at))
+    os.utime(meta_path(directory, monitor.layout.file_key), (written_at, written_at))
     return monitor
 
 

@@ -52,7 +52,8 @@ def test_generation_is_deterministic() -> None:
 
 @pytest.mark.parametrize("module", ["drift_cases.py", "alert_cases.py", "demo_alert_cases.py",
                                     "window_cases.py", "outcome_cases.py",
-                                    "label_alert_cases.py", "challenger_cases.py"])
+                                    "label_alert_cases.py", "estimation_cases.py",
+                                    "challenger_cases.py"])
 def test_promtool_test_files_match_their_builders(module: str) -> None:
     builder = _load(PROMETHEUS_TESTS / module)
     assert builder.PATH.read_text(encoding="utf-8") == builder.render()
@@ -65,6 +66,7 @@ def test_drift_epsilon_matches_the_rules_config() -> None:
 def test_every_alert_has_a_runbook_section_and_a_promtool_test() -> None:
     runbook = (REPO / "alerting" / "runbook.md").read_text(encoding="utf-8")
     # alerts_test.yml, label_alerts_test.yml for the alerts on day-long windows,
+    # estimation_test.yml for the estimated-performance alert (tested with its rules) and
     # challenger_test.yml for the champion/challenger alert
     tests = "".join(p.read_text(encoding="utf-8")
                     for p in sorted(PROMETHEUS_TESTS.glob("*_test.yml")))
@@ -228,7 +230,7 @@ def test_promtool_check_rules() -> None:
 @pytest.mark.parametrize("test_file", ["drift_recording_test.yml", "alerts_test.yml",
                                        "demo_alerts_test.yml", "window_counts_test.yml",
                                        "outcomes_recording_test.yml", "label_alerts_test.yml",
-                                       "challenger_test.yml"])
+                                       "estimation_test.yml", "challenger_test.yml"])
 def test_promtool_unit_tests(test_file: str) -> None:
     result = _run(_tool("promtool"), "test", "rules", str(PROMETHEUS_TESTS / test_file))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -24,6 +24,7 @@ from mlmon.exporter.values import (
     INF,
     MISSING,
     NAN,
+    OUT_OF_RANGE,
     WRONG_TYPE,
     classify_category,
     classify_label,
@@ -186,6 +187,9 @@ def check_prediction(kind: str, column: list[Any]) -> None:
             held = prediction["label"] if kind == "classification" else prediction["value"]
             assert "invalid" not in prediction
             assert prediction_verdict(typed, typed_registry, held) is None
+        elif verdict == OUT_OF_RANGE:  # counted and flagged: the record keeps the value
+            assert prediction["invalid"] == OUT_OF_RANGE and "value" in prediction, y
+            typed.observe({}, y)
         else:
             assert prediction.get("invalid", MISSING) == verdict, (y, prediction)
             assert "label" not in prediction and "value" not in prediction

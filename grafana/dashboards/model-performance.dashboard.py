@@ -8,7 +8,8 @@ alerting/config.yaml). A model is a classifier or a regression model: the other 
 stay empty.
 
 Rows are a list (ROWS): a new kind of performance (estimated from scores, a challenger beside
-the champion) is one more row appended there.
+the champion) is one more row appended there; the estimated row (ESTIMATED) shows what the
+calibrated scores expect before labels arrive, beside the realized accuracy.
 """
 
 from panels import (
@@ -137,14 +138,49 @@ VOLUME = [
                     "(MlmonPredictionOutOfRange)."), 8),
 ]
 
+# Estimated performance (alerting/estimation.py): from calibrated scores, before any label, over
+# the drift windows; the estimated alert judges EST_W.
+EST = config.alert("MlmonEstimatedPerformanceBelowBaseline")
+EST_W = EST["window"]
+ESTIMATED_ACCURACY_LINE = f"{baseline('accuracy')} - {EST['accuracy_drop']}"
+SCORED = steps((EST["min_scored"], "green"))
+SCORED[0]["color"] = RED  # below min_scored the estimated alert cannot judge
+
+ESTIMATED = [
+    (timeseries("Accuracy: estimated (before labels) vs realized vs baseline", [
+        *[q(rule(N.ESTIMATED_ACCURACY.at(w)), f"estimated {w} {{{{model_version}}}}",
+            ref_id(i)) for i, w in enumerate(config.windows)],
+        q(rule(N.OUTCOME_ACCURACY.at(W)), f"realized {W} {{{{model_version}}}}",
+          ref_id(len(config.windows))),
+        q(baseline("accuracy"), "baseline {{model_version}}", ref_id(len(config.windows) + 1)),
+        q(ESTIMATED_ACCURACY_LINE, "estimated alert line {{model_version}}",
+          ref_id(len(config.windows) + 2))], unit="percentunit",
+        description="Estimated: the accuracy the model's calibrated scores expect on the "
+                    "inputs it sees now (docs/estimation.md). It follows covariate shift "
+                    "before any label arrives, and is blind to concept drift: when realized "
+                    "falls away from estimated, the world changed, not the inputs."), 12),
+    (table(f"Estimated precision and recall per class (last {span(EST_W)})", [
+        q(rule(N.ESTIMATED_PRECISION.at(EST_W)), "precision", "A", instant=True, table=True),
+        q(rule(N.ESTIMATED_RECALL.at(EST_W)), "recall", "B", instant=True, table=True)],
+        description="From the expected confusion matrix: expected right among those "
+                    "predicted as the class, and among those expected to be the class.",
+        hide=("Time", "__name__")), 8),
+    (stat(f"Scored predictions (last {span(EST_W)})",
+          [q(f"sum({rule(N.ESTIMATED_SAMPLES.at(EST_W))})", "scored")], thresholds=SCORED,
+          description=f"Red below {EST['min_scored']}: too few for the estimated alert to "
+                      f"judge. Estimation uses raw scores when "
+                      f'{N.ESTIMATION_INFO.name}{{calibrated="false"}}.'), 4),
+]
+
 ALERTS = [
     (table("Firing performance alerts", [q(
         'ALERTS{alertstate="firing", model=~"$model", alertname=~"MlmonPerformanceBelowBaseline'
-        '|MlmonLabelsStopped|MlmonPredictionOutOfRange"}', instant=True, table=True)],
+        '|MlmonLabelsStopped|MlmonPredictionOutOfRange|MlmonEstimatedPerformanceBelowBaseline"}',
+        instant=True, table=True)],
         hide=("Time", "Value", "__name__", "alertstate")), FULL_WIDTH),
 ]
 
-ROWS = [SUMMARY, REALIZED, DETAIL, VOLUME, ALERTS]
+ROWS = [SUMMARY, REALIZED, DETAIL, VOLUME, ESTIMATED, ALERTS]
 
 dashboard = dashboard(
     "mlmon / Model performance", "mlmon-model-performance",

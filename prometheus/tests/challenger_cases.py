@@ -125,6 +125,12 @@ def performance_gap() -> Any:
     case.premise(_value(precision_gap, 'class="yes"'), "10m", CHALLENGER | {"class": "yes"},
                  0.125)
     case.premise(_value(precision_gap, 'class="no"'), "10m", CHALLENGER | {"class": "no"}, 0.25)
+    # the estimated accuracy (E's rule, per drift window): 0.8125 vs 0.875, gap -0.0625
+    estimated = N.ESTIMATED_ACCURACY.at("5m")
+    for version, value in (("3", 0.875), ("4", 0.8125)):
+        case.add(estimated, {"model": "churn", "model_version": version}, A._const(value))
+    case.premise(_value(N.challenger_gap(N.ESTIMATED_ACCURACY).at("5m")), "10m", CHALLENGER,
+                 -0.0625)
     case.checks.append({"eval_time": "10m", "alertname": NAME, "exp_alerts": []})
     return case
 

@@ -126,7 +126,11 @@ def challenger_groups(config: Config) -> list[Group]:
                     f"Champion vs challenger over {w}: agreement, estimated performance gaps.",
                     tuple(agreement_rules(config, w) + gap_rules(config, w, ESTIMATED_GAPS)))
               for w in config.windows]
+    # at the outcome rules' own interval: they change no more often than that
     groups += [Group(f"mlmon.challenger_gap.{w}",
-                     f"Champion vs challenger: realized performance gaps over {w}.",
-                     tuple(gap_rules(config, w, REALIZED_GAPS))) for w in gap_windows(config)]
+                     f"Champion vs challenger: realized performance gaps over {w}, evaluated "
+                     f"every {config.outcome_evaluation_interval} like the realized metrics.",
+                     tuple(gap_rules(config, w, REALIZED_GAPS)),
+                     interval=config.outcome_evaluation_interval)
+               for w in gap_windows(config)]
     return groups

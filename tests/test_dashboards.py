@@ -74,8 +74,10 @@ def test_every_datasource_uid_is_provisioned() -> None:
 
 
 def _known_metrics() -> set[str]:
-    """Metric names in the metric table (docs/exporter-and-metrics.md), with histogram suffixes."""
-    table = (REPO / "docs" / "exporter-and-metrics.md").read_text()
+    """Metric names in the metric tables (docs/exporter-and-metrics.md, and docs/challenger.md
+    for the champion/challenger series), with histogram suffixes."""
+    table = "".join((REPO / "docs" / page).read_text()
+                    for page in ("exporter-and-metrics.md", "challenger.md"))
     names = set(re.findall(r"`(mlmon_[a-z_]+)`", table))
     for base in [n for n in names if n.endswith(("_value", "_seconds", "_score"))]:
         names |= {base + s for s in ("_bucket", "_count", "_sum")}

@@ -57,8 +57,12 @@ def _rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return healthy[:200], drift[:200]
 
 
+# The outcome rules and the gaps on them are evaluated every outcome_evaluation_interval (1m).
+OUTCOME_WAIT_S = 150
+
+
 def _one(prom: Prometheus, expr: str) -> float:
-    result = prom.wait_for(expr, lambda r: len(r) == 1, timeout=60)
+    result = prom.wait_for(expr, lambda r: len(r) == 1, timeout=OUTCOME_WAIT_S)
     return float(result[0]["value"][1])
 
 
@@ -104,16 +108,41 @@ def test_both_versions_scored_and_compared_over_replicas(prometheus_factory,
            for version, p in (("1", champion), ("2", challenger))}
     rmse = {version: float(np.sqrt(np.mean((p - actual) ** 2)))
             for version, p in (("1", champion), ("2", challenger))}
-    live_mae = prom.wait_for(N.OUTCOME_MAE.at("1h"), lambda r: len(r) == 2)
+    live_mae = prom.wait_for(N.OUTCOME_MAE.at("1h"), lambda r: len(r) == 2,
+                             timeout=OUTCOME_WAIT_S)
     for r in live_mae:
         assert float(r["value"][1]) == pytest.approx(mae[r["metric"]["model_version"]], abs=1e-9)
-    gap = prom.wait_for(N.challenger_gap(N.OUTCOME_MAE).at("1h"), lambda r: len(r) == 1)
+    gap = prom.wait_for(N.challenger_gap(N.OUTCOME_MAE).at("1h"), lambda r: len(r) == 1,
+                        timeout=OUTCOME_WAIT_S)
     assert {k: gap[0]["metric"][k] for k in PAIR} == PAIR
     assert float(gap[0]["value"][1]) == pytest.approx(mae["2"] - mae["1"], abs=1e-9)
     assert _one(prom, N.challenger_gap(N.OUTCOME_RMSE).at("1h")) == pytest.approx(
         rmse["2"] - rmse["1"], abs=1e-9)
     skipped = prom.values(f"sum by (reason) ({N.CHALLENGER_SKIPPED.sample})", "reason")
     assert set(skipped.values()) == {0.0}  # nothing shed: max_pending held every request
+
+    # the Model performance dashboard's regression challenger panels show both versions
+    for title, expr in _dashboard_queries(REGRESSION_PANELS):
+        result = prom.query(expr)
+        assert result, f"panel {title!r}: {expr} is empty"
+        if "role" in expr:
+            assert {r["metric"]["role"] for r in result} == {"champion", "challenger"}, title
+
+
+REGRESSION_PANELS = ("Champion vs challenger: MAE", "Performance gap: challenger - champion",
+                     "Agreement with the champion", "Regression: mean challenger - champion")
+
+
+def _dashboard_queries(titles: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(panel title, expression) of the named panels, with the dashboard's variables set as a
+    user would on the demo; targets of another kind of model (accuracy) left out."""
+    path = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
+    data = json.loads((path / "model-performance.json").read_text(encoding="utf-8"))
+    found = [(p["title"], t["expr"]) for p in data["panels"] if p["title"] in titles
+             for t in p["targets"] if "accuracy" not in t["expr"]]
+    assert {title for title, _ in found} == set(titles)
+    return [(title, expr.replace("$model_version", ".*").replace("$model", "diabetes"))
+            for title, expr in found]
 
 
 def test_both_records_reach_elasticsearch_under_one_request_id(es_url: str,

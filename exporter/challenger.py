@@ -117,18 +117,22 @@ class Comparison:
         """Count one pair of predictions; False (counted `not_comparable`) when either is
         missing or invalid. Never raises."""
         try:
-            classify = classify_label if self.kind == "classification" else classify_number
-            a, reason_a = classify(champion)
-            b, reason_b = classify(challenger)
-            if reason_a is not None or reason_b is not None or a is None or b is None:
-                self.skip("not_comparable")
-                return False
-            with self._lock:
-                if self.kind == "classification":
-                    self._count_classes(a, b)
-                else:
-                    self._count_difference(b - a)
-            return True
+            if self.kind == "classification":
+                a, reason_a = classify_label(champion)
+                b, reason_b = classify_label(challenger)
+                if reason_a is None and reason_b is None and a is not None and b is not None:
+                    with self._lock:
+                        self._count_classes(a, b)
+                    return True
+            else:
+                x, reason_x = classify_number(champion)
+                y, reason_y = classify_number(challenger)
+                if reason_x is None and reason_y is None and x is not None and y is not None:
+                    with self._lock:
+                        self._count_difference(y - x)
+                    return True
+            self.skip("not_comparable")
+            return False
         except Exception:  # noqa: BLE001 - off the request path, but still never raises
             self.skip("not_comparable")
             return False

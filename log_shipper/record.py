@@ -194,7 +194,7 @@ class RecordBuilder:
         if unknown_features is not None:
             unknown = sorted(set(unknown_features))
         flag_map = {str(name): list(values) for name, values in (flags or {}).items()}
-        model = dict(self._model)
+        model: dict[str, Any] = dict(self._model)
         doc: dict[str, Any] = {
             "@timestamp": utc_timestamp(self._clock() if timestamp is None else timestamp),
             "event": event,

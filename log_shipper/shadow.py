@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Predict = Callable[[Mapping[str, Any]], Any]
+Predict = Callable[[dict[str, Any]], Any]  # gets its own copy of the request's features
 _STOP = object()
 DEFAULT_MAX_PENDING = 1000
 

@@ -14,8 +14,8 @@ with its other series) and the champion's version in `champion_version`. Bounded
 profiles: classes of the challenger's profile plus `__unseen__`; difference edges from the
 champion's reference prediction spread (`difference_edges`).
 
-Counts live in this process (not in the multi-process directory the monitors can use): with
-several worker processes each exposes its own, see docs/challenger.md.
+Counts live in this process, or, in multi-process mode, in one file per worker in the same
+directory as the monitors' (mlmon/exporter/challenger_counts.py), summed at scrape.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 import mlmon.names as N
+from mlmon.exporter.challenger_counts import Counts, counts_key
 from mlmon.exporter.profile import ClassificationPrediction, Profile, RegressionPrediction
 from mlmon.exporter.values import classify_label, classify_number
 
@@ -74,7 +75,7 @@ class Comparison:
     """
 
     def __init__(self, champion: Profile, challenger: Profile, *,
-                 tolerance: float | None = None) -> None:
+                 tolerance: float | None = None, directory: str | None = None) -> None:
         if champion.model_name != challenger.model_name:
             raise ValueError(f"a challenger is another version of the same model: "
                              f"{challenger.model_name!r} is not {champion.model_name!r}")
@@ -88,19 +89,13 @@ class Comparison:
         self.model = champion.model_name
         self.champion_version = champion.model_version
         self.challenger_version = challenger.model_version
-        self._lock = threading.Lock()
-        self.compared = {AGREE: 0.0, DISAGREE: 0.0}
-        self.skipped = dict.fromkeys(SKIP_REASONS, 0.0)
         self.tolerance: float | None = None
         self.classes: tuple[str, ...] = ()
-        self.pairs: dict[tuple[str, str], float] = {}
         self.edges: tuple[float, ...] = ()
-        self.buckets: list[float] = []
-        self.difference_sum = 0.0
         if self.kind == "classification":
             assert isinstance(challenger.prediction, ClassificationPrediction)
             self.classes = (*challenger.prediction.classes, UNSEEN)
-            self.pairs = {(a, b): 0.0 for a in self.classes for b in self.classes}
+            detail = len(self.classes) ** 2  # (champion class, challenger class), row-major
         else:
             assert isinstance(champion.prediction, RegressionPrediction)
             std = champion.prediction.binned.std
@@ -111,7 +106,14 @@ class Comparison:
             if not (tolerance >= 0 and math.isfinite(tolerance)):
                 raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
             self.tolerance = float(tolerance)
-            self.buckets = [0.0] * (len(self.edges) + 1)
+            detail = len(self.edges) + 2  # buckets (not cumulative), then the sum
+        self._class_index = {c: i for i, c in enumerate(self.classes)}
+        # slots: agree, disagree, the skip reasons, then the kind's detail
+        self._skip_slot = {reason: 2 + i for i, reason in enumerate(SKIP_REASONS)}
+        self._detail = 2 + len(SKIP_REASONS)
+        key = counts_key(self.model, self.champion_version, self.challenger_version, self.kind,
+                         self.classes, self.edges)
+        self.counts = Counts(self._detail + detail, directory, key)
 
     def compare(self, champion: Any, challenger: Any) -> bool:
         """Count one pair of predictions; False (counted `not_comparable`) when either is
@@ -121,14 +123,14 @@ class Comparison:
                 a, reason_a = classify_label(champion)
                 b, reason_b = classify_label(challenger)
                 if reason_a is None and reason_b is None and a is not None and b is not None:
-                    with self._lock:
+                    with self.counts.lock:
                         self._count_classes(a, b)
                     return True
             else:
                 x, reason_x = classify_number(champion)
                 y, reason_y = classify_number(challenger)
                 if reason_x is None and reason_y is None and x is not None and y is not None:
-                    with self._lock:
+                    with self.counts.lock:
                         self._count_difference(y - x)
                     return True
             self.skip("not_comparable")
@@ -138,21 +140,23 @@ class Comparison:
             return False
 
     def _count_classes(self, a: str, b: str) -> None:
-        known = self.pairs
-        known[(a if (a, a) in known else UNSEEN, b if (b, b) in known else UNSEEN)] += 1.0
+        index, unseen = self._class_index, len(self.classes) - 1
+        values = self.counts.values
+        values[self._detail + index.get(a, unseen) * len(self.classes) + index.get(b, unseen)] \
+            += 1.0
         # agreement on the labels themselves: two different unseen classes disagree
-        self.compared[AGREE if a == b else DISAGREE] += 1.0
+        values[0 if a == b else 1] += 1.0
 
     def _count_difference(self, d: float) -> None:
         assert self.tolerance is not None
-        self.buckets[bisect_left(self.edges, d)] += 1.0
-        self.difference_sum += d
-        self.compared[AGREE if abs(d) <= self.tolerance else DISAGREE] += 1.0
+        values = self.counts.values
+        values[self._detail + bisect_left(self.edges, d)] += 1.0
+        values[self._detail + len(self.edges) + 1] += d
+        values[0 if abs(d) <= self.tolerance else 1] += 1.0
 
     def skip(self, reason: str) -> None:
         """Count challenger work not done (or not compared) for `reason` (SKIP_REASONS)."""
-        with self._lock:
-            self.skipped[reason] += 1.0
+        self.counts.add(self._skip_slot[reason])
 
     def role_rows(self) -> list[tuple[str, str, str, str]]:
         """(model, model_version, role, champion_version) of the role info series."""
@@ -164,12 +168,10 @@ class Comparison:
         model, champ, chall = self.model, self.champion_version, self.challenger_version
         base = [model, chall, champ]
         labels = ["model", "model_version", "champion_version"]
-        with self._lock:
-            compared = dict(self.compared)
-            skipped = dict(self.skipped)
-            pairs = dict(self.pairs)
-            buckets = list(self.buckets)
-            total = self.difference_sum
+        totals = [float(v) for v in self.counts.totals()]
+        compared = {AGREE: totals[0], DISAGREE: totals[1]}
+        skipped = {reason: totals[slot] for reason, slot in self._skip_slot.items()}
+        detail = totals[self._detail:]
         family = CounterMetricFamily(N.CHALLENGER_COMPARED.name, N.CHALLENGER_COMPARED.help,
                                      labels=[*labels, "agreement"])
         for agreement, value in compared.items():
@@ -184,8 +186,10 @@ class Comparison:
             family = CounterMetricFamily(N.CHALLENGER_CLASS_PAIR.name,
                                          N.CHALLENGER_CLASS_PAIR.help,
                                          labels=[*labels, "champion_class", "challenger_class"])
-            for (a, b), value in pairs.items():
-                family.add_metric([*base, a, b], value)
+            n = len(self.classes)
+            for i, a in enumerate(self.classes):
+                for j, b in enumerate(self.classes):
+                    family.add_metric([*base, a, b], detail[i * n + j])
             yield family
             return
         assert self.tolerance is not None
@@ -194,6 +198,7 @@ class Comparison:
         gauge.add_metric(base, self.tolerance)
         yield gauge
         cumulative, running = [], 0.0
+        buckets, total = detail[:len(self.edges) + 1], detail[-1]
         for le, count in zip([*map(floatToGoString, self.edges), "+Inf"], buckets, strict=True):
             running += count
             cumulative.append((le, running))

@@ -233,11 +233,15 @@ class PredictionLogger:
 
         if self.monitor is None:
             raise ValueError("add_challenger needs a logger with a monitor (the champion's)")
-        comparison = Comparison(self.monitor.profile, profile, tolerance=tolerance)
-        if monitor is None:
-            monitor = ModelMonitor(profile, self.monitor.registry)
-        elif monitor.registry is not self.monitor.registry:
+        if monitor is not None and monitor.registry is not self.monitor.registry:
             raise ValueError("the challenger's monitor must be on the champion's registry")
+        # the champion's multi-process directory (or none) for the challenger's counts too
+        directory = self.monitor.storage.directory
+        comparison = Comparison(self.monitor.profile, profile, tolerance=tolerance,
+                                directory=directory)
+        if monitor is None:
+            monitor = ModelMonitor(profile, self.monitor.registry,
+                                   multiproc_directory=directory)
         builder = self.builder.for_model(profile.model_name, profile.model_version, profile,
                                          CHALLENGER)
         if self.builder.role is None:

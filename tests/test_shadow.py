@@ -225,3 +225,49 @@ def test_a_profile_that_cannot_be_a_challenger_is_refused(change: dict[str, str]
         logger.add_challenger(dataclasses.replace(champion_profile, **change), lambda f: 0.0)
     with pytest.raises(ValueError, match="classifiers"):
         logger.add_challenger(_profiles(classification=True)[1], lambda f: "yes")
+
+
+def _worker_logger(directory: str, registry: CollectorRegistry) -> PredictionLogger:
+    champion_profile, challenger_profile = _profiles()
+    builder = RecordBuilder(model="churn", model_version="3", service_name="churn-api",
+                            environment="test", profile=champion_profile)
+    monitor = ModelMonitor(champion_profile, registry, multiproc_directory=directory)
+    logger = PredictionLogger(builder, monitor=monitor)
+    logger.add_challenger(challenger_profile, lambda f: f["income"] / 1000 + f["offset"])
+    return logger
+
+
+def test_worker_processes_sum_their_comparisons(tmp_path) -> None:
+    # gunicorn-style: the logger is made before the fork; each worker counts into its own
+    # file of the multi-process directory, and a scrape in any process sums them all
+    import multiprocessing
+
+    directory = str(tmp_path)
+    registry = CollectorRegistry()
+    logger = _worker_logger(directory, registry)
+
+    def worker(offsets: list[float]) -> None:
+        for offset in offsets:
+            logger.record({**FEATURES, "offset": offset}, 1.5)
+        logger.close()
+
+    fork = multiprocessing.get_context("fork")
+    children = [fork.Process(target=worker, args=(offsets,))
+                for offsets in ([0.0, 0.0625, 2.0], [0.5, -0.03125])]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(60)
+        assert child.exitcode == 0
+    worker([0.25])  # the parent serves requests too
+    at = {"model_version": "4", "champion_version": "3"}
+    # agree: 0, 0.0625, -0.03125 (|d| <= 0.1); disagree: 2, 0.5, 0.25
+    assert _value(registry, "mlmon_challenger_compared_total", **at, agreement="agree") == 3
+    assert _value(registry, "mlmon_challenger_compared_total", **at, agreement="disagree") == 3
+    assert _value(registry, "mlmon_challenger_difference_sum", **at) == 2.78125
+    assert _value(registry, "mlmon_observations_total", model_version="4") == 6
+    assert len(list(tmp_path.glob("mlmon_challenger_*.db"))) == 3  # one file per process
+    # a worker started later (another process, same directory) scrapes the same totals
+    other = CollectorRegistry()
+    _worker_logger(directory, other)
+    assert _value(other, "mlmon_challenger_compared_total", **at, agreement="agree") == 3

@@ -31,7 +31,7 @@ bench: ## run every benchmark (a miss stops none); same-run ratios judged; summa
 	$(PY) bench/run_all.py --out bench/results
 
 lint: ## ruff
-	$(VENV)/bin/ruff check mlmon profiling exporter log_shipper alerting demo grafana stack prometheus tests bench mk
+	$(VENV)/bin/ruff check mlmon profiling exporter log_shipper outcomes alerting demo grafana stack prometheus tests bench mk
 
 typecheck: ## mypy (strict, settings in pyproject.toml) on the package mlmon, all its folders
 	$(PY) mk/typecheck.py

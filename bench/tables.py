@@ -165,6 +165,7 @@ def service_load_table(doc: dict[str, Any]) -> str:
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "estimation": targets_table,
     "exporter": targets_table,
+    "join": targets_table,
     "outcomes": targets_table,
     "shipper.calls": shipper_calls_table,
     "shipper.throughput": shipper_throughput_table,

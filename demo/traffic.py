@@ -4,12 +4,18 @@ The loop is bounded by the schedule (healthy phase + drift phase) and sends to a
 address only, unless `--allow-remote` is given (docker-compose, where the service is `demo`
 on the private compose network). Failed requests are counted, never fatal: the generator must
 keep going while the service restarts.
+
+`--labels-out labels.csv` gives each request a request id and appends, for each request the
+service answered, its true target (`request_id,target`): the delayed labels a user feeds to
+`mlmon outcomes labels.csv --id-column request_id --label-column target ...` later.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import ipaddress
+import itertools
 import math
 import random
 import sys
@@ -23,6 +29,10 @@ from urllib.parse import urlsplit
 from mlmon.demo.scenario import Schedule, next_record
 
 Sender = Callable[[dict[str, Any]], bool]
+# Keys a record may carry beside its features: the request id to send, and the true target
+# (with --labels-out). Neither is a feature: http_sender sends the id apart, with_labels takes
+# the target out.
+REQUEST_ID, TARGET = "__request_id__", "__target__"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wait this long for /healthz first (default %(default)s)")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow a non-loopback service address (for docker-compose)")
+    parser.add_argument("--labels-out", type=Path, default=None,
+                        help="give each request an id and append its true target to this CSV "
+                             "(request_id,target): labels to feed to `mlmon outcomes`")
     parser.add_argument("--heartbeat", type=Path, default=None,
                         help="touch this file after successful requests (at most once a "
                              "second), for a healthcheck that reads its age")
@@ -97,12 +110,40 @@ def http_sender(url: str, timeout_s: float = 5.0) -> Sender:
     endpoint = url.rstrip("/") + "/predict"
 
     def send(record: dict[str, Any]) -> bool:
+        features = dict(record)
+        request_id = features.pop(REQUEST_ID, None)
+        features.pop(TARGET, None)
+        body: dict[str, Any] = {"features": features}
+        if request_id is not None:
+            body["request_id"] = request_id
         try:
-            return session.post(endpoint, json={"features": record}, timeout=timeout_s).ok
+            return session.post(endpoint, json=body, timeout=timeout_s).ok
         except requests.RequestException:
             return False
 
     return send
+
+
+def with_labels(send: Sender, path: Path, prefix: str) -> Sender:
+    """`send`, each record with a request id `<prefix>-<n>`; for each one answered, its
+    `TARGET` is appended to the CSV `path` (header `request_id,target` when it is new)."""
+    fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - lives with the sender
+    writer = csv.writer(fh)
+    if fh.tell() == 0:
+        writer.writerow(["request_id", "target"])
+    numbers = itertools.count()
+
+    def send_and_label(record: dict[str, Any]) -> bool:
+        labelled = dict(record)
+        target = labelled.pop(TARGET, None)
+        labelled[REQUEST_ID] = request_id = f"{prefix}-{next(numbers)}"
+        ok = send(labelled)
+        if ok and target is not None:
+            writer.writerow([request_id, target])
+            fh.flush()  # a label is on disk once its prediction was answered
+        return ok
+
+    return send_and_label
 
 
 def with_heartbeat(send: Sender, path: Path, every_s: float = 1.0,
@@ -156,12 +197,18 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--rate must be > 0, got {args.rate}")
     if not wait_ready(args.url, args.wait_ready_s):
         raise CliError(f"{args.url}/healthz did not answer within {args.wait_ready_s:g} s")
-    records = reference_frame()[list(FEATURES)].to_dict(orient="records")
+    frame = reference_frame()
+    records = frame[list(FEATURES)].to_dict(orient="records")
 
     def announce(phase: str) -> None:
         print(f"mlmon traffic: phase {phase} at {time.time():.3f}", file=sys.stderr, flush=True)
 
     send = http_sender(args.url)
+    if args.labels_out is not None:
+        for record, target in zip(records, frame["target"].tolist(), strict=True):
+            record[TARGET] = target
+        # A run's own prefix: ids stay unique when the file collects several runs.
+        send = with_labels(send, args.labels_out, f"t{int(time.time())}-{args.seed}")
     if args.heartbeat is not None:
         send = with_heartbeat(send, args.heartbeat)
     counts = drive(send, records, schedule, args.rate,

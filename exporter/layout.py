@@ -66,9 +66,15 @@ MISSING_PREDICTION, INVALID_PREDICTION, MISSING_ACTUAL = (
 BAD_DELAY, BAD_BATCH = "bad_delay", "bad_batch"
 NO_PREDICTION_IN_PROFILE = "no_prediction_in_profile"
 UNKNOWN_ID, DUPLICATE, UNKNOWN_MODEL = "unknown_id", "duplicate", "unknown_model"
+# Also the join's (mlmon.log_shipper.join, .outcome_worker): an arrival time that is no time, a
+# write Elasticsearch refused, Elasticsearch unreachable until the label was given up, and the
+# service's outcome queue full.
+BAD_ARRIVAL, WRITE_ERROR, ES_UNAVAILABLE, QUEUE_FULL = (
+    "bad_arrival", "write_error", "es_unavailable", "queue_full")
 OUTCOME_REJECTED_REASONS: tuple[str, ...] = (
     MISSING_PREDICTION, INVALID_PREDICTION, MISSING_ACTUAL, WRONG_TYPE, NAN, INF, BAD_DELAY,
-    BAD_BATCH, NO_PREDICTION_IN_PROFILE, UNKNOWN_ID, DUPLICATE, UNKNOWN_MODEL, "internal_error",
+    BAD_BATCH, NO_PREDICTION_IN_PROFILE, UNKNOWN_ID, DUPLICATE, UNKNOWN_MODEL, BAD_ARRIVAL,
+    WRITE_ERROR, ES_UNAVAILABLE, QUEUE_FULL, "internal_error",
 )
 # Label delay buckets (seconds): 1 s to 90 days, dense where labels of online services arrive
 # (seconds to hours) and at the day marks of batch labelling (nightly files, weekly reviews).

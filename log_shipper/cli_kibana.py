@@ -20,7 +20,7 @@ from typing import Any
 from mlmon.errors import CliError
 from mlmon.exporter.profile import Profile
 from mlmon.log_shipper.es_assets import AssetError
-from mlmon.log_shipper.kibana import DEFAULT_SLOW_MS, saved_objects, to_ndjson
+from mlmon.log_shipper.kibana import DEFAULT_CONFIDENT, DEFAULT_SLOW_MS, saved_objects, to_ndjson
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to write the NDJSON ('-' for stdout)")
     parser.add_argument("--slow-ms", type=float, default=DEFAULT_SLOW_MS,
                         help=f"latency of a 'slow request' search (default {DEFAULT_SLOW_MS:g})")
+    parser.add_argument("--confident", type=float, default=DEFAULT_CONFIDENT,
+                        help="score from which a wrong classification is 'confident but wrong' "
+                             f"(default {DEFAULT_CONFIDENT:g})")
     parser.add_argument("--import", dest="do_import", action="store_true",
                         help="also import the objects into Kibana (overwrite)")
     parser.add_argument("--kibana-url", default=os.environ.get("MLMON_KIBANA_URL"),
@@ -72,7 +75,7 @@ def import_objects(kibana_url: str, ndjson: str, *, space: str | None = None,
 def run(args: argparse.Namespace) -> int:
     profile = Profile.load(args.profile)
     try:
-        ndjson = to_ndjson(saved_objects(profile, slow_ms=args.slow_ms))
+        ndjson = to_ndjson(saved_objects(profile, slow_ms=args.slow_ms, confident=args.confident))
     except AssetError as exc:
         raise CliError(str(exc)) from exc
     if args.output == "-":

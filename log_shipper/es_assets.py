@@ -92,6 +92,21 @@ def _prediction_field(profile: Profile) -> dict[str, Any]:
     return _object(properties)
 
 
+def _outcome_field() -> dict[str, Any]:
+    """The label joined to the record later (mlmon.log_shipper.join): written once, never
+    changed, so Kibana can search misclassified and confident-but-wrong records."""
+    return _object({
+        "label": _keyword(),                   # classification: the actual class
+        "value": {"type": "double"},           # regression: the actual value
+        "correct": {"type": "boolean"},        # classification: prediction.label == label
+        "error": {"type": "double"},           # regression: prediction.value - value
+        "absolute_error": {"type": "double"},  # regression: |error|
+        "arrived_at": {"type": "date"},        # when the label arrived
+        "delay_s": {"type": "double"},         # arrived_at - @timestamp, seconds
+        "writer": _keyword(),                  # the join attempt that wrote it (retry check)
+    })
+
+
 def mappings(profile: Profile) -> dict[str, Any]:
     """The explicit mapping of the record schema (docs/design.md section 4) for this profile."""
     return {
@@ -110,6 +125,7 @@ def mappings(profile: Profile) -> dict[str, Any]:
             "flags": _object({f.name: _keyword() for f in profile.features}),
             "flagged": _keyword(),
             "unknown_features": _keyword(),
+            "outcome": _outcome_field(),
         },
     }
 

@@ -12,21 +12,35 @@ counted once per request) and still put the latency in the record's `event.durat
 
 `logger.add_challenger(profile, predict)` runs a second model version in shadow on the same
 requests, off the request path (log_shipper/shadow.py, docs/challenger.md).
+`record_outcome(request_id, actual)` is for a service that learns the truth itself: it queues the
+label for a worker thread (started on first use, again in a forked child) that joins it to the
+record in Elasticsearch and counts it into this process's monitor (mlmon.log_shipper.join,
+mlmon.log_shipper.outcome_worker for what happens when Elasticsearch is down).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from mlmon.log_shipper.join import Label, OutcomeJoiner
 from mlmon.log_shipper.logging_sink import JsonLinesSink
-from mlmon.log_shipper.record import RecordBuilder, index_name, materialize
+from mlmon.log_shipper.outcome_worker import OutcomeWorker
+from mlmon.log_shipper.record import (
+    RecordBuilder,
+    index_name,
+    materialize,
+    role_record_id,
+    stable_id,
+)
 from mlmon.log_shipper.redact import Redactor
 from mlmon.log_shipper.shipper import Shipper
 from mlmon.log_shipper.spool import SpoolLockedError
@@ -90,6 +104,7 @@ class PredictionLogger:
     ...                                        spool_dir="/var/lib/mlmon/spool",
     ...                                        service_name="churn-api", environment="prod")
     >>> event_id = logger.record({"age": 42, "city": "paris"}, 0.73, latency_s=0.012)
+    >>> logger.record_outcome(event_id, 0.70)   # later: the truth, joined off the request path
     >>> with logger.track_request():       # or: in-flight, latency and outcome per request
     ...     y = model.predict(x)
     ...     event_id = logger.record(x, y)  # latency counted once, by the request
@@ -97,13 +112,19 @@ class PredictionLogger:
     """
 
     def __init__(self, builder: RecordBuilder, *, monitor: ModelMonitor | None = None,
-                 shipper: Shipper | None = None, log_sink: JsonLinesSink | None = None) -> None:
+                 shipper: Shipper | None = None, log_sink: JsonLinesSink | None = None,
+                 outcome_worker: Callable[[], OutcomeWorker] | None = None) -> None:
         self.builder = builder
         self.monitor = monitor
         self.shipper = shipper
         self.log_sink = log_sink
-        self.errors = 0  # record() calls that failed inside (the caller never sees them)
+        self.errors = 0  # record() / record_outcome() calls that failed inside
         self.challengers: list[Challenger] = []
+        # The outcome worker is made on the first record_outcome(): a service that never calls
+        # it runs no thread. (pid, worker): a forked child makes its own.
+        self._outcome_factory = outcome_worker
+        self._outcomes: tuple[int, OutcomeWorker] | None = None
+        self._outcomes_lock = (os.getpid(), threading.Lock())
 
     @classmethod
     def from_profile(
@@ -118,6 +139,7 @@ class PredictionLogger:
         redactor: Redactor | None = None,
         monitor: ModelMonitor | None = None,
         registry: Any = None,
+        outcome_options: Mapping[str, Any] | None = None,
         **shipper_options: Any,
     ) -> PredictionLogger:
         """Monitor, record builder and (with `es_url`) shipper for one profile.
@@ -128,6 +150,7 @@ class PredictionLogger:
         `spool_dir` given explicitly is used as is unless another process holds it, then
         `<spool_dir>/pid-<pid>`. Either way, spool directories under the same root left by dead
         processes are adopted and replayed; dead letters go to `<root>/dead-letter.ndjson`.
+        `outcome_options`: `OutcomeWorker`'s (max_queue, unknown_grace_s, max_wait_s, ...).
         """
         from mlmon.exporter.monitor import ModelMonitor
 
@@ -163,7 +186,12 @@ class PredictionLogger:
                 if shipper is not None:
                     shipper.close(timeout=5)
                 raise
-        return cls(builder, monitor=monitor, shipper=shipper, log_sink=log_sink)
+        worker = None
+        if es_url is not None:
+            worker = functools.partial(_outcome_worker, es_url, profile, monitor,
+                                       dict(outcome_options or {}))
+        return cls(builder, monitor=monitor, shipper=shipper, log_sink=log_sink,
+                   outcome_worker=worker)
 
     def record(
         self,
@@ -206,6 +234,59 @@ class PredictionLogger:
         except Exception:  # noqa: BLE001 - monitoring must not break the prediction
             self.errors += 1
             return None
+
+    def record_outcome(self, request_id: str, actual: Any, *,
+                       arrived_at: float | None = None) -> bool:
+        """Queue the actual value of the prediction recorded under `request_id`; never raises
+        or blocks. True when queued; False when there is nowhere to join it (no Elasticsearch:
+        counted in `errors`) or the queue is full (counted `queue_full`).
+
+        The worker writes the outcome onto the record (once: a second label for the same id
+        is a `duplicate`) and counts it into this process's monitor. `arrived_at`: Unix
+        seconds, default now.
+        """
+        try:
+            worker = self._outcome_worker()
+            if worker is None:
+                self.errors += 1
+                return False
+            when = time.time() if arrived_at is None else arrived_at
+            queued = worker.submit(Label(str(request_id), actual, when))
+            # the same label scores each challenger, on its own record of the request
+            champion_id = stable_id(str(request_id))[0]
+            for challenger in self.challengers:
+                role = challenger.logger.builder.role
+                worker.submit(Label(role_record_id(champion_id, role), actual, when))
+            return queued
+        except Exception:  # noqa: BLE001 - monitoring must not break the caller
+            self.errors += 1
+            return False
+
+    def _outcome_worker(self) -> OutcomeWorker | None:
+        current = self._outcomes
+        pid = os.getpid()
+        if current is not None and current[0] == pid:
+            return current[1]
+        if self._outcome_factory is None:
+            return None
+        if self._outcomes_lock[0] != pid:  # forked: the parent's lock may have been held
+            self._outcomes_lock = (pid, threading.Lock())
+        with self._outcomes_lock[1]:
+            if self._outcomes is None or self._outcomes[0] != pid:
+                self._outcomes = (pid, self._outcome_factory())
+                self._join_challengers()
+            return self._outcomes[1]
+
+    def _join_challengers(self) -> None:
+        """Let the outcome worker count each challenger's labels into its own monitor (the
+        join picks the monitor by the record's model version)."""
+        if self._outcomes is None:
+            return
+        counters = self._outcomes[1].joiner.counters
+        for challenger in self.challengers:
+            monitor = challenger.logger.monitor
+            if monitor is not None:
+                counters.setdefault(monitor.model_version, monitor)
 
     def track_request(self) -> TrackedRequest:
         """`with logger.track_request():` around one request: in-flight gauge, latency and
@@ -251,6 +332,7 @@ class PredictionLogger:
         challenger = Challenger(predict, logger, comparison, workers=workers,
                                 max_pending=max_pending, with_scores=with_scores)
         self.challengers.append(challenger)
+        self._join_challengers()
         return challenger
 
     def close(self, timeout: float = 10.0) -> bool:
@@ -261,9 +343,23 @@ class PredictionLogger:
             challenger.close(timeout)
         if self.shipper is not None:
             delivered = self.shipper.close(timeout)
+        # After the shipper: the last labels' records are in Elasticsearch by now.
+        outcomes = self._outcomes
+        if outcomes is not None and outcomes[0] == os.getpid():
+            outcomes[1].close(timeout)
         if self.log_sink is not None:
             self.log_sink.close()
         return delivered
+
+
+def _outcome_worker(es_url: str, profile: Profile, monitor: ModelMonitor,
+                    options: dict[str, Any]) -> OutcomeWorker:
+    """The worker joining this service's labels, counting into its monitor."""
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch(es_url, request_timeout=10, max_retries=1, retry_on_timeout=True)
+    joiner = OutcomeJoiner(client, profile, {profile.model_version: monitor})
+    return OutcomeWorker(joiner, **options)
 
 
 def _shipper_with_own_spool(es_url: str, index: str, root: Path, explicit: bool,

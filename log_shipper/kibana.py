@@ -14,7 +14,10 @@ Red flags (one saved search each):
 - categorical: not allowed; unseen in training;
 - text: no word from the reference vocabulary (the strongest OOV signal a record carries;
   Lucene has no "share of tokens" operator); wrong type;
-- NaN / Inf predictions; slow requests (`event.duration` >= a threshold); this model version.
+- NaN / Inf predictions; slow requests (`event.duration` >= a threshold); this model version;
+- classifiers, once labels are joined (`mlmon outcomes`, `PredictionLogger.record_outcome`):
+  misclassified records, and confident-but-wrong ones (the predicted class's score at or above
+  a threshold, and wrong).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, TEXT, B
 from mlmon.log_shipper.es_assets import data_stream_name
 
 DEFAULT_SLOW_MS = 1000.0
+DEFAULT_CONFIDENT = 0.9  # a predicted class's score from which a wrong answer is "confident"
 _NAMESPACE = uuid.UUID("5b0c6a8e-31f4-4f63-9a77-6f1f0f0d7c11")  # mlmon's, fixed forever
 # Kibana migrates an imported object from these versions up (the versions its own sample
 # data declares for the same shapes).
@@ -67,8 +71,8 @@ def _flag_query(feature: str, *flags: str) -> str:
     return f"{field}:{flags[0]}" if len(flags) == 1 else f"{field}:({' OR '.join(flags)})"
 
 
-def red_flag_searches(profile: Profile, *,
-                      slow_ms: float = DEFAULT_SLOW_MS) -> list[RedFlagSearch]:
+def red_flag_searches(profile: Profile, *, slow_ms: float = DEFAULT_SLOW_MS,
+                      confident: float = DEFAULT_CONFIDENT) -> list[RedFlagSearch]:
     """The red-flag searches for this profile, in a stable order."""
     model = profile.model_name
     out: list[RedFlagSearch] = []
@@ -106,7 +110,22 @@ def red_flag_searches(profile: Profile, *,
                              ("model.version", "flagged", "prediction.value")))
     out.append(RedFlagSearch("flagged", f"[mlmon {model}] any flagged feature", "flagged:*",
                              ("flagged", "model.version")))
+    if profile.prediction is not None and profile.prediction.kind == CLASSIFICATION:
+        out += outcome_searches(model, confident)
     return out
+
+
+def outcome_searches(model: str, confident: float) -> list[RedFlagSearch]:
+    """A classifier's records whose joined label says the prediction was wrong."""
+    columns = ("prediction.label", "outcome.label", "prediction.value", "outcome.delay_s",
+               "model.version")
+    return [
+        RedFlagSearch("outcome.misclassified", f"[mlmon {model}] misclassified (label joined)",
+                      "outcome.correct:false", columns),
+        RedFlagSearch("outcome.confident_wrong",
+                      f"[mlmon {model}] confident but wrong (score >= {confident:g})",
+                      f"outcome.correct:false AND prediction.value:>={confident!r}", columns),
+    ]
 
 
 # ---- saved objects ------------------------------------------------------------------------
@@ -273,11 +292,12 @@ def dashboard(profile: Profile, panels: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def saved_objects(profile: Profile, *, slow_ms: float = DEFAULT_SLOW_MS) -> list[dict[str, Any]]:
+def saved_objects(profile: Profile, *, slow_ms: float = DEFAULT_SLOW_MS,
+                  confident: float = DEFAULT_CONFIDENT) -> list[dict[str, Any]]:
     """Everything, dependencies first (the order `_export` writes them in)."""
     view = data_view(profile)
     searches = [_saved_search(profile, s, view["id"])
-                for s in red_flag_searches(profile, slow_ms=slow_ms)]
+                for s in red_flag_searches(profile, slow_ms=slow_ms, confident=confident)]
     charts = visualizations(profile, view["id"])
     return [view, *searches, *charts, dashboard(profile, charts + searches)]
 

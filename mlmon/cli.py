@@ -34,6 +34,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "es-setup": ("mlmon.log_shipper.cli_es",
                  "install the Elasticsearch index template and data stream"),
     "kibana-objects": ("mlmon.log_shipper.cli_kibana", "generate or import Kibana saved objects"),
+    "outcomes": ("mlmon.outcomes.cli",
+                 "join delayed labels to the stored predictions and count them (Pushgateway)"),
     "sink": ("mlmon.alerting.sink", "receive Alertmanager webhooks and print / record them"),
 }
 

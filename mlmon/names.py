@@ -190,7 +190,8 @@ OUTCOME_REJECTED = Series("mlmon_outcome_rejected", "counter",
                           "`missing_actual`, `wrong_type`, `nan`, `inf` (the actual's, or an "
                           "overflowing error), `bad_batch`, `no_prediction_in_profile`, "
                           "`internal_error`; from the join: `unknown_id`, `duplicate`, "
-                          "`unknown_model`; and `bad_delay`: a label counted without its delay "
+                          "`unknown_model`, `bad_arrival`, `write_error`, `es_unavailable`, "
+                          "`queue_full`; and `bad_delay`: a label counted without its delay "
                           "(unusable times, or arrival before the prediction)")
 BASELINE = Series("mlmon_model_baseline", "gauge", "A baseline metric on the reference data.",
                   ("metric",), "the profile's `baseline_metrics` (accuracy, mae, rmse, ...)")

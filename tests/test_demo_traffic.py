@@ -83,3 +83,45 @@ def test_other_targets_are_refused_without_allow_remote(url: str) -> None:
         check_target(url, allow_remote=False)
     if url.startswith("http"):
         check_target(url, allow_remote=True)
+
+
+def test_labels_out_writes_the_target_of_each_answered_request(tmp_path: Any) -> None:
+    import csv
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mlmon.demo.traffic import TARGET, http_sender, with_labels
+
+    bodies: list[dict[str, Any]] = []
+
+    class Service(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            bodies.append(body)
+            refused = body["features"]["bmi"] < 0  # the service fails this one
+            self.send_response(500 if refused else 200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        path = tmp_path / "labels.csv"
+        send = with_labels(http_sender(f"http://127.0.0.1:{server.server_port}"), path, "run")
+        assert send({**RECORD, TARGET: 151.0})
+        assert not send({**RECORD, "bmi": -1.0, TARGET: 75.0})
+        assert send({**RECORD, TARGET: 141.0})
+        # A second run appends (one header), with its own prefix.
+        assert with_labels(http_sender(f"http://127.0.0.1:{server.server_port}"), path,
+                           "next")({**RECORD, TARGET: 12.5})
+    finally:
+        server.shutdown()
+    assert [b["request_id"] for b in bodies] == ["run-0", "run-1", "run-2", "next-0"]
+    assert all(b["features"] == {**RECORD, **({"bmi": -1.0} if n == 1 else {})}
+               for n, b in enumerate(bodies))  # the target never reaches the service
+    with open(path, newline="", encoding="utf-8") as fh:
+        assert list(csv.reader(fh)) == [["request_id", "target"], ["run-0", "151.0"],
+                                        ["run-2", "141.0"], ["next-0", "12.5"]]

@@ -8,7 +8,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # The repository's folders; the package installs them as mlmon.<folder>.
-FOLDERS = ("exporter", "log_shipper", "alerting", "demo", "profiling")
+FOLDERS = ("exporter", "log_shipper", "alerting", "demo", "profiling", "outcomes")
 OLD_IMPORT = re.compile(rf"^\s*(?:from|import) (?:{'|'.join(FOLDERS)})\b", re.M)
 OLD_MODULE_RUN = re.compile(rf"python -m (?:{'|'.join(FOLDERS)})\b")
 

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 # folder -> the subpackage it is installed as
 FOLDERS = {"mlmon": "mlmon", "exporter": "mlmon.exporter", "profiling": "mlmon.profiling",
-           "log_shipper": "mlmon.log_shipper", "alerting": "mlmon.alerting", "demo": "mlmon.demo"}
+           "log_shipper": "mlmon.log_shipper", "alerting": "mlmon.alerting", "demo": "mlmon.demo",
+           "outcomes": "mlmon.outcomes"}
 # The old top-level names: none may be imported, from anywhere in the repository.
 OLD_TOP_LEVEL = ("exporter", "profiling", "log_shipper", "alerting", "demo")
 
@@ -39,6 +40,10 @@ ALLOWED = {
     "mlmon.alerting": {"mlmon.errors", "mlmon.names"},
     "mlmon.demo": {"mlmon.exporter", "mlmon.profiling", "mlmon.log_shipper", "mlmon.errors",
                    "mlmon.names"},
+    # `mlmon outcomes`: label files read like profiling's, joined by the shipper's join, windows
+    # from the rules config
+    "mlmon.outcomes": {"mlmon.exporter", "mlmon.log_shipper", "mlmon.profiling",
+                       "mlmon.alerting", "mlmon.errors", "mlmon.names"},
     # the docs' tables: written from the names and from the rule generator's output
     "mlmon.doc_tables": {"mlmon.names", "mlmon.alerting", "mlmon.errors"},
 }

@@ -42,6 +42,9 @@ CHECKS = {
     "mlmon --help": re.compile(r"^\.venv/bin/mlmon --help$"),
     "mlmon profile": re.compile(r"^\.venv/bin/mlmon profile "),
     "mlmon serve": re.compile(r"^\.venv/bin/mlmon serve "),
+    # Needs Elasticsearch and a Pushgateway: run as written, against real ones, by
+    # tests/integration/test_outcomes_cli.py::test_the_readme_outcomes_command_runs.
+    "mlmon outcomes": re.compile(r"^\.venv/bin/mlmon outcomes "),
 }
 
 
@@ -121,7 +124,8 @@ def test_mlmon_help_lists_the_commands_the_readme_names() -> None:
     (command,) = commands_for("mlmon --help")
     done = subprocess.run(argv(command), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    for name in ("profile", "serve", "demo", "traffic", "es-setup", "kibana-objects", "sink"):
+    for name in ("profile", "serve", "demo", "traffic", "es-setup", "kibana-objects", "outcomes",
+                 "sink"):
         assert name in done.stdout
 
 

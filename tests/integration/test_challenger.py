@@ -7,7 +7,8 @@ is checked against numpy on the same rows: the agreement rate exactly (a ratio o
 mean difference and the realized MAE / RMSE gaps within 1e-9.
 
 Elasticsearch: both records of a request are indexed, under the same `trace.id`, each with its
-role and version, and their `_id`s differ.
+role and version, and their `_id`s differ; `record_outcome()` of the request's label scores
+both versions, each joined to its own record.
 """
 
 from __future__ import annotations
@@ -150,15 +151,32 @@ def test_both_records_reach_elasticsearch_under_one_request_id(es_url: str,
     profile = build_profile(CHAMPION)
     client = Elasticsearch(es_url)
     index = es_assets.install(client, profile).data_stream
+    registry = CollectorRegistry()
     logger = PredictionLogger.from_profile(profile, service_name="diabetes-api",
                                            environment="test", es_url=es_url,
-                                           spool_dir=tmp_path / "spool",
-                                           registry=CollectorRegistry())
+                                           spool_dir=tmp_path / "spool", registry=registry,
+                                           max_age_s=0.2, handle_signals=False,
+                                           outcome_options={"retry_s": 0.2,
+                                                            "unknown_grace_s": 10.0})
     logger.add_challenger(build_profile(CHALLENGER), CHALLENGER.predict_one)
     records = CHAMPION.records()[:20]
+    actual = [float(y) for y in CHAMPION.reference["target"][:20]]
     ids = [logger.record(r, CHAMPION.predict_one(r), request_id=f"req-{i}")
            for i, r in enumerate(records)]
     assert ids == [f"req-{i}" for i in range(20)]
+    # the label of each request scores both versions, each on its own record
+    for request_id, y in zip(ids, actual, strict=True):
+        assert logger.record_outcome(request_id, y)
+    deadline = time.monotonic() + 90
+    while logger._outcomes is None or logger._outcomes[1].joined < 40:
+        assert time.monotonic() < deadline, "labels not joined in time"
+        time.sleep(0.2)
+    for version, model in (("1", CHAMPION), ("2", CHALLENGER)):
+        at = {"model": "diabetes", "model_version": version}
+        assert registry.get_sample_value("mlmon_outcome_error_count", at) == 20
+        mae = float(np.sum(np.abs(model.predict(to_frame(records)) - np.array(actual))))
+        assert registry.get_sample_value("mlmon_outcome_absolute_error_total", at) == \
+            pytest.approx(mae, rel=1e-9)
     assert logger.close(timeout=60)
     deadline = time.monotonic() + 30
     while True:
@@ -176,6 +194,8 @@ def test_both_records_reach_elasticsearch_under_one_request_id(es_url: str,
     assert by_role["challenger"]["_source"]["model"]["version"] == "2"
     assert by_role["challenger"]["_source"]["prediction"]["value"] == pytest.approx(
         CHALLENGER.predict_one(records[7]))
+    for hit in hits:  # the label, written onto each version's record
+        assert hit["_source"]["outcome"]["value"] == actual[7]
     roles = client.search(index=index, size=0, aggs={"r": {"terms": {"field": "model.role"}}})
     counts = {b["key"]: b["doc_count"] for b in roles["aggregations"]["r"]["buckets"]}
     assert counts == {"champion": 20, "challenger": 20}

@@ -125,3 +125,50 @@ def test_dashboard_aggregations_run_on_the_mapped_fields(es_url: str) -> None:  
     cities = client.search(index=name, size=0, aggs={
         "a": {"terms": {"field": "features.city"}}})["aggregations"]["a"]["buckets"]
     assert {b["key"]: b["doc_count"] for b in cities} == {"paris": len(PLANTED) - 2, "oslo": 1}
+
+
+class _Discard:
+    """The joiner's counters: this test reads only the records."""
+
+    def observe_outcome(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def reject_outcome(self, reason: str, n: int = 1) -> None:
+        raise AssertionError(f"label rejected: {reason}")
+
+
+def test_outcome_searches_find_misclassified_and_confident_wrong(
+        es_url: str) -> None:  # noqa: F811
+    from mlmon.log_shipper.join import Label, OutcomeJoiner
+
+    client = Elasticsearch(es_url)
+    data = sample_profile_dict(classification=True)
+    data["model"]["name"] = f"k{uuid.uuid4().hex[:10]}"
+    profile = Profile.from_dict(data)
+    name = install(client, profile).data_stream
+    builder = RecordBuilder(model=profile.model_name, model_version="3", service_name="api",
+                            environment="test", profile=profile)
+    # id -> (predicted class, its score, actual class or None when no label arrived)
+    planted = {"right-sure": ("yes", 0.97, "yes"), "wrong-sure": ("yes", 0.95, "no"),
+               "wrong-edge": ("no", 0.9, "yes"),     # the threshold is inclusive
+               "wrong-unsure": ("no", 0.6, "yes"), "right-unsure": ("no", 0.55, "no"),
+               "unlabelled-sure": ("yes", 0.99, None)}
+    operations: list[dict[str, Any]] = []
+    for doc_id, (label, score, _actual) in planted.items():
+        other = "no" if label == "yes" else "yes"
+        doc = builder.build(NORMAL, label, scores={label: score, other: 1 - score},
+                            request_id=doc_id)
+        operations += [{"create": {"_index": name, "_id": doc_id}}, doc]
+    assert not client.bulk(operations=operations)["errors"]
+    labels = [Label(i, p[2], 1_790_000_000.0) for i, p in planted.items() if p[2] is not None]
+    assert set(OutcomeJoiner(client, profile, {"3": _Discard()}).join(labels)) == {"counted"}
+    client.indices.refresh(index=name)
+    searches = {s.key: s for s in red_flag_searches(profile, confident=0.9)}
+    expected = {"outcome.misclassified": {"wrong-sure", "wrong-edge", "wrong-unsure"},
+                "outcome.confident_wrong": {"wrong-sure", "wrong-edge"}}
+    for key, ids in expected.items():
+        hits = client.search(index=name, size=100, query={
+            "query_string": {"query": searches[key].query}})["hits"]["hits"]
+        assert {h["_id"] for h in hits} == ids, (key, searches[key].query)
+    # a regression profile has no class to be wrong about: no such searches
+    assert not [s for s in red_flag_searches(_profile("r", "3")) if s.key.startswith("outcome.")]

@@ -74,6 +74,7 @@ class Challenger:
 
     def _start(self) -> None:
         self._pid = os.getpid()
+        self._submit_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(self.max_pending)
         self._threads = [threading.Thread(target=self._work, name=f"mlmon-challenger-{i}",
                                           daemon=True) for i in range(self.workers)]
@@ -90,11 +91,13 @@ class Challenger:
         """Queue one request for the challenger (O(1), never blocks, never raises); False when
         it was shed (counted)."""
         try:
-            if self._closed:
-                self.comparison.skip("closed")
-                return False
             # a copy: the caller may reuse or change its dict once record() has returned
-            self._queue.put_nowait((dict(features), champion_prediction, request_id))
+            item = (dict(features), champion_prediction, request_id)
+            with self._submit_lock:  # so that close() counts whatever got in before it
+                if self._closed:
+                    self.comparison.skip("closed")
+                    return False
+                self._queue.put_nowait(item)
             return True
         except queue.Full:
             self.comparison.skip("queue_full")
@@ -111,6 +114,7 @@ class Challenger:
                 self._run(*item)
             except Exception:  # noqa: BLE001 - a worker must outlive any one request
                 log.exception("mlmon challenger: unexpected error")
+                self.comparison.skip("record_error")
             finally:
                 self._queue.task_done()
 
@@ -137,7 +141,8 @@ class Challenger:
     def close(self, timeout: float = 10.0) -> bool:
         """Stop taking requests, let the workers finish the pending ones within `timeout`
         seconds and count what is left as `closed`; True when nothing was left."""
-        self._closed = True
+        with self._submit_lock:
+            self._closed = True
         deadline = time.monotonic() + timeout
         if self._pid == os.getpid():
             for _ in self._threads:  # after everything queued before: drains, then stops

@@ -5,8 +5,9 @@ side: `alone` (`--no-challenger`) and `shadow` (the demo challenger, a second sc
 pipeline, run by `PredictionLogger.add_challenger` on every request). One client sends POST
 /predict sequentially over a kept-alive connection, paced at `--rate` requests/s (a service
 that keeps up, as in production: the challenger finishes each request before the next one),
-measuring each response's latency at the client. Rounds alternate the two services (the order
-rotated each round), so a change in the machine's load hits both alike.
+measuring each response's latency at the client. Many short rounds (20 requests, 2 s) alternate
+the two services (the order rotated each round), so a change in the machine's load hits both
+alike.
 
 Judged on same-run ratios of the pooled latencies, shadow over alone: p50 <= 1.25x and
 p99 <= 1.5x. The challenger runs in a worker thread of the same process, so what it can still
@@ -121,8 +122,10 @@ def _quantile(values: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--requests", type=int, default=150, help="requests per round and mode")
+    # many short rounds: the machine's load moves on the scale of seconds, so both services
+    # must be measured within seconds of each other to see the same load
+    parser.add_argument("--rounds", type=int, default=45)
+    parser.add_argument("--requests", type=int, default=20, help="requests per round and mode")
     parser.add_argument("--rate", type=float, default=10.0, help="requests/s")
     args = parser.parse_args(argv)
     bodies = _bodies()

@@ -98,10 +98,12 @@ def test_both_versions_scored_and_compared_over_replicas(prometheus_factory,
     assert roles == {"champion": 1.0, "challenger": 1.0}
 
     for w in ("5m", "1h"):
+        # once both replicas' counts are in the rules (a rule may run before a first scrape)
+        prom.wait_for(f"{N.CHALLENGER_COMPARED_INCREASE.at(w)} == {len(rows)}",
+                      timeout=OUTCOME_WAIT_S)
         agreement = _one(prom, N.CHALLENGER_AGREEMENT.at(w))
         assert agreement == np.sum(np.abs(d) <= tolerance) / len(rows)  # exact: counts
         assert 0.5 < agreement < 0.95  # the drifted half disagrees more (not a trivial 0 or 1)
-        assert _one(prom, N.CHALLENGER_COMPARED_INCREASE.at(w)) == len(rows)
         assert _one(prom, N.CHALLENGER_DIFFERENCE_MEAN.at(w)) == pytest.approx(
             float(np.mean(d)), abs=1e-9)
     # realized performance of both from the same labels, and the gap between them

@@ -126,7 +126,8 @@ def test_both_versions_scored_and_compared_over_replicas(prometheus_factory,
 
     # the Model performance dashboard's regression challenger panels show both versions
     for title, expr in _dashboard_queries(REGRESSION_PANELS):
-        result = prom.query(expr)
+        # the gap groups run every outcome interval, after the outcome rules they read
+        result = prom.wait_for(expr, timeout=OUTCOME_WAIT_S)
         assert result, f"panel {title!r}: {expr} is empty"
         if "role" in expr:
             assert {r["metric"]["role"] for r in result} == {"champion", "challenger"}, title

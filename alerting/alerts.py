@@ -198,6 +198,9 @@ class _Alerts:
         nan = self.c.alert("MlmonPredictionNaN")
         expected = self.c.alert("MlmonUnexpectedModelVersion")["expected_versions"]
         stale = self.c.alert("MlmonModelStale")
+        # a challenger in shadow mode is a second live version by design, never the wrong one
+        challengers = self.latest(N.MODEL_ROLE_INFO.name + '{role="challenger"}')
+        shadow = f"\nunless on (model, model_version)\n{challengers}"
         wrong = "\nor\n".join(
             self.latest(f'{N.MODEL_INFO.name}{{model="{model}", model_version!="{version}"}}')
             for model, version in sorted(expected.items())) or "vector(0) < 0"
@@ -212,13 +215,13 @@ class _Alerts:
             self.rule(
                 "MlmonMultipleModelVersions",
                 "count by (model) (max by (model, model_version) "
-                f"({self.latest(N.MODEL_INFO.name)})) > 1",
+                f"({self.latest(N.MODEL_INFO.name)}{shadow})) > 1",
                 "More than one version of a model is live.",
                 "Model {{ $labels.model }} has {{ $value }} versions exporting at once.",
                 "A stuck rollout or a forgotten replica serving an old version."),
             self.rule(
                 "MlmonUnexpectedModelVersion",
-                f"max by (model, model_version) (\n{wrong}\n)",
+                f"max by (model, model_version) (\n(\n{wrong}\n){shadow}\n)",
                 "A model version other than the expected one is live.",
                 f"Model {_WHERE} is live, but the expected version is another one "
                 "(alerting/config.yaml expected_versions).",
@@ -423,6 +426,22 @@ class _Alerts:
                 "and Prometheus' storage."),
         ]
 
+    def challenger(self) -> list[Rule]:
+        dis = self.c.alert("MlmonChallengerDisagreement")
+        w = dis["window"]
+        labels = (*_MODEL_LABELS, "champion_version")
+        n = _lookup(N.CHALLENGER_COMPARED_INCREASE.at(w), labels, "%.0f")
+        return [self.rule(
+            "MlmonChallengerDisagreement",
+            f"1 - {N.CHALLENGER_AGREEMENT.at(w)} > {dis['max_disagreement']}\n"
+            f"and {N.CHALLENGER_COMPARED_INCREASE.at(w)} >= {self.min}",
+            "A challenger model disagrees with the champion too often.",
+            f"Challenger {_WHERE} disagrees with champion version "
+            "{{ $labels.champion_version }} on " + _pct() + f" of {n} requests over the last "
+            f"{w} (threshold {dis['max_disagreement']}).",
+            "Shadow mode: the challenger would change many answers; look at where (class "
+            "pairs, difference histogram) before promoting it.")]
+
 
 def _of_job(metric: str, job: str) -> str:
     """`metric{batch_job="job"}`; json.dumps quotes the name as a PromQL string literal."""
@@ -535,6 +554,8 @@ def alert_groups(config: Config) -> list[Group]:
         Group("mlmon.alerts.quality", "Input data quality.", tuple(a.quality())),
         Group("mlmon.alerts.model", "Prediction sanity and model lifecycle.", tuple(a.model())),
         Group("mlmon.alerts.ops", "Serving: latency, errors, traffic, scrapes.", tuple(a.ops())),
+        Group("mlmon.alerts.challenger", "Champion vs challenger (shadow mode).",
+              tuple(a.challenger())),
         Group("mlmon.alerts.performance",
               "Realized performance from labels, the label feed, unreasonable outputs.",
               tuple(a.performance())),

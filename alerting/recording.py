@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import mlmon.names as N
 from mlmon.alerting import promql as q
+from mlmon.alerting.challenger import challenger_groups
 from mlmon.alerting.config import Config, duration_seconds
 from mlmon.alerting.estimation import estimation_groups
 from mlmon.alerting.outcomes import outcome_groups
@@ -465,6 +466,7 @@ def window_groups(config: Config) -> list[Group]:
         groups += [builder.features(), builder.predictions(), builder.ops()]
     groups += outcome_groups(config)
     groups += estimation_groups(config)
+    groups += challenger_groups(config)  # after outcome and estimation: the gaps read them
     return groups
 
 

@@ -172,6 +172,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "rules": rules_table,
     "profiling": profiling_table,
     "service_load": service_load_table,
+    "challenger": targets_table,
 }
 
 

@@ -1,6 +1,8 @@
 """`mlmon demo`: train the demo model, then serve it with the exporter and the log shipper.
 
 Without `--es-url` (or MLMON_ES_URL) records are not shipped; metrics are always served.
+A challenger (demo/model.py `train_challenger`, version 2) runs in shadow mode on every request
+unless `--no-challenger` is given (docs/challenger.md).
 `--write-profile PATH` writes the reference profile and exits (the setup step uses it for the
 Elasticsearch template and the Kibana objects).
 """
@@ -25,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spool-dir", default=env("MLMON_SPOOL_DIR"),
                         help="disk spool for records Elasticsearch has not taken yet")
     parser.add_argument("--environment", default="demo", help="service.environment in records")
+    parser.add_argument("--no-challenger", dest="challenger", action="store_false",
+                        help="serve the model alone, without its challenger in shadow mode")
     parser.add_argument("--write-profile", metavar="PATH", type=Path,
                         help="write the reference profile to PATH and exit")
 
@@ -45,7 +49,7 @@ def _without_credentials(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlmon.demo.model import build_profile, train
+    from mlmon.demo.model import build_profile, train, train_challenger
     from mlmon.errors import CliError
 
     model = train()
@@ -69,11 +73,16 @@ def run(args: argparse.Namespace) -> int:
     logger = PredictionLogger.from_profile(
         profile, service_name=f"{model.name}-api", environment=args.environment,
         es_url=es_url, spool_dir=args.spool_dir, registry=REGISTRY)
+    challenger = ""
+    if args.challenger:
+        shadow = train_challenger()
+        logger.add_challenger(build_profile(shadow), shadow.predict_one)
+        challenger = f"challenger version {shadow.version} in shadow mode; "
     app = create_app(model, logger, REGISTRY)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=False)
     shipping = f"records to {_without_credentials(args.es_url)}" if args.es_url \
         else "records not shipped (no --es-url)"
     AnnouncingServer(config, "mlmon demo", f"(POST /predict, GET /metrics, GET /healthz); "
-                     f"{shipping}; Ctrl+C stops").run(sockets=[sock])
+                     f"{challenger}{shipping}; Ctrl+C stops").run(sockets=[sock])
     return 0

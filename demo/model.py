@@ -9,6 +9,12 @@ drift we add two synthetic categorical features, drawn with a fixed seed so that
 (short phrases from a small vocabulary) shows out-of-vocabulary drift; the model ignores it.
 
 Training takes a few milliseconds, so the service trains at start-up instead of shipping a pickle.
+
+The challenger (`train_challenger`) is the same pipeline trained differently: a ridge with a
+ten times stronger penalty (alpha 10 instead of 1), as version 2. It shrinks the predictions
+towards the mean: on the reference rows the two agree within the default tolerance (0.1 x the
+champion's prediction std) on 95 % of the rows, on the drift scenario's inputs on about 67 %,
+so the drift also shows as disagreement (tests/test_demo_model.py checks both).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ if TYPE_CHECKING:
 
 MODEL_NAME = "diabetes"
 MODEL_VERSION = "1"
+CHALLENGER_VERSION = "2"
+CHAMPION_ALPHA, CHALLENGER_ALPHA = 1.0, 10.0
 SEED = 7
 
 NUMERIC_FEATURES = ("age", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
@@ -62,7 +70,7 @@ def reference_frame(seed: int = SEED) -> pd.DataFrame:
     return frame
 
 
-def _pipeline() -> Pipeline:
+def _pipeline(alpha: float = CHAMPION_ALPHA) -> Pipeline:
     # Imputation and handle_unknown="ignore" keep the model answering on the drifted inputs
     # (nulls, unseen categories): monitoring should see the drift, not a crashing service.
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
@@ -74,7 +82,7 @@ def _pipeline() -> Pipeline:
         ("numeric", numeric, list(NUMERIC_FEATURES)),
         ("categorical", categorical, list(CATEGORICAL_FEATURES)),
     ])  # remainder="drop": the text note is monitored, not used
-    return Pipeline([("columns", columns), ("ridge", Ridge(alpha=1.0))])
+    return Pipeline([("columns", columns), ("ridge", Ridge(alpha=alpha))])
 
 
 @dataclass(frozen=True)
@@ -131,11 +139,17 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def train(seed: int = SEED) -> DemoModel:
+def train(seed: int = SEED, *, alpha: float = CHAMPION_ALPHA,
+          version: str = MODEL_VERSION) -> DemoModel:
     """Train on the whole data set: the demo shows monitoring, not model selection."""
     frame = reference_frame(seed)
-    pipeline = _pipeline().fit(frame[list(MODEL_FEATURES)], frame["target"])
-    return DemoModel(pipeline=pipeline, reference=frame)
+    pipeline = _pipeline(alpha).fit(frame[list(MODEL_FEATURES)], frame["target"])
+    return DemoModel(pipeline=pipeline, reference=frame, version=version)
+
+
+def train_challenger(seed: int = SEED) -> DemoModel:
+    """The demo's challenger: the same data, a ridge penalised 10 times more, version 2."""
+    return train(seed, alpha=CHALLENGER_ALPHA, version=CHALLENGER_VERSION)
 
 
 def build_profile(model: DemoModel) -> Profile:

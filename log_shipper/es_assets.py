@@ -117,7 +117,9 @@ def mappings(profile: Profile) -> dict[str, Any]:
             "event": _object({"id": _keyword(), "kind": _keyword(), "dataset": _keyword(),
                               "duration": {"type": "long"}}),
             "service": _object({"name": _keyword(), "environment": _keyword()}),
-            "model": _object({"name": _keyword(), "version": _keyword()}),
+            # role and trace.id: champion / challenger records of one request (shadow.py)
+            "model": _object({"name": _keyword(), "version": _keyword(), "role": _keyword()}),
+            "trace": _object({"id": _keyword()}),
             "features": _object({f.name: _feature_field(f.kind) for f in profile.features}),
             "prediction": _prediction_field(profile),
             "flags": _object({f.name: _keyword() for f in profile.features}),

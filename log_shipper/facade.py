@@ -10,6 +10,8 @@ counted in `errors` and the prediction goes on.
 and outcome; `record()` calls inside it leave the latency histogram to the request (so it is
 counted once per request) and still put the latency in the record's `event.duration`.
 
+`logger.add_challenger(profile, predict)` runs a second model version in shadow on the same
+requests, off the request path (log_shipper/shadow.py, docs/challenger.md).
 `record_outcome(request_id, actual)` is for a service that learns the truth itself: it queues the
 label for a worker thread (started on first use, again in a forked child) that joins it to the
 record in Elasticsearch and counts it into this process's monitor (mlmon.log_shipper.join,
@@ -32,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 from mlmon.log_shipper.join import Label, OutcomeJoiner
 from mlmon.log_shipper.logging_sink import JsonLinesSink
 from mlmon.log_shipper.outcome_worker import OutcomeWorker
-from mlmon.log_shipper.record import RecordBuilder, index_name, materialize
+from mlmon.log_shipper.record import (
+    RecordBuilder,
+    index_name,
+    materialize,
+    role_record_id,
+    stable_id,
+)
 from mlmon.log_shipper.redact import Redactor
 from mlmon.log_shipper.shipper import Shipper
 from mlmon.log_shipper.spool import SpoolLockedError
@@ -41,6 +49,7 @@ from mlmon.log_shipper.spool_dirs import orphan_candidates, own_dir_choices
 if TYPE_CHECKING:
     from mlmon.exporter.monitor import ModelMonitor, RequestTracker
     from mlmon.exporter.profile import Profile
+    from mlmon.log_shipper.shadow import Challenger, Predict
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +119,7 @@ class PredictionLogger:
         self.shipper = shipper
         self.log_sink = log_sink
         self.errors = 0  # record() / record_outcome() calls that failed inside
+        self.challengers: list[Challenger] = []
         # The outcome worker is made on the first record_outcome(): a service that never calls
         # it runs no thread. (pid, worker): a forked child makes its own.
         self._outcome_factory = outcome_worker
@@ -218,6 +228,8 @@ class PredictionLogger:
                 self.shipper.ship(record)
             if self.log_sink is not None:
                 self.log_sink.emit(record)
+            for challenger in self.challengers:
+                challenger.submit(features, prediction, record.id)
             return record.id
         except Exception:  # noqa: BLE001 - monitoring must not break the prediction
             self.errors += 1
@@ -239,7 +251,13 @@ class PredictionLogger:
                 self.errors += 1
                 return False
             when = time.time() if arrived_at is None else arrived_at
-            return worker.submit(Label(str(request_id), actual, when))
+            queued = worker.submit(Label(str(request_id), actual, when))
+            # the same label scores each challenger, on its own record of the request
+            champion_id = stable_id(str(request_id))[0]
+            for challenger in self.challengers:
+                role = challenger.logger.builder.role
+                worker.submit(Label(role_record_id(champion_id, role), actual, when))
+            return queued
         except Exception:  # noqa: BLE001 - monitoring must not break the caller
             self.errors += 1
             return False
@@ -256,16 +274,73 @@ class PredictionLogger:
         with self._outcomes_lock[1]:
             if self._outcomes is None or self._outcomes[0] != pid:
                 self._outcomes = (pid, self._outcome_factory())
+                self._join_challengers()
             return self._outcomes[1]
+
+    def _join_challengers(self) -> None:
+        """Let the outcome worker count each challenger's labels into its own monitor (the
+        join picks the monitor by the record's model version)."""
+        if self._outcomes is None:
+            return
+        counters = self._outcomes[1].joiner.counters
+        for challenger in self.challengers:
+            monitor = challenger.logger.monitor
+            if monitor is not None:
+                counters.setdefault(monitor.model_version, monitor)
 
     def track_request(self) -> TrackedRequest:
         """`with logger.track_request():` around one request: in-flight gauge, latency and
         outcome through the monitor, with `record()` inside not counting the latency again."""
         return TrackedRequest(self.monitor)
 
+    def add_challenger(self, profile: Profile, predict: Predict, *, workers: int = 1,
+                       max_pending: int = 1000, tolerance: float | None = None,
+                       with_scores: bool = False, monitor: ModelMonitor | None = None,
+                       ) -> Challenger:
+        """Run `predict(features)` of another version of this model in shadow on every request
+        this logger records: in `workers` threads, at most `max_pending` waiting (more are
+        shed, counted), never in the caller's latency, never raising into it.
+
+        The challenger is monitored under its own version (`profile`, a monitor on this
+        logger's registry), its records go through this logger's shipper and log sink with
+        `model.role` and the request's id in `trace.id`, and its agreement with this model is
+        counted (regression: |difference| <= `tolerance`, default 0.1 x this model's reference
+        prediction std). `with_scores`: `predict` returns `(prediction, scores)`. Raises
+        ValueError for a profile that cannot be a challenger (another model, the same version).
+        """
+        from mlmon.exporter.challenger import CHALLENGER, CHAMPION, Comparison
+        from mlmon.exporter.monitor import ModelMonitor
+        from mlmon.log_shipper.shadow import Challenger
+
+        if self.monitor is None:
+            raise ValueError("add_challenger needs a logger with a monitor (the champion's)")
+        if monitor is not None and monitor.registry is not self.monitor.registry:
+            raise ValueError("the challenger's monitor must be on the champion's registry")
+        # the champion's multi-process directory (or none) for the challenger's counts too
+        directory = self.monitor.storage.directory
+        comparison = Comparison(self.monitor.profile, profile, tolerance=tolerance,
+                                directory=directory)
+        if monitor is None:
+            monitor = ModelMonitor(profile, self.monitor.registry,
+                                   multiproc_directory=directory)
+        builder = self.builder.for_model(profile.model_name, profile.model_version, profile,
+                                         CHALLENGER)
+        if self.builder.role is None:
+            self.builder = self.builder.with_role(CHAMPION)
+        logger = PredictionLogger(builder, monitor=monitor, shipper=self.shipper,
+                                  log_sink=self.log_sink)
+        challenger = Challenger(predict, logger, comparison, workers=workers,
+                                max_pending=max_pending, with_scores=with_scores)
+        self.challengers.append(challenger)
+        self._join_challengers()
+        return challenger
+
     def close(self, timeout: float = 10.0) -> bool:
-        """Flush the shipper and the log sink; True when everything was delivered."""
+        """Let challengers finish (or count what they leave), then flush the shipper and the
+        log sink; True when everything was delivered."""
         delivered = True
+        for challenger in self.challengers:
+            challenger.close(timeout)
         if self.shipper is not None:
             delivered = self.shipper.close(timeout)
         # After the shipper: the last labels' records are in Elasticsearch by now.

@@ -13,10 +13,16 @@ once), and the original is kept in `event.original_id` (in `_source`, not indexe
 `RecordBuilder.defer(...)` captures what a record needs (O(1) plus a copy of the features and
 of the scores) and returns a `PendingRecord`, a read-only Mapping that builds the document the
 first time it is read: in the shipper's or the log sink's thread, not the request's.
+
+Champion and challenger (log_shipper/shadow.py): a builder with a `role` writes `model.role`
+and the request id, shared by both records of a request, in `trace.id`; the challenger's own
+`event.id` is `<request id>.challenger` (`role_record_id`), so the two records of one request
+never collide on `_id` while one search on `trace.id` finds both.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import time
@@ -39,6 +45,7 @@ from mlmon.exporter.values import (
 DATASET = "mlmon.prediction"
 MAX_ID_BYTES = 512  # Elasticsearch's limit on a document `_id`, in UTF-8 bytes
 _HASHED_ID_PREFIX = "sha256:"
+CHAMPION_ROLE = "champion"
 
 
 def stable_id(request_id: str) -> tuple[str, str | None]:
@@ -51,6 +58,12 @@ def stable_id(request_id: str) -> tuple[str, str | None]:
     if len(raw) <= MAX_ID_BYTES:
         return request_id, None
     return _HASHED_ID_PREFIX + hashlib.sha256(raw).hexdigest(), request_id
+
+
+def role_record_id(request_id: str, role: str | None) -> str:
+    """The record id (before `stable_id`) of a request's record in `role`: the request id for
+    the champion (or no role), `<request id>.<role>` otherwise."""
+    return request_id if role is None or role == CHAMPION_ROLE else f"{request_id}.{role}"
 
 
 def index_name(model: str) -> str:
@@ -108,7 +121,9 @@ class RecordBuilder:
         profile: Profile | None = None,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        role: str | None = None,
     ) -> None:
+        self.role = role
         self._service = {"name": service_name, "environment": environment}
         self._model = {"name": model, "version": model_version}
         # Chosen once: the typing function per known feature.
@@ -123,6 +138,20 @@ class RecordBuilder:
                 self._range = profile.prediction_range() or self._range
         self._clock = clock
         self._new_id = new_id
+
+    def with_role(self, role: str) -> RecordBuilder:
+        """A copy of this builder whose records carry `role` (`champion`, `challenger`)."""
+        other = copy.copy(self)
+        other.role = role
+        return other
+
+    def for_model(self, model: str, model_version: str, profile: Profile | None,
+                  role: str) -> RecordBuilder:
+        """A builder for another model version of the same service (a challenger)."""
+        service = self._service
+        return RecordBuilder(model=model, model_version=model_version,
+                             service_name=service["name"], environment=service["environment"],
+                             profile=profile, clock=self._clock, new_id=self._new_id, role=role)
 
     def new_id(self) -> str:
         """A fresh record id (a random UUID unless the builder was given `new_id`)."""
@@ -140,9 +169,21 @@ class RecordBuilder:
         unknown_features: Iterable[str] | None = None,
         timestamp: float | None = None,
     ) -> dict[str, Any]:
-        """The record as a plain dict (key order fixed, JSON-safe)."""
-        ident, original = (stable_id(str(request_id)) if request_id is not None
-                           else (self._new_id(), None))
+        """The record as a plain dict (key order fixed, JSON-safe).
+
+        With a role, `request_id` is the request's id (a fresh one when None): `trace.id`,
+        shared by the champion's and the challenger's records; `event.id` is the role's."""
+        role = self.role
+        if role is not None and request_id is None:
+            request_id = self._new_id()
+        trace = None
+        if request_id is None:
+            ident, original = self._new_id(), None
+        else:
+            if role is not None:
+                trace = stable_id(str(request_id))[0]
+                request_id = role_record_id(str(request_id), role)
+            ident, original = stable_id(str(request_id))
         event: dict[str, Any] = {"id": ident, "kind": "event", "dataset": DATASET}
         if original is not None:
             event["original_id"] = original
@@ -153,11 +194,17 @@ class RecordBuilder:
         if unknown_features is not None:
             unknown = sorted(set(unknown_features))
         flag_map = {str(name): list(values) for name, values in (flags or {}).items()}
-        return {
+        model: dict[str, Any] = dict(self._model)
+        doc: dict[str, Any] = {
             "@timestamp": utc_timestamp(self._clock() if timestamp is None else timestamp),
             "event": event,
+        }
+        if trace is not None:
+            doc["trace"] = {"id": trace}
+            model["role"] = role
+        return doc | {
             "service": dict(self._service),
-            "model": dict(self._model),
+            "model": model,
             "features": typed,
             "prediction": self._prediction(prediction, scores),
             "flags": flag_map,
@@ -265,7 +312,7 @@ class PendingRecord(Mapping[str, Any]):
     @property
     def id(self) -> str:
         """The record's `event.id` (the `_id` it will have in Elasticsearch)."""
-        return stable_id(self._request_id)[0]
+        return stable_id(role_record_id(self._request_id, self._builder.role))[0]
 
     def build(self) -> dict[str, Any]:
         """The document (built once)."""

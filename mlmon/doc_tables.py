@@ -150,6 +150,7 @@ def tables(config: cfg.Config) -> dict[tuple[str, str], str]:
         ("shipper-records.md", "logger-metrics"): series_table(logger),
         ("drift-and-alerts.md", "recording-rules"): recording_table(config),
         ("drift-and-alerts.md", "alerts"): alert_table(config),
+        ("challenger.md", "challenger-metrics"): series_table(N.CHALLENGER_SERIES),
         ("realized-performance.md", "outcome-rules"): recording_table(config, outcomes=True),
         ("batch-jobs.md", "batch-metrics"): series_table(N.BATCH_SERIES),
         ("batch-jobs.md", "batch-rules"): batch_recording_table(config),

@@ -433,3 +433,57 @@ ESTIMATED_RECALL = RuleName("model_class", "mlmon_estimated_recall")
 ESTIMATED_SAMPLES = RuleName("model", "mlmon_estimated_samples", "increase")
 ESTIMATED_CLASS_INCREASE = RuleName("model_predicted_class_actual_class", ESTIMATED_CLASS.name,
                                     "increase")
+
+# ---- champion and challenger (mlmon/exporter/challenger.py, mlmon/alerting/challenger.py) ---
+# A challenger runs in shadow beside the live model (the champion), on the same requests, under
+# its own model_version; these series say which version plays which role and how often the two
+# agree. The comparison series carry the challenger's model_version and `champion_version`.
+MODEL_ROLE_INFO = Series("mlmon_model_role_info", "gauge",
+                         "1 per model version in a champion/challenger pair, with its role.",
+                         ("role", "champion_version"),
+                         "1 per model version with its `role` (`champion` / `challenger`); a "
+                         "challenger's row names the version it is compared with in "
+                         "`champion_version`")
+CHALLENGER_COMPARED = Series("mlmon_challenger_compared", "counter",
+                             "Challenger predictions compared with the champion's.",
+                             ("champion_version", "agreement"),
+                             "challenger predictions compared with the champion's on the same "
+                             "request: `agreement` = `agree` / `disagree` (classification: the "
+                             "same class; regression: |challenger - champion| <= the tolerance)")
+CHALLENGER_CLASS_PAIR = Series("mlmon_challenger_class_pair", "counter",
+                               "Compared classifications by (champion, challenger) class.",
+                               ("champion_version", "champion_class", "challenger_class"),
+                               "compared classifications per (champion class, challenger "
+                               "class), over the challenger profile's classes plus `__unseen__`")
+CHALLENGER_DIFFERENCE = Series("mlmon_challenger_difference", "histogram",
+                               "Regression: challenger prediction - champion prediction.",
+                               ("champion_version", "le"),
+                               "regression: challenger - champion on edges of +-(0.05, 0.1, "
+                               "0.25, 0.5, 1) x the champion's reference prediction std, and 0")
+CHALLENGER_TOLERANCE = Series("mlmon_challenger_tolerance", "gauge",
+                              "Regression: the |difference| that still counts as agreement.",
+                              ("champion_version",))
+CHALLENGER_SKIPPED = Series("mlmon_challenger_skipped", "counter",
+                            "Challenger work not done or not compared, by reason.",
+                            ("champion_version", "reason"),
+                            "challenger work shed or failed: `queue_full` (the pool is behind), "
+                            "`closed` (pending at close), `predict_error`, `record_error`, "
+                            "`not_comparable` (a prediction missing or invalid)")
+
+CHALLENGER_SERIES = (MODEL_ROLE_INFO, CHALLENGER_COMPARED, CHALLENGER_CLASS_PAIR,
+                     CHALLENGER_DIFFERENCE, CHALLENGER_TOLERANCE, CHALLENGER_SKIPPED)
+
+CHALLENGER_COMPARED_INCREASE = RuleName("model", "mlmon_challenger_compared", "increase")
+CHALLENGER_AGREEMENT = RuleName("model", "mlmon_challenger_agreement", "ratio")
+CHALLENGER_CLASS_PAIR_INCREASE = RuleName("model_class_pair", "mlmon_challenger_class_pair",
+                                          "increase")
+CHALLENGER_DIFFERENCE_MEAN = RuleName("model", "mlmon_challenger_difference_mean")
+
+
+def challenger_gap(rule: RuleName) -> RuleName:
+    """The challenger-minus-champion gap of a per-version rule, keyed by the challenger's
+    version: `model:mlmon_outcome_accuracy_challenger_gap:<w>` for OUTCOME_ACCURACY."""
+    return RuleName(rule.level, rule.metric + "_challenger_gap", rule.operation)
+# the agreement rule above keeps `agreement` (agree / disagree) before the ratio sums it away
+CHALLENGER_COMPARED_BY_AGREEMENT = RuleName("model_agreement", "mlmon_challenger_compared",
+                                            "increase")

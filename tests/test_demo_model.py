@@ -48,3 +48,27 @@ def test_to_frame_types_values_for_the_model() -> None:
     assert math.isnan(frame.loc[0, "bmi"])  # a bool is not a number for the model
     assert frame.loc[0, "sex"] == "2"
     assert all(pd.isna(frame.loc[0, name]) for name in CATEGORICAL_FEATURES[1:])
+
+
+def test_the_challenger_agrees_on_reference_rows_and_less_under_drift() -> None:
+    # the numbers demo/model.py states: ~95 % agreement on the reference, ~67 % under drift
+    import random
+
+    import numpy as np
+
+    from mlmon.demo.model import train_challenger
+    from mlmon.demo.scenario import drifted
+    from mlmon.exporter.challenger import DEFAULT_TOLERANCE_STD
+
+    champion, challenger = train(), train_challenger()
+    assert (challenger.name, challenger.version) == (champion.name, "2")
+    tolerance = DEFAULT_TOLERANCE_STD * float(np.std(champion.predict(champion.reference)))
+
+    def agreement(frame: pd.DataFrame) -> float:
+        d = challenger.predict(frame) - champion.predict(frame)
+        return float(np.mean(np.abs(d) <= tolerance))
+
+    rng = random.Random(1)
+    drift = to_frame([drifted(r, rng) for r in champion.records()])
+    assert 0.93 < agreement(champion.reference) < 0.97
+    assert 0.6 < agreement(drift) < 0.75

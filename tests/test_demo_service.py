@@ -186,3 +186,28 @@ def test_mlmon_demo_port_in_use_is_one_line() -> None:
 def test_a_printed_es_url_carries_no_credentials() -> None:
     assert _without_credentials("https://elastic:secret@es:9200/x") == "https://es:9200/x"
     assert _without_credentials("http://es:9200") == "http://es:9200"
+
+
+def test_the_challenger_answers_in_shadow_under_its_own_version() -> None:
+    from mlmon.demo.model import train_challenger
+
+    registry = CollectorRegistry()
+    logger = PredictionLogger.from_profile(PROFILE, service_name="diabetes-api",
+                                           environment="test", registry=registry)
+    challenger = train_challenger()
+    logger.add_challenger(build_profile(challenger), challenger.predict_one)
+    records = MODEL.records()[:20]
+    with TestClient(create_app(MODEL, logger, registry)) as client:
+        for record in records:
+            body = client.post("/predict", json={"features": record}).json()
+            assert body["model_version"] == "1"  # the champion answers
+    # leaving the client closed the logger: the challenger finished every request
+    at = {"model": "diabetes", "model_version": "2", "champion_version": "1"}
+    compared = sum(registry.get_sample_value("mlmon_challenger_compared_total",
+                                             at | {"agreement": a}) for a in ("agree", "disagree"))
+    assert compared == len(records)
+    assert registry.get_sample_value("mlmon_observations_total",
+                                     {"model": "diabetes", "model_version": "2"}) == len(records)
+    diff_sum = registry.get_sample_value("mlmon_challenger_difference_sum", at)
+    expected = sum(challenger.predict_one(r) - MODEL.predict_one(r) for r in records)
+    assert diff_sum == pytest.approx(expected, rel=1e-9, abs=1e-9)

@@ -53,7 +53,8 @@ def test_generation_is_deterministic() -> None:
 @pytest.mark.parametrize("module", ["drift_cases.py", "alert_cases.py", "demo_alert_cases.py",
                                     "window_cases.py", "outcome_cases.py",
                                     "label_alert_cases.py", "batch_cases.py",
-                                    "estimation_cases.py", "pipeline_cases.py"])
+                                    "estimation_cases.py", "pipeline_cases.py",
+                                    "challenger_cases.py"])
 def test_promtool_test_files_match_their_builders(module: str) -> None:
     builder = _load(PROMETHEUS_TESTS / module)
     assert builder.PATH.read_text(encoding="utf-8") == builder.render()
@@ -233,7 +234,8 @@ def test_promtool_check_rules() -> None:
                                        "demo_alerts_test.yml", "window_counts_test.yml",
                                        "outcomes_recording_test.yml", "label_alerts_test.yml",
                                        "batch_test.yml", "estimation_test.yml",
-                                       "pipeline_alerts_test.yml"])
+                                       "pipeline_alerts_test.yml",
+                                       "challenger_test.yml"])
 def test_promtool_unit_tests(test_file: str) -> None:
     result = _run(_tool("promtool"), "test", "rules", str(PROMETHEUS_TESTS / test_file))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -9,7 +9,8 @@ stay empty.
 
 Rows are a list (ROWS): a new kind of performance (estimated from scores, a challenger beside
 the champion) is one more row appended there; the estimated row (ESTIMATED) shows what the
-calibrated scores expect before labels arrive, beside the realized accuracy.
+calibrated scores expect before labels arrive, beside the realized accuracy; the challenger rows
+(CHALLENGER, SHADOW_DETAIL) show a challenger in shadow mode beside the champion.
 """
 
 from panels import (
@@ -173,15 +174,80 @@ ESTIMATED = [
                       f'{N.ESTIMATION_INFO.name}{{calibrated="false"}}.'), 4),
 ]
 
+# ---- champion vs challenger (docs/challenger.md): a challenger in shadow mode beside the live
+# model, each line labelled with its role through mlmon_model_role_info; empty without one.
+SHADOW = config.alert("MlmonChallengerDisagreement")
+SHADOW_W = SHADOW["window"]
+ROLES = f"max by (model, model_version, role) ({N.MODEL_ROLE_INFO.name}{{{MODEL}}})"
+
+
+def with_role(expr: str) -> str:
+    """`expr` (per model version) with the version's role as a label, for the legend."""
+    return f"{expr} * on (model, model_version) group_left (role) {ROLES}"
+
+
+def gap(rule_name: N.RuleName, window: str, label: str, ref: str) -> object:
+    return q(rule(N.challenger_gap(rule_name).at(window)),
+             f"{label} {window} {{{{model_version}}}} - {{{{champion_version}}}}", ref)
+
+
+CHALLENGER = [
+    (timeseries("Champion vs challenger: accuracy", [
+        q(with_role(rule(N.OUTCOME_ACCURACY.at(W))), f"realized {W} {{{{role}}}} "
+          "{{model_version}}", "A"),
+        q(with_role(rule(N.ESTIMATED_ACCURACY.at(EST_W))), f"estimated {EST_W} {{{{role}}}} "
+          "{{model_version}}", "B")], unit="percentunit",
+        description="Side by side on the same requests: realized from the same labels, "
+                    "estimated from each version's calibrated scores."), 8),
+    (timeseries("Champion vs challenger: MAE", [
+        q(with_role(rule(N.OUTCOME_MAE.at(w))), f"MAE {w} {{{{role}}}} {{{{model_version}}}}",
+          ref_id(i)) for i, w in enumerate(WINDOWS)],
+        description="Regression: realized mean absolute error of each version, from the same "
+                    "labels."), 8),
+    (timeseries("Performance gap: challenger - champion", [
+        gap(N.OUTCOME_ACCURACY, W, "accuracy", "A"), gap(N.OUTCOME_MAE, W, "MAE", "B"),
+        gap(N.ESTIMATED_ACCURACY, EST_W, "estimated accuracy", "C")],
+        description="Accuracy gap > 0: the challenger is right more often. MAE gap > 0: the "
+                    "challenger errs more."), 8),
+]
+
+SHADOW_DETAIL = [
+    (timeseries("Agreement with the champion", [
+        *[q(rule(N.CHALLENGER_AGREEMENT.at(w)),
+            f"agreement {w} {{{{model_version}}}} vs {{{{champion_version}}}}", ref_id(i))
+          for i, w in enumerate(config.windows)],
+        q(f"{1 - SHADOW['max_disagreement']:g} + 0 * {rule(N.CHALLENGER_AGREEMENT.at(SHADOW_W))}",
+          "alert line {{model_version}}", ref_id(len(config.windows)))], unit="percentunit",
+        description="Share of requests on which the challenger gives the champion's answer "
+                    "(regression: within the tolerance). MlmonChallengerDisagreement fires "
+                    "below the alert line."), 8),
+    (table(f"Where they differ (last {span(SHADOW_W)})", [
+        q(f"{rule(N.CHALLENGER_CLASS_PAIR_INCREASE.at(SHADOW_W))} > 0", "requests", "A",
+          instant=True, table=True)],
+        description="Classification: requests per (champion class, challenger class).",
+        hide=("Time", "__name__")), 6),
+    (timeseries("Regression: mean challenger - champion", [
+        q(rule(N.CHALLENGER_DIFFERENCE_MEAN.at(w)), f"{w} {{{{model_version}}}}", ref_id(i))
+        for i, w in enumerate(config.windows)],
+        description="A systematic offset between the two versions' predictions."), 5),
+    (timeseries("Challenger work shed or failed", [
+        q(f"sum by (model_version, reason) "
+          f"(rate({N.CHALLENGER_SKIPPED.sample}{{{MODEL}}}[$__rate_interval])) > 0",
+          "{{reason}} {{model_version}}")], unit="reqps",
+        description="queue_full: the challenger fell behind and requests were not run on "
+                    "it; predict_error: it raised; closed: pending at shutdown."), 5),
+]
+
 ALERTS = [
     (table("Firing performance alerts", [q(
         'ALERTS{alertstate="firing", model=~"$model", alertname=~"MlmonPerformanceBelowBaseline'
-        '|MlmonLabelsStopped|MlmonPredictionOutOfRange|MlmonEstimatedPerformanceBelowBaseline"}',
+        '|MlmonLabelsStopped|MlmonPredictionOutOfRange|MlmonEstimatedPerformanceBelowBaseline'
+        '|MlmonChallengerDisagreement"}',
         instant=True, table=True)],
         hide=("Time", "Value", "__name__", "alertstate")), FULL_WIDTH),
 ]
 
-ROWS = [SUMMARY, REALIZED, DETAIL, VOLUME, ESTIMATED, ALERTS]
+ROWS = [SUMMARY, REALIZED, DETAIL, VOLUME, ESTIMATED, CHALLENGER, SHADOW_DETAIL, ALERTS]
 
 dashboard = dashboard(
     "mlmon / Model performance", "mlmon-model-performance",

@@ -166,10 +166,12 @@ def generated_rules(dest: Path, change: Callable[[dict[str, Any]], None],
 def substituted_rules(dest: Path, for_override: str | None,
                       sources: Sequence[Path] = RULE_FILES) -> list[Path]:
     """Copies of the rule files (the repo's by default); every `for:` replaced by
-    `for_override` when given."""
+    `for_override` when given. A group's own `interval:` (the outcome groups run every
+    outcome_evaluation_interval, minutes) is dropped, so every group runs at the test's
+    evaluation interval: the tests judge values, not the production cadence."""
     out = []
     for path in sources:
-        text = path.read_text(encoding="utf-8")
+        text = re.sub(r"(?m)^    interval: .*\n", "", path.read_text(encoding="utf-8"))
         if for_override is not None:
             text = re.sub(r"(?m)^(\s+for: ).*$", rf"\g<1>{for_override}", text)
         copy = dest / path.name

@@ -145,7 +145,8 @@ def _dashboard_queries(titles: tuple[str, ...]) -> list[tuple[str, str]]:
     found = [(p["title"], t["expr"]) for p in data["panels"] if p["title"] in titles
              for t in p["targets"] if "accuracy" not in t["expr"]]
     assert {title for title, _ in found} == set(titles)
-    return [(title, expr.replace("$model_version", ".*").replace("$model", "diabetes"))
+    return [(title, expr.replace("$model_version", ".*").replace("$model", "diabetes")
+                           .replace("$__rate_interval", "30s"))
             for title, expr in found]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mlmon.names as N
 from mlmon.alerting.sink import Sink
 from mlmon.exporter import drift
 from mlmon.exporter.profile import ClassificationPrediction, Profile
@@ -187,6 +188,9 @@ NEED_LABELS = ("mlmon.outcomes.", "mlmon.alerts.performance",
                # reads the baseline accuracy, which needs a profile built with the target (the
                # estimated rules it reads are checked here: spam has scores)
                "mlmon.alerts.estimation")
+# No challenger runs beside these replicas (tests/integration/test_challenger.py has one): its
+# groups, and the role series the version alerts read only to leave challengers out.
+NEED_CHALLENGER = ("mlmon.challenger", "mlmon.alerts.challenger")
 
 
 def _rules_without_data(prom: Prometheus) -> list[str]:
@@ -198,8 +202,8 @@ def _rules_without_data(prom: Prometheus) -> list[str]:
     empty = []
     for path in RULE_FILES:
         for group in yaml.safe_load(path.read_text())["groups"]:
-            if (group["name"].startswith(NEED_LABELS) or "batch" in group["name"]
-                    or "training" in group["name"]):
+            if (group["name"].startswith((*NEED_LABELS, *NEED_CHALLENGER))
+                    or "batch" in group["name"] or "training" in group["name"]):
                 continue
             for rule in group["rules"]:
                 if "record" in rule:
@@ -208,7 +212,7 @@ def _rules_without_data(prom: Prometheus) -> list[str]:
                 else:
                     for name in sorted(set(re.findall(r"[A-Za-z_:]*mlmon_[A-Za-z0-9_:]*",
                                                       rule["expr"]))):
-                        if not prom.query(name):
+                        if name != N.MODEL_ROLE_INFO.name and not prom.query(name):
                             empty.append(f"{rule['alert']} reads {name}")
     return empty
 

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--id-column names the records' ids: it needs --es-url")
     profile = Profile.load(args.profile)
     url = args.pushgateway.rstrip("/")
-    _check_reachable(url, args.timeout)  # fail before reading a large file, not after
+    check_reachable(url, args.timeout)  # fail before reading a large file, not after
     try:
         run_ = BatchRun(profile, job=args.job or profile.model_name, pushgateway=url,
                         es_url=args.es_url, spool_dir=args.spool_dir,
@@ -125,7 +125,8 @@ def _score(args: argparse.Namespace, profile: Any, run: Any) -> None:
             progress.close()  # an unfinished bar's line ends before the error's
 
 
-def _check_reachable(url: str, timeout: float) -> None:
+def check_reachable(url: str, timeout: float) -> None:
+    """GET the Pushgateway's /-/ready: a wrong URL fails before the job's work, as one line."""
     try:
         with urllib.request.urlopen(f"{url}/-/ready", timeout=timeout):  # noqa: S310
             pass

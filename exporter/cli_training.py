@@ -127,7 +127,7 @@ def _load_profile(path: str) -> tuple[Any, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlmon.batch.cli import check_reachable
+    from mlmon.exporter.pushgateway import check_reachable
     from mlmon.exporter.training import (
         PUSH_TIMEOUT_S,
         TrainedModel,

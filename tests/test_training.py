@@ -114,8 +114,8 @@ def test_cli_errors_are_one_line_naming_what_was_typed(args: list[str], message:
 def gateway_ready(monkeypatch) -> None:
     """The /-/ready check passes, so the push itself is what fails (nothing listens on :1): a
     Pushgateway gone during the run. With a real one: tests/integration/test_training_runs.py."""
-    import mlmon.batch.cli
-    monkeypatch.setattr(mlmon.batch.cli, "check_reachable", lambda url, timeout: None)
+    import mlmon.exporter.pushgateway
+    monkeypatch.setattr(mlmon.exporter.pushgateway, "check_reachable", lambda url, timeout: None)
 
 
 def test_cli_reads_the_model_from_the_profile_before_pushing(tmp_path: Path, capsys,

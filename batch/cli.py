@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlmon.batch.run import BatchRun, PushError
     from mlmon.exporter.profile import Profile
+    from mlmon.exporter.pushgateway import check_reachable
     from mlmon.profiling.columns import ProfilingError
 
     if args.chunk_rows < 1:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--id-column names the records' ids: it needs --es-url")
     profile = Profile.load(args.profile)
     url = args.pushgateway.rstrip("/")
-    _check_reachable(url, args.timeout)  # fail before reading a large file, not after
+    check_reachable(url, args.timeout)  # fail before reading a large file, not after
     try:
         run_ = BatchRun(profile, job=args.job or profile.model_name, pushgateway=url,
                         es_url=args.es_url, spool_dir=args.spool_dir,
@@ -123,17 +123,6 @@ def _score(args: argparse.Namespace, profile: Any, run: Any) -> None:
     finally:
         if progress:
             progress.close()  # an unfinished bar's line ends before the error's
-
-
-def _check_reachable(url: str, timeout: float) -> None:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=timeout):  # noqa: S310
-            pass
-    except ValueError as exc:  # not a URL
-        raise CliError(f"--pushgateway {url!r}: {exc}") from exc
-    except OSError as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise CliError(f"cannot reach the Pushgateway {url}: {reason}") from exc
 
 
 def _file_columns(path: str) -> Sequence[str]:

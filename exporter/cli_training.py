@@ -13,6 +13,13 @@ status is the command's):
 The model name, version, trained time and sha come from the profile the run wrote (`--model`,
 `--version` and `--trained-at` when there is none, or to override it). `--failed`, or a
 non-zero command, reports a failed run: the newest model's record stays as it was.
+
+Every argument the command's outcome does not decide is checked before it runs, and the
+Pushgateway asked whether it is ready, so a wrong line fails at once (one line, exit 2) rather
+than after the training. The profile the command writes is read after it: a failed run is
+reported whatever is missing, under `--model`, else the model named by the profile found before
+the run, else the job's name. A failed command's status is the exit status even when its report
+cannot be pushed (the push error is printed).
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 from mlmon.errors import CliError
 
@@ -84,49 +94,89 @@ def _run_command(command: list[str]) -> tuple[int, float]:
     return status, time.monotonic() - started
 
 
-def run(args: argparse.Namespace) -> int:
-    from mlmon.exporter.profile import Profile
-    from mlmon.exporter.training import TrainedModel, TrainingReport, TrainingReportError
-
+def _check_before_running(args: argparse.Namespace, command: list[str]) -> None:
+    """Refuse, before the command runs, every argument its outcome does not decide: a wrong line
+    fails in a second, not after hours of training."""
     if not args.pushgateway:
         raise CliError(f"--pushgateway URL is required (or set {PUSHGATEWAY_ENV})")
-    metrics = _metrics(args.metric)
+    if not args.job.strip():
+        raise CliError("--job: the job name is empty")
+    if args.rows is not None and args.rows < 0:
+        raise CliError(f"--rows {args.rows}: must be >= 0")
+    if args.duration_s is None and not command:
+        raise CliError("--duration-s is required (or give the command to run after --)")
+    if args.duration_s is not None and not (math.isfinite(args.duration_s)
+                                            and args.duration_s >= 0):
+        raise CliError(f"--duration-s {args.duration_s}: must be a number of seconds >= 0")
+    if not (args.model or args.profile):
+        raise CliError("--model is required without --profile")
+    if not (args.failed or args.version or args.profile):
+        raise CliError("a successful run needs --version or --profile")
+    if command and shutil.which(command[0]) is None:
+        raise CliError(f"cannot run {command[0]!r}: no such command")
+
+
+def _load_profile(path: str) -> tuple[Any, str | None]:
+    """The profile at `path`, or None and why not."""
+    from mlmon.exporter.profile import Profile
+
+    try:
+        return Profile.load(path), None
+    except (OSError, ValueError) as exc:
+        return None, f"--profile {path}: {exc}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlmon.exporter.pushgateway import check_reachable
+    from mlmon.exporter.training import (
+        PUSH_TIMEOUT_S,
+        TrainedModel,
+        TrainingReport,
+        TrainingReportError,
+    )
+
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    metrics = _metrics(args.metric)
+    trained_at = _timestamp(args.trained_at) if args.trained_at else None
+    _check_before_running(args, command)
+    profile = None
+    if args.profile and not (args.model and (command or args.failed)):
+        # Before the run: without a command this is the run's profile; with one, the profile
+        # the previous run wrote names the model should this run fail before writing its own.
+        profile, error = _load_profile(args.profile)
+        if error and not (command or args.failed):
+            raise CliError(error)
+    known_name = args.model or (profile.model_name if profile else None)
+    url = args.pushgateway.rstrip("/")
+    check_reachable(url, PUSH_TIMEOUT_S)
+
     status, duration_s = 0, args.duration_s
     if command:
         status, measured = _run_command(command)
         duration_s = measured if duration_s is None else duration_s
-    if duration_s is None:
-        raise CliError("--duration-s is required (or give the command to run after --)")
-    failed = args.failed or status != 0
-    profile = None
-    if args.profile and not (failed and args.model):
-        # A failed run may have written no profile: only the model name is needed then.
-        try:
-            profile = Profile.load(args.profile)
-        except (OSError, ValueError) as exc:
-            if not failed:
-                raise CliError(f"--profile {args.profile}: {exc}") from exc
-    model_name = args.model or (profile.model_name if profile else None)
-    if not model_name:
-        raise CliError("--model is required without a readable --profile")
-    trained_at = _timestamp(args.trained_at) if args.trained_at else None
+    assert duration_s is not None  # _check_before_running: given, or measured
+    model, unreadable = None, None  # unreadable: why a command that exited 0 left no model
+    if not (args.failed or status != 0):
+        if command and args.profile:
+            profile, unreadable = _load_profile(args.profile)  # the one this run wrote
+        if profile is not None:
+            model = TrainedModel.from_profile(profile, metrics or None, args.version, trained_at)
+        elif not unreadable:
+            model = TrainedModel(args.version, trained_at or time.time(), metrics=metrics)
+    # A failure is reported whatever is missing, under the job's name when nothing names the
+    # model, so that MlmonTrainingFailed still fires.
+    model_name = args.model or (profile.model_name if profile else None) or known_name or args.job
+    report = TrainingReport(args.job, model_name, ended_at=time.time(), duration_s=duration_s,
+                            rows=args.rows, model=model)
     try:
-        model = None
-        if not failed:
-            if profile is not None:
-                model = TrainedModel.from_profile(profile, metrics or None, args.version,
-                                                  trained_at)
-            elif args.version:
-                model = TrainedModel(args.version, trained_at or time.time(), metrics=metrics)
-            else:
-                raise CliError("a successful run needs --version or --profile")
-        report = TrainingReport(args.job, model_name, ended_at=time.time(),
-                                duration_s=duration_s, rows=args.rows, model=model)
-        report.push(args.pushgateway)
+        report.push(url)
     except TrainingReportError as exc:
-        raise CliError(str(exc)) from exc
+        if status != 0:  # the scheduler must still see the command's own failure
+            print(f"mlmon training-run: error: {exc}", file=sys.stderr)
+            return status
+        raise CliError(f"{unreadable}; {exc}" if unreadable else str(exc)) from exc
+    if unreadable:  # exited 0 but left no readable profile: no model to deploy, a failure
+        raise CliError(f"{unreadable} (reported as a failed run of {args.job}/{model_name})")
     outcome = (f"succeeded: version {model.version}" if model else "failed")
-    print(f"training-run {args.job}/{model_name} {outcome} ({duration_s:.0f} s) pushed to "
-          f"{args.pushgateway}")
+    print(f"training-run {args.job}/{model_name} {outcome} ({duration_s:.0f} s) pushed to {url}")
     return status

@@ -110,11 +110,72 @@ def test_cli_errors_are_one_line_naming_what_was_typed(args: list[str], message:
     assert message in err
 
 
-def test_cli_reads_the_model_from_the_profile_before_pushing(tmp_path: Path, capsys) -> None:
-    """Everything resolved from the profile; only the push itself fails (nothing listens)."""
+@pytest.fixture
+def gateway_ready(monkeypatch) -> None:
+    """The /-/ready check passes, so the push itself is what fails (nothing listens on :1): a
+    Pushgateway gone during the run. With a real one: tests/integration/test_training_runs.py."""
+    import mlmon.exporter.pushgateway
+    monkeypatch.setattr(mlmon.exporter.pushgateway, "check_reachable", lambda url, timeout: None)
+
+
+def test_cli_reads_the_model_from_the_profile_before_pushing(tmp_path: Path, capsys,
+                                                             gateway_ready) -> None:
+    """Everything resolved from the profile; only the push itself fails."""
     path = tmp_path / "p.json"
     path.write_text(json.dumps(sample_profile_dict()))
     status = main(["training-run", "--job", "retrain", "--profile", str(path), "--duration-s",
                    "3", "--pushgateway", "http://127.0.0.1:1"])
     assert status == 2
     assert "cannot push the run of retrain/churn" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "churn"], "a successful run needs --version or --profile"),
+    (["--version", "4"], "--model is required without --profile"),
+    (["--model", "churn", "--version", "4", "--metric", "auc"], "--metric 'auc'"),
+    (["--model", "churn", "--version", "4", "--trained-at", "soon"], "--trained-at 'soon'"),
+    (["--model", "churn", "--version", "4", "--rows", "-1"], "--rows -1: must be >= 0"),
+    (["--model", "churn", "--version", "4", "--duration-s", "-1"], "--duration-s -1.0"),
+    (["--model", "churn", "--version", "4", "--job", " "], "--job: the job name is empty"),
+    # A correct line, but nothing listens at the Pushgateway's address.
+    (["--model", "churn", "--version", "4"], "cannot reach the Pushgateway http://127.0.0.1:1"),
+])
+def test_a_misconfigured_line_fails_before_running_the_command(
+        args: list[str], message: str, capsys, tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    status = main(["training-run", "--job", "retrain", "--pushgateway", "http://127.0.0.1:1",
+                   *args, "--", "touch", str(ran)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("mlmon training-run: error: ") and err.count("\n") == 1
+    assert message in err
+    assert not ran.exists()  # the command never ran
+
+
+def test_a_failed_command_keeps_its_status_when_its_report_cannot_be_pushed(
+        capsys, tmp_path: Path, gateway_ready) -> None:
+    ran = tmp_path / "ran"
+    status = main(["training-run", "--job", "retrain", "--model", "churn", "--version", "4",
+                   "--pushgateway", "http://127.0.0.1:1", "--",
+                   "sh", "-c", f"touch {ran}; exit 3"])
+    err = capsys.readouterr().err
+    assert ran.exists()
+    assert status == 3  # the command's, as the scheduler must see it, not the push's 2
+    assert err.startswith("mlmon training-run: error: cannot push the run of retrain/churn")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("before, expected", [
+    (True, "retrain/churn"),  # the profile the previous run left names the model
+    (False, "retrain/retrain"),  # nothing names it: the job's name, so the failure is seen
+])
+def test_a_failed_command_without_model_is_reported_under_what_is_known(
+        before: bool, expected: str, capsys, tmp_path: Path, gateway_ready) -> None:
+    path = tmp_path / "p.json"
+    if before:
+        path.write_text(json.dumps(sample_profile_dict()))
+    status = main(["training-run", "--job", "retrain", "--profile", str(path),
+                   "--pushgateway", "http://127.0.0.1:1", "--",
+                   "sh", "-c", f"rm -f {path}; exit 4"])
+    assert status == 4
+    assert f"cannot push the run of {expected} " in capsys.readouterr().err

@@ -126,8 +126,8 @@ def test_failed_and_never_deployed_runs_notify_through_alertmanager(
         done = _training_run(gateway.url, "--job", "retrain", "--profile", str(newer),
                              "--duration-s", "60")
         assert done.returncode == 0, done.stderr
-        failed = _training_run(gateway.url, "--job", "retrain", "--model", "fraud", "--",
-                               sys.executable, "-c", "raise SystemExit(3)")
+        failed = _training_run(gateway.url, "--job", "retrain", "--model", "fraud",
+                               "--version", "10", "--", sys.executable, "-c", "raise SystemExit(3)")
         assert failed.returncode == 3, failed.stderr
         assert "retrain/fraud failed" in failed.stdout
 
@@ -158,3 +158,52 @@ def test_failed_and_never_deployed_runs_notify_through_alertmanager(
                       lambda result: not result, timeout=60)
     finally:
         live.stop()
+
+
+def _pushed_success(gateway_url: str) -> dict[tuple[str, str], float]:
+    """(job, model) -> the success gauge, as the Pushgateway holds it."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(gateway_url + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return {(s.labels["job"], s.labels["model"]): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == N.TRAINING_RUN_SUCCESS.name}
+
+
+def test_a_wrong_line_fails_before_the_run_and_a_failure_is_pushed_whatever_is_missing(
+        tmp_path: Path, pushgateway_factory) -> None:
+    gateway = pushgateway_factory()
+    ran = tmp_path / "ran"
+    wrong = _training_run(gateway.url, "--job", "retrain", "--model", "churn", "--",
+                          "touch", str(ran))
+    assert wrong.returncode == 2
+    assert wrong.stderr == ("mlmon training-run: error: a successful run needs --version or "
+                            "--profile\n")
+    assert not ran.exists()  # refused before the command ran
+
+    # A failed command that wrote no profile, and no --model: reported under the job's name.
+    missing = tmp_path / "missing.json"
+    failed = _training_run(gateway.url, "--job", "retrain", "--profile", str(missing), "--",
+                           sys.executable, "-c", "raise SystemExit(4)")
+    assert failed.returncode == 4, failed.stderr
+    # A command that exits 0 but leaves no profile produced no model: a failed run, exit 2.
+    empty = _training_run(gateway.url, "--job", "nightly", "--profile", str(missing), "--", "true")
+    assert empty.returncode == 2
+    assert "reported as a failed run of nightly/nightly" in empty.stderr
+    assert _pushed_success(gateway.url) == {("retrain", "retrain"): 0.0,
+                                            ("nightly", "nightly"): 0.0}
+
+    # The Pushgateway goes away during a run that then fails: the command's status is kept.
+    port = int(gateway.url.rsplit(":", 1)[1])
+    stop = (f"import os, signal, socket, time\nos.kill({gateway.process.pid}, signal.SIGTERM)\n"
+            "while True:\n"
+            "    try:\n"
+            f"        socket.create_connection(('127.0.0.1', {port}), timeout=1).close()\n"
+            "    except OSError:\n"
+            "        raise SystemExit(5)\n"
+            "    time.sleep(0.1)\n")
+    gone = _training_run(gateway.url, "--job", "retrain", "--model", "churn", "--version", "5",
+                         "--", sys.executable, "-c", stop)
+    assert gone.returncode == 5
+    assert gone.stderr.startswith("mlmon training-run: error: cannot push the run of "
+                                  "retrain/churn") and gone.stderr.count("\n") == 1

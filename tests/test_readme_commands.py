@@ -44,8 +44,14 @@ CHECKS = {
     "mlmon serve": re.compile(r"^\.venv/bin/mlmon serve "),
     # Needs Elasticsearch and a Pushgateway: run as written, against real ones, by
     # tests/integration/test_outcomes_cli.py::test_the_readme_outcomes_command_runs.
-    "mlmon outcomes": re.compile(r"^\.venv/bin/mlmon outcomes "),
+    "mlmon outcomes": re.compile(r"^\.venv/bin/mlmon outcomes (?!.*--profile demo-profile\.json)"),
+    # The demo's labels recipe (docs/delayed-labels.md, "Try it on the demo"): the same text as
+    # that page's; the traffic and the profile run here against the real demo service.
+    "demo traffic": re.compile(r"^\.venv/bin/mlmon traffic "),
+    "demo profile": re.compile(r"^\.venv/bin/mlmon demo --write-profile "),
+    "demo outcomes": re.compile(r"^\.venv/bin/mlmon outcomes .*--profile demo-profile\.json"),
 }
+DEMO_RECIPE = ("demo traffic", "demo profile", "demo outcomes")
 
 
 def readme() -> str:
@@ -124,8 +130,8 @@ def test_mlmon_help_lists_the_commands_the_readme_names() -> None:
     (command,) = commands_for("mlmon --help")
     done = subprocess.run(argv(command), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    for name in ("profile", "serve", "demo", "traffic", "es-setup", "kibana-objects", "outcomes",
-                 "sink"):
+    for name in ("profile", "serve", "demo", "traffic", "demo-jobs", "es-setup", "kibana-objects",
+                 "outcomes", "sink", "training-run", "batch"):
         assert name in done.stdout
 
 
@@ -240,3 +246,49 @@ def test_the_python_example_runs_as_a_service(profiled: Path) -> None:
     labels = 'model="churn",model_version="3"'
     assert f"mlmon_observations_total{{{labels}}} 1.0" in done.stdout
     assert f'mlmon_requests_total{{{labels},outcome="ok"}} 1.0' in done.stdout
+
+
+def test_the_demo_labels_recipe_is_the_one_the_delayed_labels_page_documents() -> None:
+    page = (REPO / "docs" / "delayed-labels.md").read_text(encoding="utf-8")
+    documented = [" ".join(line.split()) for lang, body in FENCE.findall(page)
+                  if lang in SHELL_LANGUAGES
+                  for line in body.replace("\\\n", " ").splitlines()
+                  if line.startswith("mlmon ")]
+    for check in DEMO_RECIPE:
+        (command,) = commands_for(check)
+        assert command.removeprefix(".venv/bin/") in documented, (
+            f"{command!r} (README.md) differs from docs/delayed-labels.md's demo recipe")
+
+
+def test_the_demo_labels_recipe_writes_labels_and_the_demo_profile(tmp_path: Path) -> None:
+    """The README's traffic command against the real demo service (its healthy phase cut to
+    3 s, the service on a free port), then its profile command: a labels file whose ids the
+    service answered, and the regression profile `mlmon outcomes` reads it with."""
+    port = free_port()
+    service = subprocess.Popen([str(BIN / "mlmon"), "demo", "--port", str(port)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=without_es_url())
+    try:
+        (traffic,) = commands_for("demo traffic")
+        assert "--healthy-s 120" in traffic
+        quick = traffic.replace("--healthy-s 120", "--healthy-s 3")
+        done = subprocess.run([*argv(quick), "--url", f"http://127.0.0.1:{port}"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=180, check=False)
+        assert done.returncode == 0, done.stderr or (service.stderr.read()
+                                                     if service.poll() is not None
+                                                     and service.stderr else "")
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+    (write_profile,) = commands_for("demo profile")
+    done = subprocess.run(argv(write_profile), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    (outcomes,) = commands_for("demo outcomes")
+    labels = pd.read_csv(tmp_path / "labels.csv", dtype=str)
+    assert list(labels.columns) == ["request_id", "target"]  # what --id/--label-column name
+    assert "--id-column request_id --label-column target" in outcomes
+    assert len(labels) >= 10 and labels["request_id"].is_unique
+    assert pd.to_numeric(labels["target"]).notna().all()
+    profile = json.loads((tmp_path / "demo-profile.json").read_text(encoding="utf-8"))
+    assert profile["prediction"]["kind"] == "regression"

@@ -1,7 +1,8 @@
 """OutcomeMonitor groups pushed to the real Pushgateway and scraped by the real Prometheus.
 
 Two runs of a label-joining job (as `mlmon outcomes` makes them) each push one group
-(`job=mlmon_outcomes`, `instance=<run id>`, wave 3's decision 1). Prometheus, scraping the
+(`job=mlmon_outcomes`, `instance=<run id>`): one Pushgateway group per run, since a push
+replaces a group whole and runs sharing one would overwrite each other. Prometheus, scraping the
 Pushgateway with honor_labels, sees the confusion counts of both runs, which sum to
 scikit-learn's on the union of their labels; each group carries its own counters' start and
 the baselines, and nothing but outcome series (no reference or feature series to duplicate).

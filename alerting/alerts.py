@@ -199,7 +199,7 @@ class _Alerts:
         expected = self.c.alert("MlmonUnexpectedModelVersion")["expected_versions"]
         stale = self.c.alert("MlmonModelStale")
         # a challenger in shadow mode is a second live version by design, never the wrong one
-        challengers = self.latest(N.MODEL_ROLE_INFO.name + '{role="challenger"}')
+        challengers = self.latest(f'{N.MODEL_ROLE_INFO.name}{{role="{N.CHALLENGER_ROLE}"}}')
         shadow = f"\nunless on (model, model_version)\n{challengers}"
         wrong = "\nor\n".join(
             self.latest(f'{N.MODEL_INFO.name}{{model="{model}", model_version!="{version}"}}')

@@ -444,6 +444,8 @@ MODEL_ROLE_INFO = Series("mlmon_model_role_info", "gauge",
                          "1 per model version with its `role` (`champion` / `challenger`); a "
                          "challenger's row names the version it is compared with in "
                          "`champion_version`")
+# The `role` values of MODEL_ROLE_INFO, also the record's role (log_shipper/record.py).
+CHAMPION_ROLE, CHALLENGER_ROLE = "champion", "challenger"
 CHALLENGER_COMPARED = Series("mlmon_challenger_compared", "counter",
                              "Challenger predictions compared with the champion's.",
                              ("champion_version", "agreement"),

@@ -195,6 +195,9 @@ OUTCOME_REJECTED = Series("mlmon_outcome_rejected", "counter",
                           "(unusable times, or arrival before the prediction)")
 BASELINE = Series("mlmon_model_baseline", "gauge", "A baseline metric on the reference data.",
                   ("metric",), "the profile's `baseline_metrics` (accuracy, mae, rmse, ...)")
+# The Pushgateway job of `mlmon outcomes` runs (mlmon/outcomes/push.py): one group per run,
+# `instance` = the run id.
+OUTCOMES_PUSH_JOB = "mlmon_outcomes"
 
 # ---- estimated performance before labels arrive (mlmon/exporter/estimation.py) ---------------
 # The expected confusion matrix from calibrated scores (docs/estimation.md): the same label shape

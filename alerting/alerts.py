@@ -317,7 +317,7 @@ class _Alerts:
                 "freezes every realized metric; only live versions (mlmon_model_info) count."),
             self.rule(
                 "MlmonPredictionOutOfRange",
-                f'{N.PREDICTION_INVALID_INCREASE.at(ow)}{{reason="out_of_range"}}\n'
+                f'{N.PREDICTION_INVALID_INCREASE.at(ow)}{{reason="{N.OUT_OF_RANGE}"}}\n'
                 f"/ ignoring (reason) group_left ()\n({N.OBSERVATIONS_INCREASE.at(ow)} > 0)\n"
                 f"> {out['max_ratio']}",
                 "The model produces predictions outside the allowed range.",

@@ -158,6 +158,9 @@ PREDICTION_INVALID = Series("mlmon_prediction_invalid", "counter",
                             "nan, inf, wrong_type predictions; out_of_range: a regression "
                             "prediction outside the profile's allowed range (also counted in "
                             "the histogram)")
+# The `reason` of a regression prediction outside the profile's range: the exporter counts it
+# (exporter/values.py), an alert and a dashboard panel select it.
+OUT_OF_RANGE = "out_of_range"
 INFERENCE_LATENCY = Series("mlmon_inference_latency_seconds", "histogram", "Request latency.",
                            ("le",), "request latency (prometheus_client's default buckets)")
 REQUESTS = Series("mlmon_requests", "counter", "Requests by outcome.", ("outcome",),

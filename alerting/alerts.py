@@ -199,7 +199,7 @@ class _Alerts:
         expected = self.c.alert("MlmonUnexpectedModelVersion")["expected_versions"]
         stale = self.c.alert("MlmonModelStale")
         # a challenger in shadow mode is a second live version by design, never the wrong one
-        challengers = self.latest(N.MODEL_ROLE_INFO.name + '{role="challenger"}')
+        challengers = self.latest(f'{N.MODEL_ROLE_INFO.name}{{role="{N.CHALLENGER_ROLE}"}}')
         shadow = f"\nunless on (model, model_version)\n{challengers}"
         wrong = "\nor\n".join(
             self.latest(f'{N.MODEL_INFO.name}{{model="{model}", model_version!="{version}"}}')
@@ -317,7 +317,7 @@ class _Alerts:
                 "freezes every realized metric; only live versions (mlmon_model_info) count."),
             self.rule(
                 "MlmonPredictionOutOfRange",
-                f'{N.PREDICTION_INVALID_INCREASE.at(ow)}{{reason="out_of_range"}}\n'
+                f'{N.PREDICTION_INVALID_INCREASE.at(ow)}{{reason="{N.OUT_OF_RANGE}"}}\n'
                 f"/ ignoring (reason) group_left ()\n({N.OBSERVATIONS_INCREASE.at(ow)} > 0)\n"
                 f"> {out['max_ratio']}",
                 "The model produces predictions outside the allowed range.",

@@ -90,7 +90,7 @@ def agreement_rules(config: Config, w: str) -> list[Rule]:
 
 def challenger_versions(grace: str) -> str:
     """Each challenger's (model, model_version, champion_version), deduplicated over replicas."""
-    role = f'{N.MODEL_ROLE_INFO.name}{{role="challenger"}}'
+    role = f'{N.MODEL_ROLE_INFO.name}{{role="{N.CHALLENGER_ROLE}"}}'
     return f"max by ({q.by(PAIR)}) ({q.latest(role, grace)})"
 
 

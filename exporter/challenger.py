@@ -40,7 +40,6 @@ from mlmon.exporter.challenger_counts import Counts, counts_key
 from mlmon.exporter.profile import ClassificationPrediction, Profile, RegressionPrediction
 from mlmon.exporter.values import classify_label, classify_number
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 UNSEEN = N.UNSEEN_CLASS
 AGREE, DISAGREE = "agree", "disagree"
 SKIP_REASONS = ("queue_full", "closed", "predict_error", "record_error", "not_comparable")
@@ -160,8 +159,8 @@ class Comparison:
 
     def role_rows(self) -> list[tuple[str, str, str, str]]:
         """(model, model_version, role, champion_version) of the role info series."""
-        return [(self.model, self.champion_version, CHAMPION, ""),
-                (self.model, self.challenger_version, CHALLENGER, self.champion_version)]
+        return [(self.model, self.champion_version, N.CHAMPION_ROLE, ""),
+                (self.model, self.challenger_version, N.CHALLENGER_ROLE, self.champion_version)]
 
     def collect(self) -> Iterator[Metric]:
         """The pair's comparison families (`ComparisonCollector` merges pairs by name)."""

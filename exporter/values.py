@@ -15,6 +15,9 @@ import numbers
 import re
 from typing import Any
 
+# re-exported beside the other reasons; defined in mlmon.names because an alert selects it
+from mlmon.names import OUT_OF_RANGE as OUT_OF_RANGE
+
 # Tokenizing a 1 MB string on the prediction path would cost milliseconds; the head of a text is
 # enough to estimate its out-of-vocabulary rate.
 MAX_TEXT_CHARS = 10_000
@@ -25,7 +28,7 @@ _TOKEN = re.compile(r"\w+")
 # mlmon_feature_invalid_total / mlmon_prediction_invalid_total and the record's flags.
 MISSING = "missing"  # absent, None, pandas NA/NaT; for a feature (any kind) a NaN too
 NAN, INF, WRONG_TYPE = "nan", "inf", "wrong_type"
-OUT_OF_RANGE, NOT_ALLOWED, UNSEEN = "out_of_range", "not_allowed", "unseen"
+NOT_ALLOWED, UNSEEN = "not_allowed", "unseen"  # and OUT_OF_RANGE, imported above
 
 # pandas' nulls, recognised by type name so that nothing here imports pandas
 _NULL_TYPE_NAMES = frozenset(("NAType", "NaTType"))

@@ -45,6 +45,7 @@ from mlmon.log_shipper.redact import Redactor
 from mlmon.log_shipper.shipper import Shipper
 from mlmon.log_shipper.spool import SpoolLockedError
 from mlmon.log_shipper.spool_dirs import orphan_candidates, own_dir_choices
+from mlmon.names import CHALLENGER_ROLE, CHAMPION_ROLE
 
 if TYPE_CHECKING:
     from mlmon.exporter.monitor import ModelMonitor, RequestTracker
@@ -308,7 +309,7 @@ class PredictionLogger:
         prediction std). `with_scores`: `predict` returns `(prediction, scores)`. Raises
         ValueError for a profile that cannot be a challenger (another model, the same version).
         """
-        from mlmon.exporter.challenger import CHALLENGER, CHAMPION, Comparison
+        from mlmon.exporter.challenger import Comparison
         from mlmon.exporter.monitor import ModelMonitor
         from mlmon.log_shipper.shadow import Challenger
 
@@ -324,9 +325,9 @@ class PredictionLogger:
             monitor = ModelMonitor(profile, self.monitor.registry,
                                    multiproc_directory=directory)
         builder = self.builder.for_model(profile.model_name, profile.model_version, profile,
-                                         CHALLENGER)
+                                         CHALLENGER_ROLE)
         if self.builder.role is None:
-            self.builder = self.builder.with_role(CHAMPION)
+            self.builder = self.builder.with_role(CHAMPION_ROLE)
         logger = PredictionLogger(builder, monitor=monitor, shipper=self.shipper,
                                   log_sink=self.log_sink)
         challenger = Challenger(predict, logger, comparison, workers=workers,

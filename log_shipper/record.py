@@ -41,11 +41,11 @@ from mlmon.exporter.values import (
     classify_text,
     python_scalar,
 )
+from mlmon.names import CHAMPION_ROLE
 
 DATASET = "mlmon.prediction"
 MAX_ID_BYTES = 512  # Elasticsearch's limit on a document `_id`, in UTF-8 bytes
 _HASHED_ID_PREFIX = "sha256:"
-CHAMPION_ROLE = "champion"
 
 
 def stable_id(request_id: str) -> tuple[str, str | None]:

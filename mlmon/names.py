@@ -158,6 +158,9 @@ PREDICTION_INVALID = Series("mlmon_prediction_invalid", "counter",
                             "nan, inf, wrong_type predictions; out_of_range: a regression "
                             "prediction outside the profile's allowed range (also counted in "
                             "the histogram)")
+# The `reason` of a regression prediction outside the profile's range: the exporter counts it
+# (exporter/values.py), an alert and a dashboard panel select it.
+OUT_OF_RANGE = "out_of_range"
 INFERENCE_LATENCY = Series("mlmon_inference_latency_seconds", "histogram", "Request latency.",
                            ("le",), "request latency (prometheus_client's default buckets)")
 REQUESTS = Series("mlmon_requests", "counter", "Requests by outcome.", ("outcome",),
@@ -195,6 +198,9 @@ OUTCOME_REJECTED = Series("mlmon_outcome_rejected", "counter",
                           "(unusable times, or arrival before the prediction)")
 BASELINE = Series("mlmon_model_baseline", "gauge", "A baseline metric on the reference data.",
                   ("metric",), "the profile's `baseline_metrics` (accuracy, mae, rmse, ...)")
+# The Pushgateway job of `mlmon outcomes` runs (mlmon/outcomes/push.py): one group per run,
+# `instance` = the run id.
+OUTCOMES_PUSH_JOB = "mlmon_outcomes"
 
 # ---- estimated performance before labels arrive (mlmon/exporter/estimation.py) ---------------
 # The expected confusion matrix from calibrated scores (docs/estimation.md): the same label shape
@@ -444,6 +450,8 @@ MODEL_ROLE_INFO = Series("mlmon_model_role_info", "gauge",
                          "1 per model version with its `role` (`champion` / `challenger`); a "
                          "challenger's row names the version it is compared with in "
                          "`champion_version`")
+# The `role` values of MODEL_ROLE_INFO, also the record's role (log_shipper/record.py).
+CHAMPION_ROLE, CHALLENGER_ROLE = "champion", "challenger"
 CHALLENGER_COMPARED = Series("mlmon_challenger_compared", "counter",
                              "Challenger predictions compared with the champion's.",
                              ("champion_version", "agreement"),

@@ -29,8 +29,9 @@ from mlmon.exporter.profile import CLASSIFICATION, Profile
 from mlmon.log_shipper.cli_es import connect
 from mlmon.log_shipper.es_assets import AssetError, data_stream_name
 from mlmon.log_shipper.join import COUNTED, OutcomeJoiner
+from mlmon.names import OUTCOMES_PUSH_JOB
 from mlmon.outcomes.labels import file_columns, read_labels
-from mlmon.outcomes.push import JOB, PushError, RunGroup
+from mlmon.outcomes.push import PushError, RunGroup
 from mlmon.profiling.columns import ProfilingError
 from mlmon.profiling.files import Progress
 
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     tally = _join_file(args, joiner, main, group)
     summary = _summary(args.labels, tally)
     if group is not None:
-        summary += f"; pushed to {args.pushgateway} (job={JOB}, instance={run_id})"
+        summary += f"; pushed to {args.pushgateway} (job={OUTCOMES_PUSH_JOB}, instance={run_id})"
     print(summary)
     if tally[ES_UNAVAILABLE]:
         raise CliError(f"{args.es_url}: Elasticsearch unavailable ({joiner.last_error}); "

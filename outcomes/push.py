@@ -1,11 +1,12 @@
 """A run's outcome counts on the Pushgateway: one group per run, old groups pruned.
 
 `mlmon outcomes` lives for minutes, so Prometheus cannot scrape it: it pushes its registry to
-the Pushgateway under `job="mlmon_outcomes", instance=<run id>`. One group per run, never shared:
-a PUT replaces a group whole, so runs sharing one would overwrite each other's counts, and a
-read-modify-write would race. Each group carries `mlmon_counters_start_timestamp_seconds` = the
-run's start, so the restart-aware window counts (mlmon/alerting/promql.py) treat a run like a
-process that started then: its counts enter the windows it falls in, whole.
+the Pushgateway under `job=OUTCOMES_PUSH_JOB` ("mlmon_outcomes"), `instance=<run id>`. One group
+per run, never shared: a PUT replaces a group whole, so runs sharing one would overwrite each
+other's counts, and a read-modify-write would race. Each group carries
+`mlmon_counters_start_timestamp_seconds` = the run's start, so the restart-aware window counts
+(mlmon/alerting/promql.py) treat a run like a process that started then: its counts enter the
+windows it falls in, whole.
 
 A group whose last push is older than the longest outcome window + restart_grace no longer
 changes any window: each run deletes such groups (its own job's only), so the Pushgateway does
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-JOB = "mlmon_outcomes"
+from mlmon.names import OUTCOMES_PUSH_JOB
 
 
 class PushError(RuntimeError):
@@ -61,12 +62,12 @@ class RunGroup:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         body = generate_latest(_Merged(self.registry))
-        self._request("PUT", _group_path(JOB, {"instance": self.run_id}), body,
+        self._request("PUT", _group_path(OUTCOMES_PUSH_JOB, {"instance": self.run_id}), body,
                       {"Content-Type": CONTENT_TYPE_LATEST}, what=f"instance={self.run_id}")
 
     def prune(self, older_than_s: float) -> list[str]:
-        """Delete the groups of `JOB` (other runs') last pushed more than `older_than_s` ago;
-        their instance labels."""
+        """Delete the groups of `OUTCOMES_PUSH_JOB` (other runs') last pushed more than
+        `older_than_s` ago; their instance labels."""
         import json
 
         answer = json.loads(self._request("GET", "/api/v1/metrics"))
@@ -74,12 +75,12 @@ class RunGroup:
         deleted = []
         for group in answer.get("data", []):
             labels = group.get("labels", {})
-            if labels.get("job") != JOB or labels.get("instance") == self.run_id:
+            if labels.get("job") != OUTCOMES_PUSH_JOB or labels.get("instance") == self.run_id:
                 continue
             pushed = _push_time(group)
             if pushed is not None and pushed < cutoff:
                 grouping = {k: v for k, v in labels.items() if k != "job"}
-                self._request("DELETE", _group_path(JOB, grouping),
+                self._request("DELETE", _group_path(OUTCOMES_PUSH_JOB, grouping),
                               what=" ".join(f"{k}={v}" for k, v in sorted(grouping.items())))
                 deleted.append(labels.get("instance", ""))
         return deleted
@@ -96,7 +97,7 @@ class RunGroup:
             raise PushError(f"cannot reach the Pushgateway ({type(exc).__name__})") from exc
         if response.status_code >= 300:
             text = " ".join(response.text.split())[:200]
-            target = f"the group job={JOB} {what}" if what else path
+            target = f"the group job={OUTCOMES_PUSH_JOB} {what}" if what else path
             raise PushError(f"the Pushgateway answered HTTP {response.status_code} to {method} "
                             f"{target}: {text}")
         return bytes(response.content)

@@ -69,7 +69,7 @@ ACCURACY_LINE = f"{baseline('accuracy')} - {PERF['accuracy_drop']}"
 MAE_LINE = f"{baseline('mae')} * (1 + {PERF['mae_increase']})"
 LABELLED_W = rule(N.OUTCOME_LABELLED.at(W))
 OUT_OF_RANGE_COUNT = rule(N.PREDICTION_INVALID_INCREASE.at(OUT_OF_RANGE["window"]),
-                          'reason="out_of_range"')
+                          f'reason="{N.OUT_OF_RANGE}"')
 ENOUGH = steps((PERF["min_labelled"], "green"))
 ENOUGH[0]["color"] = RED  # below min_labelled the alert cannot judge
 

@@ -35,8 +35,8 @@ CLASSES = ("ham", "spam")  # the profile's classes; anything else is counted as 
 DELAY_EDGES = ("60.0", "3600.0", "86400.0", "+Inf")
 
 # target -> (job, counters start in minutes, first scrape minute)
-TARGETS = {"a": ("mlmon", 0, 0), "b": ("mlmon", 0, 0), "r1": ("mlmon_outcomes", 10, 12),
-           "r2": ("mlmon_outcomes", 75, 76)}
+TARGETS = {"a": ("mlmon", 0, 0), "b": ("mlmon", 0, 0), "r1": (N.OUTCOMES_PUSH_JOB, 10, 12),
+           "r2": (N.OUTCOMES_PUSH_JOB, 75, 76)}
 # target -> the minutes its labels arrive (a pushed run's at its first push)
 BURSTS = {"a": (10, 70), "b": (20, 80), "r1": (12,), "r2": (76,)}
 WINDOWS = {"1h": 60, "1d": 1440, "7d": 10080}

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, push_to_gateway
 
-from mlmon.outcomes.push import JOB, PushError, RunGroup
+from mlmon.names import OUTCOMES_PUSH_JOB as JOB
+from mlmon.outcomes.push import PushError, RunGroup
 from tests.integration import prom_servers
 
 pushgateway_factory = prom_servers.pushgateway_factory

@@ -162,21 +162,21 @@ def outcome_group(config: Config, w: str) -> Group:
         Rule(N.OUTCOME_LABELLED.at(w),
              f"sum by ({q.by(MODEL)}) ({N.OUTCOME_CLASS_INCREASE.at(w)})\nor\n"
              f"{ERROR_COUNT.at(w)}",
-             f"Headline: labels that arrived over {w} and were counted (classifier: the "
+             f"Headline: labels counted over {w} (as the counters moved; classifier: the "
              "matrix's sum; regression: the errors' count)."),
         Rule(buckets, _summed(config, w, N.OUTCOME_LABEL_DELAY.bucket, (*MODEL, "le"), ("le",)),
              f"Label delay (prediction to label arrival) histogram over {w}, pooled."),
         Rule(N.OUTCOME_LABEL_DELAY_MEDIAN.at(w),
              f"histogram_quantile(0.5, {buckets})\nand\n"
              f'(sum without (le) ({buckets}{{le="+Inf"}}) > 0)',
-             f"Median label delay of the labels that arrived over {w}, interpolated in the "
+             f"Median label delay of the labels counted over {w}, interpolated in the "
              "bins; absent without labels."),
         Rule(REJECTED.at(w),
              _summed(config, w, N.OUTCOME_REJECTED.sample, (*MODEL, "reason"), ("reason",)),
              f"Labels not counted over {w}, by reason (unknown id, duplicate, wrong type, ...)."),
     ]
     return Group(f"mlmon.outcomes.{w}",
-                 f"Realized performance of the labels that arrived over {w} (evaluated every "
+                 f"Realized performance of the labels counted over {w} (evaluated every "
                  f"{config.outcome_evaluation_interval}: labels arrive in bursts, and each "
                  "evaluation reads the whole window).", tuple(rules),
                  interval=config.outcome_evaluation_interval)

@@ -13,7 +13,8 @@ Targets (issue 11, section 4), judged on same-run ratios:
 
 Each round seeds fresh records (a data stream of its own), so every label is joined, never a
 duplicate; CLI and baseline rounds alternate. The CLI runs in this process (`mlmon.cli.main`)
-with `--no-push` (a push is one small PUT every 5 s, not per label).
+and pushes to a real Pushgateway started for the bench (a push is one small PUT every 5 s, not
+per label).
 
 Usage: bench/bench_join.py --out DIR [--es-url URL] [--labels N] [--rounds R]
 """
@@ -44,6 +45,7 @@ from mlmon.cli import main as mlmon_main  # noqa: E402
 from mlmon.exporter.profile import Profile  # noqa: E402
 from mlmon.log_shipper import es_assets  # noqa: E402
 from mlmon.log_shipper.record import RecordBuilder  # noqa: E402
+from tests.integration.prom_servers import start_pushgateway  # noqa: E402
 from tests.profiles import sample_profile_dict  # noqa: E402
 
 TARGET_CLI_VS_BULK = 0.4
@@ -89,7 +91,7 @@ def labels_csv(path: Path, n: int) -> Path:
     return path
 
 
-def bench_cli(url: str, directory: Path, n: int) -> float:
+def bench_cli(url: str, gateway: str, directory: Path, n: int) -> float:
     """Labels/s of the whole CLI run (reading, lookups, conditional writes, counting)."""
     client = Elasticsearch(url, request_timeout=120)
     profile_path, profile = profile_file(directory, f"bench-cli-{uuid.uuid4().hex[:8]}")
@@ -100,7 +102,8 @@ def bench_cli(url: str, directory: Path, n: int) -> float:
     with contextlib.redirect_stdout(out):
         status = mlmon_main(["outcomes", str(labels), "--id-column", "request_id",
                              "--label-column", "y", "--profile", str(profile_path),
-                             "--es-url", url, "--no-push", "--chunk-rows", str(CHUNK)])
+                             "--es-url", url, "--pushgateway", gateway,
+                             "--chunk-rows", str(CHUNK)])
     elapsed = time.perf_counter() - start
     assert status == 0 and f"{n:,} counted" in out.getvalue(), out.getvalue()
     _drop(client, profile)
@@ -179,11 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     cli_rates, bulk_rates = [], []
     with elasticsearch_url(args.es_url) as url, tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        bench_bulk(url, directory, min(args.labels, 2000))  # warm-up, not measured
-        for _round in range(args.rounds):  # alternate, so drift in the machine hits both
-            cli_rates.append(bench_cli(url, directory, args.labels))
-            bulk_rates.append(bench_bulk(url, directory, args.labels))
-        calls = bench_calls(url, directory, args.calls)
+        gateway = start_pushgateway(directory / "pushgateway")
+        try:
+            bench_bulk(url, directory, min(args.labels, 2000))  # warm-up, not measured
+            for _round in range(args.rounds):  # alternate, so drift in the machine hits both
+                cli_rates.append(bench_cli(url, gateway.url, directory, args.labels))
+                bulk_rates.append(bench_bulk(url, directory, args.labels))
+            calls = bench_calls(url, directory, args.calls)
+        finally:
+            gateway.stop()
     cli, bulk = statistics.median(cli_rates), statistics.median(bulk_rates)
     call_ratio = calls["record_outcome_median_us"] / calls["record_median_us"]
     result = {

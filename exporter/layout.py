@@ -35,11 +35,12 @@ WINDOW_SLOTS = 6
 
 # The version of the slot order. Bumped whenever one profile's slots change between mlmon
 # versions (2: the outcome slots, and out_of_range for regressions; 3: the expected confusion
-# matrix of a classifier with scores, for estimated performance). It is part of the names of
+# matrix of a classifier with scores, for estimated performance; 4: the outcome reasons
+# `join_error` and `closed`). It is part of the names of
 # multi-process files (`Layout.file_key`), so files written with another slot order, left in a
 # kept directory across an upgrade, are never read as this one's: their doubles would land in
 # other slots.
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 
 # Fixed sets, so every labelled child can exist at 0 from start-up.
 REJECTED_REASONS = (
@@ -67,14 +68,16 @@ BAD_DELAY, BAD_BATCH = "bad_delay", "bad_batch"
 NO_PREDICTION_IN_PROFILE = "no_prediction_in_profile"
 UNKNOWN_ID, DUPLICATE, UNKNOWN_MODEL = "unknown_id", "duplicate", "unknown_model"
 # Also the join's (mlmon.log_shipper.join, .outcome_worker): an arrival time that is no time, a
-# write Elasticsearch refused, Elasticsearch unreachable until the label was given up, and the
-# service's outcome queue full.
+# write Elasticsearch refused, Elasticsearch unreachable until the label was given up, the
+# service's outcome queue full, the join raising (a bug), and labels left when the service's
+# worker closed (submitted after `close()`, or still queued when its timeout ran out).
 BAD_ARRIVAL, WRITE_ERROR, ES_UNAVAILABLE, QUEUE_FULL = (
     "bad_arrival", "write_error", "es_unavailable", "queue_full")
+JOIN_ERROR, CLOSED = "join_error", "closed"
 OUTCOME_REJECTED_REASONS: tuple[str, ...] = (
     MISSING_PREDICTION, INVALID_PREDICTION, MISSING_ACTUAL, WRONG_TYPE, NAN, INF, BAD_DELAY,
     BAD_BATCH, NO_PREDICTION_IN_PROFILE, UNKNOWN_ID, DUPLICATE, UNKNOWN_MODEL, BAD_ARRIVAL,
-    WRITE_ERROR, ES_UNAVAILABLE, QUEUE_FULL, "internal_error",
+    WRITE_ERROR, ES_UNAVAILABLE, QUEUE_FULL, "internal_error", JOIN_ERROR, CLOSED,
 )
 # Label delay buckets (seconds): 1 s to 90 days, dense where labels of online services arrive
 # (seconds to hours) and at the day marks of batch labelling (nightly files, weekly reviews).
@@ -241,7 +244,7 @@ class Layout:
     @property
     def file_key(self) -> str:
         """Names this layout's multi-process files: the profile's sha and the slot order's
-        version (`<sha>-v3`), so another mlmon version's files of the profile are not read."""
+        version (`<sha>-v4`), so another mlmon version's files of the profile are not read."""
         return f"{self.profile.sha}-v{LAYOUT_VERSION}"
 
     def signature(self) -> tuple[object, ...]:

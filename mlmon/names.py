@@ -194,8 +194,10 @@ OUTCOME_REJECTED = Series("mlmon_outcome_rejected", "counter",
                           "overflowing error), `bad_batch`, `no_prediction_in_profile`, "
                           "`internal_error`; from the join: `unknown_id`, `duplicate`, "
                           "`unknown_model`, `bad_arrival`, `write_error`, `es_unavailable`, "
-                          "`queue_full`; and `bad_delay`: a label counted without its delay "
-                          "(unusable times, or arrival before the prediction)")
+                          "`queue_full`, `join_error` (the join raised: a bug, logged), "
+                          "`closed` (the service's worker closed before joining them); and "
+                          "`bad_delay`: a label counted without its delay (unusable times, or "
+                          "arrival before the prediction)")
 BASELINE = Series("mlmon_model_baseline", "gauge", "A baseline metric on the reference data.",
                   ("metric",), "the profile's `baseline_metrics` (accuracy, mae, rmse, ...)")
 # The Pushgateway job of `mlmon outcomes` runs (mlmon/outcomes/push.py): one group per run,

@@ -9,7 +9,11 @@ Each label is written onto its prediction's record in Elasticsearch (once: a lab
 run's own group (mlmon.outcomes.push). The file is read in chunks (`--chunk-rows`), so memory
 stays bounded whatever its size. Prints one summary line; exits 2 with one line on an error
 (Elasticsearch or the Pushgateway unreachable, a missing column...), after pushing what was
-counted. Credentials: MLMON_ES_USER / MLMON_ES_PASSWORD or MLMON_ES_API_KEY, as `mlmon es-setup`.
+counted. There is no run without a Pushgateway: an outcome written to Elasticsearch but never
+counted would be a `duplicate` to every later run, so it would reach no metric ever. Should the
+last push fail after outcomes were written, the error line says how many and the run id: those
+outcomes are on their records but in no metric (see docs/delayed-labels.md).
+Credentials: MLMON_ES_USER / MLMON_ES_PASSWORD or MLMON_ES_API_KEY, as `mlmon es-setup`.
 """
 
 from __future__ import annotations
@@ -56,9 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-certs", help="CA bundle for an https URL")
     parser.add_argument("--pushgateway", default=os.environ.get("MLMON_PUSHGATEWAY_URL"),
                         help="Pushgateway URL (env MLMON_PUSHGATEWAY_URL)")
-    parser.add_argument("--no-push", action="store_true",
-                        help="write outcomes to Elasticsearch without counting them in "
-                             "Prometheus (a later run finds them as duplicates)")
     parser.add_argument("--prune-after",
                         help="delete earlier runs' groups last pushed longer ago than this, e.g. "
                              "8d (default: the longest outcome window + restart_grace of the "
@@ -79,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--chunk-rows {args.chunk_rows}: must be at least 1")
     if not args.es_url:
         raise CliError("no Elasticsearch URL: pass --es-url or set MLMON_ES_URL")
-    if not args.pushgateway and not args.no_push:
-        raise CliError("no Pushgateway: pass --pushgateway URL (or MLMON_PUSHGATEWAY_URL), or "
-                       "--no-push to write outcomes without counting them in Prometheus")
+    if not args.pushgateway:
+        raise CliError("no Pushgateway: pass --pushgateway URL (or set MLMON_PUSHGATEWAY_URL); "
+                       "outcomes are counted through it, so none are written without one")
     prune_after = _prune_after(args)
     _check_columns(args)  # a typo in a column name fails before anything is contacted
     started = time.time()
@@ -94,24 +95,20 @@ def run(args: argparse.Namespace) -> int:
 
     registry = CollectorRegistry()
     monitors = {p.model_version: OutcomeMonitor(p, registry) for p in profiles}
-    group = None if args.no_push else RunGroup(args.pushgateway, registry, run_id,
-                                               timeout=args.timeout)
+    group = RunGroup(args.pushgateway, registry, run_id, timeout=args.timeout)
     client = connect(args.es_url, user=args.user, ca_certs=args.ca_certs, timeout=args.timeout)
     main = profiles[0]
     _check_store(client, main, args)
-    if group is not None:
-        # Before anything is written: an outcome written but never pushed would count nowhere.
-        _push(group, args.pushgateway)
-        try:
-            group.prune(prune_after)
-        except PushError as exc:
-            raise CliError(f"{args.pushgateway}: {exc}") from exc
+    # Before anything is written: an outcome written but never pushed would count nowhere.
+    _push(group, args.pushgateway)
+    try:
+        group.prune(prune_after)
+    except PushError as exc:
+        raise CliError(f"{args.pushgateway}: {exc}") from exc
     joiner = OutcomeJoiner(client, main, monitors)
-    tally = _join_file(args, joiner, main, group)
-    summary = _summary(args.labels, tally)
-    if group is not None:
-        summary += f"; pushed to {args.pushgateway} (job={OUTCOMES_PUSH_JOB}, instance={run_id})"
-    print(summary)
+    tally = _join_file(args, joiner, main, group, run_id)
+    print(f"{_summary(args.labels, tally)}; pushed to {args.pushgateway} "
+          f"(job={OUTCOMES_PUSH_JOB}, instance={run_id})")
     if tally[ES_UNAVAILABLE]:
         raise CliError(f"{args.es_url}: Elasticsearch unavailable ({joiner.last_error}); "
                        f"{tally[ES_UNAVAILABLE]} labels not joined and the rest of the file not "
@@ -201,11 +198,12 @@ def _generation(index: str) -> int:
 
 
 def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile,
-               group: RunGroup | None) -> Counter[str]:
+               group: RunGroup, run_id: str) -> Counter[str]:
     tally: Counter[str] = Counter()
     progress = Progress(f"joining {Path(args.labels).name}") if sys.stderr.isatty() else None
     numeric = profile.prediction is not None and profile.prediction.kind != CLASSIFICATION
     last_push = time.monotonic()
+    pushed = 0  # outcomes counted in the last push that succeeded
     try:
         for chunk in read_labels(args.labels, id_column=args.id_column,
                                  label_column=args.label_column,
@@ -214,9 +212,9 @@ def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile
             tally.update(joiner.join(chunk))
             if tally[ES_UNAVAILABLE]:
                 break
-            if group is not None and time.monotonic() - last_push >= PUSH_INTERVAL_S:
-                _push(group, args.pushgateway)
-                last_push = time.monotonic()
+            if time.monotonic() - last_push >= PUSH_INTERVAL_S:
+                _push(group, args.pushgateway, tally[COUNTED] - pushed, run_id)
+                pushed, last_push = tally[COUNTED], time.monotonic()
         if progress:
             progress.finish()
     except ProfilingError as exc:
@@ -224,16 +222,23 @@ def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile
     finally:
         if progress:
             progress.close()
-        if group is not None:
-            _push(group, args.pushgateway)  # what was counted, also when stopping on an error
+        # what was counted, also when stopping on an error
+        _push(group, args.pushgateway, tally[COUNTED] - pushed, run_id)
     return tally
 
 
-def _push(group: RunGroup, url: str) -> None:
+def _push(group: RunGroup, url: str, unpushed: int = 0, run_id: str = "") -> None:
+    """Push the run's counts; `unpushed`: outcomes written to Elasticsearch since the last push
+    that succeeded, which a failed push leaves in no metric (the error line says so)."""
     try:
         group.push()
     except PushError as exc:
-        raise CliError(f"{url}: {exc}") from exc
+        lost = ""
+        if unpushed:
+            lost = (f"; {unpushed:,} outcomes written to Elasticsearch but not pushed (run "
+                    f"{run_id}): they are on their records but in no metric, and a run again "
+                    "finds them as duplicates (see docs/delayed-labels.md)")
+        raise CliError(f"{url}: {exc}{lost}") from exc
 
 
 def _summary(path: str, tally: Counter[str]) -> str:

@@ -251,8 +251,48 @@ def test_cli_errors_are_one_line(es_url: str, tmp_path: Path) -> None:  # noqa: 
     assert line.startswith("mlmon outcomes: error: http://127.0.0.1:9: ")  # nothing written
     assert "cannot connect" in error(str(labels), "--id-column", "request_id", "--label-column",
                                      "y", "--es-url", "http://127.0.0.1:9", *base)
-    assert "--no-push" in error(str(labels), "--id-column", "request_id", "--label-column", "y",
-                                "--es-url", es_url, "--profile", str(profile_path))
+    assert "no Pushgateway" in error(str(labels), "--id-column", "request_id", "--label-column",
+                                     "y", "--es-url", es_url, "--profile", str(profile_path))
+
+
+def test_a_failed_last_push_names_the_outcomes_written_and_the_run(
+        es_url: str, tmp_path: Path, pushgateway_factory: Any,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The Pushgateway (real) goes away while the labels are joined: the outcomes are written,
+    the last push fails, and the one error line says how many and which run."""
+    from mlmon.cli import main as mlmon_main
+    from mlmon.log_shipper.join import OutcomeJoiner
+
+    profile_path, profile = write_profile(tmp_path, f"gone{uuid.uuid4().hex[:8]}")
+    client = Elasticsearch(es_url)
+    name = es_assets.install(client, profile).data_stream
+    builder = RecordBuilder(model=profile.model_name, model_version="3", service_name="api",
+                            environment="test", profile=profile)
+    for request_id in ("a", "b", "c"):
+        client.index(index=name, id=stable_id(request_id)[0], op_type="create", refresh=True,
+                     document=builder.build({}, "yes", request_id=request_id))
+    labels = write_labels(tmp_path / "labels.csv", [("a", "yes"), ("b", "no"), ("c", "yes"),
+                                                    ("ghost", "yes")])
+    gateway = pushgateway_factory()
+    join = OutcomeJoiner.join
+
+    def join_then_lose_the_gateway(self: OutcomeJoiner, *args: Any, **kwargs: Any) -> Any:
+        verdicts = join(self, *args, **kwargs)
+        gateway.stop()
+        return verdicts
+
+    monkeypatch.setattr(OutcomeJoiner, "join", join_then_lose_the_gateway)
+    status = mlmon_main(["outcomes", str(labels), "--id-column", "request_id", "--label-column",
+                         "y", "--profile", str(profile_path), "--es-url", es_url,
+                         "--pushgateway", gateway.url, "--run-id", "run-gone-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith(f"mlmon outcomes: error: {gateway.url}: "), err
+    assert "3 outcomes written to Elasticsearch but not pushed (run run-gone-1)" in err[0], err
+    client.indices.refresh(index=name)
+    written = client.search(index=name, query={"exists": {"field": "outcome"}}, size=10)
+    assert sorted(h["_id"] for h in written["hits"]["hits"]) == sorted(
+        stable_id(i)[0] for i in ("a", "b", "c"))
 
 
 def test_the_readme_outcomes_command_runs(es_url: str, tmp_path: Path,  # noqa: F811

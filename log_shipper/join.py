@@ -167,7 +167,7 @@ class OutcomeJoiner:
         verdicts: list[str] = [COUNTED] * len(labels)
         pending: dict[str, int] = {}  # _id -> position of its first label in this batch
         for n, label in enumerate(labels):
-            reason = self._label_reason(label)
+            reason = self.label_reason(label)
             if reason is None and not label.request_id:
                 reason = UNKNOWN_ID
             if reason is None:
@@ -211,7 +211,8 @@ class OutcomeJoiner:
 
     # ---- steps ----------------------------------------------------------------------------
 
-    def _label_reason(self, label: Label) -> str | None:
+    def label_reason(self, label: Label) -> str | None:
+        """Why `label` itself cannot be counted (its arrival time or actual value), else None."""
         arrived = label.arrived_at
         if (isinstance(arrived, bool) or not isinstance(arrived, (int, float))
                 or not _EPOCH_MIN <= arrived <= _EPOCH_MAX):  # NaN fails too
@@ -278,7 +279,7 @@ class OutcomeJoiner:
             if predicted is None:
                 return self._no_prediction(prediction), {}
             actual_value = classify_number(label.actual)[0]
-            assert actual_value is not None  # checked by _label_reason
+            assert actual_value is not None  # checked by label_reason
             error = float(predicted) - actual_value
             if not math.isfinite(error):  # overflows (1e308 - -1e308): JSON has no Inf
                 return INF, {}

@@ -13,6 +13,13 @@ counted. There is no run without a Pushgateway: an outcome written to Elasticsea
 counted would be a `duplicate` to every later run, so it would reach no metric ever. Should the
 last push fail after outcomes were written, the error line says how many and the run id: those
 outcomes are on their records but in no metric (see docs/delayed-labels.md).
+
+Shadow mode: given more than one `--profile` (one per version), each label is also joined to
+the challenger's record of the same request (`<request id>.challenger`, the id the shadow code
+gives it: mlmon.log_shipper.record.role_record_id), so one file scores both versions. A request
+without a challenger record is no rejection (the challenger sheds requests under load): the
+summary reports those as `without one`, and no series counts them.
+
 Credentials: MLMON_ES_USER / MLMON_ES_PASSWORD or MLMON_ES_API_KEY, as `mlmon es-setup`.
 """
 
@@ -28,18 +35,20 @@ from pathlib import Path
 from typing import Any
 
 from mlmon.errors import CliError
-from mlmon.exporter.layout import ES_UNAVAILABLE
+from mlmon.exporter.layout import ES_UNAVAILABLE, UNKNOWN_ID
 from mlmon.exporter.profile import CLASSIFICATION, Profile
 from mlmon.log_shipper.cli_es import connect
 from mlmon.log_shipper.es_assets import AssetError, data_stream_name
-from mlmon.log_shipper.join import COUNTED, OutcomeJoiner
-from mlmon.names import OUTCOMES_PUSH_JOB
+from mlmon.log_shipper.join import COUNTED, Label, OutcomeJoiner
+from mlmon.log_shipper.record import role_record_id, stable_id
+from mlmon.names import CHALLENGER_ROLE, OUTCOMES_PUSH_JOB
 from mlmon.outcomes.labels import file_columns, read_labels
 from mlmon.outcomes.push import PushError, RunGroup
 from mlmon.profiling.columns import ProfilingError
 from mlmon.profiling.files import Progress
 
 DEFAULT_CHUNK_ROWS = 5_000
+NO_CHALLENGER_RECORD = "without one"  # summary only: a request the challenger did not record
 PUSH_INTERVAL_S = 5.0  # a long run pushes its counts this often, not only at the end
 
 
@@ -52,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="when each label arrived (Unix seconds or ISO-8601; default: now)")
     parser.add_argument("--profile", required=True, action="append",
                         help="the model's reference profile; repeat it for each model version "
-                             "whose predictions the labels may belong to")
+                             "whose predictions the labels may belong to; with more than "
+                             "one, each label also scores the challenger's record of its "
+                             "request (<id>.challenger)")
     parser.add_argument("--es-url", default=os.environ.get("MLMON_ES_URL"),
                         help="Elasticsearch URL (env MLMON_ES_URL)")
     parser.add_argument("--user", default=os.environ.get("MLMON_ES_USER"),
@@ -106,12 +117,15 @@ def run(args: argparse.Namespace) -> int:
     except PushError as exc:
         raise CliError(f"{args.pushgateway}: {exc}") from exc
     joiner = OutcomeJoiner(client, main, monitors)
-    tally = _join_file(args, joiner, main, group, run_id)
-    print(f"{_summary(args.labels, tally)}; pushed to {args.pushgateway} "
+    # one version: no challenger to score (its records would be unknown_model)
+    shadow: Counter[str] | None = Counter() if len(profiles) > 1 else None
+    tally = _join_file(args, joiner, main, group, run_id, shadow)
+    print(f"{_summary(args.labels, tally, shadow)}; pushed to {args.pushgateway} "
           f"(job={OUTCOMES_PUSH_JOB}, instance={run_id})")
-    if tally[ES_UNAVAILABLE]:
+    unjoined = tally[ES_UNAVAILABLE] + (shadow or Counter())[ES_UNAVAILABLE]
+    if unjoined:
         raise CliError(f"{args.es_url}: Elasticsearch unavailable ({joiner.last_error}); "
-                       f"{tally[ES_UNAVAILABLE]} labels not joined and the rest of the file not "
+                       f"{unjoined} labels not joined and the rest of the file not "
                        "read: run the same command again (labels already counted are "
                        "duplicates then)")
     return 0
@@ -198,8 +212,10 @@ def _generation(index: str) -> int:
 
 
 def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile,
-               group: RunGroup, run_id: str) -> Counter[str]:
+               group: RunGroup, run_id: str, shadow: Counter[str] | None) -> Counter[str]:
+    """The champion records' verdicts; the challenger records' go into `shadow` (if given)."""
     tally: Counter[str] = Counter()
+    side: Counter[str] = shadow if shadow is not None else Counter()
     progress = Progress(f"joining {Path(args.labels).name}") if sys.stderr.isatty() else None
     numeric = profile.prediction is not None and profile.prediction.kind != CLASSIFICATION
     last_push = time.monotonic()
@@ -212,9 +228,13 @@ def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile
             tally.update(joiner.join(chunk))
             if tally[ES_UNAVAILABLE]:
                 break
+            if shadow is not None:
+                side.update(_join_challenger(joiner, chunk))
+                if side[ES_UNAVAILABLE]:
+                    break
             if time.monotonic() - last_push >= PUSH_INTERVAL_S:
-                _push(group, args.pushgateway, tally[COUNTED] - pushed, run_id)
-                pushed, last_push = tally[COUNTED], time.monotonic()
+                _push(group, args.pushgateway, tally[COUNTED] + side[COUNTED] - pushed, run_id)
+                pushed, last_push = tally[COUNTED] + side[COUNTED], time.monotonic()
         if progress:
             progress.finish()
     except ProfilingError as exc:
@@ -223,8 +243,19 @@ def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile
         if progress:
             progress.close()
         # what was counted, also when stopping on an error
-        _push(group, args.pushgateway, tally[COUNTED] - pushed, run_id)
+        _push(group, args.pushgateway, tally[COUNTED] + side[COUNTED] - pushed, run_id)
     return tally
+
+
+def _join_challenger(joiner: OutcomeJoiner, chunk: list[Label]) -> list[str]:
+    """The verdicts of the challenger's records of `chunk`'s requests; `without one` for a
+    request the challenger has no record of (not counted: it is no rejection). A label that is
+    bad in itself (no actual, a bad arrival time) was counted once, on the champion's record."""
+    labels = [Label(role_record_id(stable_id(str(label.request_id))[0], CHALLENGER_ROLE),
+                    label.actual, label.arrived_at)
+              for label in chunk if label.request_id and joiner.label_reason(label) is None]
+    return [NO_CHALLENGER_RECORD if verdict == UNKNOWN_ID else verdict
+            for verdict in joiner.join(labels, uncounted=(UNKNOWN_ID,))]
 
 
 def _push(group: RunGroup, url: str, unpushed: int = 0, run_id: str = "") -> None:
@@ -241,9 +272,17 @@ def _push(group: RunGroup, url: str, unpushed: int = 0, run_id: str = "") -> Non
         raise CliError(f"{url}: {exc}{lost}") from exc
 
 
-def _summary(path: str, tally: Counter[str]) -> str:
-    total = sum(tally.values())
+def _summary(path: str, tally: Counter[str], shadow: Counter[str] | None = None) -> str:
+    """`labels.csv: 300 labels: 290 counted, 10 unknown_id`, then with a challenger
+    `; challenger records: 280 counted, 12 without one`."""
+    line = f"{path}: {sum(tally.values()):,} labels: {_verdicts(tally)}"
+    if shadow is not None:
+        line += f"; challenger records: {_verdicts(shadow)}"
+    return line
+
+
+def _verdicts(tally: Counter[str]) -> str:
     parts = [f"{tally[COUNTED]:,} counted"]
     parts += [f"{n:,} {reason}" for reason, n in sorted(tally.items(), key=lambda kv: -kv[1])
               if reason != COUNTED]
-    return f"{path}: {total:,} labels: {', '.join(parts)}"
+    return ", ".join(parts)

@@ -375,3 +375,98 @@ def test_regression_labels_from_parquet_give_numpy_mae_rmse_and_bias(
     assert source["outcome"]["value"] == actual["q5"]
     assert source["outcome"]["error"] == predictions["q5"] - actual["q5"]
     assert source["outcome"]["arrived_at"] == arrived.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def pushed_samples(url: str, run_id: str, name: str, *by: str) -> dict[tuple[str, ...], float]:
+    """`{(model_version, *<by> labels): value}` of series `name` in the Pushgateway group of
+    `run_id`, read from the Pushgateway's own /metrics (zeros left out)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:
+        text = answer.read().decode("utf-8")
+    out: Counter[tuple[str, ...]] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("instance") == run_id:
+                key = (sample.labels["model_version"], *(sample.labels[b] for b in by))
+                out[key] += sample.value
+    return {k: v for k, v in out.items() if v}
+
+
+def test_labels_fed_once_score_the_champion_and_the_challenger(
+        es_url: str, tmp_path: Path, pushgateway_factory: Any) -> None:  # noqa: F811
+    model = f"shadow{uuid.uuid4().hex[:8]}"
+    champion_path, champion = write_profile(tmp_path, model, "3")
+    challenger_path, challenger = write_profile(tmp_path, model, "4")
+    client = Elasticsearch(es_url)
+    es_assets.install(client, champion)
+
+    def challenger_predict(features: dict[str, Any]) -> str:
+        return "yes" if features["age"] >= 50 else "no"
+
+    rng = np.random.default_rng(11)
+    predicted: dict[tuple[str, str], str] = {}  # (version, request id) -> class
+    loggers = []
+    for name, shadow in (("shadowed", True), ("alone", False)):
+        monitor = ModelMonitor(champion, CollectorRegistry(), multiproc_directory=None)
+        logger = PredictionLogger.from_profile(
+            champion, service_name=name, environment="test", es_url=es_url,
+            spool_dir=tmp_path / f"spool-{name}", monitor=monitor, max_age_s=0.2,
+            handle_signals=False)
+        if shadow:  # queue room for every request: none is shed
+            logger.add_challenger(challenger, challenger_predict, max_pending=10_000)
+        loggers.append(logger)
+    for n in range(240):  # the last 40 requests go through a logger without a challenger
+        shadow = n < 200
+        request_id = f"req-{n}" if shadow else f"solo-{n}"
+        features = {"age": 30.0 + n % 40, "city": "paris"}
+        label = CLASSES[int(rng.random() < 0.4)]
+        assert loggers[0 if shadow else 1].record(features, label, request_id=request_id,
+                                                  scores={label: 0.7}) == request_id
+        predicted[("3", request_id)] = label
+        if shadow:
+            predicted[("4", request_id)] = challenger_predict(features)
+    for logger in loggers:
+        assert logger.close(timeout=60)
+    stream = es_assets.data_stream_name(champion)
+    client.indices.refresh(index=stream)
+    assert client.count(index=stream, query={"term": {"model.role": "challenger"}}
+                        )["count"] == 200
+
+    ids = [i for v, i in predicted if v == "3"]
+    actual = {i: CLASSES[int(rng.random() < 0.5)] for i in ids}
+    labels = write_labels(tmp_path / "labels.csv", [*actual.items(),
+                                                    *((f"nope-{k}", "yes") for k in range(10))])
+    gateway = pushgateway_factory()
+    args = [str(labels), "--id-column", "request_id", "--label-column", "y",
+            "--profile", str(champion_path), "--profile", str(challenger_path),
+            "--es-url", es_url, "--pushgateway", gateway.url, "--chunk-rows", "64"]
+    first = run_cli(*args, "--run-id", "shadow-1")
+    line = first.stdout.strip().splitlines()[-1]
+    assert summary_counts(first.stdout) == {"counted": 240, "unknown_id": 10}
+    # 40 requests the challenger never saw and 10 unknown ids: no challenger record, no reason
+    assert "; challenger records: 200 counted, 50 without one;" in line, line
+    expected: Counter[tuple[str, ...]] = Counter()
+    for (version, request_id), label in predicted.items():
+        expected[(version, label, actual[request_id])] += 1
+    # each version's confusion matrix, exactly: 240 champion records, 200 challenger ones
+    assert pushed_samples(gateway.url, "shadow-1", "mlmon_outcome_class_total",
+                          "predicted_class", "actual_class") == dict(expected)
+    assert pushed_samples(gateway.url, "shadow-1", "mlmon_outcome_rejected_total",
+                          "reason") == {("3", "unknown_id"): 10}
+    client.indices.refresh(index=stream)
+    hits = client.search(index=stream, query={"ids": {"values": ["req-7.challenger"]}})
+    record = hits["hits"]["hits"][0]["_source"]
+    assert record["model"]["version"] == "4"
+    assert record["outcome"]["label"] == actual["req-7"]
+
+    again = run_cli(*args, "--run-id", "shadow-2")
+    line = again.stdout.strip().splitlines()[-1]
+    assert summary_counts(again.stdout) == {"counted": 0, "duplicate": 240, "unknown_id": 10}
+    assert "; challenger records: 0 counted, 200 duplicate, 50 without one;" in line, line
+    assert pushed_samples(gateway.url, "shadow-2", "mlmon_outcome_class_total",
+                          "predicted_class", "actual_class") == {}
+    assert pushed_samples(gateway.url, "shadow-2", "mlmon_outcome_rejected_total",
+                          "reason") == {("3", "duplicate"): 440, ("3", "unknown_id"): 10}

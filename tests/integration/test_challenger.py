@@ -67,8 +67,8 @@ def _one(prom: Prometheus, expr: str) -> float:
     return float(result[0]["value"][1])
 
 
-def test_both_versions_scored_and_compared_over_replicas(prometheus_factory,
-                                                         tmp_path: Path) -> None:
+def test_both_versions_scored_and_compared_over_replicas(prometheus_factory, tmp_path: Path,
+                                                         request: pytest.FixtureRequest) -> None:
     parts = _rows()
     servers = []
     for name, rows in zip("ab", parts, strict=True):
@@ -78,6 +78,7 @@ def test_both_versions_scored_and_compared_over_replicas(prometheus_factory,
         servers.append(start_python_server(
             ["-m", "tests.integration.challenger_replica", "--rows", str(path),
              "--port", str(port)], tmp_path, f"replica-{name}", port, timeout=120))
+        request.addfinalizer(servers[-1].stop)  # the replicas outlive a failed assertion
     prom = prometheus_factory(targets={"mlmon": [s.url.removeprefix("http://")
                                                  for s in servers]})
     prom.wait_for('count(up{job="mlmon"} == 1) == 2', timeout=30)

@@ -140,6 +140,25 @@ class Prometheus(Server):
                 raise TimeoutError(f"{expr!r} not satisfied within {timeout}s: {result}")
             time.sleep(0.5)
 
+    def settled(self, expr: str, key: str, expected: dict[str, float], tolerance: float = 1e-9,
+                timeout: float = 150.0) -> dict[str, float]:
+        """The values of `expr` by label `key` once they equal `expected` within `tolerance`.
+
+        A recording rule that reads another group's output runs at its own offset, so it can
+        still hold the value from before its inputs were complete for up to one evaluation
+        interval after they are. Asserting on the first answer raced that; this asserts on the
+        value the rules settle on, and fails with the last answer when they never do."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.values(expr, key)
+            if got.keys() == expected.keys() and all(
+                    abs(got[k] - v) <= tolerance for k, v in expected.items()):
+                return got
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{expr!r} by {key}: {got}, expected {expected} "
+                                     f"(within {tolerance}) for {timeout}s")
+            time.sleep(0.5)
+
 
 def generated_rules(dest: Path, change: Callable[[dict[str, Any]], None],
                     scrape_interval: str = "1s") -> list[Path]:

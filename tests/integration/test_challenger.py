@@ -32,7 +32,6 @@ from mlmon.log_shipper import es_assets
 from mlmon.log_shipper.facade import PredictionLogger
 from tests.integration.es_server import es_server, es_url
 from tests.integration.prom_servers import (
-    Prometheus,
     free_port,
     prometheus_factory,
     start_python_server,
@@ -60,11 +59,6 @@ def _rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 # The outcome rules and the gaps on them are evaluated every outcome_evaluation_interval (1m).
 OUTCOME_WAIT_S = 150
-
-
-def _one(prom: Prometheus, expr: str) -> float:
-    result = prom.wait_for(expr, lambda r: len(r) == 1, timeout=OUTCOME_WAIT_S)
-    return float(result[0]["value"][1])
 
 
 def test_both_versions_scored_and_compared_over_replicas(prometheus_factory, tmp_path: Path,
@@ -99,29 +93,28 @@ def test_both_versions_scored_and_compared_over_replicas(prometheus_factory, tmp
     assert roles == {"champion": 1.0, "challenger": 1.0}
 
     for w in ("5m", "1h"):
-        # once both replicas' counts are in the rules (a rule may run before a first scrape)
-        prom.wait_for(f"{N.CHALLENGER_COMPARED_INCREASE.at(w)} == {len(rows)}",
-                      timeout=OUTCOME_WAIT_S)
-        agreement = _one(prom, N.CHALLENGER_AGREEMENT.at(w))
-        assert agreement == np.sum(np.abs(d) <= tolerance) / len(rows)  # exact: counts
+        # the counts are exact, so the agreement is too; settled, as the rules of one group
+        # can run before the other replica's first scrape
+        agreement = prom.settled(N.CHALLENGER_AGREEMENT.at(w), "model", {
+            "diabetes": float(np.sum(np.abs(d) <= tolerance) / len(rows))}, tolerance=0.0,
+            timeout=OUTCOME_WAIT_S)["diabetes"]
         assert 0.5 < agreement < 0.95  # the drifted half disagrees more (not a trivial 0 or 1)
-        assert _one(prom, N.CHALLENGER_DIFFERENCE_MEAN.at(w)) == pytest.approx(
-            float(np.mean(d)), abs=1e-9)
+        assert prom.query(f"{N.CHALLENGER_COMPARED_INCREASE.at(w)} == {len(rows)}")
+        prom.settled(N.CHALLENGER_DIFFERENCE_MEAN.at(w), "model",
+                     {"diabetes": float(np.mean(d))}, timeout=OUTCOME_WAIT_S)
     # realized performance of both from the same labels, and the gap between them
     mae = {version: float(np.mean(np.abs(p - actual)))
            for version, p in (("1", champion), ("2", challenger))}
     rmse = {version: float(np.sqrt(np.mean((p - actual) ** 2)))
             for version, p in (("1", champion), ("2", challenger))}
-    live_mae = prom.wait_for(N.OUTCOME_MAE.at("1h"), lambda r: len(r) == 2,
-                             timeout=OUTCOME_WAIT_S)
-    for r in live_mae:
-        assert float(r["value"][1]) == pytest.approx(mae[r["metric"]["model_version"]], abs=1e-9)
-    gap = prom.wait_for(N.challenger_gap(N.OUTCOME_MAE).at("1h"), lambda r: len(r) == 1,
-                        timeout=OUTCOME_WAIT_S)
-    assert {k: gap[0]["metric"][k] for k in PAIR} == PAIR
-    assert float(gap[0]["value"][1]) == pytest.approx(mae["2"] - mae["1"], abs=1e-9)
-    assert _one(prom, N.challenger_gap(N.OUTCOME_RMSE).at("1h")) == pytest.approx(
-        rmse["2"] - rmse["1"], abs=1e-9)
+    prom.settled(N.OUTCOME_MAE.at("1h"), "model_version", mae, timeout=OUTCOME_WAIT_S)
+    # the gap groups read the outcome groups' output, one evaluation behind at most
+    prom.settled(N.challenger_gap(N.OUTCOME_MAE).at("1h"), "model_version",
+                 {"2": mae["2"] - mae["1"]}, timeout=OUTCOME_WAIT_S)
+    gap = prom.query(N.challenger_gap(N.OUTCOME_MAE).at("1h"))
+    assert len(gap) == 1 and {k: gap[0]["metric"][k] for k in PAIR} == PAIR
+    prom.settled(N.challenger_gap(N.OUTCOME_RMSE).at("1h"), "model_version",
+                 {"2": rmse["2"] - rmse["1"]}, timeout=OUTCOME_WAIT_S)
     skipped = prom.values(f"sum by (reason) ({N.CHALLENGER_SKIPPED.sample})", "reason")
     assert set(skipped.values()) == {0.0}  # nothing shed: max_pending held every request
 

@@ -3,6 +3,10 @@
 Without `--es-url` (or MLMON_ES_URL) records are not shipped; metrics are always served.
 A challenger (demo/model.py `train_challenger`, version 2) runs in shadow mode on every request
 unless `--no-challenger` is given (docs/challenger.md).
+`--model risk` serves the demo classifier instead (demo/model.py `train_risk`, model
+`diabetes-risk`: "low" or "high" progression risk with probabilities, a calibrated profile, so
+the stack shows estimated performance before any label; its challenger is
+`train_risk_challenger`).
 `--write-profile PATH` writes the reference profile and exits (the setup step uses it for the
 Elasticsearch template and the Kibana objects).
 """
@@ -12,7 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from mlmon.demo.model import DemoClassifier, DemoModel
+    from mlmon.exporter.profile import Profile
+
+# --model: the regression (model `diabetes`, the default) or the classifier (`diabetes-risk`).
+PROGRESSION, RISK = "progression", "risk"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--environment", default="demo", help="service.environment in records")
     parser.add_argument("--no-challenger", dest="challenger", action="store_false",
                         help="serve the model alone, without its challenger in shadow mode")
+    parser.add_argument("--model", choices=(PROGRESSION, RISK), default=PROGRESSION,
+                        help="progression: the regression demo (model diabetes); risk: the "
+                             "binary classifier with scores (model diabetes-risk), whose "
+                             "accuracy is estimated before labels (default %(default)s)")
     parser.add_argument("--write-profile", metavar="PATH", type=Path,
                         help="write the reference profile to PATH and exit")
 
@@ -48,12 +64,26 @@ def _without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
 
 
+def _champion(kind: str) -> tuple[DemoModel | DemoClassifier, Profile]:
+    from mlmon.demo import model as demo
+
+    if kind == RISK:
+        classifier = demo.train_risk()
+        return classifier, demo.build_risk_profile(classifier)
+    regression = demo.train()
+    return regression, demo.build_profile(regression)
+
+
 def run(args: argparse.Namespace) -> int:
-    from mlmon.demo.model import build_profile, train, train_challenger
+    from mlmon.demo.model import (
+        build_profile,
+        build_risk_profile,
+        train_challenger,
+        train_risk_challenger,
+    )
     from mlmon.errors import CliError
 
-    model = train()
-    profile = build_profile(model)
+    model, profile = _champion(args.model)
     if args.write_profile is not None:
         profile.dump(args.write_profile)
         return 0
@@ -74,7 +104,12 @@ def run(args: argparse.Namespace) -> int:
         profile, service_name=f"{model.name}-api", environment=args.environment,
         es_url=es_url, spool_dir=args.spool_dir, registry=REGISTRY)
     challenger = ""
-    if args.challenger:
+    if args.challenger and args.model == RISK:
+        classifier = train_risk_challenger()
+        logger.add_challenger(build_risk_profile(classifier), classifier.predict_scored,
+                              with_scores=True)
+        challenger = f"challenger version {classifier.version} in shadow mode; "
+    elif args.challenger:
         shadow = train_challenger()
         logger.add_challenger(build_profile(shadow), shadow.predict_one)
         challenger = f"challenger version {shadow.version} in shadow mode; "

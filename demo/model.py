@@ -70,7 +70,7 @@ def reference_frame(seed: int = SEED) -> pd.DataFrame:
     return frame
 
 
-def _pipeline(alpha: float = CHAMPION_ALPHA) -> Pipeline:
+def _columns() -> ColumnTransformer:
     # Imputation and handle_unknown="ignore" keep the model answering on the drifted inputs
     # (nulls, unseen categories): monitoring should see the drift, not a crashing service.
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
@@ -78,21 +78,19 @@ def _pipeline(alpha: float = CHAMPION_ALPHA) -> Pipeline:
         ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
         ("onehot", OneHotEncoder(handle_unknown="ignore")),
     ])
-    columns = ColumnTransformer([
+    return ColumnTransformer([
         ("numeric", numeric, list(NUMERIC_FEATURES)),
         ("categorical", categorical, list(CATEGORICAL_FEATURES)),
     ])  # remainder="drop": the text note is monitored, not used
-    return Pipeline([("columns", columns), ("ridge", Ridge(alpha=alpha))])
+
+
+def _pipeline(alpha: float = CHAMPION_ALPHA) -> Pipeline:
+    return Pipeline([("columns", _columns()), ("ridge", Ridge(alpha=alpha))])
 
 
 @dataclass(frozen=True)
-class DemoModel:
-    """A trained pipeline plus the reference rows it was trained on.
-
-    >>> model = train()
-    >>> round(model.predict_one(model.records()[0])) > 0
-    True
-    """
+class _Trained:
+    """A trained pipeline plus the reference rows it was trained on (either demo model)."""
 
     pipeline: Pipeline
     reference: pd.DataFrame  # features and target of the training rows
@@ -103,6 +101,21 @@ class DemoModel:
         features: pd.DataFrame = self.reference[list(FEATURES)]
         return features
 
+    def records(self) -> list[dict[str, Any]]:
+        """The reference rows as JSON-ready dicts (what the traffic generator replays)."""
+        # pandas types record keys as Hashable; these are the str names in FEATURES
+        return cast("list[dict[str, Any]]", self.features().to_dict(orient="records"))
+
+
+@dataclass(frozen=True)
+class DemoModel(_Trained):
+    """The regression demo model.
+
+    >>> model = train()
+    >>> round(model.predict_one(model.records()[0])) > 0
+    True
+    """
+
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         predictions: np.ndarray = self.pipeline.predict(frame[list(MODEL_FEATURES)])
         return predictions
@@ -110,11 +123,6 @@ class DemoModel:
     def predict_one(self, record: dict[str, Any]) -> float:
         """Predict one record; absent, null or wrongly typed values become nulls for the model."""
         return float(self.predict(to_frame([record]))[0])
-
-    def records(self) -> list[dict[str, Any]]:
-        """The reference rows as JSON-ready dicts (what the traffic generator replays)."""
-        # pandas types record keys as Hashable; these are the str names in FEATURES
-        return cast("list[dict[str, Any]]", self.features().to_dict(orient="records"))
 
 
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -161,4 +169,88 @@ def build_profile(model: DemoModel) -> Profile:
         targets=model.reference["target"], model_name=model.name, model_version=model.version,
         categorical=list(CATEGORICAL_FEATURES), text=list(TEXT_FEATURES),
         prediction_kind="regression",
+    )
+
+
+# ---- the classifier demo (`mlmon demo --model risk`) -----------------------------------------
+# A binary classifier with probabilities on the same rows, so that the stack shows estimated
+# performance (docs/estimation.md), which needs a classifier's scores. "high" progression risk
+# is a target in the top 15 % of the reference's (above its 0.85 quantile), "low" the rest. The
+# top rather than the median because the drift scenario (demo/scenario.py) raises `bmi` and
+# makes the clinic with the largest effect common: that moves typical rows up towards a high
+# threshold, where the model is unsure, so the estimated accuracy falls under the drift (below a
+# median threshold it would rise, the shifted rows passing the boundary into confident "high").
+RISK_MODEL_NAME = "diabetes-risk"
+RISK_CLASSES = ("low", "high")
+RISK_QUANTILE = 0.85
+# The challenger is a logistic regression penalised 10 times more (C 0.1 instead of 1).
+RISK_CHAMPION_C, RISK_CHALLENGER_C = 1.0, 0.1
+
+
+def risk_labels(target: pd.Series) -> np.ndarray:
+    """The true class of each row: "high" above the 0.85 quantile of `target`, else "low"."""
+    labels: np.ndarray = np.where(target > target.quantile(RISK_QUANTILE), *RISK_CLASSES[::-1])
+    return labels
+
+
+@dataclass(frozen=True)
+class DemoClassifier(_Trained):
+    """The classifier demo model: "low" or "high" progression risk, with probabilities.
+
+    >>> model = train_risk()
+    >>> label, scores = model.predict_scored(model.records()[0])
+    >>> label in RISK_CLASSES and abs(sum(scores.values()) - 1) < 1e-9
+    True
+    """
+
+    name: str = RISK_MODEL_NAME
+
+    def labels(self) -> np.ndarray:
+        """The reference rows' true classes (what the model was trained on)."""
+        return risk_labels(self.reference["target"])
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probabilities, one column per class in RISK_CLASSES order."""
+        proba: np.ndarray = self.pipeline.predict_proba(frame[list(MODEL_FEATURES)])
+        order = [list(self.pipeline.classes_).index(c) for c in RISK_CLASSES]
+        return proba[:, order]
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(RISK_CLASSES)[self.predict_proba(frame).argmax(axis=1)]
+
+    def predict_scored(self, record: dict[str, Any]) -> tuple[str, dict[str, float]]:
+        """One record's class and every class's probability (the monitor scores the class's)."""
+        proba = self.predict_proba(to_frame([record]))[0]
+        return RISK_CLASSES[int(proba.argmax())], dict(zip(RISK_CLASSES, map(float, proba),
+                                                           strict=True))
+
+
+def train_risk(seed: int = SEED, *, c: float = RISK_CHAMPION_C,
+               version: str = MODEL_VERSION) -> DemoClassifier:
+    """Train the classifier on the whole data set, as `train` does the regression."""
+    from sklearn.linear_model import LogisticRegression
+
+    frame = reference_frame(seed)
+    pipeline = Pipeline([("columns", _columns()),
+                         ("logistic", LogisticRegression(C=c, max_iter=1000))])
+    pipeline.fit(frame[list(MODEL_FEATURES)], risk_labels(frame["target"]))
+    return DemoClassifier(pipeline=pipeline, reference=frame, version=version)
+
+
+def train_risk_challenger(seed: int = SEED) -> DemoClassifier:
+    """The classifier's challenger: the same data, penalised 10 times more, version 2."""
+    return train_risk(seed, c=RISK_CHALLENGER_C, version=CHALLENGER_VERSION)
+
+
+def build_risk_profile(model: DemoClassifier) -> Profile:
+    """The classifier's reference profile, built with the target and the probabilities, so its
+    scores are calibrated on the reference (what estimated performance reads)."""
+    from mlmon.profiling import profile_data
+
+    return profile_data(
+        model.features(), predictions=model.predict(model.reference),
+        targets=model.labels(), probabilities=model.predict_proba(model.reference),
+        probability_classes=list(RISK_CLASSES), model_name=model.name,
+        model_version=model.version, categorical=list(CATEGORICAL_FEATURES),
+        text=list(TEXT_FEATURES), prediction_kind="classification",
     )

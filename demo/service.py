@@ -2,6 +2,8 @@
 
     POST /predict  {"features": {...}, "request_id": "optional"}
                    -> {"prediction": 151.2, "model": .., "model_version": .., "event_id": ..}
+                   the classifier (`mlmon demo --model risk`) answers a class and its score:
+                   -> {"prediction": "high", "score": 0.83, "model": .., ...}
     GET  /healthz  -> {"status": "ok", ...}
     GET  /metrics  Prometheus exposition (model series, shipper health, process)
 
@@ -22,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from starlette.routing import Route
 
-from mlmon.demo.model import DemoModel
+from mlmon.demo.model import DemoClassifier, DemoModel
 from mlmon.exporter.server import make_asgi_app
 from mlmon.log_shipper.facade import PredictionLogger
 from mlmon.log_shipper.logger_metrics import PredictionLoggerCollector
@@ -43,7 +45,7 @@ class PredictRequest(BaseModel):
     request_id: str | None = None
 
 
-def create_app(model: DemoModel, logger: PredictionLogger,
+def create_app(model: DemoModel | DemoClassifier, logger: PredictionLogger,
                registry: CollectorRegistry) -> FastAPI:
     """The app; `logger.monitor` must be registered on `registry` (it is what /metrics shows)."""
     if logger.monitor is None:
@@ -69,13 +71,22 @@ def create_app(model: DemoModel, logger: PredictionLogger,
     def predict(request: PredictRequest) -> dict[str, Any]:
         # The HTTPException leaves the block raising, so a model failure counts as an error.
         with logger.track_request():
+            scores: dict[str, float] | None = None
             try:
-                prediction = model.predict_one(request.features)
+                if isinstance(model, DemoClassifier):
+                    prediction: float | str
+                    prediction, scores = model.predict_scored(request.features)
+                else:
+                    prediction = model.predict_one(request.features)
             except Exception as exc:
                 raise HTTPException(status_code=500, detail="prediction failed") from exc
-            event_id = logger.record(request.features, prediction,
+            # every class's probability goes to the record; the monitor scores the class's own
+            event_id = logger.record(request.features, prediction, scores=scores,
                                      request_id=request.request_id)
-        return {"prediction": prediction, "model": model.name,
-                "model_version": model.version, "event_id": event_id}
+        answer = {"prediction": prediction, "model": model.name,
+                  "model_version": model.version, "event_id": event_id}
+        if scores is not None:
+            answer["score"] = scores[str(prediction)]
+        return answer
 
     return app

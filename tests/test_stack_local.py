@@ -57,8 +57,11 @@ def test_prometheus_config_keeps_everything_but_addresses_and_timing() -> None:
     assert local["global"]["evaluation_interval"] == original["global"]["evaluation_interval"]
     assert local["rule_files"] == ["/abs/rules.yml"]
     jobs = {j["job_name"]: j for j in original["scrape_configs"]}
-    assert jobs["mlmon"]["static_configs"][0]["targets"] == ["demo:8000"]  # a copy was changed
+    # a copy was changed
+    assert jobs["mlmon"]["static_configs"][0]["targets"] == ["demo:8000", "demo-risk:8001"]
     local_jobs = {j["job_name"]: j for j in local["scrape_configs"]}
+    assert local_jobs["mlmon"]["static_configs"][0]["targets"] == [
+        f"127.0.0.1:{PORTS['demo']}", f"127.0.0.1:{PORTS['demo-risk']}"]
     assert local_jobs["pushgateway"]["static_configs"][0]["targets"] == [
         f"127.0.0.1:{PORTS['pushgateway']}"]
     assert local_jobs["pushgateway"]["honor_labels"] is True
@@ -168,6 +171,44 @@ def test_a_bad_notification_setting_is_one_readable_error(tmp_path: Path) -> Non
     with pytest.raises(RuntimeError, match="MLMON_SMTP_SMARTHOST must be host:port"):
         commands(settings)
     assert not (tmp_path / "alertmanager.yml").exists()
+
+
+def test_both_demo_services_run_as_compose_runs_them(tmp_path: Path) -> None:
+    """The regression and the classifier demo, each on its port with its own spool and a
+    traffic generator on the same schedule; compose runs the same pairs."""
+    settings = Settings(run_dir=tmp_path, ports=PORTS, es_url="http://127.0.0.1:9200")
+    every = commands(settings)
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    spools = set()
+    for demo, traffic, model in (("demo", "traffic", "progression"),
+                                 ("demo-risk", "traffic-risk", "risk")):
+        command = every[demo]
+        assert command[command.index("--model") + 1] == model
+        assert command[command.index("--port") + 1] == str(PORTS[demo])
+        spools.add(command[command.index("--spool-dir") + 1])
+        assert every[traffic][every[traffic].index("--url") + 1] == settings.url(demo)
+        for flag in ("--healthy-s", "--drift-s", "--rate"):
+            assert every[traffic][every[traffic].index(flag) + 1] == every["traffic"][
+                every["traffic"].index(flag) + 1]
+        # compose: the same model, and the traffic pointed at that service
+        if model != "progression":
+            assert compose[demo]["command"][compose[demo]["command"].index("--model") + 1] \
+                == model
+        url = compose[traffic]["command"][compose[traffic]["command"].index("--url") + 1]
+        assert url == f"http://{demo}:{SERVICE_PORTS[demo]}"
+    assert len(spools) == 2  # a spool adopts orphans under it: one per model
+    names = list(every)
+    assert max(names.index("demo"), names.index("demo-risk")) < names.index("traffic")
+
+
+def test_the_classifier_demo_spool_is_kept_or_discarded_too(tmp_path: Path) -> None:
+    segment = tmp_path / "spool-risk" / "p1" / "00000001.seg"
+    segment.parent.mkdir(parents=True)
+    segment.write_bytes(b"x" * 10)
+    note = spool_note(Settings(run_dir=tmp_path, es_url="http://127.0.0.1:9200"))
+    assert note is not None and str(tmp_path / "spool-risk") in note and "1 files" in note
+    prepare_run_dir(Settings(run_dir=tmp_path, discard_spool=True))
+    assert not segment.exists()
 
 
 def _previous_run(run: Path) -> Path:

@@ -102,7 +102,7 @@ def stack(es_url: str, tmp_path: Path):  # noqa: F811 (es_url is a fixture)
     run_dir.mkdir()
     ports = {"demo": free_port(), "sink": free_port(), "prometheus": free_port(),
              "alertmanager": free_port(), "elasticsearch": int(es_url.rsplit(":", 1)[1]),
-             "pushgateway": free_port(), "node-exporter": free_port()}
+             "pushgateway": free_port(), "node-exporter": free_port(), "demo-risk": free_port()}
     settings = Settings(
         run_dir=run_dir, ports=ports, es_url=es_url,
         rules_config=write_fast_config(tmp_path / "rules-config.yaml", "10s"),

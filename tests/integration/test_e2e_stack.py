@@ -1,7 +1,7 @@
 """End to end on the local stack (`make stack`): healthy traffic stays silent, drift notifies.
 
 One run of stack/local.py (real Prometheus and Alertmanager from the Debian packages, the real
-Elasticsearch 8.14, the demo service, the traffic generator, the sink) with the committed
+Elasticsearch 8.14, the demo services, their traffic generators, the sink) with the committed
 configuration, only faster: 1 s scrape and evaluation, short grouping, and `for: 10s` on the data
 alerts (stack/fast_rules.py). The same run checks every PromQL expression of every dashboard.
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from mlmon.demo.model import RISK_MODEL_NAME
 from stack.fast_rules import write_fast_config
 from stack.local import SERVERS, Settings, down, up
 from tests.conftest import missing_server
@@ -84,9 +85,21 @@ def _dashboard_expressions() -> list[tuple[str, str]]:
             for expr in expressions(json.loads(generate.target(path).read_text()))]
 
 
-def _substitute(expr: str, feature: str) -> str:
+def _estimated_expressions() -> list[str]:
+    """The Model performance dashboard's expressions that need no label: the estimated
+    accuracy (champion and challenger) and the baseline accuracy beside it."""
+    sys.path.insert(0, str(REPO / "grafana"))
+    from panels import expressions
+
+    path = REPO / "grafana" / "dashboards" / "model-performance.json"
+    return [expr for expr in expressions(json.loads(path.read_text()))
+            if ("mlmon_estimated" in expr or 'metric="accuracy"' in expr)
+            and "outcome" not in expr]
+
+
+def _substitute(expr: str, feature: str, model: str = "diabetes") -> str:
     """Grafana's variables and macros as a user would have them on the demo."""
-    for name, value in (("$model_version", ".*"), ("$model", "diabetes"),
+    for name, value in (("$model_version", ".*"), ("$model", model),
                         ("$feature", feature), ("$__rate_interval", "30s"),
                         ("$__range", "5m"), ("$__interval", "2s")):
         expr = expr.replace(name, value)
@@ -155,3 +168,14 @@ def test_healthy_period_is_silent_and_drift_notifies(stack: Settings,
              if not any(_prometheus_has_data(prom, _substitute(expr, feature), started, end)
                         for feature in ("bmi", "clinic", "note"))]
     assert empty == []
+
+    # The classifier demo beside it: the Model performance dashboard's estimated accuracy of the
+    # champion and the challenger, and the baseline beside them, before any label.
+    estimated = _estimated_expressions()
+    assert len(estimated) >= 5
+    empty = [expr for expr in estimated if not _prometheus_has_data(
+        prom, _substitute(expr, "bmi", RISK_MODEL_NAME), started, end)]
+    assert empty == []
+    versions = _get_json(f"{prom}/api/v1/query?query=" + urllib.parse.quote(
+        f'model:mlmon_estimated_accuracy:5m{{model="{RISK_MODEL_NAME}"}}'))["data"]["result"]
+    assert {r["metric"]["model_version"] for r in versions} == {"1", "2"}

@@ -381,3 +381,45 @@ def test_docker_build_context_is_small() -> None:
         total += sum((Path(root) / f).lstat().st_size for f in files
                      if not _dockerignored(prefix + f, patterns))
     assert total < 20_000_000, f"build context is {total / 1e6:.0f} MB"
+
+
+def _demo_model(command: list[str]) -> str:
+    """The `--model` of an `mlmon demo` command line (the default: the regression)."""
+    from mlmon.demo.cli import PROGRESSION
+
+    words = " ".join(command).split()
+    return words[words.index("--model") + 1] if "--model" in words else PROGRESSION
+
+
+def test_every_demo_model_has_its_data_stream_kibana_objects_and_scrape_target(
+        resolved: dict[str, Any]) -> None:
+    """Each demo service (the regression, the classifier) waits for a setup of its own model's
+    data stream, has Kibana objects imported for that model, and is scraped by Prometheus."""
+    from mlmon.demo.cli import PROGRESSION, RISK
+
+    services = resolved["services"]
+
+    def one_shots(tool: str) -> dict[str, str]:
+        """model -> the one-shot service running `mlmon <tool>` on that model's profile."""
+        found = {}
+        for name, service in services.items():
+            command = " ".join(service.get("command") or [])
+            if f"mlmon {tool} " in command and "--write-profile" in command:
+                found[_demo_model(service["command"])] = name
+        return found
+
+    setups, kibana = one_shots("es-setup"), one_shots("kibana-objects")
+    demos = {name: _demo_model(s["command"]) for name, s in services.items()
+             if s.get("command", [None, None])[:2] == ["mlmon", "demo"]}
+    assert sorted(demos.values()) == sorted([PROGRESSION, RISK])
+    assert set(setups) == set(kibana) == {PROGRESSION, RISK}
+    prometheus = yaml.safe_load(_read(_host_path(
+        resolved, "prometheus", _flag(services["prometheus"]["command"], "--config.file"))))
+    mlmon_targets = {t for job in prometheus["scrape_configs"] if job["job_name"] == "mlmon"
+                     for sc in job["static_configs"] for t in sc["targets"]}
+    for name, model in demos.items():
+        assert services[name]["depends_on"][setups[model]]["condition"] == \
+            "service_completed_successfully"
+        command = services[name]["command"]
+        port = command[command.index("--port") + 1]
+        assert f"{name}:{port}" in mlmon_targets

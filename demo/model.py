@@ -216,7 +216,8 @@ class DemoClassifier(_Trained):
         return proba[:, order]
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(RISK_CLASSES)[self.predict_proba(frame).argmax(axis=1)]
+        classes: np.ndarray = np.asarray(RISK_CLASSES)[self.predict_proba(frame).argmax(axis=1)]
+        return classes
 
     def predict_scored(self, record: dict[str, Any]) -> tuple[str, dict[str, float]]:
         """One record's class and every class's probability (the monitor scores the class's)."""

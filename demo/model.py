@@ -15,6 +15,11 @@ ten times stronger penalty (alpha 10 instead of 1), as version 2. It shrinks the
 towards the mean: on the reference rows the two agree within the default tolerance (0.1 x the
 champion's prediction std) on 95 % of the rows, on the drift scenario's inputs on about 67 %,
 so the drift also shows as disagreement (tests/test_demo_model.py checks both).
+
+The classifier demo (`train_risk`, `mlmon demo --model risk`, below) predicts "high" or "low"
+progression risk from the same features, with probabilities and a calibrated profile, so the
+stack shows estimated accuracy before any label (docs/estimation.md); its challenger is
+`train_risk_challenger`.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ copy of alerting/config.yaml (stack/fast_rules.py shortens its `demo:` `for:`),
 Alertmanager's timing, and `--healthy-s` / `--drift-s` set the traffic schedule. Every process
 is started in its own session and recorded in the run directory with what proves its identity
 (stack/processes.py); `down` stops only processes that still match their record, each with its
-process group. The demos' spools of a previous run are kept (its records are delivered on start),
-and said so; `--discard-spool` drops it, also said so.
+process group. The demos' spools of a previous run are kept (their records are delivered on
+start), and said so; `--discard-spool` drops them, also said so.
 """
 
 from __future__ import annotations

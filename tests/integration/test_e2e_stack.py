@@ -3,7 +3,8 @@
 One run of stack/local.py (real Prometheus and Alertmanager from the Debian packages, the real
 Elasticsearch 8.14, the demo services, their traffic generators, the sink) with the committed
 configuration, only faster: 1 s scrape and evaluation, short grouping, and `for: 10s` on the data
-alerts (stack/fast_rules.py). The same run checks every PromQL expression of every dashboard.
+alerts (stack/fast_rules.py). The same run checks every PromQL expression of every dashboard,
+and the classifier demo's estimated accuracy panels and records.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ HEALTHY_S = 45.0  # long enough for min_samples (100) at RATE in every window
 DRIFT_S = 150.0   # an upper bound: the test stops the stack as soon as it has what it needs
 RATE = 20.0
 INDEX = "mlmon-predictions-diabetes"
+RISK_INDEX = "mlmon-predictions-diabetes-risk"  # the classifier demo's data stream
 
 
 # Generous: on a loaded 2-core machine a range query over every dashboard series can take seconds.
@@ -63,9 +65,9 @@ def _starts_at(alert: dict[str, Any]) -> float:
     return datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00")).timestamp()
 
 
-def _es_count(es: str, query: str) -> int:
+def _es_count(es: str, query: str, index: str = INDEX) -> int:
     qs = urllib.parse.urlencode({"q": query})
-    return int(_get_json(f"{es}/{INDEX}/_count?{qs}")["count"])
+    return int(_get_json(f"{es}/{index}/_count?{qs}")["count"])
 
 
 def _prometheus_has_data(prom: str, expr: str, start: float, end: float) -> bool:
@@ -161,6 +163,12 @@ def test_healthy_period_is_silent_and_drift_notifies(stack: Settings,
     assert _es_count(es_url, f"@timestamp:<{drift_ms} AND _exists_:flagged") == 0
     assert _es_count(es_url, f"@timestamp:>={drift_ms} AND flagged:bp") > 0
     assert _es_count(es_url, f"@timestamp:>={drift_ms} AND flagged:channel") > 0
+    # The classifier's records, the champion's and the challenger's, with class and scores.
+    urllib.request.urlopen(urllib.request.Request(f"{es_url}/{RISK_INDEX}/_refresh",
+                                                  method="POST"), timeout=30).close()
+    for role in ("champion", "challenger"):
+        assert _es_count(es_url, f"model.role:{role} AND prediction.label:high AND "
+                                 "prediction.scores.high:>0.5", RISK_INDEX) > 0
 
     # Every PromQL expression of every dashboard returns data in this run.
     end = time.time()

@@ -16,9 +16,9 @@ outcomes are on their records but in no metric (see docs/delayed-labels.md).
 
 Shadow mode: given more than one `--profile` (one per version), each label is also joined to
 the challenger's record of the same request (`<request id>.challenger`, the id the shadow code
-gives it: mlmon.log_shipper.record.role_record_id), so one file scores both versions. A request
-without a challenger record is no rejection (the challenger sheds requests under load): the
-summary reports those as `without one`, and no series counts them.
+gives it: mlmon.log_shipper.record.challenger_record_id), so one file scores both versions. A
+request without a challenger record is no rejection (the challenger sheds requests under load):
+the summary reports those as `without one`, and no series counts them.
 
 Credentials: MLMON_ES_USER / MLMON_ES_PASSWORD or MLMON_ES_API_KEY, as `mlmon es-setup`.
 """
@@ -40,8 +40,8 @@ from mlmon.exporter.profile import CLASSIFICATION, Profile
 from mlmon.log_shipper.cli_es import connect
 from mlmon.log_shipper.es_assets import AssetError, data_stream_name
 from mlmon.log_shipper.join import COUNTED, Label, OutcomeJoiner
-from mlmon.log_shipper.record import role_record_id, stable_id
-from mlmon.names import CHALLENGER_ROLE, OUTCOMES_PUSH_JOB
+from mlmon.log_shipper.record import challenger_record_id
+from mlmon.names import OUTCOMES_PUSH_JOB
 from mlmon.outcomes.labels import file_columns, read_labels
 from mlmon.outcomes.push import PushError, RunGroup
 from mlmon.profiling.columns import ProfilingError
@@ -251,8 +251,7 @@ def _join_challenger(joiner: OutcomeJoiner, chunk: list[Label]) -> list[str]:
     """The verdicts of the challenger's records of `chunk`'s requests; `without one` for a
     request the challenger has no record of (not counted: it is no rejection). A label that is
     bad in itself (no actual, a bad arrival time) was counted once, on the champion's record."""
-    labels = [Label(role_record_id(stable_id(str(label.request_id))[0], CHALLENGER_ROLE),
-                    label.actual, label.arrived_at)
+    labels = [Label(challenger_record_id(str(label.request_id)), label.actual, label.arrived_at)
               for label in chunk if label.request_id and joiner.label_reason(label) is None]
     return [NO_CHALLENGER_RECORD if verdict == UNKNOWN_ID else verdict
             for verdict in joiner.join(labels, uncounted=(UNKNOWN_ID,))]

@@ -106,7 +106,10 @@ def run(args: argparse.Namespace) -> int:
 
     registry = CollectorRegistry()
     monitors = {p.model_version: OutcomeMonitor(p, registry) for p in profiles}
-    group = RunGroup(args.pushgateway, registry, run_id, timeout=args.timeout)
+    try:
+        group = RunGroup(args.pushgateway, registry, run_id, timeout=args.timeout)
+    except ValueError as exc:  # not a URL
+        raise CliError(f"--pushgateway {exc}") from exc
     client = connect(args.es_url, user=args.user, ca_certs=args.ca_certs, timeout=args.timeout)
     main = profiles[0]
     _check_store(client, main, args)
@@ -114,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     _push(group, args.pushgateway)
     try:
         group.prune(prune_after)
-    except PushError as exc:
-        raise CliError(f"{args.pushgateway}: {exc}") from exc
+    except PushError as exc:  # its line names the URL
+        raise CliError(str(exc)) from exc
     joiner = OutcomeJoiner(client, main, monitors)
     # one version: no challenger to score (its records would be unknown_model)
     shadow: Counter[str] | None = Counter() if len(profiles) > 1 else None
@@ -269,7 +272,7 @@ def _push(group: RunGroup, url: str, unpushed: int = 0, run_id: str = "") -> Non
             lost = (f"; {unpushed:,} outcomes written to Elasticsearch but not pushed (run "
                     f"{run_id}): they are on their records but in no metric, and a run again "
                     "finds them as duplicates (see docs/delayed-labels.md)")
-        raise CliError(f"{url}: {exc}{lost}") from exc
+        raise CliError(f"{exc}{lost}") from exc
 
 
 def _summary(path: str, tally: Counter[str], shadow: Counter[str] | None = None) -> str:

@@ -40,6 +40,8 @@ TIMEOUT_S = 10.0  # seconds per request
 ATTEMPTS = 3  # requests in all, the first included
 BACKOFF_S = 0.5  # before the first retry; doubled before each next one
 MAX_BACKOFF_S = 5.0
+# The format generate_latest writes. Not imported: newer prometheus_client releases name it
+# CONTENT_TYPE_PLAIN_0_0_4 and made CONTENT_TYPE_LATEST 1.0.0; older ones lack the first name.
 _TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,7 @@ class Pushgateway:
         request = urllib.request.Request(self.url + path, data=body, method=method,
                                          headers=headers or {})
         attempt = 0
+        error: Exception
         while True:
             attempt += 1
             try:
@@ -194,13 +197,13 @@ def _checked_url(url: str) -> str:
     cannot be a Pushgateway's."""
     text = url.strip().rstrip("/")
     full = text if "://" in text else "http://" + text
-    try:
+    try:  # urlsplit raises for a bad IPv6 host, .port for a port that is not a number
         parts = urllib.parse.urlsplit(full)
-        port_ok = parts.port is None or parts.port > 0  # .port raises for a port not a number
+        usable = (parts.scheme in ("http", "https") and bool(parts.hostname)
+                  and (parts.port is None or parts.port > 0))
     except ValueError:
-        port_ok = False
-    if not (port_ok and parts.scheme in ("http", "https") and parts.hostname
-            and full.isprintable() and " " not in full):
+        usable = False
+    if not (usable and full.isprintable() and " " not in full):
         raise ValueError(f"{url!r}: not a Pushgateway URL (expected http://host:port)")
     return full
 

@@ -150,6 +150,7 @@ class TrainingRun:
     ...     run.succeeded(version="4", rows=120_000, metrics={"accuracy": 0.91})
 
     Leaving the block without `succeeded(...)` (or after `failed(...)`) reports a failed run.
+    A `pushgateway` that is not a URL raises TrainingReportError here, before the training.
     A report the Pushgateway does not take raises TrainingReportError, unless the block raised:
     then the block's own exception propagates (it is why the run failed) and the report's error
     is logged (logger `mlmon.training`), not lost.
@@ -159,6 +160,10 @@ class TrainingRun:
                  timeout_s: float = PUSH_TIMEOUT_S) -> None:
         self.job, self.model_name, self.pushgateway = job, model, pushgateway
         self.timeout_s = timeout_s
+        try:
+            self._gateway = Pushgateway(pushgateway, timeout_s=timeout_s)
+        except ValueError as exc:
+            raise TrainingReportError(str(exc)) from exc
         self._started = time.monotonic()
         self._rows: int | None = None
         self._model: TrainedModel | None = None
@@ -193,7 +198,7 @@ class TrainingRun:
                                 duration_s=time.monotonic() - self._started, rows=self._rows,
                                 model=model)
         try:
-            report.push(self.pushgateway, self.timeout_s)
+            report.push(self._gateway)
         except TrainingReportError as error:
             if kind is None:
                 raise

@@ -16,7 +16,12 @@ import mlmon.names as N
 from mlmon.cli import main
 from mlmon.exporter.profile import Profile
 from mlmon.exporter.pushgateway import PushError, Pushgateway
-from mlmon.exporter.training import TrainedModel, TrainingReport, TrainingReportError
+from mlmon.exporter.training import (
+    TrainedModel,
+    TrainingReport,
+    TrainingReportError,
+    TrainingRun,
+)
 from tests.profiles import sample_profile_dict
 
 TRAINED = datetime(2026, 10, 1, tzinfo=timezone.utc).timestamp()  # tests/profiles.py's
@@ -89,6 +94,8 @@ def test_an_unreachable_pushgateway_is_retried_then_one_error_naming_it() -> Non
     assert isinstance(raised.value.__cause__, PushError)
     with pytest.raises(TrainingReportError, match="'ftp://x': not a Pushgateway URL"):
         report.push("ftp://x")
+    with pytest.raises(TrainingReportError, match="'pgw 9091': not a Pushgateway URL"):
+        TrainingRun("retrain", "churn", pushgateway="pgw 9091")  # before the training
 
 
 @pytest.mark.parametrize("args, message", [

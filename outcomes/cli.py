@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     main = profiles[0]
     _check_store(client, main, args)
     # Before anything is written: an outcome written but never pushed would count nowhere.
-    _push(group, args.pushgateway)
+    _push(group)
     try:
         group.prune(prune_after)
     except PushError as exc:  # its line names the URL
@@ -236,7 +236,7 @@ def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile
                 if side[ES_UNAVAILABLE]:
                     break
             if time.monotonic() - last_push >= PUSH_INTERVAL_S:
-                _push(group, args.pushgateway, tally[COUNTED] + side[COUNTED] - pushed, run_id)
+                _push(group, tally[COUNTED] + side[COUNTED] - pushed, run_id)
                 pushed, last_push = tally[COUNTED] + side[COUNTED], time.monotonic()
         if progress:
             progress.finish()
@@ -246,7 +246,7 @@ def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile
         if progress:
             progress.close()
         # what was counted, also when stopping on an error
-        _push(group, args.pushgateway, tally[COUNTED] + side[COUNTED] - pushed, run_id)
+        _push(group, tally[COUNTED] + side[COUNTED] - pushed, run_id)
     return tally
 
 
@@ -261,7 +261,7 @@ def _join_challenger(joiner: OutcomeJoiner, chunk: list[Label]) -> list[str]:
             for verdict in joiner.join(labels, uncounted=(UNKNOWN_ID,))]
 
 
-def _push(group: RunGroup, url: str, unpushed: int = 0, run_id: str = "") -> None:
+def _push(group: RunGroup, unpushed: int = 0, run_id: str = "") -> None:
     """Push the run's counts; `unpushed`: outcomes written to Elasticsearch since the last push
     that succeeded, which a failed push leaves in no metric (the error line says so)."""
     try:

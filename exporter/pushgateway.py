@@ -92,20 +92,21 @@ class Pushgateway:
         """
         from prometheus_client import generate_latest
 
-        group = describe_group(job, grouping_key)
+        group = _describe_group(job, grouping_key)
         try:
             body = generate_latest(registry)
         except Exception as exc:  # noqa: BLE001 - a collector's failure: nothing was sent
             raise PushError(f"cannot push {group} to the Pushgateway {self.url}: its series "
-                            f"could not be rendered ({_one_line(exc)})", url=self.url) from exc
-        _, attempts = self._request("PUT" if replace else "POST", group_path(job, grouping_key),
+                            f"could not be rendered ({_one_line(exc)})", url=self.url,
+                            attempts=0) from exc
+        _, attempts = self._request("PUT" if replace else "POST", _group_path(job, grouping_key),
                                     f"push {group}", body, {"Content-Type": _TEXT_FORMAT})
         return attempts
 
     def delete(self, job: str, grouping_key: Mapping[str, str] | None = None) -> None:
         """Delete the group of `job` and `grouping_key` (every series in it)."""
-        self._request("DELETE", group_path(job, grouping_key),
-                      f"delete {describe_group(job, grouping_key)}")
+        self._request("DELETE", _group_path(job, grouping_key),
+                      f"delete {_describe_group(job, grouping_key)}")
 
     def groups(self) -> list[dict[str, Any]]:
         """Every group the Pushgateway holds, as its /api/v1/metrics lists them."""
@@ -168,14 +169,14 @@ class Pushgateway:
         return _one_line(reason)
 
 
-def group_path(job: str, grouping_key: Mapping[str, str] | None = None) -> str:
+def _group_path(job: str, grouping_key: Mapping[str, str] | None = None) -> str:
     """`/metrics/job@base64/<job>/<label>@base64/<value>...`: any value is safe in the URL."""
     parts = [f"/metrics/job@base64/{_b64(job)}"]
     parts += [f"{k}@base64/{_b64(str(v))}" for k, v in sorted((grouping_key or {}).items())]
     return "/".join(parts)
 
 
-def describe_group(job: str, grouping_key: Mapping[str, str] | None = None) -> str:
+def _describe_group(job: str, grouping_key: Mapping[str, str] | None = None) -> str:
     """`job=mlmon_batch batch_job=nightly ...`: the group, as an error message names it."""
     return " ".join(f"{k}={v}" for k, v in [("job", job), *sorted((grouping_key or {}).items())])
 

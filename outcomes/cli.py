@@ -106,16 +106,19 @@ def run(args: argparse.Namespace) -> int:
 
     registry = CollectorRegistry()
     monitors = {p.model_version: OutcomeMonitor(p, registry) for p in profiles}
-    group = RunGroup(args.pushgateway, registry, run_id, timeout=args.timeout)
+    try:
+        group = RunGroup(args.pushgateway, registry, run_id, timeout=args.timeout)
+    except ValueError as exc:  # not a URL
+        raise CliError(f"--pushgateway {exc}") from exc
     client = connect(args.es_url, user=args.user, ca_certs=args.ca_certs, timeout=args.timeout)
     main = profiles[0]
     _check_store(client, main, args)
     # Before anything is written: an outcome written but never pushed would count nowhere.
-    _push(group, args.pushgateway)
+    _push(group)
     try:
         group.prune(prune_after)
-    except PushError as exc:
-        raise CliError(f"{args.pushgateway}: {exc}") from exc
+    except PushError as exc:  # its line names the URL
+        raise CliError(str(exc)) from exc
     joiner = OutcomeJoiner(client, main, monitors)
     # one version: no challenger to score (its records would be unknown_model)
     shadow: Counter[str] | None = Counter() if len(profiles) > 1 else None
@@ -233,7 +236,7 @@ def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile
                 if side[ES_UNAVAILABLE]:
                     break
             if time.monotonic() - last_push >= PUSH_INTERVAL_S:
-                _push(group, args.pushgateway, tally[COUNTED] + side[COUNTED] - pushed, run_id)
+                _push(group, tally[COUNTED] + side[COUNTED] - pushed, run_id)
                 pushed, last_push = tally[COUNTED] + side[COUNTED], time.monotonic()
         if progress:
             progress.finish()
@@ -243,7 +246,7 @@ def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile
         if progress:
             progress.close()
         # what was counted, also when stopping on an error
-        _push(group, args.pushgateway, tally[COUNTED] + side[COUNTED] - pushed, run_id)
+        _push(group, tally[COUNTED] + side[COUNTED] - pushed, run_id)
     return tally
 
 
@@ -257,7 +260,7 @@ def _join_challenger(joiner: OutcomeJoiner, chunk: list[Label]) -> list[str]:
             for verdict in joiner.join(labels, uncounted=(UNKNOWN_ID,))]
 
 
-def _push(group: RunGroup, url: str, unpushed: int = 0, run_id: str = "") -> None:
+def _push(group: RunGroup, unpushed: int = 0, run_id: str = "") -> None:
     """Push the run's counts; `unpushed`: outcomes written to Elasticsearch since the last push
     that succeeded, which a failed push leaves in no metric (the error line says so)."""
     try:
@@ -268,7 +271,7 @@ def _push(group: RunGroup, url: str, unpushed: int = 0, run_id: str = "") -> Non
             lost = (f"; {unpushed:,} outcomes written to Elasticsearch but not pushed (run "
                     f"{run_id}): they are on their records but in no metric, and a run again "
                     "finds them as duplicates (see docs/delayed-labels.md)")
-        raise CliError(f"{url}: {exc}{lost}") from exc
+        raise CliError(f"{exc}{lost}") from exc
 
 
 def _summary(path: str, tally: Counter[str], shadow: Counter[str] | None = None) -> str:

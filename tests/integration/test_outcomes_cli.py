@@ -249,7 +249,8 @@ def test_cli_errors_are_one_line(es_url: str, tmp_path: Path) -> None:  # noqa: 
     client.index(index=name, id="a", document=record, op_type="create")
     line = error(str(labels), "--id-column", "request_id", "--label-column", "y",
                  "--es-url", es_url, *base)
-    assert line.startswith("mlmon outcomes: error: http://127.0.0.1:9: ")  # nothing written
+    assert line.startswith("mlmon outcomes: error: cannot reach the Pushgateway "
+                           "http://127.0.0.1:9 to push job=mlmon_outcomes")  # nothing written
     assert "cannot connect" in error(str(labels), "--id-column", "request_id", "--label-column",
                                      "y", "--es-url", "http://127.0.0.1:9", *base)
     assert "no Pushgateway" in error(str(labels), "--id-column", "request_id", "--label-column",
@@ -288,7 +289,8 @@ def test_a_failed_last_push_names_the_outcomes_written_and_the_run(
                          "--pushgateway", gateway.url, "--run-id", "run-gone-1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1, err
-    assert err[0].startswith(f"mlmon outcomes: error: {gateway.url}: "), err
+    assert err[0].startswith(f"mlmon outcomes: error: cannot reach the Pushgateway "
+                             f"{gateway.url} to push job=mlmon_outcomes instance=run-gone-1: "), err
     assert "3 outcomes written to Elasticsearch but not pushed (run run-gone-1)" in err[0], err
     client.indices.refresh(index=name)
     written = client.search(index=name, query={"exists": {"field": "outcome"}}, size=10)

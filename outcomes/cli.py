@@ -42,10 +42,10 @@ from mlmon.log_shipper.es_assets import AssetError, data_stream_name
 from mlmon.log_shipper.join import COUNTED, Label, OutcomeJoiner
 from mlmon.log_shipper.record import challenger_record_id
 from mlmon.names import OUTCOMES_PUSH_JOB
-from mlmon.outcomes.labels import file_columns, read_labels
+from mlmon.outcomes.labels import read_labels
 from mlmon.outcomes.push import PushError, RunGroup
 from mlmon.profiling.columns import ProfilingError
-from mlmon.profiling.files import Progress
+from mlmon.profiling.files import Progress, file_columns
 
 DEFAULT_CHUNK_ROWS = 5_000
 NO_CHALLENGER_RECORD = "without one"  # summary only: a request the challenger did not record

@@ -20,10 +20,9 @@ from typing import Any
 import pandas as pd
 
 from mlmon.log_shipper.join import Label
-from mlmon.profiling.files import Progress, file_columns, read_chunks
+from mlmon.profiling.files import Progress, read_chunks
 
-# file_columns is the readers' (mlmon.profiling.files), offered here for the label files
-__all__ = ["arrival_seconds", "file_columns", "read_labels"]
+__all__ = ["arrival_seconds", "read_labels"]
 
 
 def read_labels(path: str | os.PathLike[str], *, id_column: str, label_column: str,

@@ -286,7 +286,8 @@ def test_the_demo_labels_recipe_writes_labels_and_the_demo_profile(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     (outcomes,) = commands_for("demo outcomes")
     labels = pd.read_csv(tmp_path / "labels.csv", dtype=str)
-    assert list(labels.columns) == ["request_id", "target"]  # what --id/--label-column name
+    # what --id/--label-column name, and when each truth arrives (--arrived-column)
+    assert list(labels.columns) == ["request_id", "target", "arrived_at"]
     assert "--id-column request_id --label-column target" in outcomes
     assert len(labels) >= 10 and labels["request_id"].is_unique
     assert pd.to_numeric(labels["target"]).notna().all()

@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from mlmon.demo.rounds import add_round_arguments, run_rounds
 from mlmon.demo.traffic import LABEL_COLUMNS
 from mlmon.exporter.cli_training import PUSHGATEWAY_ENV
 
@@ -53,10 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "MLMON_ES_USER / MLMON_ES_PASSWORD, as `mlmon outcomes`)")
     parser.add_argument("--pushgateway", default=env(PUSHGATEWAY_ENV),
                         help=f"Pushgateway URL (env {PUSHGATEWAY_ENV})")
-    parser.add_argument("--every-s", type=float, default=60.0,
-                        help="seconds between two runs (default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
-    parser.add_argument("--heartbeat", type=Path, help="touched after every round")
+    add_round_arguments(parser, every_s=60.0)
 
 
 def arrived(labels: Path, offset: int, now: float) -> tuple[bytes, int]:
@@ -156,14 +154,9 @@ def run(args: argparse.Namespace) -> int:
         build_profile(model).dump(path)
         profiles.append(path)
     command = outcomes_command(state / ARRIVED_FILE, profiles, args.es_url, args.pushgateway)
-    done = 0
-    while True:
-        fed = feed(args.labels, state, command, time.time())
-        if fed == 0:
+
+    def one_round() -> None:
+        if feed(args.labels, state, command, time.time()) == 0:
             _log.info("no label arrived since the last run")
-        if args.heartbeat is not None:
-            args.heartbeat.touch()
-        done += 1
-        if args.rounds and done >= args.rounds:
-            return 0
-        time.sleep(args.every_s)
+
+    return run_rounds(one_round, args)

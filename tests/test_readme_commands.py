@@ -130,8 +130,8 @@ def test_mlmon_help_lists_the_commands_the_readme_names() -> None:
     (command,) = commands_for("mlmon --help")
     done = subprocess.run(argv(command), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    for name in ("profile", "serve", "demo", "traffic", "demo-jobs", "es-setup", "kibana-objects",
-                 "outcomes", "sink", "training-run", "batch"):
+    for name in ("profile", "serve", "demo", "traffic", "demo-jobs", "demo-labels", "es-setup",
+                 "kibana-objects", "outcomes", "sink", "training-run", "batch"):
         assert name in done.stdout
 
 

@@ -110,11 +110,11 @@ def feed(labels: Path, state: Path, command: list[str], now: float) -> int | Non
     `state/ARRIVED_FILE`); the cursor moves only when the run succeeds. The number of rows fed,
     or None when the run failed."""
     cursor_file = state / CURSOR_FILE
-    offset = int(cursor_file.read_text()) if cursor_file.exists() else 0
+    offset = _cursor(cursor_file)
     rows, end = arrived(labels, offset, now)
     if not rows:
         if end != offset:  # skipped the header
-            cursor_file.write_text(str(end))
+            _save_cursor(cursor_file, end)
         return 0
     (state / ARRIVED_FILE).write_bytes(",".join(LABEL_COLUMNS).encode() + b"\n" + rows)
     try:
@@ -127,8 +127,28 @@ def feed(labels: Path, state: Path, command: list[str], now: float) -> int | Non
         _log.error("mlmon outcomes exited with %d (above): its rows are fed again next round",
                    done.returncode)
         return None
-    cursor_file.write_text(str(end))
+    _save_cursor(cursor_file, end)
     return rows.count(b"\n")
+
+
+def _cursor(path: Path) -> int:
+    """The saved offset; 0 without one. A damaged one (a disk filled mid-write) starts over:
+    the labels fed already count as `duplicate` then, which the summary and the rejected
+    counts show, rather than labels never fed."""
+    try:
+        return int(path.read_text())
+    except FileNotFoundError:
+        return 0
+    except ValueError:
+        _log.warning("%s holds no offset: feeding the labels file from its start", path)
+        return 0
+
+
+def _save_cursor(path: Path, offset: int) -> None:
+    """Replaced whole (a crash leaves the old offset or the new one, never half of one)."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(str(offset))
+    os.replace(part, path)
 
 
 def run(args: argparse.Namespace) -> int:

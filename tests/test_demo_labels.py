@@ -74,3 +74,12 @@ def test_the_command_feeds_both_versions_with_the_arrival_column(tmp_path: Path)
     text = " ".join(command)
     assert "--id-column request_id --label-column target --arrived-column arrived_at" in text
     assert "--profile p1.json --profile p2.json" in text
+
+
+def test_a_damaged_cursor_feeds_from_the_start(tmp_path: Path) -> None:
+    path = _labels(tmp_path, "a,1.5,100\n")
+    state, copied = tmp_path / "state", tmp_path / "copied.csv"
+    state.mkdir()
+    (state / CURSOR_FILE).write_text("")  # cut short
+    assert feed(path, state, [*_copy_to(copied), str(state / ARRIVED_FILE)], now=150.0) == 1
+    assert copied.read_text() == HEADER + "a,1.5,100\n"

@@ -26,6 +26,7 @@ started", so the rules take the exact difference, or increase() without a sample
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import json
@@ -240,6 +241,22 @@ class Storage:
                 self._without_file(exc)
         self._notify()
 
+    def retry_before_exit(self) -> None:
+        """At interpreter exit: a process still without its file tries once more, whatever the
+        backoff, since the counts it holds in memory are lost when it is gone."""
+        if self._file is not None or self.directory is None or self.pid != os.getpid():
+            return
+        if not self._mutex.acquire(timeout=1.0):  # a thread stuck holding it: do not hang exit
+            return
+        try:
+            self._retry()
+        finally:
+            self._mutex.release()
+        if self._file is None:
+            _log.warning("mlmon: process %d exits without its file in %s: the %d records it "
+                         "observed since it was forked are lost", os.getpid(), self.directory,
+                         int(self.values[self.layout.observations]))
+
     def _notify(self) -> None:
         for ref in self._on_reopen:  # monitors bind the new lock (and the new file's segments)
             callback = ref()
@@ -297,7 +314,13 @@ def _after_fork() -> None:
         storage.reopen_after_fork()
 
 
+def _before_exit() -> None:
+    for storage in list(_LIVE):
+        storage.retry_before_exit()
+
+
 os.register_at_fork(after_in_child=_after_fork)
+atexit.register(_before_exit)
 
 
 def meta_path(directory: str, sha: str) -> str:

@@ -17,23 +17,26 @@ from typing import Any
 
 import pytest
 
+from mlmon.exporter.layout import NO_FILE_DESCRIPTORS, NO_SPACE
 from tests.profiles import sample_profile_dict
 
-M = {"model": "churn", "model_version": "3"}
 PARENT_RECORDS, CHILD_RECORDS, HEALED_RECORDS = 3, 40, 5
 
 # The parent (a gunicorn --preload master) creates the monitor and counts PARENT_RECORDS; then
-# the fault starts and it forks. The child counts CHILD_RECORDS (records, a request, a label)
-# and reports; the parent reads its own file; then the fault ends and the child, after its
-# backoff, counts HEALED_RECORDS more. The storage's clock is a counter the child moves, so
-# which observation retries is known. Prints one JSON line for the test to check.
+# the fault starts and it forks. The child counts CHILD_RECORDS + 2 records, a request and a
+# label, and says so; the parent reads its own file; then the fault ends and the child, after
+# its backoff, counts HEALED_RECORDS more (or exits at once: `ending`). The storage's clock is
+# a number the child moves, so which observation retries is known. Prints one JSON line.
 SCENARIO = """
-import errno, glob, json, os, resource, sys
+import errno, glob, json, os, resource, sys, threading
 import numpy as np
 from prometheus_client import CollectorRegistry
+import mlmon.names as N
 from mlmon.exporter import ModelMonitor
+from mlmon.exporter.layout import WORKER_FILE_ERRORS
 profile, mp, fault = sys.argv[1:4]
 parent_n, child_n, healed_n = (int(v) for v in sys.argv[4:7])
+ending = sys.argv[7]
 registry = CollectorRegistry()
 monitor = ModelMonitor.from_profile(profile, registry, multiproc_directory=mp)
 now = [0.0]
@@ -94,10 +97,20 @@ if pid == 0:
     os.read(to_child, 1)  # the parent ended the fault
     if fault == "no_fds":
         resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+    if ending == "exit":
+        sys.exit(0)  # a worker stopped (recycled, scaled down) before its backoff ran out
     now[0] += 1.0  # past the second backoff
-    for _ in range(healed_n):
-        monitor.observe({"age": 30.0, "city": "paris"}, 0.5)
-    os.write(from_child, json.dumps({"own": own_file()}).encode() + b"\\n")
+
+    def count():
+        for _ in range(healed_n):
+            monitor.observe({"age": 30.0, "city": "paris"}, 0.5)
+
+    # "threads": threads of a worker observe while one of them moves the counts to the file
+    threads = [threading.Thread(target=count) for _ in range(4 if ending == "threads" else 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     os._exit(0)
 resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 os.close(from_child)  # so that a dead child reads as end of file
@@ -110,28 +123,21 @@ try:
     os.write(from_parent, b"x")
 except BrokenPipeError:
     pass  # the child is dead: its status says how
-line = b""
-while not line.endswith(b"\\n"):
-    part = os.read(to_parent, 4096)
-    if not part:
-        break
-    line += part
 _, status = os.waitpid(pid, 0)
-child = json.loads(line) if line else {}
-own_counts = np.fromfile(child["own"][0]) if len(child.get("own", [])) == 1 else None
+child_files = glob.glob(os.path.join(mp, f"mlmon_*_{pid}_*.db"))  # before a scrape compacts it
+own_counts = np.fromfile(child_files[0]) if len(child_files) == 1 else None
 get = lambda name, **labels: registry.get_sample_value(
     name, {"model": "churn", "model_version": "3", **labels})
 print(json.dumps({
     "child_said": child_said.decode(), "status": status, "parent_file": parent_file,
-    "child": child, "child_pid": pid,
+    "child_files": len(child_files),
     "child_file": None if own_counts is None else {
         "observations": float(own_counts[slot]),
         "requests": float(own_counts[monitor.layout.requests["ok"]]),
-        "outcomes": float(own_counts[monitor.layout.outcomes.absolute] != 0),
+        "label_error": float(own_counts[monitor.layout.outcomes.absolute]),
     },
-    "total": get("mlmon_observations_total"),
-    "errors": {r: get("mlmon_worker_file_errors_total", reason=r)
-               for r in ("no_space", "not_writable", "no_file_descriptors", "other")},
+    "total": get(N.OBSERVATIONS.sample),
+    "errors": {r: get(N.WORKER_FILE_ERRORS.sample, reason=r) for r in WORKER_FILE_ERRORS},
 }), flush=True)
 """
 
@@ -143,9 +149,10 @@ def profile(tmp_path: Path) -> Path:
     return path
 
 
-def run(profile: Path, mp: Path, fault: str, tmpfs: str | None = None) -> dict[str, Any]:
-    args = [str(profile), str(mp), fault, str(PARENT_RECORDS), str(CHILD_RECORDS),
-            str(HEALED_RECORDS)]
+def run(profile: Path, mp: Path, fault: str, tmpfs: str | None = None,
+        ending: str = "observe", healed: int = HEALED_RECORDS) -> dict[str, Any]:
+    args = [str(profile), str(mp), fault, str(PARENT_RECORDS), str(CHILD_RECORDS), str(healed),
+            ending]
     command = [sys.executable, "-c", SCENARIO, *args]
     if tmpfs is not None:
         mp.mkdir()
@@ -162,9 +169,9 @@ def run(profile: Path, mp: Path, fault: str, tmpfs: str | None = None) -> dict[s
 
 
 @pytest.mark.parametrize(("fault", "tmpfs", "reason"), [
-    ("no_space", "size=256k", "no_space"),
-    ("no_inodes", "size=4m,nr_inodes=16", "no_space"),
-    ("no_fds", None, "no_file_descriptors"),
+    ("no_space", "size=256k", NO_SPACE),
+    ("no_inodes", "size=4m,nr_inodes=16", NO_SPACE),
+    ("no_fds", None, NO_FILE_DESCRIPTORS),
 ])
 def test_a_child_without_its_own_file_never_writes_its_parents(profile, tmp_path, fault, tmpfs,
                                                                reason):
@@ -176,7 +183,24 @@ def test_a_child_without_its_own_file_never_writes_its_parents(profile, tmp_path
     # once the fault is gone, the child's counts are in a file of its own, none lost
     child_records = CHILD_RECORDS + 2 + HEALED_RECORDS
     assert report["child_file"] == {"observations": child_records, "requests": 1.0,
-                                    "outcomes": 1.0}, report
+                                    "label_error": 0.25}, report
     assert report["total"] == PARENT_RECORDS + child_records
     # two failed opens: right after the fork, and the retry after the first backoff
     assert report["errors"] == {r: 2.0 if r == reason else 0.0 for r in report["errors"]}
+
+
+def test_threads_observing_while_the_file_opens_lose_no_count(profile, tmp_path):
+    report = run(profile, tmp_path / "mp", "no_fds", ending="threads", healed=2000)
+    assert report["status"] == 0 and report["parent_file"] == PARENT_RECORDS, report
+    assert report["child_file"]["observations"] == CHILD_RECORDS + 2 + 4 * 2000, report
+
+
+def test_a_child_that_exits_without_its_file_tries_once_more(profile, tmp_path):
+    """The fault ends, and the child exits before its backoff runs out: at exit it retries, so
+    what it counted is not lost."""
+    report = run(profile, tmp_path / "mp", "no_fds", ending="exit")
+    assert report["status"] == 0 and report["parent_file"] == PARENT_RECORDS, report
+    assert report["child_file"] == {"observations": CHILD_RECORDS + 2, "requests": 1.0,
+                                    "label_error": 0.25}, report
+    assert report["total"] == PARENT_RECORDS + CHILD_RECORDS + 2
+    assert report["errors"][NO_FILE_DESCRIPTORS] == 2.0

@@ -292,7 +292,11 @@ class _RetryingLock:
             return False
         storage = self._storage
         if storage.clock() >= storage._retry_at:
-            storage._retry()
+            try:
+                storage._retry()
+            except BaseException:
+                self._mutex.release()  # a mutex left held would stop every thread
+                raise
         return True
 
     def __enter__(self) -> bool:

@@ -218,8 +218,9 @@ _ERROR_REASONS = {
 
 def error_reason(exc: BaseException) -> str:
     """Why opening a worker file failed, as one of layout.WORKER_FILE_ERRORS."""
-    code = exc.errno if isinstance(exc, OSError) else None
-    return _ERROR_REASONS.get(code, OTHER_ERROR) if code is not None else OTHER_ERROR
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _ERROR_REASONS.get(exc.errno, OTHER_ERROR)
+    return OTHER_ERROR
 
 
 def zero_gauges(values: Any, layout: Layout) -> None:

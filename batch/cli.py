@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from mlmon.errors import CliError
@@ -95,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace, profile: Any, run: Any) -> None:
     """Read the file in chunks into `run` (only the columns it needs)."""
     from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, TEXT
-    from mlmon.profiling.files import Progress, read_chunks
+    from mlmon.profiling.files import Progress, file_columns, read_chunks
 
-    available = _file_columns(args.data)
+    available = file_columns(args.data)
     for option, name in (("--prediction-column", args.prediction_column),
                          ("--score-column", args.score_column), ("--id-column", args.id_column)):
         if name is not None and name not in available:
@@ -124,8 +123,3 @@ def _score(args: argparse.Namespace, profile: Any, run: Any) -> None:
         if progress:
             progress.close()  # an unfinished bar's line ends before the error's
 
-
-def _file_columns(path: str) -> Sequence[str]:
-    from mlmon.profiling.files import read_chunks
-
-    return list(next(iter(read_chunks(path, 1, string_columns=()))).columns)

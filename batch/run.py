@@ -18,13 +18,14 @@ One Pushgateway group per (batch job, model, model_version): job `mlmon_batch`, 
   the last-success time of the last run that succeeded (the `:batch` rules keep describing a
   complete batch, and the missed-schedule alert still counts from the last success).
 
-Errors: a bad profile or job name raises at construction (before any work). `observe_batch`
-never raises (what it cannot use is counted under `mlmon_rejected_total`). A push that fails
-(Pushgateway down) is retried, then logged and kept in `push_error` (`failed_pushes` counts
-the attempts); it raises `PushError` only with `raise_on_push_error=True` (the CLI's choice):
-otherwise a finished batch's output is not thrown away for its monitoring, and the
-missed-schedule alert notices the missing success. An exception from the job's own code always
-propagates unchanged.
+Errors: a bad profile, job name or Pushgateway URL raises at construction (before any work).
+`observe_batch` never raises (what it cannot use is counted under `mlmon_rejected_total`). A
+push is retried while the Pushgateway does not answer or answers 5xx, not when it refuses the
+push (4xx: mlmon.exporter.pushgateway); one that still fails is logged and kept in `push_error`
+(`failed_pushes` counts the failed requests). It raises `PushError` only with
+`raise_on_push_error=True` (the CLI's choice): otherwise a finished batch's output is not thrown
+away for its monitoring, and the missed-schedule alert notices the missing success. An
+exception from the job's own code always propagates unchanged.
 """
 
 from __future__ import annotations
@@ -38,22 +39,20 @@ from types import TracebackType
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import push_to_gateway, pushadd_to_gateway
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 import mlmon.names as N
 from mlmon.exporter.monitor import BatchObservation, ModelMonitor
 from mlmon.exporter.profile import Profile
+from mlmon.exporter.pushgateway import PushError, Pushgateway
+
+__all__ = ["BatchRun", "PushError"]
 
 log = logging.getLogger(__name__)
 
 _NOT_PUSHED = frozenset(s.name for s in N.BATCH_NOT_PUSHED)
 _RUN_ENDED = {"success": 1.0, "failure": 0.0}
 _SLICE = 1000  # rows between two looks at the shipper's queue
-
-
-class PushError(Exception):
-    """The run's series could not be pushed to the Pushgateway (after the retries)."""
 
 
 class _PushCollector:
@@ -119,6 +118,9 @@ class BatchRun:
             profile = Profile.load(profile)
         self.job = job
         self.pushgateway = pushgateway
+        # a URL that is not one raises here, before the job's work
+        self._gateway = None if pushgateway is None else Pushgateway(
+            pushgateway, timeout_s=timeout_s, attempts=push_attempts, sleep=sleep)
         self.timeout_s = timeout_s
         self.push_attempts = push_attempts
         self.raise_on_push_error = raise_on_push_error
@@ -230,38 +232,32 @@ class BatchRun:
                 log.warning("mlmon batch %s: not every record reached Elasticsearch within "
                             "%.0f s (they stay in the spool for the next run)", self.job,
                             self.records_timeout_s)
-        if self.pushgateway is None:
+        if self._gateway is None:
             return
-        if outcome == "success":
-            registry = self._registry(N.BATCH_SERIES, with_counts=True)
-            self._push(push_to_gateway, registry)
-        else:
-            registry = self._registry(N.BATCH_FAILURE_SERIES, with_counts=False)
-            self._push(pushadd_to_gateway, registry)
+        if outcome == "success":  # PUT: this run's counts replace the last run's
+            self._push(self._registry(N.BATCH_SERIES, with_counts=True), replace=True)
+        else:  # POST: the run series only, the last success's counts stay
+            self._push(self._registry(N.BATCH_FAILURE_SERIES, with_counts=False), replace=False)
 
     def _registry(self, series: tuple[N.Series, ...], with_counts: bool) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_PushCollector(self, series, with_counts))
         return registry
 
-    def _push(self, push: Callable[..., None], registry: CollectorRegistry) -> None:
-        assert self.pushgateway is not None
-        error: Exception | None = None
-        for attempt in range(1, self.push_attempts + 1):
-            try:
-                push(self.pushgateway, job=N.BATCH_PUSH_JOB, registry=registry,
-                     grouping_key=self.grouping_key, timeout=self.timeout_s)
-                self.push_error = None
-                return
-            except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, a bad URL: retried
-                error = exc
-                self.failed_pushes += 1
-                if attempt < self.push_attempts:
-                    self.sleep(min(5.0, 0.5 * 2 ** (attempt - 1)))
-        self.push_error = f"cannot push to the Pushgateway {self.pushgateway}: {_reason(error)}"
-        log.warning("mlmon batch %s: %s", self.job, self.push_error)
-        if self.raise_on_push_error:
-            raise PushError(self.push_error) from error
+    def _push(self, registry: CollectorRegistry, *, replace: bool) -> None:
+        assert self._gateway is not None
+        try:
+            attempts = self._gateway.push(N.BATCH_PUSH_JOB, registry, self.grouping_key,
+                                    replace=replace)
+        except PushError as exc:
+            self.failed_pushes += exc.attempts
+            self.push_error = str(exc)
+            log.warning("mlmon batch %s: %s", self.job, self.push_error)
+            if self.raise_on_push_error:
+                raise
+            return
+        self.failed_pushes += attempts - 1
+        self.push_error = None
 
     def __enter__(self) -> BatchRun:
         return self
@@ -275,11 +271,6 @@ class BatchRun:
             self.fail()
         except PushError:
             pass  # the job's own exception is the one to see; push_error says the rest
-
-
-def _reason(exc: Exception | None) -> str:
-    reason = getattr(exc, "reason", None)  # URLError: the socket error
-    return " ".join(str(reason if reason is not None else exc).split())
 
 
 def _records(features: Any) -> list[Mapping[str, Any]]:

@@ -23,9 +23,9 @@ import logging
 import os
 import random
 import time
-from pathlib import Path
 from typing import Any
 
+from mlmon.demo.rounds import add_round_arguments, run_rounds
 from mlmon.demo.scenario import HEALTHY, Schedule, next_record
 from mlmon.exporter.cli_training import PUSHGATEWAY_ENV
 
@@ -38,15 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     parser.add_argument("--pushgateway", default=env(PUSHGATEWAY_ENV),
                         help=f"Pushgateway URL (env {PUSHGATEWAY_ENV})")
-    parser.add_argument("--every-s", type=float, default=120.0,
-                        help="seconds between two rounds (default %(default)s)")
+    add_round_arguments(parser, every_s=120.0)
     parser.add_argument("--rows", type=int, default=2000, help="rows per batch run")
     parser.add_argument("--healthy-s", type=float, default=180.0,
                         help="healthy batches for this long after the start (as mlmon traffic)")
     parser.add_argument("--drift-s", type=float, default=3600.0,
                         help="then drifted batches for this long")
-    parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
-    parser.add_argument("--heartbeat", type=Path, help="touched after every round")
     parser.add_argument("--seed", type=int, default=11)
 
 
@@ -97,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     records = model.records()
     rng = random.Random(args.seed)
     started = time.monotonic()
-    done = 0
-    while True:
+
+    def one_round() -> None:
         phase = schedule.phase(time.monotonic() - started) or HEALTHY
         batch = score_batch(model, profile, records, phase, args.rows, args.pushgateway, rng)
         _log.info("batch %s (%s): %s, %d rows%s", BATCH_JOB, phase, batch.outcome, batch.rows,
@@ -108,10 +105,5 @@ def run(args: argparse.Namespace) -> int:
             _log.info("training %s: reported", TRAINING_JOB)
         except TrainingReportError as exc:
             _log.error("training %s: %s", TRAINING_JOB, exc)
-        if args.heartbeat is not None:
-            args.heartbeat.touch()
-        done += 1
-        if args.rounds and done >= args.rounds:
-            return 0
-        time.sleep(args.every_s)
 
+    return run_rounds(one_round, args)

@@ -6,8 +6,11 @@ on the private compose network). Failed requests are counted, never fatal: the g
 keep going while the service restarts.
 
 `--labels-out labels.csv` gives each request a request id and appends, for each request the
-service answered, its true target (`request_id,target`): the delayed labels a user feeds to
-`mlmon outcomes labels.csv --id-column request_id --label-column target ...` later.
+service answered, its true target and when that truth becomes known
+(`request_id,target,arrived_at`, Unix seconds): the delayed labels a user feeds to
+`mlmon outcomes labels.csv --id-column request_id --label-column target ...` later, and the
+demo's labelling job (`mlmon demo-labels`) feeds as they arrive. `--label-delay-s D` puts each
+arrival D/2 to 3D/2 after the answer (uniform; 0: at the answer), as truth that trickles in.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ Sender = Callable[[dict[str, Any]], bool]
 # (with --labels-out). Neither is a feature: http_sender sends the id apart, with_labels takes
 # the target out.
 REQUEST_ID, TARGET = "__request_id__", "__target__"
+# The columns --labels-out writes (mlmon demo-labels reads them by these names).
+LABEL_COLUMNS = ("request_id", "target", "arrived_at")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allow a non-loopback service address (for docker-compose)")
     parser.add_argument("--labels-out", type=Path, default=None,
                         help="give each request an id and append its true target to this CSV "
-                             "(request_id,target): labels to feed to `mlmon outcomes`")
+                             "(request_id,target,arrived_at): labels to feed to "
+                             "`mlmon outcomes` or `mlmon demo-labels`")
+    parser.add_argument("--label-delay-s", type=float, default=0.0,
+                        help="with --labels-out: each truth arrives this long after its answer "
+                             "on average, uniformly within 0.5x to 1.5x (default %(default)s)")
     parser.add_argument("--heartbeat", type=Path, default=None,
                         help="touch this file after successful requests (at most once a "
                              "second), for a healthcheck that reads its age")
@@ -124,13 +133,25 @@ def http_sender(url: str, timeout_s: float = 5.0) -> Sender:
     return send
 
 
-def with_labels(send: Sender, path: Path, prefix: str) -> Sender:
+def with_labels(send: Sender, path: Path, prefix: str,
+                delay: Callable[[], float] = lambda: 0.0,
+                clock: Callable[[], float] = time.time) -> Sender:
     """`send`, each record with a request id `<prefix>-<n>`; for each one answered, its
-    `TARGET` is appended to the CSV `path` (header `request_id,target` when it is new)."""
-    fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - lives with the sender
+    `TARGET` is appended to the CSV `path` with its arrival, `clock()` + `delay()` when the
+    answer came (header `LABEL_COLUMNS` when the file is new). Raises CliError when `path`
+    holds another header (an older file: its rows would not line up)."""
+    from mlmon.errors import CliError
+
+    fh = open(path, "a+", newline="", encoding="utf-8")  # noqa: SIM115 - lives with the sender
+    fh.seek(0)
+    header = fh.readline().rstrip("\r\n")
+    if header and header != ",".join(LABEL_COLUMNS):
+        fh.close()
+        raise CliError(f"--labels-out {path}: its header is {header!r}, not "
+                       f"{','.join(LABEL_COLUMNS)!r}: name another file")
     writer = csv.writer(fh)
-    if fh.tell() == 0:
-        writer.writerow(["request_id", "target"])
+    if not header:
+        writer.writerow(LABEL_COLUMNS)
     numbers = itertools.count()
 
     def send_and_label(record: dict[str, Any]) -> bool:
@@ -139,7 +160,7 @@ def with_labels(send: Sender, path: Path, prefix: str) -> Sender:
         labelled[REQUEST_ID] = request_id = f"{prefix}-{next(numbers)}"
         ok = send(labelled)
         if ok and target is not None:
-            writer.writerow([request_id, target])
+            writer.writerow([request_id, target, f"{clock() + delay():.3f}"])
             fh.flush()  # a label is on disk once its prediction was answered
         return ok
 
@@ -195,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     if args.rate <= 0:
         raise CliError(f"--rate must be > 0, got {args.rate}")
+    if not args.label_delay_s >= 0:
+        raise CliError(f"--label-delay-s must be >= 0, got {args.label_delay_s}")
     if not wait_ready(args.url, args.wait_ready_s):
         raise CliError(f"{args.url}/healthz did not answer within {args.wait_ready_s:g} s")
     frame = reference_frame()
@@ -207,8 +230,12 @@ def run(args: argparse.Namespace) -> int:
     if args.labels_out is not None:
         for record, target in zip(records, frame["target"].tolist(), strict=True):
             record[TARGET] = target
-        # A run's own prefix: ids stay unique when the file collects several runs.
-        send = with_labels(send, args.labels_out, f"t{int(time.time())}-{args.seed}")
+        # A run's own prefix: ids stay unique when the file collects several runs. The delays
+        # draw from their own generator: the traffic stays the same with or without them.
+        delays = random.Random(args.seed)
+        mean = args.label_delay_s
+        send = with_labels(send, args.labels_out, f"t{int(time.time())}-{args.seed}",
+                           delay=lambda: delays.uniform(0.5 * mean, 1.5 * mean))
     if args.heartbeat is not None:
         send = with_heartbeat(send, args.heartbeat)
     counts = drive(send, records, schedule, args.rate,

@@ -124,6 +124,8 @@ class Renderer:
         self._counter(N.OBSERVATIONS, [({}, lay.observations)])
         self._counter(N.UNKNOWN_FEATURES, [({}, lay.unknown_features)])
         self._counter(N.REJECTED, [({"reason": r}, i) for r, i in lay.rejected.items()])
+        self._counter(N.WORKER_FILE_ERRORS,
+                      [({"reason": r}, i) for r, i in lay.worker_file_errors.items()])
         feats: dict[str, Any] = {f.name: f for f in profile.features}  # each plan's kind
         blocks = [(p.name, p.base, L.NUMERIC_REASONS) for p in lay.numeric]
         blocks += [(p.name, p.base, L.CATEGORICAL_REASONS) for p in lay.categorical]

@@ -36,17 +36,23 @@ WINDOW_SLOTS = 6
 # The version of the slot order. Bumped whenever one profile's slots change between mlmon
 # versions (2: the outcome slots, and out_of_range for regressions; 3: the expected confusion
 # matrix of a classifier with scores, for estimated performance; 4: the outcome reasons
-# `join_error` and `closed`). It is part of the names of
+# `join_error` and `closed`; 5: the worker file errors). It is part of the names of
 # multi-process files (`Layout.file_key`), so files written with another slot order, left in a
 # kept directory across an upgrade, are never read as this one's: their doubles would land in
 # other slots.
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 
 # Fixed sets, so every labelled child can exist at 0 from start-up.
 REJECTED_REASONS = (
     "not_a_mapping", "batch_length_mismatch", "bad_batch", "bad_score", "bad_latency",
     "internal_error",
 )
+# Why a worker process could not open its own multi-process file (mlmon.exporter.worker_files
+# classifies the error): the filesystem is full (space, inodes or quota), the directory is not
+# writable (read-only, permissions), the process or system ran out of file descriptors, else.
+NO_SPACE, NOT_WRITABLE, NO_FILE_DESCRIPTORS, OTHER_ERROR = (
+    "no_space", "not_writable", "no_file_descriptors", "other")
+WORKER_FILE_ERRORS = (NO_SPACE, NOT_WRITABLE, NO_FILE_DESCRIPTORS, OTHER_ERROR)
 # The reasons' names are mlmon.exporter.values' (the module that classifies values).
 # A NaN feature is missing (values.py), so NaN is no numeric reason.
 NUMERIC_REASONS: tuple[str, ...] = (OUT_OF_RANGE, INF, WRONG_TYPE)
@@ -172,6 +178,8 @@ class Layout:
         self.observations = self._take(1)
         self.unknown_features = self._take(1)
         self.rejected = {r: self._take(1) for r in REJECTED_REASONS}
+        # counted in process memory while a worker has no file, and carried into it once open
+        self.worker_file_errors = {r: self._take(1) for r in WORKER_FILE_ERRORS}
         self.requests = {o: self._take(1) for o in OUTCOMES}
         self.in_flight = self._take(1)  # a gauge: cleared when a dead worker's file is retired
         self.latency = self._histogram(self.latency_buckets)
@@ -244,7 +252,7 @@ class Layout:
     @property
     def file_key(self) -> str:
         """Names this layout's multi-process files: the profile's sha and the slot order's
-        version (`<sha>-v4`), so another mlmon version's files of the profile are not read."""
+        version (`<sha>-v5`), so another mlmon version's files of the profile are not read."""
         return f"{self.profile.sha}-v{LAYOUT_VERSION}"
 
     def signature(self) -> tuple[object, ...]:
@@ -330,7 +338,7 @@ def series_count(profile: Profile, latency_buckets: int = len(DEFAULT_LATENCY_BU
     """
     # info, trained (if known), loaded, counters start, rows, observations, unknown,
     # requests x2, in-flight
-    total = 10 + len(REJECTED_REASONS) + (latency_buckets + 3)
+    total = 10 + len(REJECTED_REASONS) + len(WORKER_FILE_ERRORS) + (latency_buckets + 3)
     if trained_timestamp(profile) is None:
         total -= 1
     for f in profile.features:

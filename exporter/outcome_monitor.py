@@ -1,12 +1,11 @@
 """OutcomeMonitor: only the outcome series of one model version, for short-lived jobs.
 
-    from mlmon.names import OUTCOMES_PUSH_JOB  # "mlmon_outcomes"
+    from mlmon.outcomes.push import RunGroup  # job "mlmon_outcomes", instance = the run id
 
     registry = CollectorRegistry()
     monitor = OutcomeMonitor(Profile.load("profile.json"), registry)
     monitor.observe_outcomes(predictions, labels, predicted_at=times)
-    push_to_gateway("127.0.0.1:9091", job=OUTCOMES_PUSH_JOB, registry=registry,
-                    grouping_key={"instance": run_id})
+    RunGroup("http://127.0.0.1:9091", registry, run_id).push()  # mlmon.exporter.pushgateway
 
 A job that joins labels (`mlmon outcomes`) lives for minutes, so Prometheus cannot scrape it;
 it pushes one Pushgateway group per run instead. The group must carry only what the run

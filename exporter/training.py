@@ -18,6 +18,10 @@ also the newest model's (its trained time with version and profile sha, its eval
 the time of the last success). So a failed run leaves the record of the newest trained model and
 of the last success as they were: the alerts compare the live model with it (a trained model never
 deployed) and the last success with the job's schedule (a late retraining).
+
+A push is retried while the Pushgateway does not answer or answers 5xx, not when it refuses the
+report (4xx): mlmon.exporter.pushgateway, whose PushError is the cause of the
+TrainingReportError raised when the report could not be pushed.
 """
 
 from __future__ import annotations
@@ -26,18 +30,18 @@ import logging
 import math
 import os
 import time
-import urllib.error
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+from prometheus_client import CollectorRegistry, Gauge
 
 import mlmon.names as N
 from mlmon.exporter.layout import trained_timestamp
 from mlmon.exporter.profile import Profile
+from mlmon.exporter.pushgateway import TIMEOUT_S, PushError, Pushgateway
 
-PUSH_TIMEOUT_S = 10.0
+PUSH_TIMEOUT_S = TIMEOUT_S
 _log = logging.getLogger("mlmon.training")
 
 
@@ -108,22 +112,19 @@ class TrainingReport:
                 metric.labels(name).set(value)
         return registry
 
-    def push(self, pushgateway: str, timeout_s: float = PUSH_TIMEOUT_S) -> None:
-        """POST this report into the group (job, model) of `pushgateway`."""
+    def push(self, pushgateway: str | Pushgateway, timeout_s: float = PUSH_TIMEOUT_S) -> None:
+        """POST this report into the group (job, model) of `pushgateway` (a URL, or a client
+        whose timeout and retries are used instead); TrainingReportError when it cannot."""
         registry = self.registry()
         try:
-            pushadd_to_gateway(pushgateway, job=self.job, registry=registry,
-                               grouping_key={"model": self.model_name}, timeout=timeout_s)
-        except urllib.error.HTTPError as exc:
-            body = exc.read().decode(errors="replace").strip()
-            raise TrainingReportError(
-                f"Pushgateway {pushgateway} refused the run of {self.job}/{self.model_name}: "
-                f"HTTP {exc.code} {body}") from exc
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TrainingReportError(
-                f"cannot push the run of {self.job}/{self.model_name} to {pushgateway}: "
-                f"{reason}") from exc
+            gateway = (pushgateway if isinstance(pushgateway, Pushgateway)
+                       else Pushgateway(pushgateway, timeout_s=timeout_s))
+        except ValueError as exc:  # not a URL
+            raise TrainingReportError(str(exc)) from exc
+        try:
+            gateway.push(self.job, registry, {"model": self.model_name}, replace=False)
+        except PushError as exc:
+            raise TrainingReportError(str(exc)) from exc
 
 
 def _check(report: TrainingReport) -> None:
@@ -149,6 +150,7 @@ class TrainingRun:
     ...     run.succeeded(version="4", rows=120_000, metrics={"accuracy": 0.91})
 
     Leaving the block without `succeeded(...)` (or after `failed(...)`) reports a failed run.
+    A `pushgateway` that is not a URL raises TrainingReportError here, before the training.
     A report the Pushgateway does not take raises TrainingReportError, unless the block raised:
     then the block's own exception propagates (it is why the run failed) and the report's error
     is logged (logger `mlmon.training`), not lost.
@@ -158,6 +160,10 @@ class TrainingRun:
                  timeout_s: float = PUSH_TIMEOUT_S) -> None:
         self.job, self.model_name, self.pushgateway = job, model, pushgateway
         self.timeout_s = timeout_s
+        try:
+            self._gateway = Pushgateway(pushgateway, timeout_s=timeout_s)
+        except ValueError as exc:
+            raise TrainingReportError(str(exc)) from exc
         self._started = time.monotonic()
         self._rows: int | None = None
         self._model: TrainedModel | None = None
@@ -192,7 +198,7 @@ class TrainingRun:
                                 duration_s=time.monotonic() - self._started, rows=self._rows,
                                 model=model)
         try:
-            report.push(self.pushgateway, self.timeout_s)
+            report.push(self._gateway)
         except TrainingReportError as error:
             if kind is None:
                 raise

@@ -35,7 +35,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mlmon.exporter.layout import WINDOW_SLOTS, Layout
+from mlmon.exporter.layout import (
+    NO_FILE_DESCRIPTORS,
+    NO_SPACE,
+    NOT_WRITABLE,
+    OTHER_ERROR,
+    WINDOW_SLOTS,
+    Layout,
+)
 
 DOUBLE = 8
 LOCK_NAME = "mlmon.lock"
@@ -162,6 +169,7 @@ def create_worker_file(directory: str, sha: str, layout: Layout) -> WorkerFile:
     its creation and its flock. The lock is taken through a descriptor of its own: mmap keeps
     a duplicate of the descriptor it maps, which a forked child cannot close while the hot
     path's views exist; a lock held through that one would outlive the worker in its children.
+    Raises OSError when the file cannot be made (`error_reason` says why).
     """
     size = max(layout.size, 1) * DOUBLE
     path = data_path(directory, sha, os.getpid(), secrets.token_hex(6))
@@ -170,7 +178,7 @@ def create_worker_file(directory: str, sha: str, layout: Layout) -> WorkerFile:
     try:
         lock_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # a scrape's probe may hold it for a moment
-        os.ftruncate(fd, size)
+        _reserve(fd, size)
         mm = mmap.mmap(fd, size)
     except BaseException:
         if lock_fd >= 0:
@@ -183,6 +191,36 @@ def create_worker_file(directory: str, sha: str, layout: Layout) -> WorkerFile:
     with memoryview(mm) as raw, raw.cast("d") as values:
         zero_gauges(values, layout)
     return WorkerFile(lock_fd, path, mm)
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Size the file with its blocks allocated. A file only truncated to size has none: on a
+    full filesystem the first count written through the mapping would kill the process with
+    SIGBUS, where this raises ENOSPC while the caller can still do without the file."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        # a filesystem without fallocate: write the zeros (a short write raises ENOSPC next)
+        done = 0
+        while done < size:
+            done += os.pwrite(fd, bytes(min(size - done, 1 << 20)), done)
+
+
+# errno -> the reason a worker file could not be opened (mlmon_worker_file_errors_total)
+_ERROR_REASONS = {
+    errno.ENOSPC: NO_SPACE, errno.EDQUOT: NO_SPACE,
+    errno.EROFS: NOT_WRITABLE, errno.EACCES: NOT_WRITABLE, errno.EPERM: NOT_WRITABLE,
+    errno.EMFILE: NO_FILE_DESCRIPTORS, errno.ENFILE: NO_FILE_DESCRIPTORS,
+}
+
+
+def error_reason(exc: BaseException) -> str:
+    """Why opening a worker file failed, as one of layout.WORKER_FILE_ERRORS."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _ERROR_REASONS.get(exc.errno, OTHER_ERROR)
+    return OTHER_ERROR
 
 
 def zero_gauges(values: Any, layout: Layout) -> None:

@@ -36,10 +36,9 @@ from mlmon.log_shipper.logging_sink import JsonLinesSink
 from mlmon.log_shipper.outcome_worker import OutcomeWorker
 from mlmon.log_shipper.record import (
     RecordBuilder,
+    challenger_record_id,
     index_name,
     materialize,
-    role_record_id,
-    stable_id,
 )
 from mlmon.log_shipper.redact import Redactor
 from mlmon.log_shipper.shipper import Shipper
@@ -254,10 +253,9 @@ class PredictionLogger:
             when = time.time() if arrived_at is None else arrived_at
             queued = worker.submit(Label(str(request_id), actual, when))
             # the same label scores each challenger, on its own record of the request
-            champion_id = stable_id(str(request_id))[0]
             for challenger in self.challengers:
-                role = challenger.logger.builder.role
-                worker.submit(Label(role_record_id(champion_id, role), actual, when))
+                role = challenger.logger.builder.role or CHALLENGER_ROLE
+                worker.submit(Label(challenger_record_id(str(request_id), role), actual, when))
             return queued
         except Exception:  # noqa: BLE001 - monitoring must not break the caller
             self.errors += 1

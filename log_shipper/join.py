@@ -129,8 +129,10 @@ class OutcomeJoiner:
     ['counted']
 
     `counters`: model version -> its counter; records of another version are `unknown_model`.
-    Rejections (which may have no version: an unknown id) go to `rejects`, by default the
-    counter of the profile's own version (else the first).
+    A rejection of a record (a duplicate, no usable prediction) is counted by the counter of
+    the record's version; one without a record of a counted version (an unknown id, a bad
+    label, an unknown model) by `rejects`, by default the counter of the profile's own version
+    (else the first).
     """
 
     def __init__(self, client: Any, profile: Profile, counters: Mapping[str, OutcomeCounter], *,
@@ -166,6 +168,7 @@ class OutcomeJoiner:
         """
         verdicts: list[str] = [COUNTED] * len(labels)
         pending: dict[str, int] = {}  # _id -> position of its first label in this batch
+        again: dict[int, str] = {}  # position -> _id of a label whose id came earlier
         for n, label in enumerate(labels):
             reason = self.label_reason(label)
             if reason is None and not label.request_id:
@@ -174,6 +177,7 @@ class OutcomeJoiner:
                 doc_id = stable_id(str(label.request_id))[0]
                 if doc_id in pending:
                     reason = DUPLICATE  # the same id twice in one batch: the first one wins
+                    again[n] = doc_id
                 else:
                     pending[doc_id] = n
             if reason is not None:
@@ -204,9 +208,15 @@ class OutcomeJoiner:
         for n, hit, outcome in writes:
             if verdicts[n] == COUNTED:
                 self._count(hit, outcome)
-        for verdict in verdicts:
+        # A record's rejection counts under the record's version (a challenger's duplicate
+        # under the challenger's); a label without one under `rejects`.
+        owners = {n: found[doc_id] for n, doc_id in again.items() if doc_id in found}
+        owners |= {n: found[doc_id] for doc_id, n in pending.items() if doc_id in found}
+        for n, verdict in enumerate(verdicts):
             if verdict not in (COUNTED, ES_UNAVAILABLE) and verdict not in uncounted:
-                self.rejects.reject_outcome(verdict)
+                hit = owners.get(n)
+                counter = self._counter(hit) if hit is not None else None
+                (counter or self.rejects).reject_outcome(verdict)
         return verdicts
 
     # ---- steps ----------------------------------------------------------------------------
@@ -259,8 +269,7 @@ class OutcomeJoiner:
         source, label = hit.source, hit.label
         if source.get("outcome"):
             return DUPLICATE, {}
-        version = str((source.get("model") or {}).get("version"))
-        if version not in self.counters:
+        if self._counter(hit) is None:
             return UNKNOWN_MODEL, {}
         prediction = source.get("prediction") or {}
         arrived = float(label.arrived_at)
@@ -291,11 +300,16 @@ class OutcomeJoiner:
     def _no_prediction(prediction: Mapping[str, Any]) -> str:
         return INVALID_PREDICTION if prediction.get("invalid") else MISSING_PREDICTION
 
+    def _counter(self, hit: _Found) -> OutcomeCounter | None:
+        """The counter of the record's model version (None: a version not counted here)."""
+        return self.counters.get(str((hit.source.get("model") or {}).get("version")))
+
     def _count(self, hit: _Found, outcome: dict[str, Any]) -> None:
         source = hit.source
         prediction = source.get("prediction") or {}
         predicted = prediction.get("label" if self.classification else "value")
-        counter = self.counters[str((source.get("model") or {}).get("version"))]
+        counter = self._counter(hit)
+        assert counter is not None  # _outcome wrote none for a version without a counter
         counter.observe_outcome(predicted, outcome["label" if self.classification else "value"],
                                 predicted_at=parse_timestamp(source.get("@timestamp")),
                                 arrived_at=float(hit.label.arrived_at))

@@ -28,6 +28,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlmon.exporter.profile import CATEGORICAL, CLASSIFICATION, NUMERIC, TEXT, Binned, Profile
+from mlmon.exporter.values import (
+    INF,
+    MISSING,
+    NAN,
+    NOT_ALLOWED,
+    OUT_OF_RANGE,
+    UNSEEN,
+    WRONG_TYPE,
+)
 from mlmon.log_shipper.es_assets import data_stream_name
 
 DEFAULT_SLOW_MS = 1000.0
@@ -84,15 +93,17 @@ def red_flag_searches(profile: Profile, *, slow_ms: float = DEFAULT_SLOW_MS,
             out.append(RedFlagSearch(f"{name}.{key}", f"[mlmon {model}] {name}: {what}",
                                      query, columns, name))
 
-        add("missing", "missing (absent or null)", _flag_query(f.name, "missing"))
+        # The flags are the exporter's reasons (mlmon.exporter.values), one search per reason
+        # keyed by it, except numeric Inf and wrong type together.
+        add(MISSING, "missing (absent or null)", _flag_query(f.name, MISSING))
         if f.kind == NUMERIC:
-            add("out_of_range", "out of the allowed range", _flag_query(f.name, "out_of_range"))
-            add("invalid", "Inf or wrong type", _flag_query(f.name, "inf", "wrong_type"))
+            add(OUT_OF_RANGE, "out of the allowed range", _flag_query(f.name, OUT_OF_RANGE))
+            add("invalid", "Inf or wrong type", _flag_query(f.name, INF, WRONG_TYPE))
         elif f.kind == CATEGORICAL:
-            add("not_allowed", "category not allowed", _flag_query(f.name, "not_allowed"))
-            add("unseen", "category unseen in training", _flag_query(f.name, "unseen"))
+            add(NOT_ALLOWED, "category not allowed", _flag_query(f.name, NOT_ALLOWED))
+            add(UNSEEN, "category unseen in training", _flag_query(f.name, UNSEEN))
         elif f.kind == TEXT:
-            add("wrong_type", "not a string", _flag_query(f.name, "wrong_type"))
+            add(WRONG_TYPE, "not a string", _flag_query(f.name, WRONG_TYPE))
             if f.vocabulary:
                 field = "features." + escape_field(f.name)
                 words = " OR ".join(quote(w) for w in f.vocabulary)
@@ -100,7 +111,7 @@ def red_flag_searches(profile: Profile, *, slow_ms: float = DEFAULT_SLOW_MS,
                     f"{field}:* AND NOT {field}:({words})")
     pred_cols = ("prediction.value", "prediction.label", "prediction.invalid", "model.version")
     out.append(RedFlagSearch("prediction.nan_inf", f"[mlmon {model}] prediction: NaN or Inf",
-                             "prediction.invalid:(nan OR inf)", pred_cols))
+                             f"prediction.invalid:({NAN} OR {INF})", pred_cols))
     threshold_ns = int(round(slow_ms * 1e6))
     out.append(RedFlagSearch("slow", f"[mlmon {model}] slow requests (>= {slow_ms:g} ms)",
                              f"event.duration:>={threshold_ns}",

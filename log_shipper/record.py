@@ -17,7 +17,8 @@ first time it is read: in the shipper's or the log sink's thread, not the reques
 Champion and challenger (log_shipper/shadow.py): a builder with a `role` writes `model.role`
 and the request id, shared by both records of a request, in `trace.id`; the challenger's own
 `event.id` is `<request id>.challenger` (`role_record_id`), so the two records of one request
-never collide on `_id` while one search on `trace.id` finds both.
+never collide on `_id` while one search on `trace.id` finds both. A label for the request finds
+the challenger's record under `challenger_record_id(request id)`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from mlmon.exporter.values import (
     classify_text,
     python_scalar,
 )
-from mlmon.names import CHAMPION_ROLE
+from mlmon.names import CHALLENGER_ROLE, CHAMPION_ROLE
 
 DATASET = "mlmon.prediction"
 MAX_ID_BYTES = 512  # Elasticsearch's limit on a document `_id`, in UTF-8 bytes
@@ -64,6 +65,14 @@ def role_record_id(request_id: str, role: str | None) -> str:
     """The record id (before `stable_id`) of a request's record in `role`: the request id for
     the champion (or no role), `<request id>.<role>` otherwise."""
     return request_id if role is None or role == CHAMPION_ROLE else f"{request_id}.{role}"
+
+
+def challenger_record_id(request_id: str, role: str = CHALLENGER_ROLE) -> str:
+    """The record id (before `stable_id`) of the challenger's record of request `request_id`,
+    for joining a label to it: the shadow code hands the challenger the champion's `event.id`
+    (`stable_id(request_id)`), so the role goes on that, e.g. `sha256:<hex>.challenger` for a
+    request id over 512 bytes."""
+    return role_record_id(stable_id(request_id)[0], role)
 
 
 def index_name(model: str) -> str:

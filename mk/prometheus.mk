@@ -16,7 +16,12 @@ install-prometheus: ## install Prometheus, promtool, Alertmanager, amtool, Pushg
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
-	    prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter; \
+	    prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter && \
+	  if [ -d /run/systemd/system ]; then \
+	    echo "stopping and disabling the packages' own services: they listen on all interfaces on the ports the stack and the tests use"; \
+	    $$SUDO systemctl disable --now prometheus prometheus-alertmanager \
+	      prometheus-pushgateway prometheus-node-exporter; \
+	  fi; \
 	fi
 
 generate-rules: ## regenerate recording/alert rules, alertmanager.yml and the promtool test files

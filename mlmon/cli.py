@@ -33,6 +33,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                 "send steady traffic and scheduled drift to the demo service"),
     "demo-jobs": ("mlmon.demo.jobs",
                   "the demo's scheduled batch scoring and retraining, pushed to the Pushgateway"),
+    "demo-labels": ("mlmon.demo.labels",
+                    "the demo's labelling job: feed its delayed labels with `mlmon outcomes`"),
     "es-setup": ("mlmon.log_shipper.cli_es",
                  "install the Elasticsearch index template and data stream"),
     "kibana-objects": ("mlmon.log_shipper.cli_kibana", "generate or import Kibana saved objects"),

@@ -98,6 +98,13 @@ REJECTED = Series("mlmon_rejected", "counter", "Inputs the exporter could not us
                   "inputs the exporter could not use at all: `not_a_mapping`, "
                   "`batch_length_mismatch`, `bad_batch`, `bad_score`, `bad_latency`, "
                   "`internal_error` (a rejected batch counts 1)")
+WORKER_FILE_ERRORS = Series(
+    "mlmon_worker_file_errors", "counter",
+    "Failed attempts of a worker process to open its own multi-process file.", ("reason",),
+    "failed attempts of a worker process to open its own file in the multi-process directory: "
+    "`no_space` (disk, inodes or quota full), `not_writable`, `no_file_descriptors`, `other`; "
+    "counted in the process's memory, with its records, until a retry opens the file "
+    "([multi-worker servers](multi-worker.md#when-a-worker-cannot-open-its-file))")
 FEATURE_MISSING = Series("mlmon_feature_missing", "counter", "Feature values absent or None.",
                          ("feature",), "absent, None, pandas NA or NaN (profiling counts a NaN "
                          "cell as null too)")
@@ -260,8 +267,9 @@ def _references(*refs: Reference) -> tuple[Series, ...]:
 # Every exporter series, in the docs' order (the order they are exported).
 EXPORTER_SERIES = (
     MODEL_INFO, MODEL_TRAINED, PROFILE_LOADED, COUNTERS_START, REFERENCE_ROWS, OBSERVATIONS,
-    UNKNOWN_FEATURES, REJECTED, FEATURE_MISSING, FEATURE_INVALID, FEATURE_REFERENCE_COUNT,
-    FEATURE_REFERENCE_NULL_RATE, FEATURE_VALUE, *_references(FEATURE_REFERENCE),
+    UNKNOWN_FEATURES, REJECTED, WORKER_FILE_ERRORS, FEATURE_MISSING, FEATURE_INVALID,
+    FEATURE_REFERENCE_COUNT, FEATURE_REFERENCE_NULL_RATE, FEATURE_VALUE,
+    *_references(FEATURE_REFERENCE),
     FEATURE_CATEGORY, FEATURE_CATEGORY_REFERENCE_SHARE, FEATURE_TEXT_TOKENS,
     FEATURE_TEXT_OOV_TOKENS, FEATURE_TEXT_REFERENCE_OOV_RATE, PREDICTION_VALUE,
     PREDICTION_CENTERED_SUM_SQUARES, PREDICTION_CENTER, PREDICTION_WINDOW_MIN,

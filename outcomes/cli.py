@@ -16,9 +16,9 @@ outcomes are on their records but in no metric (see docs/delayed-labels.md).
 
 Shadow mode: given more than one `--profile` (one per version), each label is also joined to
 the challenger's record of the same request (`<request id>.challenger`, the id the shadow code
-gives it: mlmon.log_shipper.record.role_record_id), so one file scores both versions. A request
-without a challenger record is no rejection (the challenger sheds requests under load): the
-summary reports those as `without one`, and no series counts them.
+gives it: mlmon.log_shipper.record.challenger_record_id), so one file scores both versions. A
+request without a challenger record is no rejection (the challenger sheds requests under load):
+the summary reports those as `without one`, and no series counts them.
 
 Credentials: MLMON_ES_USER / MLMON_ES_PASSWORD or MLMON_ES_API_KEY, as `mlmon es-setup`.
 """
@@ -40,12 +40,12 @@ from mlmon.exporter.profile import CLASSIFICATION, Profile
 from mlmon.log_shipper.cli_es import connect
 from mlmon.log_shipper.es_assets import AssetError, data_stream_name
 from mlmon.log_shipper.join import COUNTED, Label, OutcomeJoiner
-from mlmon.log_shipper.record import role_record_id, stable_id
-from mlmon.names import CHALLENGER_ROLE, OUTCOMES_PUSH_JOB
-from mlmon.outcomes.labels import file_columns, read_labels
+from mlmon.log_shipper.record import challenger_record_id
+from mlmon.names import OUTCOMES_PUSH_JOB
+from mlmon.outcomes.labels import read_labels
 from mlmon.outcomes.push import PushError, RunGroup
 from mlmon.profiling.columns import ProfilingError
-from mlmon.profiling.files import Progress
+from mlmon.profiling.files import Progress, file_columns
 
 DEFAULT_CHUNK_ROWS = 5_000
 NO_CHALLENGER_RECORD = "without one"  # summary only: a request the challenger did not record
@@ -106,16 +106,19 @@ def run(args: argparse.Namespace) -> int:
 
     registry = CollectorRegistry()
     monitors = {p.model_version: OutcomeMonitor(p, registry) for p in profiles}
-    group = RunGroup(args.pushgateway, registry, run_id, timeout=args.timeout)
+    try:
+        group = RunGroup(args.pushgateway, registry, run_id, timeout=args.timeout)
+    except ValueError as exc:  # not a URL
+        raise CliError(f"--pushgateway {exc}") from exc
     client = connect(args.es_url, user=args.user, ca_certs=args.ca_certs, timeout=args.timeout)
     main = profiles[0]
     _check_store(client, main, args)
     # Before anything is written: an outcome written but never pushed would count nowhere.
-    _push(group, args.pushgateway)
+    _push(group)
     try:
         group.prune(prune_after)
-    except PushError as exc:
-        raise CliError(f"{args.pushgateway}: {exc}") from exc
+    except PushError as exc:  # its line names the URL
+        raise CliError(str(exc)) from exc
     joiner = OutcomeJoiner(client, main, monitors)
     # one version: no challenger to score (its records would be unknown_model)
     shadow: Counter[str] | None = Counter() if len(profiles) > 1 else None
@@ -233,7 +236,7 @@ def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile
                 if side[ES_UNAVAILABLE]:
                     break
             if time.monotonic() - last_push >= PUSH_INTERVAL_S:
-                _push(group, args.pushgateway, tally[COUNTED] + side[COUNTED] - pushed, run_id)
+                _push(group, tally[COUNTED] + side[COUNTED] - pushed, run_id)
                 pushed, last_push = tally[COUNTED] + side[COUNTED], time.monotonic()
         if progress:
             progress.finish()
@@ -243,7 +246,7 @@ def _join_file(args: argparse.Namespace, joiner: OutcomeJoiner, profile: Profile
         if progress:
             progress.close()
         # what was counted, also when stopping on an error
-        _push(group, args.pushgateway, tally[COUNTED] + side[COUNTED] - pushed, run_id)
+        _push(group, tally[COUNTED] + side[COUNTED] - pushed, run_id)
     return tally
 
 
@@ -251,14 +254,13 @@ def _join_challenger(joiner: OutcomeJoiner, chunk: list[Label]) -> list[str]:
     """The verdicts of the challenger's records of `chunk`'s requests; `without one` for a
     request the challenger has no record of (not counted: it is no rejection). A label that is
     bad in itself (no actual, a bad arrival time) was counted once, on the champion's record."""
-    labels = [Label(role_record_id(stable_id(str(label.request_id))[0], CHALLENGER_ROLE),
-                    label.actual, label.arrived_at)
+    labels = [Label(challenger_record_id(str(label.request_id)), label.actual, label.arrived_at)
               for label in chunk if label.request_id and joiner.label_reason(label) is None]
     return [NO_CHALLENGER_RECORD if verdict == UNKNOWN_ID else verdict
             for verdict in joiner.join(labels, uncounted=(UNKNOWN_ID,))]
 
 
-def _push(group: RunGroup, url: str, unpushed: int = 0, run_id: str = "") -> None:
+def _push(group: RunGroup, unpushed: int = 0, run_id: str = "") -> None:
     """Push the run's counts; `unpushed`: outcomes written to Elasticsearch since the last push
     that succeeded, which a failed push leaves in no metric (the error line says so)."""
     try:
@@ -269,7 +271,7 @@ def _push(group: RunGroup, url: str, unpushed: int = 0, run_id: str = "") -> Non
             lost = (f"; {unpushed:,} outcomes written to Elasticsearch but not pushed (run "
                     f"{run_id}): they are on their records but in no metric, and a run again "
                     "finds them as duplicates (see docs/delayed-labels.md)")
-        raise CliError(f"{url}: {exc}{lost}") from exc
+        raise CliError(f"{exc}{lost}") from exc
 
 
 def _summary(path: str, tally: Counter[str], shadow: Counter[str] | None = None) -> str:

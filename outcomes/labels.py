@@ -20,28 +20,9 @@ from typing import Any
 import pandas as pd
 
 from mlmon.log_shipper.join import Label
-from mlmon.profiling.columns import ProfilingError
-from mlmon.profiling.files import CSV, Progress, file_format, read_chunks
+from mlmon.profiling.files import Progress, read_chunks
 
-
-def file_columns(path: str | os.PathLike[str]) -> list[str]:
-    """The column names of a CSV's header or a Parquet file's schema."""
-    try:
-        if file_format(path) == CSV:
-            return [str(c) for c in pd.read_csv(path, nrows=0, encoding="utf-8").columns]
-        import pyarrow.parquet as pq
-
-        if not os.path.isfile(path):
-            raise ProfilingError("cannot read: no such file")
-        return [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
-    except ProfilingError:
-        raise
-    except OSError as exc:
-        raise ProfilingError(f"cannot read: {exc.strerror or exc}") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise ProfilingError("the file is empty") from exc
-    except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
-        raise ProfilingError(f"cannot read its columns: {' '.join(str(exc).split())}") from exc
+__all__ = ["arrival_seconds", "read_labels"]
 
 
 def read_labels(path: str | os.PathLike[str], *, id_column: str, label_column: str,

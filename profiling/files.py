@@ -6,6 +6,7 @@ profiles the same as `pd.read_csv(path)` given to `profile_data`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -47,11 +48,33 @@ def read_chunks(
 
     `columns`: read only these (each is parsed as it would be alongside the others).
     """
-    try:
+    with _read_errors(path):
         if file_format(path) == CSV:
             yield from _csv_chunks(path, rows, string_columns, progress, columns)
         else:
             yield from _parquet_chunks(path, rows, progress, columns)
+
+
+def file_columns(path: str | os.PathLike[str]) -> list[str]:
+    """The column names of a CSV's header or a Parquet file's schema, without reading a row.
+
+    A file that cannot be read raises ProfilingError with the same one-line reasons as
+    `read_chunks` (a file with a header and no rows has columns: `read_chunks` refuses it).
+    """
+    with _read_errors(path):
+        if file_format(path) == CSV:
+            return [str(c) for c in pd.read_csv(path, nrows=0, encoding="utf-8").columns]
+        import pyarrow.parquet as pq  # only Parquet needs pyarrow
+
+        _check_parquet_exists(path)
+        return [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
+
+
+@contextlib.contextmanager
+def _read_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Whatever reading `path` raises, as a ProfilingError of one line saying why."""
+    try:
+        yield
     except ProfilingError:
         raise
     except OSError as exc:
@@ -66,6 +89,11 @@ def read_chunks(
         detail = " ".join(str(exc).split())
         kind = "CSV" if file_format(path) == CSV else "Parquet"
         raise ProfilingError(f"not a valid {kind} file: {detail}") from exc
+
+
+def _check_parquet_exists(path: str | os.PathLike[str]) -> None:
+    if not os.path.isfile(path):  # pyarrow's own message for a missing file is long
+        raise ProfilingError("cannot read: no such file")
 
 
 def _csv_chunks(
@@ -100,8 +128,7 @@ def _parquet_chunks(
 ) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq  # only Parquet needs pyarrow
 
-    if not os.path.isfile(path):  # pyarrow's own message for a missing file is long
-        raise ProfilingError("cannot read: no such file")
+    _check_parquet_exists(path)
     parquet = pq.ParquetFile(path)
     total = parquet.metadata.num_rows
     if progress:

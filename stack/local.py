@@ -12,7 +12,8 @@ rewrites only the addresses: every `service:port` that names a compose service b
 Debian packages (the node exporter with the collectors compose gives it); Elasticsearch is
 expected to run already (`make es-start`, the Maven runner); the demo services (the regression
 and the classifier, `mlmon demo --model risk`), their traffic generators, the demo's scheduled
-batch and training jobs and the notification sink are `mlmon` subcommands.
+batch and training jobs, its labelling job (with Elasticsearch only: it joins labels to the
+stored records) and the notification sink are `mlmon` subcommands.
 
 For a faster run (the end-to-end test), `--rules-config` generates the rule files from another
 copy of alerting/config.yaml (stack/fast_rules.py shortens its `demo:` `for:`),
@@ -91,6 +92,10 @@ class Settings:
     rate: float = 10.0
     # Seconds between two rounds of the demo's scheduled jobs (demo/jobs.py).
     jobs_every_s: float = 120.0
+    # The demo's delayed labels (with es_url): the mean delay of a truth after its answer, and
+    # the seconds between two runs of the labelling job (demo/labels.py).
+    label_delay_s: float = 60.0
+    labels_every_s: float = 60.0
     python: str = sys.executable
     # Where Slack / e-mail settings come from (alerting/amconfig.py), as for compose's am-config.
     environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -248,6 +253,20 @@ def commands(settings: Settings) -> dict[str, list[str]]:
         if settings.es_url:
             demos[name] += ["--es-url", settings.es_url, "--spool-dir", str(run / demo.spool)]
     compose = yaml.safe_load(COMPOSE.read_text())
+    traffics = {demo.traffic: [*mlmon, "traffic", "--url", settings.url(name),
+                               "--rate", str(settings.rate), "--healthy-s",
+                               str(settings.healthy_s), "--drift-s", str(settings.drift_s)]
+                for name, demo in DEMOS.items()}
+    labelling: dict[str, list[str]] = {}
+    if settings.es_url:  # labels join the records in Elasticsearch: without it, none
+        labels = run / "labels.csv"
+        # the regression demo's labels (its target); the classifier's are not fed
+        traffics["traffic"] += ["--labels-out", str(labels),
+                                "--label-delay-s", str(settings.label_delay_s)]
+        labelling["demo-labels"] = [
+            *mlmon, "demo-labels", "--labels", str(labels), "--es-url", settings.es_url,
+            "--pushgateway", settings.url("pushgateway"),
+            "--every-s", str(settings.labels_every_s)]
     return {
         "sink": [*mlmon, "sink", "--port", str(settings.ports["sink"]),
                  "--out", str(run / "notifications.jsonl")],
@@ -268,15 +287,14 @@ def commands(settings: Settings) -> dict[str, list[str]]:
                        f"--web.listen-address={settings.address('prometheus')}",
                        "--web.enable-lifecycle"],
         **demos,
-        **{demo.traffic: [*mlmon, "traffic", "--url", settings.url(name),
-                          "--rate", str(settings.rate), "--healthy-s", str(settings.healthy_s),
-                          "--drift-s", str(settings.drift_s)]
-           for name, demo in DEMOS.items()},
+        **traffics,
         # The scheduled pipelines (a batch scoring run and a retraining), on the traffic's
         # drift schedule, pushing to the Pushgateway.
         "demo-jobs": [*mlmon, "demo-jobs", "--pushgateway", settings.url("pushgateway"),
                       "--every-s", str(settings.jobs_every_s), "--healthy-s",
                       str(settings.healthy_s), "--drift-s", str(settings.drift_s)],
+        # The labelling job: feeds the traffic's labels as they arrive (`mlmon outcomes`).
+        **labelling,
     }
 
 
@@ -467,6 +485,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=Settings.rate)
     parser.add_argument("--jobs-every-s", type=float, default=Settings.jobs_every_s,
                         help="seconds between the demo's scheduled batch and training runs")
+    parser.add_argument("--label-delay-s", type=float, default=Settings.label_delay_s,
+                        help="mean delay of the demo's labels after their answers (with "
+                             "--es-url)")
+    parser.add_argument("--labels-every-s", type=float, default=Settings.labels_every_s,
+                        help="seconds between two runs of the demo's labelling job")
     parser.add_argument("--discard-spool", action="store_true",
                         help="drop the records a previous run left in the demo's spool instead "
                              "of delivering them")
@@ -483,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
                         evaluation_interval=args.evaluation_interval,
                         group_wait=args.group_wait, group_interval=args.group_interval,
                         healthy_s=args.healthy_s, drift_s=args.drift_s, rate=args.rate,
-                        jobs_every_s=args.jobs_every_s,
+                        jobs_every_s=args.jobs_every_s, label_delay_s=args.label_delay_s,
+                        labels_every_s=args.labels_every_s,
                         discard_spool=args.discard_spool)
     try:
         if args.action == "up":

@@ -22,7 +22,7 @@ def profile(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("extra, message", [
     (["--chunk-rows", "0"], "--chunk-rows: must be at least 1, got 0"),
     (["--id-column", "id"], "--id-column names the records' ids: it needs --es-url"),
-    (["--pushgateway", "not a url"], "--pushgateway 'not a url': unknown url type"),
+    (["--pushgateway", "not a url"], "--pushgateway 'not a url': not a Pushgateway URL"),
 ])
 def test_usage_errors_are_one_line(extra: list[str], message: str, profile: Path,
                                    tmp_path: Path, capsys: Any) -> None:

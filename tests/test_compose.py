@@ -423,3 +423,23 @@ def test_every_demo_model_has_its_data_stream_kibana_objects_and_scrape_target(
         command = services[name]["command"]
         port = command[command.index("--port") + 1]
         assert f"{name}:{port}" in mlmon_targets
+def test_the_labelling_job_reads_the_labels_the_traffic_writes(resolved: dict[str, Any]) -> None:
+    """demo-labels feeds the file traffic appends to: the same path, on a volume both mount,
+    with Elasticsearch's credentials and the Pushgateway to write and count the labels."""
+    services = resolved["services"]
+    traffic, labelling = services["traffic"], services["demo-labels"]
+    written = traffic["command"][traffic["command"].index("--labels-out") + 1]
+    fed = labelling["command"][labelling["command"].index("--labels") + 1]
+    assert written == fed
+
+    def volume_of(service: dict[str, Any]) -> str:
+        mounts = [v.split(":")[:2] if isinstance(v, str) else [v["source"], v["target"]]
+                  for v in service["volumes"]]  # short syntax (compose 1.29) or long
+        (source,) = [source for source, target in mounts
+                     if written.startswith(target.rstrip("/") + "/")]
+        return str(source)
+
+    assert volume_of(traffic) == volume_of(labelling) in resolved["volumes"]
+    assert labelling["environment"]["MLMON_ES_URL"] == "http://elasticsearch:9200"
+    assert "MLMON_ES_PASSWORD" in labelling["environment"]
+    assert {"setup", "pushgateway"} <= set(labelling["depends_on"])

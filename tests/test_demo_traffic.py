@@ -110,18 +110,32 @@ def test_labels_out_writes_the_target_of_each_answered_request(tmp_path: Any) ->
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         path = tmp_path / "labels.csv"
-        send = with_labels(http_sender(f"http://127.0.0.1:{server.server_port}"), path, "run")
+        send = with_labels(http_sender(f"http://127.0.0.1:{server.server_port}"), path, "run",
+                           delay=iter([60.0, 90.0]).__next__, clock=lambda: 1000.0)
         assert send({**RECORD, TARGET: 151.0})
         assert not send({**RECORD, "bmi": -1.0, TARGET: 75.0})
         assert send({**RECORD, TARGET: 141.0})
         # A second run appends (one header), with its own prefix.
         assert with_labels(http_sender(f"http://127.0.0.1:{server.server_port}"), path,
-                           "next")({**RECORD, TARGET: 12.5})
+                           "next", clock=lambda: 2000.0)({**RECORD, TARGET: 12.5})
     finally:
         server.shutdown()
     assert [b["request_id"] for b in bodies] == ["run-0", "run-1", "run-2", "next-0"]
     assert all(b["features"] == {**RECORD, **({"bmi": -1.0} if n == 1 else {})}
                for n, b in enumerate(bodies))  # the target never reaches the service
     with open(path, newline="", encoding="utf-8") as fh:
-        assert list(csv.reader(fh)) == [["request_id", "target"], ["run-0", "151.0"],
-                                        ["run-2", "141.0"], ["next-0", "12.5"]]
+        # The arrival: the answer's time plus the delay (none drawn for the refused request).
+        assert list(csv.reader(fh)) == [["request_id", "target", "arrived_at"],
+                                        ["run-0", "151.0", "1060.000"],
+                                        ["run-2", "141.0", "1090.000"],
+                                        ["next-0", "12.5", "2000.000"]]
+
+
+def test_labels_out_refuses_a_file_with_another_header(tmp_path: Any) -> None:
+    from mlmon.demo.traffic import with_labels
+
+    path = tmp_path / "labels.csv"
+    path.write_text("request_id,target\nold-0,151.0\n")
+    with pytest.raises(CliError, match="request_id,target,arrived_at"):
+        with_labels(lambda record: True, path, "run")
+    assert path.read_text() == "request_id,target\nold-0,151.0\n"  # left as it was

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlmon.outcomes.labels import arrival_seconds, file_columns, read_labels
+from mlmon.outcomes.labels import arrival_seconds, read_labels
 from mlmon.profiling.columns import ProfilingError
+from mlmon.profiling.files import file_columns
 
 T = 1_790_000_200.0  # 2026-09-21T14:16:40Z
 

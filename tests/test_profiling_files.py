@@ -347,3 +347,51 @@ def test_memory_over_the_budget_does_not_grow_with_the_rows(tmp_path) -> None:
     streamed = [_peak_bytes(path, max_memory_mb=0.25) for path in paths]
     assert streamed[1] - streamed[0] < 0.1 * (kept[1] - kept[0])
     assert streamed[1] < kept[1] / 2
+
+
+# ---- file_columns: a file's column names, without reading its rows ---------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_file_columns_reads_the_header_or_schema_alone(tmp_path, suffix) -> None:
+    from mlmon.profiling.files import file_columns, read_chunks
+
+    path = tmp_path / f"data{suffix}"
+    frame = pd.DataFrame({"request id": ["007"], "y": [1.5], "2": ["x"]})
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    assert file_columns(path) == ["request id", "y", "2"]
+    assert file_columns(str(path)) == list(next(iter(read_chunks(path, 1, ()))).columns)
+    # no rows: still its columns (reading the rows is what refuses it)
+    empty = tmp_path / f"empty{suffix}"
+    if suffix == ".csv":
+        empty.write_text("request id,y,2\n", encoding="utf-8")
+    else:
+        frame.iloc[:0].to_parquet(empty, index=False)
+    assert file_columns(empty) == ["request id", "y", "2"]
+    with pytest.raises(ProfilingError, match="no data rows"):
+        next(iter(read_chunks(empty, 1, ())))
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.csv", None, "cannot read: No such file or directory"),
+    ("missing.parquet", None, "cannot read: no such file"),
+    ("empty.csv", b"", "the file is empty"),
+    ("latin1.csv", b"id,caf\xe9\n1,2\n", "not UTF-8 text: byte 0xe9 at offset 6 (line 1)"),
+    ("text.parquet", b"id,y\n1,2\n", "not a valid Parquet file: "),
+    ("labels.xlsx", b"PK", "unsupported file type '.xlsx'; use .csv or .parquet"),
+])
+def test_file_columns_errors_are_one_readable_line(tmp_path, name, content, message) -> None:
+    from mlmon.profiling.files import file_columns, read_chunks
+
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ProfilingError) as raised:
+        file_columns(path)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+    with pytest.raises(ProfilingError) as read:  # the same reason as reading the rows gives
+        next(iter(read_chunks(path, 1, ())))
+    assert str(read.value) == str(raised.value)

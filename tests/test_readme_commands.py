@@ -130,8 +130,8 @@ def test_mlmon_help_lists_the_commands_the_readme_names() -> None:
     (command,) = commands_for("mlmon --help")
     done = subprocess.run(argv(command), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    for name in ("profile", "serve", "demo", "traffic", "demo-jobs", "es-setup", "kibana-objects",
-                 "outcomes", "sink", "training-run", "batch"):
+    for name in ("profile", "serve", "demo", "traffic", "demo-jobs", "demo-labels", "es-setup",
+                 "kibana-objects", "outcomes", "sink", "training-run", "batch"):
         assert name in done.stdout
 
 
@@ -286,7 +286,8 @@ def test_the_demo_labels_recipe_writes_labels_and_the_demo_profile(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     (outcomes,) = commands_for("demo outcomes")
     labels = pd.read_csv(tmp_path / "labels.csv", dtype=str)
-    assert list(labels.columns) == ["request_id", "target"]  # what --id/--label-column name
+    # what --id/--label-column name, and when each truth arrives (--arrived-column)
+    assert list(labels.columns) == ["request_id", "target", "arrived_at"]
     assert "--id-column request_id --label-column target" in outcomes
     assert len(labels) >= 10 and labels["request_id"].is_unique
     assert pd.to_numeric(labels["target"]).notna().all()

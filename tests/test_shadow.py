@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from mlmon.exporter.monitor import ModelMonitor
 from mlmon.exporter.profile import Profile
 from mlmon.log_shipper.facade import PredictionLogger
-from mlmon.log_shipper.record import RecordBuilder
+from mlmon.log_shipper.record import RecordBuilder, challenger_record_id, stable_id
 from tests.profiles import sample_profile_dict
 
 FEATURES = {"age": 40.0, "income": 1500.0, "city": "paris", "review": "good service"}
@@ -73,6 +73,24 @@ def test_both_records_share_the_request_id_with_their_role() -> None:
     assert {r["trace"]["id"] for r in sink.records} == {event_id}
     assert sorted(r["event"]["id"] for r in sink.records) == [event_id,
                                                               f"{event_id}.challenger"]
+
+
+def test_a_label_finds_the_challengers_record_under_challenger_record_id() -> None:
+    """The id the outcome join looks up (`stable_id(challenger_record_id(request id))`) is the
+    `event.id` the shadow path gave the challenger's record: for a short id, one that the role
+    suffix pushes over Elasticsearch's 512 bytes, and one over 512 bytes already (hashed)."""
+    request_ids = ["req-1", "é" * 250 + "xyz", "long-" + "x" * 600]
+    champion_profile, challenger_profile = _profiles()
+    logger = _champion(champion_profile, CollectorRegistry(), sink := ListSink())
+    logger.add_challenger(challenger_profile, lambda features: 0.25)
+    for request_id in request_ids:
+        logger.record(FEATURES, 0.2, request_id=request_id)
+    assert logger.close()
+    written = sorted(r["event"]["id"] for r in sink.records if r["model"]["role"] == "challenger")
+    looked_up = sorted(stable_id(challenger_record_id(i))[0] for i in request_ids)
+    assert written == looked_up
+    assert looked_up[0] == "req-1.challenger"
+    assert sum(i.startswith("sha256:") for i in looked_up) == 2  # the long ones: hash ids
 
 
 def test_regression_agreement_and_differences_are_counted_exactly() -> None:

@@ -98,6 +98,28 @@ def test_pushgateway_and_node_exporter_run_as_compose_runs_them(tmp_path: Path) 
     assert (tmp_path / "pushgateway.data").read_bytes() == b"pushed"
 
 
+def test_the_demo_feeds_its_labels_when_records_go_to_elasticsearch(tmp_path: Path) -> None:
+    """As compose: the traffic writes each truth with its delay, the labelling job feeds that
+    file to Elasticsearch and the stack's Pushgateway. Without Elasticsearch, no labels."""
+    es = "http://127.0.0.1:9200"
+    every = commands(Settings(run_dir=tmp_path, ports=PORTS, es_url=es, label_delay_s=30,
+                              labels_every_s=20))
+    traffic, labelling = every["traffic"], every["demo-labels"]
+    labels = traffic[traffic.index("--labels-out") + 1]
+    assert labels == str(tmp_path / "labels.csv")
+    assert traffic[traffic.index("--label-delay-s") + 1] == "30"
+    assert labelling[labelling.index("--labels") + 1] == labels
+    assert labelling[labelling.index("--es-url") + 1] == es
+    assert labelling[labelling.index("--pushgateway") + 1] == (
+        f"http://127.0.0.1:{PORTS['pushgateway']}")
+    assert labelling[labelling.index("--every-s") + 1] == "20"
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    assert compose["demo-labels"]["command"][1] == "demo-labels"
+    assert "--labels-out" in compose["traffic"]["command"]
+    without = commands(Settings(run_dir=tmp_path, ports=PORTS))
+    assert "demo-labels" not in without and "--labels-out" not in without["traffic"]
+
+
 def test_alertmanager_config_rewrites_webhooks_and_grouping() -> None:
     original = rendered_alertmanager({})
     assert original == yaml.safe_load((REPO / "alerting" / "alertmanager.yml").read_text())

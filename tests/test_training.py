@@ -15,7 +15,13 @@ import pytest
 import mlmon.names as N
 from mlmon.cli import main
 from mlmon.exporter.profile import Profile
-from mlmon.exporter.training import TrainedModel, TrainingReport, TrainingReportError
+from mlmon.exporter.pushgateway import PushError, Pushgateway
+from mlmon.exporter.training import (
+    TrainedModel,
+    TrainingReport,
+    TrainingReportError,
+    TrainingRun,
+)
 from tests.profiles import sample_profile_dict
 
 TRAINED = datetime(2026, 10, 1, tzinfo=timezone.utc).timestamp()  # tests/profiles.py's
@@ -77,11 +83,19 @@ def test_the_model_comes_from_its_profile_as_the_exporter_will_export_it() -> No
     assert overridden == TrainedModel("4", 5.0, profile.sha, {"rmse": 1.0})
 
 
-def test_an_unreachable_pushgateway_is_one_error_naming_it() -> None:
+def test_an_unreachable_pushgateway_is_retried_then_one_error_naming_it() -> None:
     report = TrainingReport("retrain", "churn", 1.0, 1.0)
-    with pytest.raises(TrainingReportError, match=r"cannot push the run of retrain/churn to "
-                       r"http://127\.0\.0\.1:1: .*refused"):
-        report.push("http://127.0.0.1:1", timeout_s=5)
+    sleeps: list[float] = []
+    with pytest.raises(TrainingReportError, match=r"^cannot reach the Pushgateway "
+                       r"http://127\.0\.0\.1:1 to push job=retrain model=churn: .*refused "
+                       r"\(3 attempts\)$") as raised:
+        report.push(Pushgateway("http://127.0.0.1:1", timeout_s=5, sleep=sleeps.append))
+    assert sleeps == [0.5, 1.0]
+    assert isinstance(raised.value.__cause__, PushError)
+    with pytest.raises(TrainingReportError, match="'ftp://x': not a Pushgateway URL"):
+        report.push("ftp://x")
+    with pytest.raises(TrainingReportError, match="'pgw 9091': not a Pushgateway URL"):
+        TrainingRun("retrain", "churn", pushgateway="pgw 9091")  # before the training
 
 
 @pytest.mark.parametrize("args, message", [
@@ -126,7 +140,7 @@ def test_cli_reads_the_model_from_the_profile_before_pushing(tmp_path: Path, cap
     status = main(["training-run", "--job", "retrain", "--profile", str(path), "--duration-s",
                    "3", "--pushgateway", "http://127.0.0.1:1"])
     assert status == 2
-    assert "cannot push the run of retrain/churn" in capsys.readouterr().err
+    assert "to push job=retrain model=churn" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -161,13 +175,14 @@ def test_a_failed_command_keeps_its_status_when_its_report_cannot_be_pushed(
     err = capsys.readouterr().err
     assert ran.exists()
     assert status == 3  # the command's, as the scheduler must see it, not the push's 2
-    assert err.startswith("mlmon training-run: error: cannot push the run of retrain/churn")
+    assert err.startswith("mlmon training-run: error: cannot reach the Pushgateway "
+                          "http://127.0.0.1:1 to push job=retrain model=churn")
     assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize("before, expected", [
-    (True, "retrain/churn"),  # the profile the previous run left names the model
-    (False, "retrain/retrain"),  # nothing names it: the job's name, so the failure is seen
+    (True, "job=retrain model=churn"),  # the profile the previous run left names the model
+    (False, "job=retrain model=retrain"),  # nothing names it: the job's name, so it is seen
 ])
 def test_a_failed_command_without_model_is_reported_under_what_is_known(
         before: bool, expected: str, capsys, tmp_path: Path, gateway_ready) -> None:
@@ -178,4 +193,4 @@ def test_a_failed_command_without_model_is_reported_under_what_is_known(
                    "--pushgateway", "http://127.0.0.1:1", "--",
                    "sh", "-c", f"rm -f {path}; exit 4"])
     assert status == 4
-    assert f"cannot push the run of {expected} " in capsys.readouterr().err
+    assert f"to push {expected}: " in capsys.readouterr().err

@@ -174,7 +174,8 @@ def test_an_unreachable_pushgateway_is_retried_then_reported(profile: Profile) -
     assert run.push_error is not None and url in run.push_error
     strict = BatchRun(profile, job=JOB, pushgateway=url, push_attempts=1,
                       raise_on_push_error=True)
-    with pytest.raises(PushError, match="cannot push to the Pushgateway"):
+    with pytest.raises(PushError, match=f"^cannot reach the Pushgateway {url} to push "
+                       f"job=mlmon_batch batch_job={JOB} model=churn model_version=3: "):
         strict.succeed()
     # the job's own exception wins over the push's
     with pytest.raises(KeyError):

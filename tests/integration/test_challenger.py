@@ -169,12 +169,20 @@ def test_both_records_reach_elasticsearch_under_one_request_id(es_url: str,
     while logger._outcomes is None or logger._outcomes[1].joined < 40:
         assert time.monotonic() < deadline, "labels not joined in time"
         time.sleep(0.2)
+    # a second label for a request: a duplicate on each version's record, each counted under
+    # its own version
+    assert logger.record_outcome(ids[0], actual[0])
+    while logger._outcomes is None or logger._outcomes[1].joined < 42:
+        assert time.monotonic() < deadline, "second label not joined in time"
+        time.sleep(0.2)
     for version, model in (("1", CHAMPION), ("2", CHALLENGER)):
         at = {"model": "diabetes", "model_version": version}
         assert registry.get_sample_value("mlmon_outcome_error_count", at) == 20
         mae = float(np.sum(np.abs(model.predict(to_frame(records)) - np.array(actual))))
         assert registry.get_sample_value("mlmon_outcome_absolute_error_total", at) == \
             pytest.approx(mae, rel=1e-9)
+        assert registry.get_sample_value("mlmon_outcome_rejected_total",
+                                         {**at, "reason": "duplicate"}) == 1
     assert logger.close(timeout=60)
     deadline = time.monotonic() + 30
     while True:

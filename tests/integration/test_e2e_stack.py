@@ -80,7 +80,9 @@ def _dashboard_expressions() -> list[tuple[str, str]]:
     import generate
     from panels import expressions
 
-    # The demo feeds no labels: the Model performance dashboard is checked where labels arrive,
+    # The demo's labels arrive about a minute after their answers and the outcome groups run
+    # every 5 minutes, past this run: the Model performance dashboard is checked where labels
+    # arrive sooner, tests/integration/test_demo_labels.py (the demo's own labels) and
     # tests/integration/test_prometheus_outcomes.py.
     return [(path.name, expr) for path in generate.sources()
             if path.name != "model-performance.dashboard.py"

@@ -127,6 +127,28 @@ def test_classification_labels_join_once_with_every_reason_counted(
     assert verdicts.count(DUPLICATE) == 5 and again.outcomes == []
 
 
+def test_a_records_rejection_counts_under_the_records_version(es_url: str) -> None:  # noqa: F811
+    """Champion ("3") and challenger ("4") records in one stream: a duplicate (fed again, or
+    twice in a batch) or an unusable prediction counts under the record's version; a label
+    with no record of a counted version under the profile's."""
+    client = Elasticsearch(es_url)
+    profile = _profile(f"v{uuid.uuid4().hex[:8]}", classification=True)
+    _seed(client, profile, [("a", "yes", "3"), ("b", "no", "4"), ("c", float("nan"), "4"),
+                            ("old", "no", "2")])
+    champion, challenger = Recorded(), Recorded()
+    joiner = OutcomeJoiner(client, profile, {"3": champion, "4": challenger})
+    labels = [Label(i, "yes", T0 + 60) for i in ("a", "b", "c", "old", "b", "zzz")]
+    assert joiner.join(labels) == [COUNTED, COUNTED, INVALID_PREDICTION, UNKNOWN_MODEL,
+                                   DUPLICATE, UNKNOWN_ID]
+    assert champion.rejected == {UNKNOWN_MODEL: 1, UNKNOWN_ID: 1}
+    assert challenger.rejected == {INVALID_PREDICTION: 1, DUPLICATE: 1}
+    assert joiner.join(labels) == [DUPLICATE, DUPLICATE, INVALID_PREDICTION, UNKNOWN_MODEL,
+                                   DUPLICATE, UNKNOWN_ID]
+    assert champion.rejected == {UNKNOWN_MODEL: 2, UNKNOWN_ID: 2, DUPLICATE: 1}
+    assert challenger.rejected == {INVALID_PREDICTION: 2, DUPLICATE: 3}
+    assert (len(champion.outcomes), len(challenger.outcomes)) == (1, 1)
+
+
 def test_regression_outcome_fields_and_wrong_types(es_url: str) -> None:  # noqa: F811
     client = Elasticsearch(es_url)
     profile = _profile(f"r{uuid.uuid4().hex[:8]}", classification=False)

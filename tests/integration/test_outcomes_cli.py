@@ -33,6 +33,7 @@ from mlmon.exporter.profile import Profile
 from mlmon.log_shipper import es_assets
 from mlmon.log_shipper.facade import PredictionLogger
 from mlmon.log_shipper.record import RecordBuilder, stable_id
+from mlmon.names import CHALLENGER_ROLE, CHAMPION_ROLE
 from tests.integration import prom_servers
 from tests.integration.es_server import es_server, es_url  # noqa: F401
 from tests.integration.prom_servers import generated_rules
@@ -248,7 +249,8 @@ def test_cli_errors_are_one_line(es_url: str, tmp_path: Path) -> None:  # noqa: 
     client.index(index=name, id="a", document=record, op_type="create")
     line = error(str(labels), "--id-column", "request_id", "--label-column", "y",
                  "--es-url", es_url, *base)
-    assert line.startswith("mlmon outcomes: error: http://127.0.0.1:9: ")  # nothing written
+    assert line.startswith("mlmon outcomes: error: cannot reach the Pushgateway "
+                           "http://127.0.0.1:9 to push job=mlmon_outcomes")  # nothing written
     assert "cannot connect" in error(str(labels), "--id-column", "request_id", "--label-column",
                                      "y", "--es-url", "http://127.0.0.1:9", *base)
     assert "no Pushgateway" in error(str(labels), "--id-column", "request_id", "--label-column",
@@ -287,7 +289,8 @@ def test_a_failed_last_push_names_the_outcomes_written_and_the_run(
                          "--pushgateway", gateway.url, "--run-id", "run-gone-1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1, err
-    assert err[0].startswith(f"mlmon outcomes: error: {gateway.url}: "), err
+    assert err[0].startswith(f"mlmon outcomes: error: cannot reach the Pushgateway "
+                             f"{gateway.url} to push job=mlmon_outcomes instance=run-gone-1: "), err
     assert "3 outcomes written to Elasticsearch but not pushed (run run-gone-1)" in err[0], err
     client.indices.refresh(index=name)
     written = client.search(index=name, query={"exists": {"field": "outcome"}}, size=10)
@@ -471,4 +474,54 @@ def test_labels_fed_once_score_the_champion_and_the_challenger(
     assert pushed_samples(gateway.url, "shadow-2", "mlmon_outcome_class_total",
                           "predicted_class", "actual_class") == {}
     assert pushed_samples(gateway.url, "shadow-2", "mlmon_outcome_rejected_total",
-                          "reason") == {("3", "duplicate"): 440, ("3", "unknown_id"): 10}
+                          "reason") == {("3", "duplicate"): 240, ("4", "duplicate"): 200,
+                                        ("3", "unknown_id"): 10}
+
+
+def test_a_rerun_counts_each_versions_rejections_under_its_own_version(
+        es_url: str, tmp_path: Path, pushgateway_factory: Any) -> None:  # noqa: F811
+    """With a champion and a challenger `--profile`, a rejection of a record (a duplicate on a
+    re-run or twice in one file, a record without a usable prediction) is counted under that
+    record's model version, the challenger's under the challenger's; a label with no record
+    under the first `--profile`'s."""
+    model = f"dup{uuid.uuid4().hex[:8]}"
+    champion_path, champion = write_profile(tmp_path, model, "3")
+    challenger_path, challenger = write_profile(tmp_path, model, "4")
+    client = Elasticsearch(es_url)
+    stream = es_assets.install(client, champion).data_stream
+    builder = RecordBuilder(model=model, model_version="3", service_name="api",
+                            environment="test", profile=champion).with_role(CHAMPION_ROLE)
+    shadow = builder.for_model(model, "4", challenger, CHALLENGER_ROLE)
+    long_id = "long-" + "x" * 600  # over 512 bytes: both records are under hash ids
+    records = [builder.build({}, "yes", request_id=i) for i in ("a", "b", "c", long_id)]
+    # the shadow path hands the challenger the champion's event.id; "c" has no challenger
+    # record, and "b"'s holds no usable prediction
+    records += [shadow.build({}, prediction, request_id=stable_id(i)[0])
+                for i, prediction in (("a", "no"), ("b", float("nan")), (long_id, "yes"))]
+    for record in records:
+        client.index(index=stream, id=record["event"]["id"], document=record, op_type="create")
+    client.indices.refresh(index=stream)
+    labels = write_labels(tmp_path / "labels.csv", [("a", "yes"), ("b", "no"), ("c", "yes"),
+                                                    (long_id, "no"), ("a", "no"), ("ghost", "no")])
+    gateway = pushgateway_factory()
+    args = [str(labels), "--id-column", "request_id", "--label-column", "y",
+            "--profile", str(champion_path), "--profile", str(challenger_path),
+            "--es-url", es_url, "--pushgateway", gateway.url]
+
+    first = run_cli(*args, "--run-id", "dup-1")
+    assert summary_counts(first.stdout) == {"counted": 4, "duplicate": 1, "unknown_id": 1}
+    line = first.stdout.strip().splitlines()[-1]
+    assert ("; challenger records: 2 counted, 2 without one, 1 invalid_prediction, "
+            "1 duplicate;") in line, line
+    # "a" twice in the file: the second label is a duplicate on each version's record
+    assert pushed_samples(gateway.url, "dup-1", "mlmon_outcome_rejected_total", "reason") == {
+        ("3", "duplicate"): 1, ("3", "unknown_id"): 1,
+        ("4", "duplicate"): 1, ("4", "invalid_prediction"): 1}
+
+    again = run_cli(*args, "--run-id", "dup-2")
+    assert summary_counts(again.stdout) == {"counted": 0, "duplicate": 5, "unknown_id": 1}
+    assert pushed_samples(gateway.url, "dup-2", "mlmon_outcome_rejected_total", "reason") == {
+        ("3", "duplicate"): 5, ("3", "unknown_id"): 1,
+        ("4", "duplicate"): 3, ("4", "invalid_prediction"): 1}
+    assert pushed_samples(gateway.url, "dup-2", "mlmon_outcome_class_total",
+                          "predicted_class", "actual_class") == {}

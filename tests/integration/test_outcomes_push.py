@@ -77,5 +77,6 @@ def test_two_model_versions_push_as_one_group(pushgateway_factory: Any) -> None:
 
 def test_an_unreachable_gateway_is_one_line() -> None:
     group = RunGroup("127.0.0.1:9", _registry(1), "r", timeout=2)
-    with pytest.raises(PushError, match=r"^cannot reach the Pushgateway \(ConnectionError\)$"):
+    with pytest.raises(PushError, match=r"^cannot reach the Pushgateway http://127\.0\.0\.1:9 "
+                       r"to push job=mlmon_outcomes instance=r: .*refused \(3 attempts\)$"):
         group.push()

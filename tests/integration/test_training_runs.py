@@ -205,5 +205,6 @@ def test_a_wrong_line_fails_before_the_run_and_a_failure_is_pushed_whatever_is_m
     gone = _training_run(gateway.url, "--job", "retrain", "--model", "churn", "--version", "5",
                          "--", sys.executable, "-c", stop)
     assert gone.returncode == 5
-    assert gone.stderr.startswith("mlmon training-run: error: cannot push the run of "
-                                  "retrain/churn") and gone.stderr.count("\n") == 1
+    assert gone.stderr.startswith(f"mlmon training-run: error: cannot reach the Pushgateway "
+                                  f"{gateway.url} to push job=retrain model=churn: ")
+    assert gone.stderr.count("\n") == 1

@@ -2,12 +2,14 @@
 `pip install 'mlmon[data,demo]'`, each into a fresh venv with its dependencies from the package
 index. Nothing is lent from this environment, so a dependency missing from the wheel's metadata,
 or a module that imports a package no extra declares, fails here instead of on a user's machine.
+A third venv installs the extras with every declared dependency pinned at its lower bound (`>=`),
+so a bound older than the code needs fails here too (the dev venv tests the newest versions).
 
-The two venvs are installed concurrently, with `--no-compile` (Python compiles only what the
-tests import, instead of pip compiling all of pandas, scipy and scikit-learn: about 4x less
-install time) and `--only-binary :all:` (every dependency has wheels: a missing one fails here
-instead of building from source for minutes). Everything runs from temporary directories, away
-from the checkout.
+The venvs are installed concurrently, with `--no-compile` (Python compiles only what the tests
+import, instead of pip compiling all of pandas, scipy and scikit-learn: about 4x less install
+time) and `--only-binary :all:` (every dependency has wheels: a missing one fails here instead of
+building from source for minutes). Everything runs from temporary directories, away from the
+checkout.
 """
 
 from __future__ import annotations
@@ -21,18 +23,21 @@ import sys
 import time
 import urllib.request
 import zipfile
+from email.message import Message
 from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from mlmon.cli import EXTRAS, SUBCOMMANDS
 from tests.test_layout import FOLDERS, OLD_TOP_LEVEL, REPO
 
 pytestmark = pytest.mark.integration
 
-# What each venv installs: the core alone, and the extras a user of the CLI adds.
-CORE, WITH_EXTRAS = "mlmon", "mlmon[data,demo]"
+# The extras a user of the CLI adds (mlmon.cli.EXTRAS names them per subcommand).
+EXTRAS_INSTALLED = ("data", "demo")
 
 
 @pytest.fixture(scope="module")
@@ -55,33 +60,64 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
+def read_metadata(wheel: Path) -> Message:
+    with zipfile.ZipFile(wheel) as z:
+        (name,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+        return Parser().parsestr(z.read(name).decode())
+
+
+def lower_bounds(wheel: Path, extras: tuple[str, ...]) -> list[str]:
+    """`name==X` for each `name>=X` the wheel requires with these extras: pip then installs the
+    oldest versions the metadata claims to work with (and their own dependencies' newest)."""
+    pins = []
+    for line in read_metadata(wheel).get_all("Requires-Dist") or []:
+        requirement = Requirement(line)
+        marker = requirement.marker
+        if marker and not any(marker.evaluate({"extra": e}) for e in ("", *extras)):
+            continue
+        low = [s.version for s in requirement.specifier if s.operator == ">="]
+        assert len(low) == 1, f"{line}: a dependency needs one lower bound (>=), the tested one"
+        pins.append(f"{requirement.name}=={low[0]}")
+    return pins
+
+
 @pytest.fixture(scope="module")
 def venvs(wheel, tmp_path_factory) -> dict[str, Path]:
-    """requirement -> a fresh venv where pip installed it from the index (one per module)."""
-    roots, installs = {}, {}
-    for requirement in (CORE, WITH_EXTRAS):
-        root = roots[requirement] = tmp_path_factory.mktemp("venv")
+    """Fresh venvs, one per module, where pip installed from the index (concurrently):
+    core: `pip install mlmon`; latest: `pip install 'mlmon[data,demo]'`; lowest: the same
+    with every declared dependency at its lower bound (a user whose environment already has
+    an older version that the bound admits keeps it)."""
+    extras = f"[{','.join(EXTRAS_INSTALLED)}]"
+    roots: dict[str, Path] = {}
+    installs: dict[str, subprocess.Popen[str]] = {}
+    for name, requirement in (("core", f"{wheel}"), ("latest", f"{wheel}{extras}"),
+                              ("lowest", f"{wheel}{extras}")):
+        root = roots[name] = tmp_path_factory.mktemp(f"venv-{name}")
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True,
                        timeout=120)
-        extras = requirement.removeprefix("mlmon")
-        installs[requirement] = subprocess.Popen(
-            [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install",
-             "--quiet", "--no-compile", "--only-binary", ":all:", f"{wheel}{extras}"],
-            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for requirement, install in installs.items():
+        pip = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install",
+               "--quiet", "--no-compile", "--only-binary", ":all:", requirement]
+        if name == "lowest":
+            constraints = root / "lower-bounds.txt"
+            constraints.write_text("\n".join(lower_bounds(wheel, EXTRAS_INSTALLED)) + "\n")
+            pip += ["--constraint", str(constraints)]
+        installs[name] = subprocess.Popen(pip, cwd=root, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True)
+    for name, install in installs.items():
         output, _ = install.communicate(timeout=600)
-        assert install.returncode == 0, f"pip install {requirement}:\n{output}"
+        assert install.returncode == 0, f"{name}: {' '.join(install.args)}\n{output}"
     return roots
 
 
 @pytest.fixture(scope="module")
 def core(venvs) -> Path:
-    return venvs[CORE]
+    return venvs["core"]
 
 
-@pytest.fixture(scope="module")
-def full(venvs) -> Path:
-    return venvs[WITH_EXTRAS]
+@pytest.fixture(scope="module", params=["latest", "lowest"])
+def full(venvs, request) -> Path:
+    """A venv with the extras, at the newest and at the oldest versions the metadata allows."""
+    return venvs[request.param]
 
 
 def _env() -> dict[str, str]:
@@ -115,12 +151,13 @@ def write_training_csv(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def profile(full, tmp_path_factory) -> Path:
+def profile(venvs, tmp_path_factory) -> Path:
     """A profile of a tiny CSV, written by `mlmon profile` from the venv with the extras."""
     where = tmp_path_factory.mktemp("profile")
     write_training_csv(where / "train.csv")
-    profiled = run(full, "mlmon", "profile", "train.csv", "-o", "profile.json", "--model",
-                   "tiny", "--model-version", "1", "--prediction-column", "label", cwd=where)
+    profiled = run(venvs["latest"], "mlmon", "profile", "train.csv", "-o", "profile.json",
+                   "--model", "tiny", "--model-version", "1", "--prediction-column", "label",
+                   cwd=where)
     assert profiled.returncode == 0, profiled.stderr
     return where / "profile.json"
 
@@ -157,13 +194,14 @@ print(json.dumps({"failed": failed, "help": helps, "top_level": tops}))
 
 
 @pytest.fixture(scope="module")
-def inspected(core, full, tmp_path_factory) -> dict[Path, dict]:
+def inspected(venvs, tmp_path_factory) -> dict[Path, dict]:
     """venv -> what INSPECT found there."""
-    results = run_all([(venv, ["python", "-c", INSPECT]) for venv in (core, full)],
+    roots = list(venvs.values())
+    results = run_all([(venv, ["python", "-c", INSPECT]) for venv in roots],
                       cwd=tmp_path_factory.mktemp("inspect"))
     for code, _, err in results:
         assert code == 0, err
-    return {venv: json.loads(out) for venv, (_, out, _) in zip((core, full), results, strict=True)}
+    return {venv: json.loads(out) for venv, (_, out, _) in zip(roots, results, strict=True)}
 
 
 def test_the_wheel_holds_every_module_under_mlmon_only(wheel):
@@ -181,26 +219,21 @@ def test_the_wheel_holds_every_module_under_mlmon_only(wheel):
 
 
 def test_the_extras_the_cli_names_are_declared(wheel):
-    with zipfile.ZipFile(wheel) as z:
-        (name,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
-        metadata = Parser().parsestr(z.read(name).decode())
-    declared = set(metadata.get_all("Provides-Extra") or [])
-    assert set(EXTRAS.values()) <= declared
+    declared = set(read_metadata(wheel).get_all("Provides-Extra") or [])
+    assert set(EXTRAS.values()) == set(EXTRAS_INSTALLED) and set(EXTRAS_INSTALLED) <= declared
     assert set(EXTRAS) <= set(SUBCOMMANDS)
-    assert set(WITH_EXTRAS.removeprefix("mlmon[").removesuffix("]").split(",")) == set(
-        EXTRAS.values())
 
 
 def test_every_module_imports_with_the_extras(full, inspected):
     assert inspected[full]["failed"] == {}
 
 
-def test_the_core_alone_imports_the_serving_path(core, full, inspected):
+def test_the_core_alone_imports_the_serving_path(core, venvs, inspected):
     """Without extras, a module may miss only what an extra installs; the serving path, the
     log shipper and the rule generators miss nothing."""
     failed: dict[str, str] = inspected[core]["failed"]
     core_tops = set(inspected[core]["top_level"])
-    from_extras = set(inspected[full]["top_level"]) - core_tops
+    from_extras = set(inspected[venvs["latest"]]["top_level"]) - core_tops
     assert {missing.partition(".")[0] for missing in failed.values()} <= from_extras, failed
     serving = ("mlmon.exporter", "mlmon.log_shipper", "mlmon.alerting")
     assert [m for m in failed if m == "mlmon" or m.startswith(serving)] == []
@@ -246,6 +279,20 @@ def test_every_subcommand_help(core, full, inspected):
             assert err.startswith(f"mlmon {name}: needs the module ")
             assert err.endswith(f"pip install 'mlmon[{EXTRAS[name]}]'\n"), err
     assert set(inspected[core]["help"]) == set(inspected[full]["help"]) == set(SUBCOMMANDS)
+
+
+def test_the_lowest_venv_has_the_lower_bounds(venvs, wheel, tmp_path):
+    """The constraints took: each declared dependency is at its lower bound (so the tests on
+    the `lowest` venv test the bounds)."""
+    code = ("import json, importlib.metadata as m\n"
+            "print(json.dumps({d.metadata['Name'].lower().replace('_', '-'): d.version"
+            " for d in m.distributions()}))")
+    out = run(venvs["lowest"], "python", "-c", code, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    installed = json.loads(out.stdout)
+    for pin in lower_bounds(wheel, EXTRAS_INSTALLED):
+        name, _, version = pin.partition("==")
+        assert Version(installed[name.lower().replace("_", "-")]) == Version(version), pin
 
 
 def test_a_command_whose_extra_is_missing_names_it_in_one_line(core, tmp_path):

@@ -103,9 +103,9 @@ def venvs(wheel, tmp_path_factory) -> dict[str, Path]:
             pip += ["--constraint", str(constraints)]
         installs[name] = subprocess.Popen(pip, cwd=root, stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, text=True)
-    for name, install in installs.items():
-        output, _ = install.communicate(timeout=600)
-        assert install.returncode == 0, f"{name}: {' '.join(install.args)}\n{output}"
+    outputs = {name: install.communicate(timeout=600)[0] for name, install in installs.items()}
+    for name, install in installs.items():  # all finished first: no pip is left running
+        assert install.returncode == 0, f"{name}: {' '.join(install.args)}\n{outputs[name]}"
     return roots
 
 

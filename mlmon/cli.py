@@ -5,6 +5,10 @@ One entry point, one module per subcommand. Each subcommand module exposes
 subcommand runs, so `mlmon profile` never pays for the log shipper's imports and a missing
 optional dependency only affects the subcommand that needs it.
 
+A subcommand that needs an optional dependency names its extra (`EXTRAS`): when a module of
+that extra is missing, whether at import or inside `run`, the command prints one line naming
+the module and `pip install 'mlmon[EXTRA]'` instead of a traceback.
+
 Errors a user can fix (bad data, a corrupt profile, an unreachable server) are raised as
 `CliError` or `ProfileError` and printed as one line, with exit status 2; never a traceback.
 A reader that stops early (`mlmon es-setup --print | head`) ends the command quietly with the
@@ -47,6 +51,18 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
               "monitor a scored batch file: counts to the Pushgateway, rows to Elasticsearch"),
 }
 
+# The subcommands that need one of pyproject's optional-dependency groups (an "extra"), and
+# which. The others run with the core dependencies alone (tests/test_wheel.py installs both ways).
+EXTRAS: dict[str, str] = {
+    "profile": "data",
+    "outcomes": "data",
+    "batch": "data",
+    "demo": "demo",
+    "traffic": "demo",
+    "demo-jobs": "demo",
+    "demo-labels": "demo",
+}
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlmon", description=__doc__.splitlines()[0])
@@ -68,10 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, help_text = SUBCOMMANDS[name]
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        hint = "pip install 'mlmon[data,demo]'"
-        print(f"mlmon {name}: unavailable ({exc}); try: {hint}", file=sys.stderr)
-        return 2
+    except ModuleNotFoundError as exc:
+        return _missing_dependency(name, exc)
     sub_parser = argparse.ArgumentParser(prog=f"mlmon {name}", description=help_text)
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(rest)
@@ -88,6 +102,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:  # an optional dependency imported where it is used
+        return _missing_dependency(name, exc)
+
+
+def _missing_dependency(command: str, exc: ModuleNotFoundError) -> int:
+    """One line naming the missing module and what installs it. A missing `mlmon` module is a
+    broken install or a bug, not a user's choice of extras: that one raises."""
+    missing = exc.name or ""
+    if not missing or missing.partition(".")[0] == "mlmon":
+        raise exc
+    extra = EXTRAS.get(command)
+    # Without an extra, a core dependency is missing (or too old to have that module).
+    install = f"pip install 'mlmon[{extra}]'" if extra else "pip install --force-reinstall mlmon"
+    print(f"mlmon {command}: needs the module {missing!r}, which is not installed; "
+          f"install it with: {install}", file=sys.stderr)
+    return 2
 
 
 def _reader_went_away() -> int:

@@ -35,3 +35,26 @@ def test_the_whole_output_still_arrives_when_the_reader_reads_it():
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip().endswith("}") and '"index_patterns"' in done.stdout
+
+
+def test_a_subcommand_whose_extra_is_missing_says_which_to_install(monkeypatch, capsys):
+    """pandas absent (None in sys.modules makes its import fail) and mlmon.profiling not yet
+    imported: `mlmon profile` prints one line naming the module and the extra."""
+    from mlmon.cli import main
+
+    for name in [m for m in sys.modules if m.startswith("mlmon.profiling")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    assert main(["profile", "train.csv", "-o", "p.json", "--model", "m",
+                 "--model-version", "1"]) == 2
+    assert capsys.readouterr().err == (
+        "mlmon profile: needs the module 'pandas', which is not installed; install it with: "
+        "pip install 'mlmon[data]'\n")
+
+
+def test_a_missing_mlmon_module_is_a_bug_and_raises(monkeypatch):
+    from mlmon import cli
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "serve", ("mlmon.no_such_module", "help"))
+    with pytest.raises(ModuleNotFoundError, match="mlmon.no_such_module"):
+        cli.main(["serve"])

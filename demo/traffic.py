@@ -149,7 +149,8 @@ def truths(frame: pd.DataFrame, model: str) -> list[Any]:
     from mlmon.demo.model import risk_labels
 
     if model == RISK:
-        return risk_labels(frame["target"]).tolist()
+        classes: list[str] = risk_labels(frame["target"]).tolist()
+        return classes
     return frame["target"].tolist()
 
 

@@ -18,6 +18,8 @@ feeds the same rows again: the labels it had written count as `duplicate` then, 
 runs the command again. The cursor (a byte offset) is kept in `--state-dir`, so a restarted job
 does not feed the file again; a round with nothing arrived runs nothing (no empty group).
 A heartbeat file is touched after each round (the compose healthcheck).
+`--model risk` feeds the classifier demo's labels (`mlmon traffic --model risk` writes its
+classes) with its two profiles, as `--model` selects the model of `mlmon demo`.
 """
 
 from __future__ import annotations
@@ -30,10 +32,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mlmon.demo.cli import PROGRESSION, RISK
 from mlmon.demo.rounds import add_round_arguments, run_rounds
 from mlmon.demo.traffic import LABEL_COLUMNS
 from mlmon.exporter.cli_training import PUSHGATEWAY_ENV
+
+if TYPE_CHECKING:
+    from mlmon.exporter.profile import Profile
 
 ID_COLUMN, LABEL_COLUMN, ARRIVED_COLUMN = LABEL_COLUMNS
 ARRIVED_FILE = "arrived.csv"  # in the state dir: the rows one run feeds
@@ -54,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "MLMON_ES_USER / MLMON_ES_PASSWORD, as `mlmon outcomes`)")
     parser.add_argument("--pushgateway", default=env(PUSHGATEWAY_ENV),
                         help=f"Pushgateway URL (env {PUSHGATEWAY_ENV})")
+    parser.add_argument("--model", choices=(PROGRESSION, RISK), default=PROGRESSION,
+                        help="the demo model whose labels these are (`mlmon demo --model`): "
+                             "its champion's and its challenger's profiles are fed "
+                             "(default %(default)s)")
     add_round_arguments(parser, every_s=60.0)
 
 
@@ -151,8 +162,17 @@ def _save_cursor(path: Path, offset: int) -> None:
     os.replace(part, path)
 
 
+def profiles(model: str) -> list[Profile]:
+    """The profiles the demo `model` serves: its champion's first, then its challenger's."""
+    from mlmon.demo import model as demo
+
+    if model == RISK:
+        return [demo.build_risk_profile(m)
+                for m in (demo.train_risk(), demo.train_risk_challenger())]
+    return [demo.build_profile(m) for m in (demo.train(), demo.train_challenger())]
+
+
 def run(args: argparse.Namespace) -> int:
-    from mlmon.demo.model import build_profile, train, train_challenger
     from mlmon.errors import CliError
 
     if not args.es_url:
@@ -167,13 +187,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"--state-dir {state}: {exc.strerror or exc}") from exc
     logging.basicConfig(level=logging.INFO, format="mlmon demo-labels: %(message)s")
-    # The profiles the demo serves: the champion's first, then its challenger's.
-    profiles = []
-    for model in (train(), train_challenger()):
-        path = state / f"profile-{model.version}.json"
-        build_profile(model).dump(path)
-        profiles.append(path)
-    command = outcomes_command(state / ARRIVED_FILE, profiles, args.es_url, args.pushgateway)
+    paths = []
+    for profile in profiles(args.model):
+        path = state / f"profile-{profile.model_version}.json"
+        profile.dump(path)
+        paths.append(path)
+    command = outcomes_command(state / ARRIVED_FILE, paths, args.es_url, args.pushgateway)
 
     def one_round() -> None:
         if feed(args.labels, state, command, time.time()) == 0:

@@ -11,6 +11,8 @@ service answered, its true target and when that truth becomes known
 `mlmon outcomes labels.csv --id-column request_id --label-column target ...` later, and the
 demo's labelling job (`mlmon demo-labels`) feeds as they arrive. `--label-delay-s D` puts each
 arrival D/2 to 3D/2 after the answer (uniform; 0: at the answer), as truth that trickles in.
+The truth is the one the served model is trained on (`--model`, as `mlmon demo --model`): the
+regression's target, or the classifier's class ("high" or "low", demo/model.py `risk_labels`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from mlmon.demo.cli import PROGRESSION, RISK
 from mlmon.demo.scenario import Schedule, next_record
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Sender = Callable[[dict[str, Any]], bool]
 # Keys a record may carry beside its features: the request id to send, and the true target
@@ -58,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="give each request an id and append its true target to this CSV "
                              "(request_id,target,arrived_at): labels to feed to "
                              "`mlmon outcomes` or `mlmon demo-labels`")
+    parser.add_argument("--model", choices=(PROGRESSION, RISK), default=PROGRESSION,
+                        help="the model the service serves (`mlmon demo --model`), whose truth "
+                             "--labels-out writes: progression, the target; risk, its class "
+                             "(default %(default)s)")
     parser.add_argument("--label-delay-s", type=float, default=0.0,
                         help="with --labels-out: each truth arrives this long after its answer "
                              "on average, uniformly within 0.5x to 1.5x (default %(default)s)")
@@ -131,6 +141,17 @@ def http_sender(url: str, timeout_s: float = 5.0) -> Sender:
             return False
 
     return send
+
+
+def truths(frame: pd.DataFrame, model: str) -> list[Any]:
+    """The truth of each row of `frame` (demo/model.py `reference_frame`) for the demo `model`:
+    the regression's `target`, or the classifier's class, by the rule it was trained on."""
+    from mlmon.demo.model import risk_labels
+
+    if model == RISK:
+        classes: list[str] = risk_labels(frame["target"]).tolist()
+        return classes
+    return frame["target"].tolist()
 
 
 def with_labels(send: Sender, path: Path, prefix: str,
@@ -228,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
 
     send = http_sender(args.url)
     if args.labels_out is not None:
-        for record, target in zip(records, frame["target"].tolist(), strict=True):
+        for record, target in zip(records, truths(frame, args.model), strict=True):
             record[TARGET] = target
         # A run's own prefix: ids stay unique when the file collects several runs. The delays
         # draw from their own generator: the traffic stays the same with or without them.

@@ -12,8 +12,8 @@ rewrites only the addresses: every `service:port` that names a compose service b
 Debian packages (the node exporter with the collectors compose gives it); Elasticsearch is
 expected to run already (`make es-start`, the Maven runner); the demo services (the regression
 and the classifier, `mlmon demo --model risk`), their traffic generators, the demo's scheduled
-batch and training jobs, its labelling job (with Elasticsearch only: it joins labels to the
-stored records) and the notification sink are `mlmon` subcommands.
+batch and training jobs, their labelling jobs (with Elasticsearch only: they join labels to
+the stored records) and the notification sink are `mlmon` subcommands.
 
 For a faster run (the end-to-end test), `--rules-config` generates the rule files from another
 copy of alerting/config.yaml (stack/fast_rules.py shortens its `demo:` `for:`),
@@ -58,16 +58,21 @@ SERVICE_PORTS = {"demo": 8000, "sink": 9095, "prometheus": 9090, "alertmanager":
 
 class Demo(NamedTuple):
     """A demo service: the `mlmon demo --model` it serves, its own spool directory in the run
-    directory (a spool adopts the orphaned directories under it: its model's only), and the
-    traffic generator that drives it (the same schedule and drift scenario for every demo)."""
+    directory (a spool adopts the orphaned directories under it: its model's only), the
+    traffic generator that drives it (the same schedule and drift scenario for every demo),
+    and, with Elasticsearch, the labels file that traffic writes (its model's truth) and the
+    labelling job that feeds it."""
 
     model: str
     spool: str
     traffic: str
+    labels: str
+    labelling: str
 
 
-DEMOS = {"demo": Demo("progression", "spool", "traffic"),
-         "demo-risk": Demo("risk", "spool-risk", "traffic-risk")}
+DEMOS = {"demo": Demo("progression", "spool", "traffic", "labels.csv", "demo-labels"),
+         "demo-risk": Demo("risk", "spool-risk", "traffic-risk", "labels-risk.csv",
+                           "demo-labels-risk")}
 # The Debian binaries `up` runs (make install-servers).
 SERVERS = ("prometheus", "prometheus-alertmanager", "prometheus-pushgateway",
            "prometheus-node-exporter")
@@ -254,19 +259,20 @@ def commands(settings: Settings) -> dict[str, list[str]]:
             demos[name] += ["--es-url", settings.es_url, "--spool-dir", str(run / demo.spool)]
     compose = yaml.safe_load(COMPOSE.read_text())
     traffics = {demo.traffic: [*mlmon, "traffic", "--url", settings.url(name),
-                               "--rate", str(settings.rate), "--healthy-s",
-                               str(settings.healthy_s), "--drift-s", str(settings.drift_s)]
+                               "--model", demo.model, "--rate", str(settings.rate),
+                               "--healthy-s", str(settings.healthy_s),
+                               "--drift-s", str(settings.drift_s)]
                 for name, demo in DEMOS.items()}
     labelling: dict[str, list[str]] = {}
     if settings.es_url:  # labels join the records in Elasticsearch: without it, none
-        labels = run / "labels.csv"
-        # the regression demo's labels (its target); the classifier's are not fed
-        traffics["traffic"] += ["--labels-out", str(labels),
-                                "--label-delay-s", str(settings.label_delay_s)]
-        labelling["demo-labels"] = [
-            *mlmon, "demo-labels", "--labels", str(labels), "--es-url", settings.es_url,
-            "--pushgateway", settings.url("pushgateway"),
-            "--every-s", str(settings.labels_every_s)]
+        for demo in DEMOS.values():  # each demo's truth: the regression's target, a class
+            labels = run / demo.labels
+            traffics[demo.traffic] += ["--labels-out", str(labels),
+                                       "--label-delay-s", str(settings.label_delay_s)]
+            labelling[demo.labelling] = [
+                *mlmon, "demo-labels", "--model", demo.model, "--labels", str(labels),
+                "--es-url", settings.es_url, "--pushgateway", settings.url("pushgateway"),
+                "--every-s", str(settings.labels_every_s)]
     return {
         "sink": [*mlmon, "sink", "--port", str(settings.ports["sink"]),
                  "--out", str(run / "notifications.jsonl")],
@@ -293,7 +299,7 @@ def commands(settings: Settings) -> dict[str, list[str]]:
         "demo-jobs": [*mlmon, "demo-jobs", "--pushgateway", settings.url("pushgateway"),
                       "--every-s", str(settings.jobs_every_s), "--healthy-s",
                       str(settings.healthy_s), "--drift-s", str(settings.drift_s)],
-        # The labelling job: feeds the traffic's labels as they arrive (`mlmon outcomes`).
+        # The labelling jobs: feed each traffic's labels as they arrive (`mlmon outcomes`).
         **labelling,
     }
 

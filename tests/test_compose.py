@@ -384,7 +384,8 @@ def test_docker_build_context_is_small() -> None:
 
 
 def _demo_model(command: list[str]) -> str:
-    """The `--model` of an `mlmon demo` command line (the default: the regression)."""
+    """The `--model` of an `mlmon demo`, `traffic` or `demo-labels` command line (the
+    default: the regression)."""
     from mlmon.demo.cli import PROGRESSION
 
     words = " ".join(command).split()
@@ -423,11 +424,21 @@ def test_every_demo_model_has_its_data_stream_kibana_objects_and_scrape_target(
         command = services[name]["command"]
         port = command[command.index("--port") + 1]
         assert f"{name}:{port}" in mlmon_targets
-def test_the_labelling_job_reads_the_labels_the_traffic_writes(resolved: dict[str, Any]) -> None:
-    """demo-labels feeds the file traffic appends to: the same path, on a volume both mount,
-    with Elasticsearch's credentials and the Pushgateway to write and count the labels."""
+@pytest.mark.parametrize(("demo", "traffic_name", "labelling_name", "setup"), [
+    ("demo", "traffic", "demo-labels", "setup"),
+    ("demo-risk", "traffic-risk", "demo-labels-risk", "setup-risk")])
+def test_the_labelling_job_reads_the_labels_the_traffic_writes(
+        resolved: dict[str, Any], demo: str, traffic_name: str, labelling_name: str,
+        setup: str) -> None:
+    """Each demo's labelling job feeds the file its traffic appends to: the same path, on a
+    volume both mount, for the model that demo serves (its truth and its profiles), with
+    Elasticsearch's credentials and the Pushgateway to write and count the labels."""
     services = resolved["services"]
-    traffic, labelling = services["traffic"], services["demo-labels"]
+    traffic, labelling = services[traffic_name], services[labelling_name]
+    model = _demo_model(services[demo]["command"])
+    assert _demo_model(traffic["command"]) == _demo_model(labelling["command"]) == model
+    assert traffic["command"][traffic["command"].index("--url") + 1].startswith(
+        f"http://{demo}:")
     written = traffic["command"][traffic["command"].index("--labels-out") + 1]
     fed = labelling["command"][labelling["command"].index("--labels") + 1]
     assert written == fed
@@ -442,4 +453,4 @@ def test_the_labelling_job_reads_the_labels_the_traffic_writes(resolved: dict[st
     assert volume_of(traffic) == volume_of(labelling) in resolved["volumes"]
     assert labelling["environment"]["MLMON_ES_URL"] == "http://elasticsearch:9200"
     assert "MLMON_ES_PASSWORD" in labelling["environment"]
-    assert {"setup", "pushgateway"} <= set(labelling["depends_on"])
+    assert {setup, "pushgateway"} <= set(labelling["depends_on"])

@@ -83,3 +83,25 @@ def test_a_damaged_cursor_feeds_from_the_start(tmp_path: Path) -> None:
     (state / CURSOR_FILE).write_text("")  # cut short
     assert feed(path, state, [*_copy_to(copied), str(state / ARRIVED_FILE)], now=150.0) == 1
     assert copied.read_text() == HEADER + "a,1.5,100\n"
+
+
+def test_each_demo_model_is_fed_with_its_champions_and_challengers_profiles() -> None:
+    from mlmon.demo.cli import PROGRESSION, RISK
+    from mlmon.demo.labels import profiles
+    from mlmon.demo.model import (
+        CHALLENGER_VERSION,
+        MODEL_NAME,
+        MODEL_VERSION,
+        RISK_CLASSES,
+        RISK_MODEL_NAME,
+    )
+    from mlmon.exporter.profile import ClassificationPrediction
+
+    for model, name in ((PROGRESSION, MODEL_NAME), (RISK, RISK_MODEL_NAME)):
+        found = profiles(model)
+        assert [(p.model_name, p.model_version) for p in found] == [
+            (name, MODEL_VERSION), (name, CHALLENGER_VERSION)]
+    # the classifier's: its classes, which the labels the traffic writes for it name
+    for profile in profiles(RISK):
+        assert isinstance(profile.prediction, ClassificationPrediction)
+        assert set(profile.prediction.classes) == set(RISK_CLASSES)

@@ -139,3 +139,27 @@ def test_labels_out_refuses_a_file_with_another_header(tmp_path: Any) -> None:
     with pytest.raises(CliError, match="request_id,target,arrived_at"):
         with_labels(lambda record: True, path, "run")
     assert path.read_text() == "request_id,target\nold-0,151.0\n"  # left as it was
+
+
+def test_the_truth_is_the_served_models_target_or_class() -> None:
+    """--model progression writes the regression's target; --model risk the class the
+    classifier was trained on (the same rule: its training labels, row for row)."""
+    import argparse
+
+    from mlmon.demo.cli import PROGRESSION, RISK
+    from mlmon.demo.model import RISK_CLASSES, reference_frame, train_risk
+    from mlmon.demo.traffic import add_arguments, truths
+
+    frame = reference_frame()
+    assert truths(frame, PROGRESSION) == frame["target"].tolist()
+    classes = truths(frame, RISK)
+    assert classes == train_risk().labels().tolist()
+    assert set(classes) == set(RISK_CLASSES)
+    # "high" is the top of the targets: every high row's target above every low row's
+    high = [t for t, c in zip(frame["target"], classes, strict=True) if c == "high"]
+    low = [t for t, c in zip(frame["target"], classes, strict=True) if c == "low"]
+    assert min(high) > max(low) and 0.1 < len(high) / len(frame) < 0.2
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).model == PROGRESSION  # the regression demo, as before
+    assert parser.parse_args(["--model", RISK]).model == RISK

@@ -116,8 +116,18 @@ def test_the_demo_feeds_its_labels_when_records_go_to_elasticsearch(tmp_path: Pa
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     assert compose["demo-labels"]["command"][1] == "demo-labels"
     assert "--labels-out" in compose["traffic"]["command"]
+    # The classifier's truth (its class) in a file of its own, fed with its own profiles.
+    traffic, labelling = every["traffic-risk"], every["demo-labels-risk"]
+    labels = traffic[traffic.index("--labels-out") + 1]
+    assert labels == str(tmp_path / "labels-risk.csv")
+    assert labelling[labelling.index("--labels") + 1] == labels
+    assert traffic[traffic.index("--model") + 1] == "risk"
+    assert labelling[labelling.index("--model") + 1] == "risk"
+    assert every["demo-risk"][every["demo-risk"].index("--model") + 1] == "risk"
+    assert compose["demo-labels-risk"]["command"][1] == "demo-labels"
     without = commands(Settings(run_dir=tmp_path, ports=PORTS))
     assert "demo-labels" not in without and "--labels-out" not in without["traffic"]
+    assert "demo-labels-risk" not in without and "--labels-out" not in without["traffic-risk"]
 
 
 def test_alertmanager_config_rewrites_webhooks_and_grouping() -> None:

@@ -43,6 +43,7 @@ from mlmon.log_shipper.record import (
 )
 from mlmon.log_shipper.redact import Redactor
 from mlmon.log_shipper.shadow import DEFAULT_PREDICT_TIMEOUT
+from mlmon.log_shipper.shadow_process import DEFAULT_NICE
 from mlmon.log_shipper.shipper import Shipper
 from mlmon.log_shipper.spool import SpoolLockedError
 from mlmon.log_shipper.spool_dirs import orphan_candidates, own_dir_choices
@@ -299,15 +300,17 @@ class PredictionLogger:
                        max_pending: int = 1000, tolerance: float | None = None,
                        with_scores: bool = False, monitor: ModelMonitor | None = None,
                        isolation: Isolation = "process",
-                       predict_timeout: float = DEFAULT_PREDICT_TIMEOUT) -> Challenger:
+                       predict_timeout: float = DEFAULT_PREDICT_TIMEOUT,
+                       nice: int = DEFAULT_NICE) -> Challenger:
         """Run `predict(features)` of another version of this model in shadow on every request
         this logger records: through `workers` threads, at most `max_pending` waiting (more are
         shed, counted), never in the caller's latency, never raising into it.
 
         `isolation="process"` (default): each worker thread has `predict` run in its own child
         process (`predict` pickled once, here; ValueError if it cannot be), answering within
-        `predict_timeout` seconds or killed and replaced (counted); "thread": in the worker
-        thread, sharing this process's GIL with the requests (log_shipper/shadow.py).
+        `predict_timeout` seconds or killed and replaced (counted), at `nice` (0-19) over this
+        process; "thread": in the worker thread, sharing this process's GIL with the requests
+        (log_shipper/shadow.py).
 
         The challenger is monitored under its own version (`profile`, a monitor on this
         logger's registry), its records go through this logger's shipper and log sink with
@@ -341,7 +344,8 @@ class PredictionLogger:
         try:
             challenger = Challenger(predict, logger, comparison, workers=workers,
                                     max_pending=max_pending, with_scores=with_scores,
-                                    isolation=isolation, predict_timeout=predict_timeout)
+                                    isolation=isolation, predict_timeout=predict_timeout,
+                                    nice=nice)
         except ValueError:  # e.g. a predict that cannot pickle: as if never called
             if own_monitor:
                 monitor.unregister()

@@ -14,7 +14,8 @@ Where `predict` runs (`isolation`):
   the serving process's GIL nor its share of the CPU; the worker thread waits on a pipe and
   keeps the counting, recording and monitoring in the serving process. `predict` must pickle
   (checked by `add_challenger`). A child that dies or hangs is counted (`process_died`,
-  `predict_timeout`) and replaced.
+  `predict_timeout`) and replaced. The child runs at a lower priority (`nice`, default +10):
+  on a busy machine the kernel gives the CPU to the requests first.
 - "thread": in the worker thread itself. For a `predict` that cannot be pickled; its pure
   Python parts then take the GIL from the requests (`make bench`: bench/bench_challenger.py).
 
@@ -38,7 +39,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlmon.exporter.challenger import Comparison, register_comparison, unregister_comparison
-from mlmon.log_shipper.shadow_process import ChildFailed, ChildPredict, pickle_predict
+from mlmon.log_shipper.shadow_process import (
+    DEFAULT_NICE,
+    ChildFailed,
+    ChildPredict,
+    pickle_predict,
+)
 
 if TYPE_CHECKING:
     from mlmon.log_shipper.facade import PredictionLogger
@@ -89,13 +95,15 @@ class Challenger:
     def __init__(self, predict: Predict, logger: PredictionLogger, comparison: Comparison, *,
                  workers: int = 1, max_pending: int = DEFAULT_MAX_PENDING,
                  with_scores: bool = False, isolation: Isolation = "process",
-                 predict_timeout: float = DEFAULT_PREDICT_TIMEOUT,
+                 predict_timeout: float = DEFAULT_PREDICT_TIMEOUT, nice: int = DEFAULT_NICE,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}, "
                              f"got {isolation!r}")
         if not predict_timeout > 0:
             raise ValueError(f"predict_timeout must be > 0 seconds, got {predict_timeout!r}")
+        if not 0 <= nice <= 19:  # an unprivileged process can only lower its priority
+            raise ValueError(f"nice must be between 0 and 19, got {nice!r}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if max_pending < 1:
@@ -108,6 +116,7 @@ class Challenger:
         self.with_scores = with_scores
         self.isolation = isolation
         self.predict_timeout = predict_timeout
+        self.nice = nice
         # pickled once, here: a configuration error shows at start-up, and every child (a
         # restart too) loads the same model, whatever happens to `predict` afterwards
         self._payload = pickle_predict(predict) if isolation == "process" else b""
@@ -138,7 +147,7 @@ class Challenger:
         if self.isolation == "thread":
             return InThread(self.predict, self._clock)
         # started on the first request, in the process that serves it (after any fork)
-        return ChildPredict(self._payload, timeout=self.predict_timeout)
+        return ChildPredict(self._payload, timeout=self.predict_timeout, nice=self.nice)
 
     @property
     def pending(self) -> int:

@@ -41,6 +41,10 @@ def own_pid(features: Mapping[str, Any]) -> float:
     return float(os.getpid())
 
 
+def own_niceness(features: Mapping[str, Any]) -> float:
+    return float(os.nice(0))
+
+
 class LoadsBadly:
     """Pickles fine in the serving process; loading it in the child raises."""
 
@@ -86,6 +90,18 @@ def test_predict_runs_in_a_child_process_started_on_the_first_request() -> None:
     # its prediction came from the child; the child ended on its own when its input closed
     assert _value(registry, "mlmon_challenger_difference_sum", **AT) == process.pid
     assert process.returncode == 0 and _gone(process.pid)
+
+
+def test_the_child_runs_at_a_lower_priority() -> None:
+    # so that on a busy machine the kernel runs the requests before the challenger
+    registry = CollectorRegistry()
+    champion_profile, challenger_profile = _profiles()
+    logger = _champion(champion_profile, registry)
+    logger.add_challenger(challenger_profile, own_niceness, nice=7)
+    logger.record(FEATURES, 0.0)
+    assert logger.close(timeout=60)
+    expected = min(19, os.nice(0) + 7)
+    assert _value(registry, "mlmon_challenger_difference_sum", **AT) == expected
 
 
 def test_a_child_that_dies_is_counted_and_replaced() -> None:

@@ -10,11 +10,13 @@ the two services (the order rotated each round), so a change in the machine's lo
 alike.
 
 Judged on same-run ratios of the pooled latencies, shadow over alone: p50 <= 1.25x and
-p99 <= 1.5x. The challenger's model runs in a child process of the service (the default
-`isolation="process"`, log_shipper/shadow_process.py); what it can still cost the request is
-the serving process's share of it (the queue put; in the worker thread, pickling the features
-and recording the challenger's prediction, which take the GIL briefly) and the child's CPU
-time on a machine without a spare core. Absolute latencies are reported, not judged.
+p99 <= 1.5x. The challenger's model runs in a child process of the service at a lower priority
+(the defaults `isolation="process"`, `nice=10`: log_shipper/shadow_process.py); what it can
+still cost the request is the serving process's share of the work (the queue put; in the worker
+thread, pickling the features and recording the challenger's prediction, which take the GIL
+briefly) and, on a machine without a spare core, the child's CPU time. Absolute latencies are
+reported, not judged, and so is the serving process's own CPU time per request
+(`process_cpu_seconds_total` of each service, its child processes not included).
 
 Usage: bench/bench_challenger.py --out DIR [--rounds R] [--requests N] [--rate R]
 """

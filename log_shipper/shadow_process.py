@@ -235,9 +235,10 @@ class ChildPredict:
 
     def abandon(self) -> None:
         """In a forked process: let go of the parent's child (close our copies of its pipes)."""
-        with self._lock:
-            fds, self._to_child, self._from_child = (self._to_child, self._from_child), -1, -1
-            self._child = None
+        # a parent's thread may have held the lock at the fork: this process has only its own
+        self._lock = threading.Lock()
+        fds, self._to_child, self._from_child = (self._to_child, self._from_child), -1, -1
+        self._child = None
         for fd in fds:
             if fd >= 0:
                 os.close(fd)

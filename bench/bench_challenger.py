@@ -10,9 +10,13 @@ the two services (the order rotated each round), so a change in the machine's lo
 alike.
 
 Judged on same-run ratios of the pooled latencies, shadow over alone: p50 <= 1.25x and
-p99 <= 1.5x. The challenger runs in a worker thread of the same process, so what it can still
-cost the request is the GIL: its pure-Python parts hold it while the request thread waits
-(up to the interpreter's switch interval, 5 ms). Absolute latencies are reported, not judged.
+p99 <= 1.5x. The challenger's model runs in a child process of the service at a lower priority
+(the defaults `isolation="process"`, `nice=10`: log_shipper/shadow_process.py); what it can
+still cost the request is the serving process's share of the work (the queue put; in the worker
+thread, pickling the features and recording the challenger's prediction, which take the GIL
+briefly) and, on a machine without a spare core, the child's CPU time. Absolute latencies are
+reported, not judged, and so is the serving process's own CPU time per request
+(`process_cpu_seconds_total` of each service, its child processes not included).
 
 Usage: bench/bench_challenger.py --out DIR [--rounds R] [--requests N] [--rate R]
 """
@@ -98,21 +102,26 @@ def _round(port: int, bodies: list[bytes], n: int, rate: float, start: int) -> l
     return latencies
 
 
-def _challenger_counts(port: int) -> dict[str, float]:
-    """The shadow service's challenger: requests compared and shed (from its /metrics)."""
+def _sums(port: int, names: tuple[str, ...]) -> dict[str, float]:
+    """Each named sample's value from the service's /metrics, summed over its labels."""
     from prometheus_client.parser import text_string_to_metric_families
 
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request("GET", "/metrics")
     text = connection.getresponse().read().decode()
-    counts = {"compared": 0.0, "shed": 0.0}
+    sums = dict.fromkeys(names, 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "mlmon_challenger_compared_total":
-                counts["compared"] += sample.value
-            elif sample.name == "mlmon_challenger_skipped_total":
-                counts["shed"] += sample.value
-    return counts
+            if sample.name in sums:
+                sums[sample.name] += sample.value
+    return sums
+
+
+# The serving process's own CPU time (its threads, not its child processes), from
+# prometheus_client's process collector: what a challenger costs the process the requests
+# run in, the load-independent side of the latency ratios.
+CPU = "process_cpu_seconds_total"
+COMPARED, SKIPPED = "mlmon_challenger_compared_total", "mlmon_challenger_skipped_total"
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -134,20 +143,25 @@ def main(argv: list[str] | None = None) -> int:
         latencies: dict[str, list[float]] = {mode: [] for mode in MODES}
         for warm in MODES:  # the first requests pay for imports and caches
             _round(servers[warm][1], bodies, 50, args.rate, 0)
+        time.sleep(2.0)  # the challenger's start (a child process loading its model) is done
+        cpu_start = {mode: _sums(servers[mode][1], (CPU,))[CPU] for mode in MODES}
         for r in range(args.rounds):
             order = MODES if r % 2 == 0 else MODES[::-1]
             for mode in order:
                 latencies[mode] += _round(servers[mode][1], bodies, args.requests, args.rate,
                                           r * args.requests)
                 time.sleep(0.2)  # the shadow service's last challenger work, off the clock
-        shadow_work = _challenger_counts(servers["shadow"][1])
+        cpu = {mode: _sums(servers[mode][1], (CPU,))[CPU] - cpu_start[mode] for mode in MODES}
+        counts = _sums(servers["shadow"][1], (COMPARED, SKIPPED))
+        shadow_work = {"compared": counts[COMPARED], "shed": counts[SKIPPED]}
     finally:
         for process, _ in servers.values():
             process.terminate()
             process.wait(30)
     stats: dict[str, dict[str, Any]] = {
         mode: {"requests": len(values), "p50_ms": 1e3 * _quantile(values, 0.5),
-               "p99_ms": 1e3 * _quantile(values, 0.99), "mean_ms": 1e3 * statistics.mean(values)}
+               "p99_ms": 1e3 * _quantile(values, 0.99), "mean_ms": 1e3 * statistics.mean(values),
+               "cpu_ms_per_request": 1e3 * cpu[mode] / len(values)}
         for mode, values in latencies.items()}
     alone, shadow = stats["alone"], stats["shadow"]
     targets = [
@@ -160,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for mode, s in stats.items():
         print(f"{mode:7s} p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms  "
-              f"mean {s['mean_ms']:.2f} ms  ({s['requests']} requests)")
+              f"mean {s['mean_ms']:.2f} ms  ({s['requests']} requests; serving process "
+              f"{s['cpu_ms_per_request']:.2f} ms CPU per request)")
     print(f"challenger: {shadow_work['compared']:.0f} requests compared, "
           f"{shadow_work['shed']:.0f} shed or failed")
     return finish("bench_challenger", args.out, "challenger.json",

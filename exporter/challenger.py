@@ -42,7 +42,8 @@ from mlmon.exporter.values import classify_label, classify_number
 
 UNSEEN = N.UNSEEN_CLASS
 AGREE, DISAGREE = "agree", "disagree"
-SKIP_REASONS = ("queue_full", "closed", "predict_error", "record_error", "not_comparable")
+SKIP_REASONS = ("queue_full", "closed", "predict_error", "record_error", "not_comparable",
+                "predict_timeout", "process_died")
 # Multiples of the champion's reference prediction std: the difference histogram's edges
 # (symmetric, with 0 so the sign of the difference is readable) and the default tolerance.
 DIFFERENCE_STEPS = (0.05, 0.1, 0.25, 0.5, 1.0)

@@ -41,6 +41,8 @@ from mlmon.log_shipper.record import (
     materialize,
 )
 from mlmon.log_shipper.redact import Redactor
+from mlmon.log_shipper.shadow import DEFAULT_PREDICT_TIMEOUT
+from mlmon.log_shipper.shadow_process import DEFAULT_NICE
 from mlmon.log_shipper.shipper import Shipper
 from mlmon.log_shipper.spool import SpoolLockedError
 from mlmon.log_shipper.spool_dirs import orphan_candidates, own_dir_choices
@@ -49,7 +51,7 @@ from mlmon.names import CHALLENGER_ROLE, CHAMPION_ROLE
 if TYPE_CHECKING:
     from mlmon.exporter.monitor import ModelMonitor, RequestTracker
     from mlmon.exporter.profile import Profile
-    from mlmon.log_shipper.shadow import Challenger, Predict
+    from mlmon.log_shipper.shadow import Challenger, Isolation, Predict
 
 log = logging.getLogger(__name__)
 
@@ -295,10 +297,18 @@ class PredictionLogger:
     def add_challenger(self, profile: Profile, predict: Predict, *, workers: int = 1,
                        max_pending: int = 1000, tolerance: float | None = None,
                        with_scores: bool = False, monitor: ModelMonitor | None = None,
-                       ) -> Challenger:
+                       isolation: Isolation = "process",
+                       predict_timeout: float = DEFAULT_PREDICT_TIMEOUT,
+                       nice: int = DEFAULT_NICE) -> Challenger:
         """Run `predict(features)` of another version of this model in shadow on every request
-        this logger records: in `workers` threads, at most `max_pending` waiting (more are
+        this logger records: through `workers` threads, at most `max_pending` waiting (more are
         shed, counted), never in the caller's latency, never raising into it.
+
+        `isolation="process"` (default): each worker thread has `predict` run in its own child
+        process (`predict` pickled once, here; ValueError if it cannot be), answering within
+        `predict_timeout` seconds or killed and replaced (counted), at `nice` (0-19) over this
+        process; "thread": in the worker thread, sharing this process's GIL with the requests
+        (log_shipper/shadow.py).
 
         The challenger is monitored under its own version (`profile`, a monitor on this
         logger's registry), its records go through this logger's shipper and log sink with
@@ -319,6 +329,7 @@ class PredictionLogger:
         directory = self.monitor.storage.directory
         comparison = Comparison(self.monitor.profile, profile, tolerance=tolerance,
                                 directory=directory)
+        own_monitor = monitor is None
         if monitor is None:
             monitor = ModelMonitor(profile, self.monitor.registry,
                                    multiproc_directory=directory)
@@ -328,8 +339,15 @@ class PredictionLogger:
             self.builder = self.builder.with_role(CHAMPION_ROLE)
         logger = PredictionLogger(builder, monitor=monitor, shipper=self.shipper,
                                   log_sink=self.log_sink)
-        challenger = Challenger(predict, logger, comparison, workers=workers,
-                                max_pending=max_pending, with_scores=with_scores)
+        try:
+            challenger = Challenger(predict, logger, comparison, workers=workers,
+                                    max_pending=max_pending, with_scores=with_scores,
+                                    isolation=isolation, predict_timeout=predict_timeout,
+                                    nice=nice)
+        except ValueError:  # e.g. a predict that cannot pickle: as if never called
+            if own_monitor:
+                monitor.unregister()
+            raise
         self.challengers.append(challenger)
         self._join_challengers()
         return challenger

@@ -3,17 +3,28 @@
 `PredictionLogger.add_challenger(profile, predict)` attaches a `Challenger`. Each
 `logger.record(...)` of the champion then hands the request's features, its prediction and its
 record id to the challenger with one non-blocking put into a bounded queue; worker threads
-(`workers`, default 1) take it from there: they call `predict(features)`, record the
+(`workers`, default 1) take it from there: each has `predict(features)` computed, records the
 challenger's prediction under its own model version (its own monitor; records through the
 champion's shipper with `model.role: challenger` and the champion's request id in `trace.id`)
-and count the agreement of the two predictions (mlmon/exporter/challenger.py).
+and counts the agreement of the two predictions (mlmon/exporter/challenger.py).
 
-The request pays the queue put and a copy of the features, nothing else (`make bench`:
-bench/bench_challenger.py). When the workers fall behind and `max_pending` requests wait, new
-ones are shed and counted (`mlmon_challenger_skipped_total{reason="queue_full"}`), never queued
-without bound; a challenger that raises is counted (`predict_error`), never seen by the caller.
-`close()` lets the workers finish what is pending within a timeout and counts the rest as
-`closed`.
+Where `predict` runs (`isolation`):
+- "process" (the default): in a child process per worker thread
+  (log_shipper/shadow_process.py), fed the pickled features. The model's work holds neither
+  the serving process's GIL nor its share of the CPU; the worker thread waits on a pipe and
+  keeps the counting, recording and monitoring in the serving process. `predict` must pickle
+  (checked by `add_challenger`). A child that dies or hangs is counted (`process_died`,
+  `predict_timeout`) and replaced. The child runs at a lower priority (`nice`, default +10):
+  on a busy machine the kernel gives the CPU to the requests first.
+- "thread": in the worker thread itself. For a `predict` that cannot be pickled; its pure
+  Python parts then take the GIL from the requests (`make bench`: bench/bench_challenger.py).
+
+The request pays the queue put and a copy of the features, nothing else. When the workers fall
+behind and `max_pending` requests wait, new ones are shed and counted
+(`mlmon_challenger_skipped_total{reason="queue_full"}`), never queued without bound; a
+challenger that raises is counted (`predict_error`), never seen by the caller. `close()` lets
+the workers finish what is pending within a timeout, counts the rest as `closed` and ends the
+child processes.
 """
 
 from __future__ import annotations
@@ -25,9 +36,15 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlmon.exporter.challenger import Comparison, register_comparison, unregister_comparison
+from mlmon.log_shipper.shadow_process import (
+    DEFAULT_NICE,
+    ChildFailed,
+    ChildPredict,
+    pickle_predict,
+)
 
 if TYPE_CHECKING:
     from mlmon.log_shipper.facade import PredictionLogger
@@ -35,12 +52,38 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Predict = Callable[[dict[str, Any]], Any]  # gets its own copy of the request's features
+Isolation = Literal["process", "thread"]
+ISOLATIONS: tuple[Isolation, ...] = ("process", "thread")
 _STOP = object()
 DEFAULT_MAX_PENDING = 1000
+DEFAULT_PREDICT_TIMEOUT = 30.0
+_KILLED_JOIN_S = 5.0  # a worker whose child was killed wakes within milliseconds
+
+
+class InThread:
+    """`predict(features)` in the calling worker thread: `(output, seconds)`."""
+
+    def __init__(self, predict: Predict, clock: Callable[[], float]) -> None:
+        self.predict = predict
+        self.clock = clock
+
+    def __call__(self, features: dict[str, Any]) -> tuple[Any, float]:
+        start = self.clock()
+        return self.predict(features), self.clock() - start
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Nothing to end."""
+
+    def kill(self) -> None:
+        """Nothing to end: a predict running in a thread finishes on its own."""
+
+    def abandon(self) -> None:
+        """Nothing inherited."""
 
 
 class Challenger:
-    """Runs `predict` on the champion's requests in `workers` threads, bounded by `max_pending`.
+    """Runs `predict` on the champion's requests through `workers` threads (each with its child
+    process, or in the thread: `isolation`), bounded by `max_pending`.
 
     Made by `PredictionLogger.add_challenger(...)`, which also closes it.
 
@@ -51,8 +94,16 @@ class Challenger:
 
     def __init__(self, predict: Predict, logger: PredictionLogger, comparison: Comparison, *,
                  workers: int = 1, max_pending: int = DEFAULT_MAX_PENDING,
-                 with_scores: bool = False,
+                 with_scores: bool = False, isolation: Isolation = "process",
+                 predict_timeout: float = DEFAULT_PREDICT_TIMEOUT, nice: int = DEFAULT_NICE,
                  clock: Callable[[], float] = time.perf_counter) -> None:
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}, "
+                             f"got {isolation!r}")
+        if not predict_timeout > 0:
+            raise ValueError(f"predict_timeout must be > 0 seconds, got {predict_timeout!r}")
+        if not 0 <= nice <= 19:  # an unprivileged process can only lower its priority
+            raise ValueError(f"nice must be between 0 and 19, got {nice!r}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if max_pending < 1:
@@ -63,8 +114,15 @@ class Challenger:
         self.workers = workers
         self.max_pending = max_pending
         self.with_scores = with_scores
+        self.isolation = isolation
+        self.predict_timeout = predict_timeout
+        self.nice = nice
+        # pickled once, here: a configuration error shows at start-up, and every child (a
+        # restart too) loads the same model, whatever happens to `predict` afterwards
+        self._payload = pickle_predict(predict) if isolation == "process" else b""
         self._clock = clock
         self._closed = False
+        self.runners: list[InThread | ChildPredict] = []
         self._start()
         # A forked child (gunicorn --preload) has the queue but not the threads: start afresh.
         os.register_at_fork(after_in_child=_restart_in_child(weakref.ref(self)))
@@ -76,10 +134,20 @@ class Challenger:
         self._pid = os.getpid()
         self._submit_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(self.max_pending)
-        self._threads = [threading.Thread(target=self._work, name=f"mlmon-challenger-{i}",
-                                          daemon=True) for i in range(self.workers)]
+        for runner in self.runners:  # a forked child: the parent's processes are not ours
+            runner.abandon()
+        self.runners = [self._runner() for _ in range(self.workers)]
+        self._threads = [threading.Thread(target=self._work, args=(runner,),
+                                          name=f"mlmon-challenger-{i}", daemon=True)
+                         for i, runner in enumerate(self.runners)]
         for thread in self._threads:
             thread.start()
+
+    def _runner(self) -> InThread | ChildPredict:
+        if self.isolation == "thread":
+            return InThread(self.predict, self._clock)
+        # started on the first request, in the process that serves it (after any fork)
+        return ChildPredict(self._payload, timeout=self.predict_timeout, nice=self.nice)
 
     @property
     def pending(self) -> int:
@@ -105,31 +173,35 @@ class Challenger:
             self.comparison.skip("not_comparable")
         return False
 
-    def _work(self) -> None:
+    def _work(self, runner: InThread | ChildPredict) -> None:
         while True:
             item = self._queue.get()
             try:
                 if item is _STOP:
+                    runner.close()
                     return
-                self._run(*item)
+                self._run(runner, *item)
             except Exception:  # noqa: BLE001 - a worker must outlive any one request
                 log.exception("mlmon challenger: unexpected error")
                 self.comparison.skip("record_error")
             finally:
                 self._queue.task_done()
 
-    def _run(self, features: dict[str, Any], champion: Any, request_id: str) -> None:
+    def _run(self, runner: InThread | ChildPredict, features: dict[str, Any], champion: Any,
+             request_id: str) -> None:
         start = self._clock()
         try:
-            out = self.predict(features)
+            out, latency = runner(features)
             prediction, scores = out if self.with_scores else (out, None)
-        except Exception:  # noqa: BLE001 - the challenger's failure is counted, not raised
-            self.comparison.skip("predict_error")
+        except Exception as exc:  # noqa: BLE001 - the challenger's failure is counted, not raised
+            reason = exc.reason if isinstance(exc, ChildFailed) else "predict_error"
+            if reason in ("process_died", "predict_timeout") and str(exc) != reason:
+                log.warning("mlmon challenger %s: %s", self.comparison.challenger_version, exc)
+            self.comparison.skip(reason)
             monitor = self.logger.monitor
-            if monitor is not None:
+            if monitor is not None and reason != "closed":
                 monitor.record_request(self._clock() - start, ok=False)
             return
-        latency = self._clock() - start
         monitor = self.logger.monitor
         if monitor is not None:
             monitor.record_request(None, ok=True)  # the latency: by record() below
@@ -149,6 +221,12 @@ class Challenger:
                 self._put_stop(deadline)
             for thread in self._threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
+            for runner, thread in zip(self.runners, self._threads, strict=True):
+                if thread.is_alive():  # still in a predict at the deadline: end its process
+                    runner.kill()
+                    # its thread then counts that request `closed` at once (a thread running
+                    # predict itself cannot be stopped: it finishes in the background)
+                    thread.join(_KILLED_JOIN_S if isinstance(runner, ChildPredict) else 0.0)
         left = 0
         while True:
             try:

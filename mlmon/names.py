@@ -486,7 +486,9 @@ CHALLENGER_SKIPPED = Series("mlmon_challenger_skipped", "counter",
                             ("champion_version", "reason"),
                             "challenger work shed or failed: `queue_full` (the pool is behind), "
                             "`closed` (pending at close), `predict_error`, `record_error`, "
-                            "`not_comparable` (a prediction missing or invalid)")
+                            "`not_comparable` (a prediction missing or invalid), "
+                            "`predict_timeout` (its process did not answer in time: killed), "
+                            "`process_died` (its process exited, or is waiting to restart)")
 
 CHALLENGER_SERIES = (MODEL_ROLE_INFO, CHALLENGER_COMPARED, CHALLENGER_CLASS_PAIR,
                      CHALLENGER_DIFFERENCE, CHALLENGER_TOLERANCE, CHALLENGER_SKIPPED)

@@ -1,4 +1,9 @@
-"""Shadow mode: the challenger runs off the request path, bounded, counted, never raising."""
+"""Shadow mode: the challenger runs off the request path, bounded, counted, never raising.
+
+The challenger functions are module-level so that they pickle: by default they run in a child
+process (tests/test_shadow_process.py has its failures). The tests that hold a challenger
+with a `threading.Event` run it in the worker thread (`isolation="thread"`).
+"""
 
 from __future__ import annotations
 
@@ -34,6 +39,31 @@ class ListSink:
         pass
 
 
+def quarter(features: Mapping[str, Any]) -> float:
+    return 0.25
+
+
+def income_plus_offset(features: Mapping[str, Any]) -> float:
+    return float(features["income"]) / 1000 + float(features["offset"])
+
+
+# the challenger's answers by the request's "n"
+ANSWERS = [("yes", {"yes": 0.9, "no": 0.1}), ("no", {"yes": 0.2, "no": 0.8}),
+           ("maybe", {"maybe": 1.0}), ("yes", {"yes": 0.6, "no": 0.4})]
+
+
+def nth_answer(features: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
+    return ANSWERS[int(features["n"])]
+
+
+def broken(features: Mapping[str, Any]) -> float:
+    raise RuntimeError("challenger bug")
+
+
+def not_a_number(features: Mapping[str, Any]) -> float:
+    return float("nan")
+
+
 def _profiles(classification: bool = False) -> tuple[Profile, Profile]:
     champion = Profile.from_dict(sample_profile_dict(classification))
     return champion, dataclasses.replace(champion, model_version="4")
@@ -55,7 +85,7 @@ def test_both_records_share_the_request_id_with_their_role() -> None:
     registry, sink = CollectorRegistry(), ListSink()
     champion_profile, challenger_profile = _profiles()
     logger = _champion(champion_profile, registry, sink)
-    logger.add_challenger(challenger_profile, lambda features: 0.25)
+    logger.add_challenger(challenger_profile, quarter)
     assert logger.record(FEATURES, 0.2, request_id="req-1") == "req-1"
     assert logger.close()
     by_role = {r["model"]["role"]: r for r in sink.records}
@@ -67,7 +97,7 @@ def test_both_records_share_the_request_id_with_their_role() -> None:
     assert by_role["challenger"]["prediction"]["value"] == 0.25
     # without a request id: the champion's generated id is the challenger's trace id too
     logger = _champion(champion_profile, CollectorRegistry(), sink := ListSink())
-    logger.add_challenger(challenger_profile, lambda features: 0.25)
+    logger.add_challenger(challenger_profile, quarter)
     event_id = logger.record(FEATURES, 0.2)
     logger.close()
     assert {r["trace"]["id"] for r in sink.records} == {event_id}
@@ -99,7 +129,7 @@ def test_regression_agreement_and_differences_are_counted_exactly() -> None:
     logger = _champion(champion_profile, registry)
     # challenger = champion + the request's offset: |d| <= 0.1 (the default tolerance) agrees
     offsets = [0.0, 0.0625, -0.09375, 0.25, -0.375, 0.75, 2.0]  # exact in binary
-    logger.add_challenger(challenger_profile, lambda f: f["income"] / 1000 + f["offset"])
+    logger.add_challenger(challenger_profile, income_plus_offset)
     for offset in offsets:
         logger.record({**FEATURES, "offset": offset}, 1.5)
     logger.close()
@@ -127,12 +157,9 @@ def test_classification_counts_class_pairs() -> None:
     registry = CollectorRegistry()
     champion_profile, challenger_profile = _profiles(classification=True)
     logger = _champion(champion_profile, registry)
-    answers = iter([("yes", {"yes": 0.9, "no": 0.1}), ("no", {"yes": 0.2, "no": 0.8}),
-                    ("maybe", {"maybe": 1.0}), ("yes", {"yes": 0.6, "no": 0.4})])
-    logger.add_challenger(challenger_profile, lambda f: next(answers), with_scores=True,
-                          workers=1)
-    for champion_says in ("yes", "yes", "maybe", "perhaps"):
-        logger.record(FEATURES, champion_says)
+    logger.add_challenger(challenger_profile, nth_answer, with_scores=True, workers=1)
+    for n, champion_says in enumerate(("yes", "yes", "maybe", "perhaps")):
+        logger.record({**FEATURES, "n": n}, champion_says)
     logger.close()
     at = {"model_version": "4", "champion_version": "3"}
     pairs = {(a, b): _value(registry, "mlmon_challenger_class_pair_total", **at,
@@ -166,7 +193,8 @@ def test_a_slow_challenger_is_off_the_request_path_and_sheds_beyond_max_pending(
     champion_profile, challenger_profile = _profiles()
     logger = _champion(champion_profile, registry)
     gate = Gate()
-    challenger = logger.add_challenger(challenger_profile, gate, max_pending=2)
+    challenger = logger.add_challenger(challenger_profile, gate, max_pending=2,
+                                       isolation="thread")
     # the challenger blocks, yet every record() returns: it never waits for the challenger
     assert logger.record(FEATURES, 0.0) is not None
     assert gate.started.wait(10)
@@ -186,7 +214,8 @@ def test_close_counts_what_the_challenger_left_pending() -> None:
     champion_profile, challenger_profile = _profiles()
     logger = _champion(champion_profile, registry)
     gate = Gate()
-    challenger = logger.add_challenger(challenger_profile, gate, max_pending=10)
+    challenger = logger.add_challenger(challenger_profile, gate, max_pending=10,
+                                       isolation="thread")
     logger.record(FEATURES, 0.0)
     assert gate.started.wait(10)
     for _ in range(4):
@@ -203,10 +232,6 @@ def test_a_failing_challenger_is_counted_and_never_reaches_the_caller() -> None:
     registry = CollectorRegistry()
     champion_profile, challenger_profile = _profiles()
     logger = _champion(champion_profile, registry)
-
-    def broken(features: Mapping[str, Any]) -> float:
-        raise RuntimeError("challenger bug")
-
     logger.add_challenger(challenger_profile, broken)
     for _ in range(3):
         assert logger.record(FEATURES, 0.0) is not None
@@ -221,7 +246,7 @@ def test_an_uncomparable_prediction_is_counted() -> None:
     registry = CollectorRegistry()
     champion_profile, challenger_profile = _profiles()
     logger = _champion(champion_profile, registry)
-    logger.add_challenger(challenger_profile, lambda f: float("nan"))
+    logger.add_challenger(challenger_profile, not_a_number)
     logger.record(FEATURES, 0.0)
     logger.record(FEATURES, None)
     logger.close()
@@ -251,13 +276,14 @@ def _worker_logger(directory: str, registry: CollectorRegistry) -> PredictionLog
                             environment="test", profile=champion_profile)
     monitor = ModelMonitor(champion_profile, registry, multiproc_directory=directory)
     logger = PredictionLogger(builder, monitor=monitor)
-    logger.add_challenger(challenger_profile, lambda f: f["income"] / 1000 + f["offset"])
+    logger.add_challenger(challenger_profile, income_plus_offset)
     return logger
 
 
 def test_worker_processes_sum_their_comparisons(tmp_path) -> None:
-    # gunicorn-style: the logger is made before the fork; each worker counts into its own
-    # file of the multi-process directory, and a scrape in any process sums them all
+    # gunicorn-style: the logger is made before the fork; each worker starts its own child
+    # process for the challenger and counts into its own file of the multi-process
+    # directory, and a scrape in any process sums them all
     import multiprocessing
 
     directory = str(tmp_path)

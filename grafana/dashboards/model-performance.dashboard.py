@@ -235,7 +235,9 @@ SHADOW_DETAIL = [
           f"(rate({N.CHALLENGER_SKIPPED.sample}{{{MODEL}}}[$__rate_interval])) > 0",
           "{{reason}} {{model_version}}")], unit="reqps",
         description="queue_full: the challenger fell behind and requests were not run on "
-                    "it; predict_error: it raised; closed: pending at shutdown."), 5),
+                    "it; predict_error: it raised; closed: pending at shutdown; "
+                    "process_died / predict_timeout: its process exited / did not answer "
+                    "(replaced)."), 5),
 ]
 
 ALERTS = [

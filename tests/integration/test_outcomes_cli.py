@@ -419,7 +419,8 @@ def test_labels_fed_once_score_the_champion_and_the_challenger(
             spool_dir=tmp_path / f"spool-{name}", monitor=monitor, max_age_s=0.2,
             handle_signals=False)
         if shadow:  # queue room for every request: none is shed
-            logger.add_challenger(challenger, challenger_predict, max_pending=10_000)
+            logger.add_challenger(challenger, challenger_predict, max_pending=10_000,
+                                  isolation="thread")  # a local function: not picklable
         loggers.append(logger)
     for n in range(240):  # the last 40 requests go through a logger without a challenger
         shadow = n < 200

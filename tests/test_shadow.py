@@ -112,7 +112,7 @@ def test_a_label_finds_the_challengers_record_under_challenger_record_id() -> No
     request_ids = ["req-1", "é" * 250 + "xyz", "long-" + "x" * 600]
     champion_profile, challenger_profile = _profiles()
     logger = _champion(champion_profile, CollectorRegistry(), sink := ListSink())
-    logger.add_challenger(challenger_profile, lambda features: 0.25)
+    logger.add_challenger(challenger_profile, quarter)
     for request_id in request_ids:
         logger.record(FEATURES, 0.2, request_id=request_id)
     assert logger.close()

@@ -108,11 +108,19 @@ def _per_call(n: int, call: Callable[[int], Any]) -> dict[str, float]:
     return _summary(times)
 
 
+def _role_cpu_s(role: Any) -> float:
+    """CPU seconds the shipper role's thread has used (its own clock: the others' work and
+    the time it waits for the GIL are not counted)."""
+    return time.clock_gettime(time.pthread_getcpuclockid(role._thread.ident))
+
+
 def bench_record(url: str, n: int) -> dict[str, dict[str, float]]:
     """Per-call costs on the request thread, measured in turn in the same process:
     - `record`: `PredictionLogger.record()` (observe + capture + ship; built off the thread);
     - `build_on_thread`: observe + build + ship in the caller's thread (how record() used to work);
     - `observe`: `ModelMonitor.observe()` alone;
+    - `threads`: the CPU time the spool writer (build, redact, encode, spool) and the sender
+      (bulk requests) spent per record of the `record` calls, on their threads' own clocks;
     - `guide`: python-json-logger's `logger.info(record)` to a file handler (how the guide's
       course code logs a prediction's inputs), synchronous as it is written there."""
     from prometheus_client import CollectorRegistry
@@ -137,9 +145,17 @@ def bench_record(url: str, n: int) -> dict[str, dict[str, float]]:
         handler = logging.FileHandler(Path(spool) / "guide.log", encoding="utf-8")
         handler.setFormatter(JsonFormatter())
         guide.addHandler(handler)
+        roles = (shipper.writer, shipper.sender)
+        cpu_before = [_role_cpu_s(role) for role in roles]
         out = {
             "record": _per_call(n, lambda i: logger.record(features[i], "yes", latency_s=0.01,
                                                            scores=scores)),
+        }
+        shipper.flush(timeout=120)  # the roles' CPU for these n records, delivered
+        out["threads"] = {f"{name}_cpu_us_per_record": 1e6 * (_role_cpu_s(role) - before) / n
+                          for name, role, before in zip(("writer", "sender"), roles, cpu_before,
+                                                        strict=True)}
+        out |= {
             "build_on_thread": _per_call(n, build_on_thread),
             "observe": _per_call(n, lambda i: monitor.observe(features[i], "yes",
                                                               latency_s=0.01, scores=scores)),
@@ -236,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "record_p99_us": round(record_call["record"]["p99_us"], 3),
         "record_build_on_thread_median_us": round(record_call["build_on_thread"]["median_us"], 3),
         "observe_median_us": round(record_call["observe"]["median_us"], 3),
+        **{key: round(value, 3) for key, value in record_call["threads"].items()},
         "guide_logger_info_median_us": round(record_call["guide"]["median_us"], 3),
         "record_vs_guide": round(record_call["record"]["median_us"]
                                  / record_call["guide"]["median_us"], 3),
@@ -257,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
           f"| observe + build + ship on the thread (before) | "
           f"{result['record_build_on_thread_median_us']} us | |\n"
           f"| observe() alone | {result['observe_median_us']} us | |\n"
+          f"| per record() in the spool writer's / sender's thread (CPU) | "
+          f"{result['writer_cpu_us_per_record']} / {result['sender_cpu_us_per_record']} us "
+          f"| |\n"
           f"| guide: python-json-logger info() to a file | "
           f"{result['guide_logger_info_median_us']} us | baseline |\n"
           f"| record() / guide | {result['record_vs_guide']} | "

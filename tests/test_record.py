@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import uuid
 from datetime import datetime, timezone
 
 import numpy as np
@@ -14,6 +15,7 @@ from mlmon.log_shipper.record import (
     RecordBuilder,
     index_name,
     materialize,
+    random_id,
     stable_id,
     utc_timestamp,
 )
@@ -161,3 +163,13 @@ def test_materialize_builds_a_pending_record_and_passes_a_dict_through() -> None
                                                     timestamp=NOW)
     record = {"event": {"id": "x"}}
     assert materialize(record) is record
+
+
+def test_random_ids_are_version_4_uuids_in_their_text_form() -> None:
+    ids = [random_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(str(u) == i and u.version == 4 and u.variant == uuid.RFC_4122
+               for u, i in zip(parsed, ids, strict=True))
+    # every variant digit 8, 9, a, b occurs: the two random bits beside the variant are kept
+    assert {i[19] for i in ids} == set("89ab")

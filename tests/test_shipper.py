@@ -7,6 +7,7 @@ points at a closed loopback port (a real "connection refused"), which is the out
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ from mlmon.log_shipper.delivery import decode_spooled, encode_spooled
 from mlmon.log_shipper.metrics import ShipperCollector, SpoolRootCollector
 from mlmon.log_shipper.redact import Redactor
 from mlmon.log_shipper.sender import Document, backoff_delay
-from mlmon.log_shipper.shipper import Shipper
+from mlmon.log_shipper.shipper import Shipper, encode_json
 from mlmon.log_shipper.spool import Spool
 
 
@@ -336,3 +337,33 @@ def test_an_unexpected_spool_error_under_fsync_always_is_counted_once(
         assert shipper.stats.queued == 1
     finally:
         shipper.close(timeout=0.2)
+
+
+def test_the_encoder_writes_what_json_dumps_writes_and_refuses_nan_and_inf() -> None:
+    docs = [{"b": [1.5, 1e-07, -0.0, 1e300, 3], "a": {"é": "x\n\u2028\"", "z": None, "t": True}},
+            {"features": {"n": 0.1 + 0.2, "c": "ü"}, "event": {"id": "1"}}, [], "s", 7]
+    for doc in docs:
+        assert encode_json(doc) == json.dumps(doc, separators=(",", ":"), sort_keys=True,
+                                              ensure_ascii=False, allow_nan=False).encode()
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError):
+            encode_json({"features": {"n": bad}})
+    with pytest.raises(TypeError):
+        encode_json({"x": object()})
+
+
+def test_nan_inf_and_cycles_are_counted_unserializable_and_the_callers_dict_kept(
+        closed_url: str, tmp_path: Path) -> None:
+    shipper = _shipper(closed_url, tmp_path)
+    cycle: dict[str, object] = {"event": {"id": "cycle"}}
+    cycle["self"] = cycle
+    for bad in ({"event": {"id": "nan"}, "x": math.nan}, {"event": {"id": "inf"}, "x": [math.inf]},
+                cycle):
+        shipper.ship(bad)
+    no_id: dict[str, object] = {"features": {"n": 1.0}}
+    shipper.ship(no_id)
+    shipper.close(timeout=0.2)
+    assert shipper.stats.dropped["unserializable"] == 3
+    assert no_id == {"features": {"n": 1.0}}  # its id was given to the spooled copy only
+    (only,) = _spooled_ids(tmp_path)
+    assert len(only) == 36

@@ -14,13 +14,15 @@ install-prometheus: ## install Prometheus, promtool, Alertmanager, amtool, Pushg
 	  echo "prometheus, alertmanager, pushgateway and node exporter already installed"; \
 	else \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  PACKAGES="prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter"; \
+	  NEW=$$(for p in $$PACKAGES; do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+	    grep -q 'ok installed' || echo $$p; done); \
 	  $$SUDO apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
-	    prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter && \
-	  if [ -d /run/systemd/system ]; then \
-	    echo "stopping and disabling the packages' own services: they listen on all interfaces on the ports the stack and the tests use"; \
-	    $$SUDO systemctl disable --now prometheus prometheus-alertmanager \
-	      prometheus-pushgateway prometheus-node-exporter; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$PACKAGES && \
+	  if [ -d /run/systemd/system ] && [ -n "$$NEW" ]; then \
+	    echo "stopping and disabling the services of the packages just installed ($$NEW):" \
+	      "they listen on all interfaces, on the ports the stack and the tests use"; \
+	    $$SUDO systemctl disable --now $$NEW; \
 	  fi; \
 	fi
 

@@ -42,8 +42,15 @@ from mlmon.exporter.values import classify_label, classify_number
 
 UNSEEN = N.UNSEEN_CLASS
 AGREE, DISAGREE = "agree", "disagree"
-SKIP_REASONS = ("queue_full", "closed", "predict_error", "record_error", "not_comparable",
-                "predict_timeout", "process_died")
+# Why challenger work was not done or not compared (mlmon_challenger_skipped_total{reason});
+# the shadow runner (log_shipper/shadow*.py) counts under these names.
+QUEUE_FULL, CLOSED, PREDICT_ERROR, RECORD_ERROR = (
+    "queue_full", "closed", "predict_error", "record_error")
+NOT_COMPARABLE, PREDICT_TIMEOUT, PROCESS_DIED = (
+    "not_comparable", "predict_timeout", "process_died")
+# The order is the slot order of the per-process counts file: append, never reorder.
+SKIP_REASONS = (QUEUE_FULL, CLOSED, PREDICT_ERROR, RECORD_ERROR, NOT_COMPARABLE,
+                PREDICT_TIMEOUT, PROCESS_DIED)
 # Multiples of the champion's reference prediction std: the difference histogram's edges
 # (symmetric, with 0 so the sign of the difference is readable) and the default tolerance.
 DIFFERENCE_STEPS = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -133,10 +140,10 @@ class Comparison:
                     with self.counts.lock:
                         self._count_difference(y - x)
                     return True
-            self.skip("not_comparable")
+            self.skip(NOT_COMPARABLE)
             return False
         except Exception:  # noqa: BLE001 - off the request path, but still never raises
-            self.skip("not_comparable")
+            self.skip(NOT_COMPARABLE)
             return False
 
     def _count_classes(self, a: str, b: str) -> None:

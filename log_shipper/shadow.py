@@ -38,7 +38,18 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from mlmon.exporter.challenger import Comparison, register_comparison, unregister_comparison
+from mlmon.exporter.challenger import (
+    CLOSED,
+    NOT_COMPARABLE,
+    PREDICT_ERROR,
+    PREDICT_TIMEOUT,
+    PROCESS_DIED,
+    QUEUE_FULL,
+    RECORD_ERROR,
+    Comparison,
+    register_comparison,
+    unregister_comparison,
+)
 from mlmon.log_shipper.shadow_process import (
     DEFAULT_NICE,
     ChildFailed,
@@ -163,14 +174,14 @@ class Challenger:
             item = (dict(features), champion_prediction, request_id)
             with self._submit_lock:  # so that close() counts whatever got in before it
                 if self._closed:
-                    self.comparison.skip("closed")
+                    self.comparison.skip(CLOSED)
                     return False
                 self._queue.put_nowait(item)
             return True
         except queue.Full:
-            self.comparison.skip("queue_full")
+            self.comparison.skip(QUEUE_FULL)
         except Exception:  # noqa: BLE001 - e.g. features that are not a mapping
-            self.comparison.skip("not_comparable")
+            self.comparison.skip(NOT_COMPARABLE)
         return False
 
     def _work(self, runner: InThread | ChildPredict) -> None:
@@ -183,7 +194,7 @@ class Challenger:
                 self._run(runner, *item)
             except Exception:  # noqa: BLE001 - a worker must outlive any one request
                 log.exception("mlmon challenger: unexpected error")
-                self.comparison.skip("record_error")
+                self.comparison.skip(RECORD_ERROR)
             finally:
                 self._queue.task_done()
 
@@ -194,12 +205,12 @@ class Challenger:
             out, latency = runner(features)
             prediction, scores = out if self.with_scores else (out, None)
         except Exception as exc:  # noqa: BLE001 - the challenger's failure is counted, not raised
-            reason = exc.reason if isinstance(exc, ChildFailed) else "predict_error"
-            if reason in ("process_died", "predict_timeout") and str(exc) != reason:
+            reason = exc.reason if isinstance(exc, ChildFailed) else PREDICT_ERROR
+            if reason in (PROCESS_DIED, PREDICT_TIMEOUT) and str(exc) != reason:
                 log.warning("mlmon challenger %s: %s", self.comparison.challenger_version, exc)
             self.comparison.skip(reason)
             monitor = self.logger.monitor
-            if monitor is not None and reason != "closed":
+            if monitor is not None and reason != CLOSED:
                 monitor.record_request(self._clock() - start, ok=False)
             return
         monitor = self.logger.monitor
@@ -207,7 +218,7 @@ class Challenger:
             monitor.record_request(None, ok=True)  # the latency: by record() below
         if self.logger.record(features, prediction, latency_s=latency, scores=scores,
                               request_id=request_id) is None:
-            self.comparison.skip("record_error")
+            self.comparison.skip(RECORD_ERROR)
         self.comparison.compare(champion, prediction)
 
     def close(self, timeout: float = 10.0) -> bool:
@@ -235,7 +246,7 @@ class Challenger:
                 break
             if item is not _STOP:
                 left += 1
-                self.comparison.skip("closed")
+                self.comparison.skip(CLOSED)
         return left == 0
 
     def _put_stop(self, deadline: float) -> None:

@@ -37,6 +37,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from mlmon.exporter.challenger import CLOSED, PREDICT_ERROR, PREDICT_TIMEOUT, PROCESS_DIED
+
 _HEADER = struct.Struct(">Q")
 _READ_CHUNK = 1 << 20
 # not `-m`: the package's __init__ imports this module before runpy would run it as __main__
@@ -111,27 +113,27 @@ class ChildPredict:
 
     def __call__(self, features: dict[str, Any]) -> tuple[Any, float]:
         if self._killed:
-            raise ChildFailed("closed")
+            raise ChildFailed(CLOSED)
         try:
             request = _frame(features)
         except Exception as exc:  # noqa: BLE001 - e.g. a feature value that cannot pickle
-            raise ChildFailed("predict_error", f"features cannot be pickled: {exc}") from exc
+            raise ChildFailed(PREDICT_ERROR, f"features cannot be pickled: {exc}") from exc
         if self._child is None:
             if time.monotonic() < self._restart_at:
                 # waiting to restart: logged once, at the failure
-                raise ChildFailed("process_died")
+                raise ChildFailed(PROCESS_DIED)
             self._spawn()
         try:
             self._send(request, time.monotonic() + self.timeout)
             answer = self._receive(time.monotonic() + self.timeout)
         except TimeoutError:
-            self._fail("predict_timeout", f"no answer within {self.timeout:g} s")
+            self._fail(PREDICT_TIMEOUT, f"no answer within {self.timeout:g} s")
         except (EOFError, OSError) as exc:
-            self._fail("process_died", f"exit code {self._exit_code()}: {exc}")
+            self._fail(PROCESS_DIED, f"exit code {self._exit_code()}: {exc}")
         self.failures = 0
         if answer[0] == "ok":
             return answer[1], float(answer[2])
-        raise ChildFailed("predict_error", str(answer[1]))
+        raise ChildFailed(PREDICT_ERROR, str(answer[1]))
 
     def _spawn(self) -> None:
         to_read, to_child = os.pipe()
@@ -144,7 +146,7 @@ class ChildPredict:
             for fd in (to_read, to_child, from_child, to_write):
                 os.close(fd)
             self._restart_at = time.monotonic() + self._next_backoff()
-            raise ChildFailed("process_died", f"cannot start: {exc}") from exc
+            raise ChildFailed(PROCESS_DIED, f"cannot start: {exc}") from exc
         os.close(to_read)
         os.close(to_write)
         os.set_blocking(to_child, False)  # writes wait in poll(), bounded by a deadline
@@ -152,17 +154,17 @@ class ChildPredict:
             self._child, self._to_child, self._from_child = child, to_child, from_child
         self.starts += 1
         if self._killed:  # kill() came while it started
-            self._fail("closed", "")
+            self._fail(CLOSED, "")
         deadline = time.monotonic() + self.start_timeout
         try:
             self._send(_frame((list(sys.path), self.payload)), deadline)
             answer = self._receive(deadline)
         except TimeoutError:
-            self._fail("predict_timeout", f"not ready within {self.start_timeout:g} s")
+            self._fail(PREDICT_TIMEOUT, f"not ready within {self.start_timeout:g} s")
         except (EOFError, OSError) as exc:
-            self._fail("process_died", f"exit code {self._exit_code()}: {exc}")
+            self._fail(PROCESS_DIED, f"exit code {self._exit_code()}: {exc}")
         if answer[0] != "ready":
-            self._fail("process_died", f"could not load predict:\n{answer[1]}")
+            self._fail(PROCESS_DIED, f"could not load predict:\n{answer[1]}")
 
     def _fail(self, reason: str, detail: str) -> NoReturn:
         """Stop the child and raise what to count (raises)."""
@@ -171,7 +173,7 @@ class ChildPredict:
                 self._child.kill()
         self.close()
         if self._killed:
-            raise ChildFailed("closed")
+            raise ChildFailed(CLOSED)
         self._restart_at = time.monotonic() + self._next_backoff()
         raise ChildFailed(reason, detail)
 

@@ -81,7 +81,7 @@ def profile_data(
     target = _role(frame, settings.target_column, targets, "targets")
     score = _role(frame, settings.score_column, scores, "scores")
     features = frame.drop(columns=settings.roles() + list(settings.exclude))
-    kinds = resolve_kinds(features, settings)
+    kinds = resolve_kinds(dict(features.items()), settings)
     builder = _Builder(settings, kinds, prediction, settings.prediction_column or "predictions",
                        settings.target_column or (None if target is None else "targets"))
     if probabilities is not None:
@@ -123,7 +123,10 @@ def profile_file(
         head = read_head(path, INFERENCE_ROWS)
         check_columns(settings, [str(c) for c in head.columns])
         prediction_name = settings.prediction_column
-        features_head = head.drop(columns=settings.roles() + list(settings.exclude))
+        # The head's columns themselves, not head.drop(): pandas 2 (no copy-on-write) would copy
+        # every feature of the head, twice its memory at the peak.
+        dropped = set(settings.roles()) | set(settings.exclude)
+        features_head = {str(c): head[c] for c in head.columns if c not in dropped}
         kinds = resolve_kinds(features_head, settings)
         prediction_head = head[prediction_name] if prediction_name else None
         builder = _Builder(settings, kinds, prediction_head, prediction_name or "predictions",

@@ -58,7 +58,10 @@ class _Region:
     ranks: list[int]
     edges: np.ndarray | None = None  # int64; cell i holds keys [edges[i], edges[i+1])
     counts: np.ndarray | None = None
-    collected: list[np.ndarray] | None = None
+    # Keys collected so far, in one array of `count` keys (not a list of per-chunk pieces,
+    # whose object overhead would grow with the number of chunks); `filled` of them are set.
+    collected: np.ndarray | None = None
+    filled: int = 0
 
 
 class OrderStatistics:
@@ -96,7 +99,7 @@ class OrderStatistics:
         at most `cells` histogram cells."""
         for region, gather in zip(self._pending, collect, strict=True):
             if gather:
-                region.collected = []
+                region.collected, region.filled = np.empty(region.count, dtype=np.int64), 0
             else:
                 region.edges = self._cell_edges(region, cells)
                 region.counts = np.zeros(region.edges.size - 1, dtype=np.int64)
@@ -138,7 +141,10 @@ class OrderStatistics:
 
     def _take(self, region: _Region, keys: np.ndarray) -> None:
         if region.collected is not None:
-            region.collected.append(keys)
+            end = region.filled + keys.size
+            if end <= region.collected.size:  # more keys than counted: _resolve says so
+                region.collected[region.filled:end] = keys
+            region.filled = end
         else:
             assert region.counts is not None and region.edges is not None
             cells = np.searchsorted(region.edges[1:-1], keys, side="right")
@@ -172,11 +178,11 @@ class OrderStatistics:
 
     def _resolve(self, region: _Region) -> None:
         assert region.collected is not None
-        keys = np.sort(np.concatenate(region.collected) if region.collected else np.empty(0, int))
-        region.collected = None
-        if keys.size != region.count:
-            raise RuntimeError(f"the data changed between passes: {keys.size} values where "
+        keys, region.collected = region.collected, None
+        if region.filled != region.count:
+            raise RuntimeError(f"the data changed between passes: {region.filled} values where "
                                f"{region.count} were counted")
+        keys.sort()  # in place: no second copy of the keys
         for rank in region.ranks:
             key = keys[rank - region.below]
             value = key_value(int(key))

@@ -148,13 +148,13 @@ def check_columns(settings: ProfileSettings, columns: list[str]) -> None:
             claimed[name] = option
 
 
-def resolve_kinds(features: pd.DataFrame, settings: ProfileSettings) -> dict[str, str]:
+def resolve_kinds(features: Mapping[str, pd.Series], settings: ProfileSettings) -> dict[str, str]:
     """Feature name -> kind, in column order: the overrides, else inferred."""
     overrides = {name: NUMERIC for name in settings.numeric}
     overrides.update({name: CATEGORICAL for name in settings.categorical})
     overrides.update({name: TEXT for name in settings.text})
     kinds = {}
-    for name in features.columns:
+    for name in features:
         kinds[name] = overrides.get(name) or infer_kind(features[name], name)
     for name in settings.allowed_ranges:
         if kinds.get(name) != NUMERIC:

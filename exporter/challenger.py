@@ -15,7 +15,9 @@ profiles: classes of the challenger's profile plus `__unseen__`; difference edge
 champion's reference prediction spread (`difference_edges`).
 
 Counts live in this process, or, in multi-process mode, in one file per worker in the same
-directory as the monitors' (mlmon/exporter/challenger_counts.py), summed at scrape.
+directory as the monitors' (mlmon/exporter/challenger_counts.py), summed at scrape; a worker
+that cannot open its file counts in memory meanwhile, and the failed opens are counted in
+`file_errors`, the champion monitor's storage (`mlmon_worker_file_errors_total`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import math
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -39,6 +41,9 @@ import mlmon.names as N
 from mlmon.exporter.challenger_counts import Counts, counts_key
 from mlmon.exporter.profile import ClassificationPrediction, Profile, RegressionPrediction
 from mlmon.exporter.values import classify_label, classify_number
+
+if TYPE_CHECKING:
+    from mlmon.exporter.multiprocess import Storage
 
 UNSEEN = N.UNSEEN_CLASS
 AGREE, DISAGREE = "agree", "disagree"
@@ -82,7 +87,8 @@ class Comparison:
     """
 
     def __init__(self, champion: Profile, challenger: Profile, *,
-                 tolerance: float | None = None, directory: str | None = None) -> None:
+                 tolerance: float | None = None, directory: str | None = None,
+                 file_errors: Storage | None = None) -> None:
         if champion.model_name != challenger.model_name:
             raise ValueError(f"a challenger is another version of the same model: "
                              f"{challenger.model_name!r} is not {champion.model_name!r}")
@@ -120,7 +126,8 @@ class Comparison:
         self._detail = 2 + len(SKIP_REASONS)
         key = counts_key(self.model, self.champion_version, self.challenger_version, self.kind,
                          self.classes, self.edges)
-        self.counts = Counts(self._detail + detail, directory, key)
+        # failed opens of a worker file count under the champion's worker file errors
+        self.counts = Counts(self._detail + detail, directory, key, file_errors)
 
     def compare(self, champion: Any, challenger: Any) -> bool:
         """Count one pair of predictions; False (counted `not_comparable`) when either is

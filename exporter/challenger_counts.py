@@ -1,86 +1,84 @@
 """Where a champion/challenger comparison keeps its counters: this process, or worker files.
 
 In one process, a numpy array. In multi-process mode (the challenger's monitor has a
-multi-process directory, docs/multi-worker.md), one file per process in that directory,
+multi-process directory, docs/multi-worker.md), one worker file per process in that directory,
+handled as the monitors' are (`mlmon.exporter.worker_array`, `mlmon.exporter.worker_files`):
 
-    $MLMON_MULTIPROC_DIR/mlmon_challenger_<key>_<pid>.db   float64 counters, memory-mapped
+    $MLMON_MULTIPROC_DIR/mlmon_challenger_<key>_<pid>_<token>.db   float64 counters, mmap'ed
+    $MLMON_MULTIPROC_DIR/mlmon_challenger_<key>_compacted.db       the exited workers' sum
 
 and a scrape in any worker sums every file of the comparison: the series are the pool's, as
 the monitors' are. `key` is a hash of what fixes the slots (model, both versions, classes or
-difference edges), so a comparison with other slots never reads them. Files of exited
-workers are kept, like the monitors' counts, so the summed counters never go backwards; a
-worker that inherits a file through fork opens its own in the child.
+difference edges), so a comparison with other slots never reads them. Exited workers' counts
+are compacted, never dropped, so the summed counters never go backwards; files named
+`mlmon_challenger_<key>_<pid>.db` (mlmon versions before worker locks) are summed as they are.
+
+A forked worker opens a file of its own. When it cannot, it counts in memory, retries with
+backoff and moves its counts into the file once it opens; each failed open is counted under
+the champion monitor's `mlmon_worker_file_errors_total{reason}` (`file_errors`).
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import os
-import threading
-import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-PREFIX = "mlmon_challenger_"
+from mlmon.exporter.worker_array import WorkerArray
+from mlmon.exporter.worker_files import read_totals
+
+if TYPE_CHECKING:
+    from mlmon.exporter.multiprocess import Storage
+
+KEY_PREFIX = "challenger_"
 
 
 def counts_key(*parts: object) -> str:
     """A short stable hash of what fixes a comparison's slots."""
-    return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]
+    return KEY_PREFIX + hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]
 
 
-class Counts:
-    """`size` float64 counters: `add(slot, value)`, and `totals()` over every process."""
+class Counts(WorkerArray):
+    """`size` float64 counters: `add(slot, value)`, and `totals()` over every process.
 
-    def __init__(self, size: int, directory: str | None, key: str) -> None:
+    >>> counts = Counts(9, directory, counts_key("churn", "3", "4"), file_errors=storage)
+    >>> counts.add(0)
+    """
+
+    def __init__(self, size: int, directory: str | None, key: str,
+                 file_errors: Storage | None = None) -> None:
+        if directory is not None and file_errors is None:
+            raise ValueError("counts in a multi-process directory need a storage to count "
+                             "failed opens of their files in (the champion monitor's)")
         self.size = size
-        self.directory = directory
-        self.key = key
-        self.lock = threading.Lock()
-        self._open()
-        if directory is not None:
-            os.register_at_fork(after_in_child=_reopen_in_child(weakref.ref(self)))
+        self._file_errors = file_errors
+        if directory is None:
+            self.values = np.zeros(size)
+            self.array = None
+        super().__init__(self, directory, key)
 
-    def _path(self, pid: int | str) -> str:
-        assert self.directory is not None
-        return os.path.join(self.directory, f"{PREFIX}{self.key}_{pid}.db")
+    def clear_gauges(self, values: Any) -> None:
+        """Every slot is a counter."""
 
-    def _open(self) -> None:
-        self.lock = threading.Lock()
-        if self.directory is None:
-            self.values: Any = np.zeros(self.size)
-            return
-        path = self._path(os.getpid())
-        # r+ when a process with this pid left a file: its counts stay in the sum
-        exists = os.path.exists(path) and os.path.getsize(path) == 8 * self.size
-        self.values = np.memmap(path, dtype=np.float64, mode="r+" if exists else "w+",
-                                shape=(self.size,))
+    def _count_error(self, reason: str) -> None:
+        assert self._file_errors is not None
+        self._file_errors.count_file_error(reason)
+
+    def _lost(self) -> str:
+        return "the comparisons it counted since it was forked"
 
     def add(self, slot: int, value: float = 1.0) -> None:
         with self.lock:
             self.values[slot] += value
 
     def totals(self) -> np.ndarray:
-        """The counters summed over this process, or over every worker file."""
+        """The counters summed over this process, or over every worker file (while this
+        process has none, its own counts join the sum once its file opens)."""
         if self.directory is None:
             with self.lock:
                 return np.array(self.values)
         total = np.zeros(self.size)
-        for path in glob.glob(self._path("*")):
-            try:
-                data = np.fromfile(path, dtype=np.float64)
-            except OSError:
-                continue  # removed while we looked: the directory was cleaned
-            if data.shape == (self.size,):
-                total += data
+        for data in read_totals(self.directory, [self.key], self):
+            total += data
         return total
-
-
-def _reopen_in_child(ref: weakref.ref[Counts]) -> Any:
-    def reopen() -> None:
-        counts = ref()
-        if counts is not None:
-            counts._open()
-    return reopen

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from mlmon.exporter.profile import (
     CategoricalFeature,
@@ -229,6 +230,15 @@ class Layout:
     def _take(self, n: int) -> int:
         start, self._next = self._next, self._next + n
         return start
+
+    def clear_gauges(self, values: Any) -> None:
+        """Clear the slots that are gauges, not counters: in-flight and the prediction window
+        (in a dead worker's counts, or a fresh worker file)."""
+        values[self.in_flight] = 0.0
+        if self.window >= 0:
+            # slot id -1 never matches a current slot, so the window reads as empty
+            for i in range(WINDOW_SLOTS):
+                values[self.window + 3 * i] = -1.0
 
     def _histogram(self, edges: tuple[float, ...]) -> Histogram:
         return _histogram(self._take, edges)

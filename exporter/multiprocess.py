@@ -10,7 +10,9 @@ our hot path instead adds to a flat array of doubles, so we keep the same flat a
                                              workers (`mlmon.exporter.worker_files`)
 
 where `<key>` is `Layout.file_key`, `<profile_sha>-v<layout version>`: files an older mlmon
-wrote for the same profile with another slot order are left alone, never misread.
+wrote for the same profile with another slot order are left alone, never misread. A worker
+file's life in one process (created at start-up and again after a fork; process memory while it
+cannot be opened) is `mlmon.exporter.worker_array`'s, shared with the challenger comparisons.
 
 Writing through a `memoryview` of the mmap costs the same as writing to a bytearray, so workers
 pay nothing extra. `/metrics` in any process sums every file of a profile, and of older profiles
@@ -26,14 +28,9 @@ started", so the rules take the exact difference, or increase() without a sample
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import glob
 import json
-import logging
-import math
 import os
-import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -42,22 +39,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mlmon.exporter.layout import Layout
+from mlmon.exporter.worker_array import WorkerArray
 from mlmon.exporter.worker_files import (
-    DOUBLE,
-    WorkerFile,
-    close_inherited_locks,
     compact_held,
-    create_worker_file,
     directory_lock,
-    error_reason,
     read_totals,
     worker_pid,
-    zero_gauges,
 )
 
 ENV_VARS = ("MLMON_MULTIPROC_DIR", "PROMETHEUS_MULTIPROC_DIR")
 COUNTERS_START_KEY = "counters_start"
-_log = logging.getLogger(__name__)
 
 
 def multiproc_dir() -> str | None:
@@ -93,97 +84,39 @@ class Totals(NamedTuple):
     started_at: float | None
 
 
-class Storage:
+class Storage(WorkerArray):
     """A flat array of doubles: `values` for the hot path (a list in one process, a memoryview
     of the mmap with a worker file) and, with a file, `array`, a numpy view of the same bytes.
 
-    A forked child that cannot open a file of its own (full disk, no inodes or descriptors
-    left, a read-only directory) never writes into its parent's: it counts into process memory
-    laid out as the file, counts the failure under `mlmon_worker_file_errors_total{reason}`, and
-    whoever takes `lock` after a capped exponential backoff retries; the file that opens then
-    takes every count made meanwhile. Until then scrapes show the files only.
+    A forked child that cannot open a file of its own counts in memory and retries
+    (`WorkerArray`); its failed opens are counted under `mlmon_worker_file_errors_total{reason}`.
+    Until it has its file, scrapes show the files only.
     """
-
-    # the retry backoff, on `clock` (attributes, so tests can move them)
-    retry_first_s = 1.0
-    retry_max_s = 60.0
-    clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init__(self, layout: Layout, directory: str | None = None) -> None:
         self.layout = layout
-        self.directory = directory
-        self.lock: Any = threading.Lock()
-        self._mutex = self.lock
-        self._file: WorkerFile | None = None
         self._segments: list[tuple[int, Any]] = []
         self._on_reopen: list[weakref.WeakMethod[Any]] = []
-        self._failures = 0      # failed opens in a row
-        self._retry_at = math.inf
-        self.pid = os.getpid()
         if directory is None:
             # A list: item updates cost half of a memoryview's (26 vs 52 ns measured), and the
             # per-record budget is a few microseconds for ~50 updates.
-            self.values: Any = [0.0] * max(layout.size, 1)
-            self.array: np.ndarray | None = None
-        else:
-            self._open_file(compact=True)  # at start-up a failure raises: the caller sees it
-        _LIVE.add(self)
+            self.values = [0.0] * max(layout.size, 1)
+            self.array = None
+        # no file key in one process: an OutcomeMonitor's layout has none
+        super().__init__(layout, directory, "" if directory is None else layout.file_key)
 
-    @property
-    def path(self) -> str | None:
-        """This process's worker file; None in one process, or while it could not be opened."""
-        return None if self._file is None else self._file.path
-
-    def _open_file(self, compact: bool) -> None:
-        """Create this process's worker file and count into it (raises when it cannot)."""
+    def _prepare_held(self) -> None:
         assert self.directory is not None
-        os.makedirs(self.directory, exist_ok=True)
-        sha = self.layout.file_key
-        with directory_lock(self.directory, exclusive=True):
-            _write_meta(self.directory, self.layout)
-            if compact:  # compact first, then create: the directory stays bounded by workers
-                compact_held(self.directory, sha, self.layout)
-            created = create_worker_file(self.directory, sha, self.layout)
-        self._file = created
-        self._count_into(created.mm)
+        _write_meta(self.directory, self.layout)
 
-    def _count_into(self, buffer: Any) -> None:
-        self.values = memoryview(buffer).cast("d")
-        self.array = np.frombuffer(buffer, dtype=np.float64)
+    def _count_error(self, reason: str) -> None:
+        self.values[self.layout.worker_file_errors[reason]] += 1.0
 
-    def _without_file(self, exc: BaseException) -> None:
-        """Count into process memory, laid out as a fresh file, until a retry opens one."""
-        self._file = None
-        self._count_into(bytearray(max(self.layout.size, 1) * DOUBLE))
-        zero_gauges(self.values, self.layout)
-        self.lock = _RetryingLock(self, self._mutex)
-        self._failed(exc)
-
-    def _failed(self, exc: BaseException) -> None:
-        self.values[self.layout.worker_file_errors[error_reason(exc)]] += 1.0
-        self._failures += 1
-        self._retry_at = self.clock() + min(
-            self.retry_max_s, self.retry_first_s * 2 ** (self._failures - 1))
-        if self._failures == 2:  # not at the first, inside os.fork(): logging may not be ready
-            _log.warning("mlmon: process %d cannot open its file in %s (%s: %s); counting in "
-                         "memory and retrying", os.getpid(), self.directory, error_reason(exc),
-                         exc)
-
-    def _retry(self) -> None:
-        """With `_mutex` held and the backoff passed: open the file and move the counts made
-        meanwhile into it, or count the failure and back off further."""
-        held = self.array
-        try:
-            self._open_file(compact=False)  # no compaction: a request is waiting
-        except Exception as exc:  # noqa: BLE001 - called in the serving path
-            self._failed(exc)
-            return
-        assert self.array is not None and held is not None
-        self.array[:] = held  # the file started as the memory did: zeros and empty gauges
-        self._failures, self._retry_at = 0, math.inf
-        self.lock = self._mutex
-        _log.info("mlmon: process %d opened its file %s", os.getpid(), self.path)
-        self._notify()
+    def count_file_error(self, reason: str) -> None:
+        """Count a failed open of another worker file of this process (a challenger
+        comparison's) under this monitor's `mlmon_worker_file_errors_total{reason}`."""
+        with self.lock:
+            self._count_error(reason)
 
     def subscribe(self, callback: Callable[[], Any]) -> None:
         """Call the bound method `callback` after a fork re-opened the storage (held weakly, so
@@ -220,111 +153,30 @@ class Storage:
         for i in np.flatnonzero(delta).tolist():
             values[i] += float(delta[i])
 
-    def reopen_after_fork(self) -> None:
-        """A forked child must not write into its parent's file: start its own.
-
-        It closes its copy of the parent's lock descriptor (closing, not LOCK_UN, which would
-        release the parent's lock too). Monitors hold segments (memoryview slices) of the old
-        file: the subscribed callbacks let them fetch new ones. Never raises (this runs inside
-        `os.fork()`): without a file of its own the child counts in memory (`_without_file`)."""
-        self.lock = self._mutex = threading.Lock()
-        self.pid = os.getpid()
-        if self.directory is not None:
-            if self._file is not None:
-                with contextlib.suppress(OSError):
-                    os.close(self._file.lock_fd)
-            self._segments = []
-            self._failures, self._retry_at = 0, math.inf
-            try:
-                self._open_file(compact=True)
-            except Exception as exc:  # noqa: BLE001 - an error here would leave the parent's file
-                self._without_file(exc)
-        self._notify()
-
-    def retry_before_exit(self) -> None:
-        """At interpreter exit: a process still without its file tries once more, whatever the
-        backoff, since the counts it holds in memory are lost when it is gone."""
-        if self._file is not None or self.directory is None or self.pid != os.getpid():
-            return
-        if not self._mutex.acquire(timeout=1.0):  # a thread stuck holding it: do not hang exit
-            return
-        try:
-            self._retry()
-        finally:
-            self._mutex.release()
-        if self._file is None:
-            _log.warning("mlmon: process %d exits without its file in %s: the %d records it "
-                         "observed since it was forked are lost", os.getpid(), self.directory,
-                         int(self.values[self.layout.observations]))
-
-    def _notify(self) -> None:
-        for ref in self._on_reopen:  # monitors bind the new lock (and the new file's segments)
+    def _reopened(self) -> None:
+        """Monitors hold segments (memoryview slices) of the old file and its lock: the
+        subscribed callbacks let them fetch new ones."""
+        for ref in self._on_reopen:
             callback = ref()
             if callback is not None:
                 callback()
 
+    def _lost(self) -> str:
+        return (f"the {int(self.values[self.layout.observations])} records it observed since "
+                "it was forked")
+
     def totals(self) -> Totals:
         """This profile's counters, one array per process (just ours when single)."""
-        if self.array is None:
+        if self.directory is None:
             array = np.array(self.values, dtype=np.float64)
             for start, seg in self._segments:
                 array[start:start + len(seg)] = seg
             return Totals([array], None)
-        assert self.directory is not None
         shas, started_at = _compatible(self.directory, self.layout)
         return Totals(read_totals(self.directory, shas, self.layout), started_at)
 
 
-class _RetryingLock:
-    """A storage's lock while it has no worker file: taking it also retries the open once the
-    backoff has passed (one clock read otherwise). Shares the storage's mutex, so holders of
-    the plain lock and of this one exclude each other across the switch back."""
-
-    __slots__ = ("_storage", "_mutex", "release")
-
-    def __init__(self, storage: Storage, mutex: Any) -> None:
-        self._storage = storage
-        self._mutex = mutex
-        self.release = mutex.release
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not self._mutex.acquire(blocking, timeout):
-            return False
-        storage = self._storage
-        if storage.clock() >= storage._retry_at:
-            try:
-                storage._retry()
-            except BaseException:
-                self._mutex.release()  # a mutex left held would stop every thread
-                raise
-        return True
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._mutex.release()
-
-
-# Storages alive in this process, re-opened in forked children (gunicorn --preload forks after
-# the app, and with it a monitor, was created). One per (directory, profile): bounded.
-_LIVE: weakref.WeakSet[Storage] = weakref.WeakSet()
 _SHARED: dict[tuple[str, str], Storage] = {}
-
-
-def _after_fork() -> None:
-    close_inherited_locks()
-    for storage in list(_LIVE):
-        storage.reopen_after_fork()
-
-
-def _before_exit() -> None:
-    for storage in list(_LIVE):
-        storage.retry_before_exit()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-atexit.register(_before_exit)
 
 
 def meta_path(directory: str, sha: str) -> str:

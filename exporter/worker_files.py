@@ -1,6 +1,7 @@
 """Worker files in a multi-process directory: names, liveness locks, reading, compaction.
 
-Files of one profile (`sha`) in the directory:
+Files of one profile (`sha`: its `Layout.file_key`, or a challenger comparison's key) in the
+directory:
 
     mlmon_<sha>_<pid>_<token>.db   one per worker process, flock'ed (LOCK_EX) for its lifetime
     mlmon_<sha>_compacted.db       the counters of every dead worker, summed, then a JSON trailer
@@ -31,7 +32,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -40,8 +41,6 @@ from mlmon.exporter.layout import (
     NO_SPACE,
     NOT_WRITABLE,
     OTHER_ERROR,
-    WINDOW_SLOTS,
-    Layout,
 )
 
 DOUBLE = 8
@@ -68,6 +67,15 @@ def compacted_path(directory: str, sha: str) -> str:
 def _tmp_path(directory: str, sha: str) -> str:
     # hidden: never matched by the `mlmon_*` globs of readers
     return os.path.join(directory, f".mlmon_{sha}_{COMPACTED}.{os.getpid()}.tmp")
+
+
+class FileSlots(Protocol):
+    """What a worker file holds: `size` doubles, some of them gauges (a monitor's `Layout`)."""
+
+    size: int
+
+    def clear_gauges(self, values: Any) -> None:
+        """Reset the gauges in `values` (a dead worker's, or a fresh file's)."""
 
 
 class DataFiles(NamedTuple):
@@ -162,7 +170,7 @@ class WorkerFile(NamedTuple):
     mm: mmap.mmap
 
 
-def create_worker_file(directory: str, sha: str, layout: Layout) -> WorkerFile:
+def create_worker_file(directory: str, sha: str, slots: FileSlots) -> WorkerFile:
     """A new zeroed file for this process, locked before any other process can see it.
 
     The caller holds the directory lock exclusively, so no compactor can find the file between
@@ -171,7 +179,7 @@ def create_worker_file(directory: str, sha: str, layout: Layout) -> WorkerFile:
     path's views exist; a lock held through that one would outlive the worker in its children.
     Raises OSError when the file cannot be made (`error_reason` says why).
     """
-    size = max(layout.size, 1) * DOUBLE
+    size = max(slots.size, 1) * DOUBLE
     path = data_path(directory, sha, os.getpid(), secrets.token_hex(6))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     lock_fd = -1
@@ -189,7 +197,7 @@ def create_worker_file(directory: str, sha: str, layout: Layout) -> WorkerFile:
     finally:
         os.close(fd)  # the mmap keeps its own duplicate
     with memoryview(mm) as raw, raw.cast("d") as values:
-        zero_gauges(values, layout)
+        zero_gauges(values, slots)
     return WorkerFile(lock_fd, path, mm)
 
 
@@ -223,13 +231,9 @@ def error_reason(exc: BaseException) -> str:
     return OTHER_ERROR
 
 
-def zero_gauges(values: Any, layout: Layout) -> None:
-    """Clear the slots that are gauges, not counters: in-flight and the prediction window."""
-    values[layout.in_flight] = 0.0
-    if layout.window >= 0:
-        # slot id -1 never matches a current slot, so the window reads as empty
-        for i in range(WINDOW_SLOTS):
-            values[layout.window + 3 * i] = -1.0
+def zero_gauges(values: Any, slots: FileSlots) -> None:
+    """Clear the slots that are gauges, not counters."""
+    slots.clear_gauges(values)
 
 
 def read_compacted(directory: str, sha: str, size: int) -> tuple[np.ndarray | None, list[str]]:
@@ -286,16 +290,16 @@ def read_profile(directory: str, sha: str, size: int) -> list[np.ndarray]:
     return out
 
 
-def read_totals(directory: str, shas: Sequence[str], layout: Layout) -> list[np.ndarray]:
+def read_totals(directory: str, shas: Sequence[str], slots: FileSlots) -> list[np.ndarray]:
     """Every array of these profiles. When a worker file's lock is free (its owner is gone)
     and the directory is writable, compact first: after any scrape the directory holds the
     live workers' files and one compacted file per profile (plus files of older versions)."""
     if os.access(directory, os.W_OK) and any(_owner_gone(directory, sha) for sha in shas):
         with directory_lock(directory, exclusive=True):
             for sha in shas:
-                compact_held(directory, sha, layout)
+                compact_held(directory, sha, slots)
     with directory_lock(directory, exclusive=False):
-        return [a for sha in shas for a in read_profile(directory, sha, layout.size)]
+        return [a for sha in shas for a in read_profile(directory, sha, slots.size)]
 
 
 def _owner_gone(directory: str, sha: str) -> bool:
@@ -323,20 +327,20 @@ def _take_if_dead(path: str) -> int | None:
     return fd
 
 
-def compact_held(directory: str, sha: str, layout: Layout) -> list[str]:
+def compact_held(directory: str, sha: str, slots: FileSlots) -> list[str]:
     """Merge the files of dead workers of one profile into its compacted file and remove them;
     returns the base names absorbed. The caller holds the directory lock exclusively.
 
     Never raises: a compaction that cannot write (full disk, read-only) leaves every file as it
     was, and readers keep summing them."""
     try:
-        return _compact(directory, sha, layout)
+        return _compact(directory, sha, slots)
     except OSError:
         return []
 
 
-def _compact(directory: str, sha: str, layout: Layout) -> list[str]:
-    size = layout.size
+def _compact(directory: str, sha: str, slots: FileSlots) -> list[str]:
+    size = slots.size
     files = list_files(directory, sha)
     total, absorbed = (read_compacted(directory, sha, size) if files.compacted else (None, []))
     if files.compacted and total is None:
@@ -383,7 +387,7 @@ def _compact(directory: str, sha: str, layout: Layout) -> list[str]:
             total = np.zeros(size)
         for _, _, data in dead:
             total += data
-        zero_gauges(total, layout)
+        zero_gauges(total, slots)
         _replace_compacted(directory, sha, total, [n for n, _, _ in dead] + leftover)
         for name, _, _ in dead:
             with contextlib.suppress(FileNotFoundError):

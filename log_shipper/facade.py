@@ -328,7 +328,7 @@ class PredictionLogger:
         # the champion's multi-process directory (or none) for the challenger's counts too
         directory = self.monitor.storage.directory
         comparison = Comparison(self.monitor.profile, profile, tolerance=tolerance,
-                                directory=directory)
+                                directory=directory, file_errors=self.monitor.storage)
         own_monitor = monitor is None
         if monitor is None:
             monitor = ModelMonitor(profile, self.monitor.registry,

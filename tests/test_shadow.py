@@ -8,6 +8,7 @@ with a `threading.Event` run it in the worker thread (`isolation="thread"`).
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -310,7 +311,10 @@ def test_worker_processes_sum_their_comparisons(tmp_path) -> None:
     assert _value(registry, "mlmon_challenger_compared_total", **at, agreement="disagree") == 3
     assert _value(registry, "mlmon_challenger_difference_sum", **at) == 2.78125
     assert _value(registry, "mlmon_observations_total", model_version="4") == 6
-    assert len(list(tmp_path.glob("mlmon_challenger_*.db"))) == 3  # one file per process
+    # the parent's own file, and the exited workers' compacted into one (as the monitors')
+    files = sorted(p.name for p in tmp_path.glob("mlmon_challenger_*.db"))
+    assert len(files) == 2 and files[1].endswith("_compacted.db")
+    assert f"_{os.getpid()}_" in files[0]
     # a worker started later (another process, same directory) scrapes the same totals
     other = CollectorRegistry()
     _worker_logger(directory, other)

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlmon.batch.run import BatchRun, PushError
     from mlmon.exporter.profile import Profile
-    from mlmon.exporter.pushgateway import check_reachable
+    from mlmon.exporter.pushgateway import check_reachable, printable_url
     from mlmon.profiling.columns import ProfilingError
 
     if args.chunk_rows < 1:
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     except PushError as exc:
         raise CliError(str(exc)) from exc
     print(f"mlmon batch: {run_.rows:,} rows of {profile.model_name} version "
-          f"{profile.model_version} pushed to {url} as job {run_.job!r}")
+          f"{profile.model_version} pushed to {printable_url(url)} as job {run_.job!r}")
     return 0
 
 

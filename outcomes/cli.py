@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     # one version: no challenger to score (its records would be unknown_model)
     shadow: Counter[str] | None = Counter() if len(profiles) > 1 else None
     tally = _join_file(args, joiner, main, group, run_id, shadow)
-    print(f"{_summary(args.labels, tally, shadow)}; pushed to {args.pushgateway} "
+    print(f"{_summary(args.labels, tally, shadow)}; pushed to {group.url} "
           f"(job={OUTCOMES_PUSH_JOB}, instance={run_id})")
     unjoined = tally[ES_UNAVAILABLE] + (shadow or Counter())[ES_UNAVAILABLE]
     if unjoined:

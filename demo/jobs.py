@@ -13,7 +13,9 @@ reporting to the Pushgateway as a production pipeline would:
   reference data, reported with its profile and its R^2.
 
 A job that fails is reported as failed by its own API and logged; the loop goes on, as a
-scheduler does. A heartbeat file is touched after each round (the compose healthcheck).
+scheduler does. A heartbeat file is touched after each round whose two reports reached the
+Pushgateway (the compose healthcheck: a job that reports nothing turns unhealthy);
+`--rounds N` exits 1 when the last round's reports did not.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     started = time.monotonic()
 
-    def one_round() -> None:
+    def one_round() -> bool:
         phase = schedule.phase(time.monotonic() - started) or HEALTHY
         batch = score_batch(model, profile, records, phase, args.rows, args.pushgateway, rng)
         _log.info("batch %s (%s): %s, %d rows%s", BATCH_JOB, phase, batch.outcome, batch.rows,
@@ -105,5 +107,7 @@ def run(args: argparse.Namespace) -> int:
             _log.info("training %s: reported", TRAINING_JOB)
         except TrainingReportError as exc:
             _log.error("training %s: %s", TRAINING_JOB, exc)
+            return False
+        return batch.push_error is None
 
     return run_rounds(one_round, args)

@@ -17,7 +17,9 @@ label waits behind one that arrives later, as in a feed delivered in order). A r
 feeds the same rows again: the labels it had written count as `duplicate` then, as when a user
 runs the command again. The cursor (a byte offset) is kept in `--state-dir`, so a restarted job
 does not feed the file again; a round with nothing arrived runs nothing (no empty group).
-A heartbeat file is touched after each round (the compose healthcheck).
+A heartbeat file is touched after each round that fed its rows or had none to feed (the
+compose healthcheck: a job whose every run fails turns unhealthy); `--rounds N` exits 1 when
+its last run failed.
 `--model risk` feeds the classifier demo's labels (`mlmon traffic --model risk` writes its
 classes) with its two profiles, as `--model` selects the model of `mlmon demo`.
 """
@@ -194,8 +196,10 @@ def run(args: argparse.Namespace) -> int:
         paths.append(path)
     command = outcomes_command(state / ARRIVED_FILE, paths, args.es_url, args.pushgateway)
 
-    def one_round() -> None:
-        if feed(args.labels, state, command, time.time()) == 0:
+    def one_round() -> bool:
+        fed = feed(args.labels, state, command, time.time())
+        if fed == 0:
             _log.info("no label arrived since the last run")
+        return fed is not None
 
     return run_rounds(one_round, args)

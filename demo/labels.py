@@ -75,7 +75,11 @@ def arrived(labels: Path, offset: int, now: float) -> tuple[bytes, int]:
     the offset after them. Only whole lines (the writer may be halfway through one), up to the
     first label not arrived yet. A row whose arrival is not a number counts as arrived: the
     command counts it (`bad_arrival`) rather than this job holding the feed behind it. At
-    offset 0 the header is skipped; a file shorter than `offset` (replaced) starts over."""
+    offset 0 the header is skipped; a file shorter than `offset` (replaced) starts over.
+    A file that cannot be read (a directory, no permission) raises CliError naming --labels:
+    no later round would read it either."""
+    from mlmon.errors import CliError
+
     try:
         with open(labels, "rb") as fh:
             if offset > os.fstat(fh.fileno()).st_size:
@@ -86,6 +90,8 @@ def arrived(labels: Path, offset: int, now: float) -> tuple[bytes, int]:
             data = fh.read()
     except FileNotFoundError:  # the traffic has not answered a request yet
         return b"", offset
+    except OSError as exc:
+        raise CliError(f"--labels {labels}: {exc.strerror or exc}") from exc
     start = 0
     if offset == 0:
         start = data.find(b"\n") + 1
@@ -196,7 +202,17 @@ def run(args: argparse.Namespace) -> int:
         paths.append(path)
     command = outcomes_command(state / ARRIVED_FILE, paths, args.es_url, args.pushgateway)
 
+    missing = [False]  # said once that the file is not there, until it is
+
     def one_round() -> bool:
+        if not args.labels.exists():
+            if not missing[0]:
+                _log.warning("--labels %s does not exist (yet): waiting for `mlmon traffic "
+                             "--labels-out` to write it (check the path if it never comes)",
+                             args.labels)
+            missing[0] = True
+            return True  # nothing to do
+        missing[0] = False
         fed = feed(args.labels, state, command, time.time())
         if fed == 0:
             _log.info("no label arrived since the last run")

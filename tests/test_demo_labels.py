@@ -6,6 +6,7 @@ here the command is a small Python program that copies the rows it was given, or
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -136,3 +137,17 @@ def test_a_failed_run_leaves_the_heartbeat_alone_and_exits_non_zero(
     assert _run_job(tmp_path, monkeypatch, path, status=0) == 0  # fed: beats
     assert (tmp_path / "heartbeat").exists()
 
+
+def test_labels_that_cannot_be_read_are_one_line_and_a_missing_file_is_said_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert _run_job(tmp_path, monkeypatch, folder, status=0) == 2
+    err = capsys.readouterr().err
+    assert err == f"mlmon demo-labels: error: --labels {folder}: Is a directory\n", err
+    missing = tmp_path / "typo.csv"
+    with caplog.at_level(logging.INFO, logger="mlmon.demo.labels"):
+        assert _run_job(tmp_path, monkeypatch, missing, status=0, rounds=3) == 0
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        f"--labels {missing} does not exist (yet)"]

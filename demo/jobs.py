@@ -80,6 +80,7 @@ def retrain(pushgateway: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlmon.demo.model import build_profile, train
     from mlmon.errors import CliError
+    from mlmon.exporter.pushgateway import Pushgateway
     from mlmon.exporter.training import TrainingReportError
 
     if not args.pushgateway:
@@ -90,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         schedule = Schedule(healthy_s=args.healthy_s, drift_s=args.drift_s)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    try:  # each round's runs build their client from the URL: refuse a bad one once, here
+        Pushgateway(args.pushgateway)
+    except ValueError as exc:
+        raise CliError(f"--pushgateway {exc}") from exc
     logging.basicConfig(level=logging.INFO, format="mlmon demo-jobs: %(message)s")
     model = train()
     profile = build_profile(model)

@@ -160,10 +160,14 @@ def with_labels(send: Sender, path: Path, prefix: str,
     """`send`, each record with a request id `<prefix>-<n>`; for each one answered, its
     `TARGET` is appended to the CSV `path` with its arrival, `clock()` + `delay()` when the
     answer came (header `LABEL_COLUMNS` when the file is new). Raises CliError when `path`
-    holds another header (an older file: its rows would not line up)."""
+    holds another header (an older file: its rows would not line up), or cannot be opened
+    for appending (a missing folder, no permission)."""
     from mlmon.errors import CliError
 
-    fh = open(path, "a+", newline="", encoding="utf-8")  # noqa: SIM115 - lives with the sender
+    try:
+        fh = open(path, "a+", newline="", encoding="utf-8")  # noqa: SIM115 - lives with the sender
+    except OSError as exc:
+        raise CliError(f"--labels-out {path}: {exc.strerror or exc}") from exc
     fh.seek(0)
     header = fh.readline().rstrip("\r\n")
     if header and header != ",".join(LABEL_COLUMNS):
@@ -239,8 +243,6 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--rate must be > 0, got {args.rate}")
     if not args.label_delay_s >= 0:
         raise CliError(f"--label-delay-s must be >= 0, got {args.label_delay_s}")
-    if not wait_ready(args.url, args.wait_ready_s):
-        raise CliError(f"{args.url}/healthz did not answer within {args.wait_ready_s:g} s")
     frame = reference_frame()
     records = frame[list(FEATURES)].to_dict(orient="records")
 
@@ -259,6 +261,9 @@ def run(args: argparse.Namespace) -> int:
                            delay=lambda: delays.uniform(0.5 * mean, 1.5 * mean))
     if args.heartbeat is not None:
         send = with_heartbeat(send, args.heartbeat)
+    # After every argument is checked (the labels file opened): a wrong one fails at once.
+    if not wait_ready(args.url, args.wait_ready_s):
+        raise CliError(f"{args.url}/healthz did not answer within {args.wait_ready_s:g} s")
     counts = drive(send, records, schedule, args.rate,
                    random.Random(args.seed), on_phase=announce)
     print("mlmon traffic: done " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())),

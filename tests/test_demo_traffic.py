@@ -163,3 +163,20 @@ def test_the_truth_is_the_served_models_target_or_class() -> None:
     add_arguments(parser)
     assert parser.parse_args([]).model == PROGRESSION  # the regression demo, as before
     assert parser.parse_args(["--model", RISK]).model == RISK
+
+
+def test_a_labels_out_that_cannot_be_written_is_one_line_before_waiting_for_the_service(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from mlmon.cli import main
+
+    with socket.socket() as s:  # a port nobody listens on: the service would never be ready
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    labels = tmp_path / "no-such-folder" / "labels.csv"
+    assert main(["traffic", "--url", f"http://127.0.0.1:{port}", "--labels-out", str(labels),
+                 "--wait-ready-s", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"mlmon traffic: error: --labels-out {labels}: No such file or "
+                   "directory\n"), err

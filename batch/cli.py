@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from mlmon.errors import CliError
+from mlmon.errors import CliError, positive_seconds
 
 DEFAULT_CHUNK_ROWS = 50_000
 
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the records' service.environment (with --es-url)")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
                         help="rows read at a time (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=10.0,
+    parser.add_argument("--timeout", type=positive_seconds, default=10.0,
                         help="seconds per Pushgateway request (default %(default)s)")
     parser.add_argument("--progress", action="store_true",
                         help="draw a progress bar on stderr even when it is not a terminal")

@@ -189,13 +189,14 @@ def _describe_group(job: str, grouping_key: Mapping[str, str] | None = None) -> 
 
 
 def check_reachable(url: str, timeout: float) -> None:
-    """GET the Pushgateway's /-/ready: a wrong URL fails before the job's work, as one line."""
+    """GET the Pushgateway's /-/ready: a wrong URL fails before the job's work, as one line.
+    (`timeout` is the caller's to check: an argument error, not the URL's.)"""
     try:
-        gateway = Pushgateway(url, timeout_s=timeout)
+        _checked_url(url)
     except ValueError as exc:
         raise CliError(f"--pushgateway {exc}") from exc
     try:
-        gateway.ready()
+        Pushgateway(url, timeout_s=timeout).ready()
     except PushError as exc:
         raise CliError(str(exc)) from exc
 

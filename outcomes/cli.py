@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mlmon.errors import CliError
+from mlmon.errors import CliError, positive_seconds
 from mlmon.exporter.layout import ES_UNAVAILABLE, UNKNOWN_ID
 from mlmon.exporter.profile import CLASSIFICATION, Profile
 from mlmon.log_shipper.cli_es import connect
@@ -82,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", help="this run's Pushgateway instance label, unique per run "
                         "(another run's group with the same id would be replaced; default: the "
                         "start time and a random suffix)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="request timeout, seconds")
+    parser.add_argument("--timeout", type=positive_seconds, default=30.0,
+                        help="request timeout, seconds")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -52,3 +52,10 @@ def test_errors_and_retry_log_lines_name_the_url_without_the_password(
     assert str(pushed.value).startswith("cannot reach the Pushgateway http://u:***@127.0.0.1:")
     assert len(caplog.records) == 1 and "http://u:***@127.0.0.1:" in caplog.text
     assert "secret" not in caplog.text + str(pushed.value) + pushed.value.url
+
+
+def test_the_readiness_check_blames_the_pushgateway_url_only_for_the_url() -> None:
+    with pytest.raises(CliError, match=r"^--pushgateway 'http://\[::1': not a Pushgateway URL"):
+        check_reachable("http://[::1", timeout=5)
+    with pytest.raises(ValueError, match=r"^timeout_s must be > 0, got 0$"):  # the caller's bug
+        check_reachable("http://127.0.0.1:9", timeout=0)

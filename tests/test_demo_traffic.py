@@ -180,3 +180,51 @@ def test_a_labels_out_that_cannot_be_written_is_one_line_before_waiting_for_the_
     err = capsys.readouterr().err
     assert err == (f"mlmon traffic: error: --labels-out {labels}: No such file or "
                    "directory\n"), err
+
+
+def test_a_service_serving_another_model_than_model_is_refused_in_one_line(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mlmon.cli import main
+    from mlmon.demo.model import RISK_MODEL_NAME
+
+    posts: list[str] = []
+
+    class Classifier(BaseHTTPRequestHandler):  # the classifier demo's /healthz, as it answers
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = json.dumps({"status": "ok", "model": RISK_MODEL_NAME}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:  # noqa: N802
+            posts.append(self.path)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Classifier)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    labels = tmp_path / "labels.csv"
+    run = ["traffic", "--url", url, "--labels-out", str(labels), "--healthy-s", "0.3",
+           "--drift-s", "0", "--rate", "10"]
+    try:
+        assert main(run) == 2  # --model progression (the default)
+        err = capsys.readouterr().err
+        assert err == (f"mlmon traffic: error: --model progression: the service at {url} "
+                       f"serves model '{RISK_MODEL_NAME}', not 'diabetes'; pass --model "
+                       "risk\n"), err
+        assert posts == [] and labels.read_text() == "request_id,target,arrived_at\n"
+        assert main([*run, "--model", "risk"]) == 0
+    finally:
+        server.shutdown()
+    assert posts and labels.read_text().splitlines()[1].split(",")[1] in ("high", "low")

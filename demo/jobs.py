@@ -29,7 +29,7 @@ from typing import Any
 
 from mlmon.demo.rounds import add_round_arguments, run_rounds
 from mlmon.demo.scenario import HEALTHY, Schedule, next_record
-from mlmon.exporter.cli_training import PUSHGATEWAY_ENV
+from mlmon.exporter.pushgateway import PUSHGATEWAY_ENV
 
 BATCH_JOB = "demo-scoring"
 TRAINING_JOB = "retrain"

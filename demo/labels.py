@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from mlmon.demo.cli import PROGRESSION, RISK
 from mlmon.demo.rounds import add_round_arguments, run_rounds
 from mlmon.demo.traffic import LABEL_COLUMNS
-from mlmon.exporter.cli_training import PUSHGATEWAY_ENV
+from mlmon.exporter.pushgateway import PUSHGATEWAY_ENV
 
 if TYPE_CHECKING:
     from mlmon.exporter.profile import Profile

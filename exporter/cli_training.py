@@ -35,8 +35,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mlmon.errors import CliError
-
-PUSHGATEWAY_ENV = "MLMON_PUSHGATEWAY_URL"
+from mlmon.exporter.pushgateway import PUSHGATEWAY_ENV
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 from mlmon.errors import CliError
 
+PUSHGATEWAY_ENV = "MLMON_PUSHGATEWAY_URL"  # every CLI's --pushgateway default
 TIMEOUT_S = 10.0  # seconds per request
 ATTEMPTS = 3  # requests in all, the first included
 BACKOFF_S = 0.5  # before the first retry; doubled before each next one

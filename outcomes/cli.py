@@ -37,6 +37,7 @@ from typing import Any
 from mlmon.errors import CliError, positive_seconds
 from mlmon.exporter.layout import ES_UNAVAILABLE, UNKNOWN_ID
 from mlmon.exporter.profile import CLASSIFICATION, Profile
+from mlmon.exporter.pushgateway import PUSHGATEWAY_ENV
 from mlmon.log_shipper.cli_es import connect
 from mlmon.log_shipper.es_assets import AssetError, data_stream_name
 from mlmon.log_shipper.join import COUNTED, Label, OutcomeJoiner
@@ -69,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", default=os.environ.get("MLMON_ES_USER"),
                         help="basic-auth user (env MLMON_ES_USER); password from MLMON_ES_PASSWORD")
     parser.add_argument("--ca-certs", help="CA bundle for an https URL")
-    parser.add_argument("--pushgateway", default=os.environ.get("MLMON_PUSHGATEWAY_URL"),
-                        help="Pushgateway URL (env MLMON_PUSHGATEWAY_URL)")
+    parser.add_argument("--pushgateway", default=os.environ.get(PUSHGATEWAY_ENV),
+                        help=f"Pushgateway URL (env {PUSHGATEWAY_ENV})")
     parser.add_argument("--prune-after",
                         help="delete earlier runs' groups last pushed longer ago than this, e.g. "
                              "8d (default: the longest outcome window + restart_grace of the "
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.es_url:
         raise CliError("no Elasticsearch URL: pass --es-url or set MLMON_ES_URL")
     if not args.pushgateway:
-        raise CliError("no Pushgateway: pass --pushgateway URL (or set MLMON_PUSHGATEWAY_URL); "
+        raise CliError(f"no Pushgateway: pass --pushgateway URL (or set {PUSHGATEWAY_ENV}); "
                        "outcomes are counted through it, so none are written without one")
     prune_after = _prune_after(args)
     _check_columns(args)  # a typo in a column name fails before anything is contacted

@@ -59,3 +59,16 @@ def test_the_readiness_check_blames_the_pushgateway_url_only_for_the_url() -> No
         check_reachable("http://[::1", timeout=5)
     with pytest.raises(ValueError, match=r"^timeout_s must be > 0, got 0$"):  # the caller's bug
         check_reachable("http://127.0.0.1:9", timeout=0)
+
+
+def test_the_pushgateway_environment_variable_is_named_in_one_module() -> None:
+    from pathlib import Path
+
+    from mlmon.exporter.pushgateway import PUSHGATEWAY_ENV
+
+    repo = Path(__file__).resolve().parent.parent
+    naming = sorted(str(path.relative_to(repo)) for path in repo.glob("*/**/*.py")
+                    if not path.is_relative_to(repo / "tests")
+                    and not any(part.startswith(".") for part in path.relative_to(repo).parts)
+                    and PUSHGATEWAY_ENV in path.read_text(encoding="utf-8"))
+    assert naming == ["exporter/pushgateway.py"]

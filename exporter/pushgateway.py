@@ -13,9 +13,10 @@ answer is sent again, up to `attempts` requests in all, `backoff_s` apart and tw
 time (at most `max_backoff_s`): a Pushgateway restarting, or behind a proxy that lost it for a
 moment, takes the push a second later. Sending a push again is safe: a PUT replaces the whole
 group and a POST the families it carries, so a push that arrived twice leaves what one would.
-A 4xx is not retried: the Pushgateway understood the request and refused it (a URL whose path
-is wrong, series whose type conflicts with what another group holds), so the same request would
-be refused again; the error says so. The longest a request can take is
+A TLS error is not retried (https to an http port, a certificate not trusted): the handshake
+would fail again. Nor is a 4xx: the Pushgateway understood the request and refused it (a URL
+whose path is wrong, series whose type conflicts with what another group holds), so the same
+request would be refused again; the error says so. The longest a request can take is
 `attempts * timeout_s` plus the backoffs.
 
 Whatever fails is one `PushError`, whose message is one line naming the URL.
@@ -31,6 +32,7 @@ import base64
 import http.client
 import json
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -159,6 +161,12 @@ class Pushgateway:
                                 url=self.url, attempts=attempt) from exc
             except (OSError, http.client.HTTPException) as exc:  # no answer, or half of one
                 to = f" to {action}" if action else ""
+                tls = getattr(exc, "reason", exc)  # URLError wraps the socket's error
+                if isinstance(tls, ssl.SSLError):  # the same handshake would fail again
+                    raise PushError(
+                        f"TLS error with the Pushgateway {self.url}{to}: {_one_line(tls)} (not "
+                        "retried: an https URL to an http port, or a certificate this host "
+                        "does not trust)", url=self.url, attempts=attempt) from exc
                 status, error = None, exc
                 message = f"cannot reach the Pushgateway {self.url}{to}: {self._reason(exc)}"
             if attempt >= self.attempts:

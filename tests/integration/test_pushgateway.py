@@ -286,3 +286,17 @@ def test_basic_auth_from_the_url_reaches_a_protected_pushgateway_and_hides_the_p
     out, err = capsys.readouterr()
     assert f"pushed to http://{AUTH_USER}:***@{host} as job 'nightly'" in out, out + err
     assert "s3cret" not in out + err and "s3cret%3Apw" not in out + err
+
+
+def test_a_tls_error_is_not_retried_and_says_it_is_tls(pgw: Server) -> None:
+    sleeps: list[float] = []
+    url = pgw.url.replace("http://", "https://")  # the Pushgateway speaks http on that port
+    with pytest.raises(PushError) as raised:
+        Pushgateway(url, attempts=3, sleep=sleeps.append).push("retrain", _gauges(x=4),
+                                                               replace=False)
+    message = str(raised.value)
+    assert message.startswith(f"TLS error with the Pushgateway {url} to push job=retrain: "), \
+        message
+    assert message.endswith("(not retried: an https URL to an http port, or a certificate this "
+                            "host does not trust)") and "\n" not in message
+    assert raised.value.attempts == 1 and sleeps == []

@@ -39,3 +39,15 @@ def test_the_estimate_alerts_bound_into_the_drift_is_the_one_the_stack_derives()
         said = text(path)
         assert f"at most {into[0]} s" in said and f"{into[1]} s" in said, path
         assert "about 6 minutes into the drift" not in said, path
+
+
+def test_the_stack_page_counts_the_labelling_jobs_compose_runs() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    labelling = [name for name, service in compose["services"].items()
+                 if "demo-labels" in (service.get("command") or [])]
+    assert len(labelling) == 2, labelling  # one per demo model
+    row = next(line for line in (REPO / "docs" / "stack.md").read_text().splitlines()
+               if line.startswith("| demo services"))
+    assert "labelling jobs (one per demo model)" in row, row

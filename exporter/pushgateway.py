@@ -216,13 +216,14 @@ def _checked_url(url: str) -> tuple[str, str, str | None]:
     `user:password@` taken out into basic auth; ValueError if it cannot be a Pushgateway's."""
     text = url.strip().rstrip("/")
     full = text if "://" in text else "http://" + text
+    parts = None
     try:  # urlsplit raises for a bad IPv6 host, .port for a port that is not a number
         parts = urllib.parse.urlsplit(full)
         usable = (parts.scheme in ("http", "https") and bool(parts.hostname)
                   and (parts.port is None or parts.port > 0))
     except ValueError:
         usable = False
-    if not (usable and full.isprintable() and " " not in full):
+    if parts is None or not (usable and full.isprintable() and " " not in full):
         raise ValueError(f"{printable_url(url)!r}: not a Pushgateway URL "
                          "(expected http://host:port)")
     userinfo, _, host = parts.netloc.rpartition("@")

@@ -62,13 +62,10 @@ def test_the_readiness_check_blames_the_pushgateway_url_only_for_the_url() -> No
 
 
 def test_the_pushgateway_environment_variable_is_named_in_one_module() -> None:
-    from pathlib import Path
-
     from mlmon.exporter.pushgateway import PUSHGATEWAY_ENV
+    from tests.test_layout import FOLDERS, REPO
 
-    repo = Path(__file__).resolve().parent.parent
-    naming = sorted(str(path.relative_to(repo)) for path in repo.glob("*/**/*.py")
-                    if not path.is_relative_to(repo / "tests")
-                    and not any(part.startswith(".") for part in path.relative_to(repo).parts)
-                    and PUSHGATEWAY_ENV in path.read_text(encoding="utf-8"))
+    naming = sorted(str(path.relative_to(REPO)) for folder in [*FOLDERS, "stack"]
+                    for path in (REPO / folder).rglob("*.py")
+                    if PUSHGATEWAY_ENV in path.read_text(encoding="utf-8"))
     assert naming == ["exporter/pushgateway.py"]

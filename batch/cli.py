@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from mlmon.errors import CliError
+from mlmon.errors import CliError, positive_seconds
 
 DEFAULT_CHUNK_ROWS = 50_000
 
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the records' service.environment (with --es-url)")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
                         help="rows read at a time (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=10.0,
+    parser.add_argument("--timeout", type=positive_seconds, default=10.0,
                         help="seconds per Pushgateway request (default %(default)s)")
     parser.add_argument("--progress", action="store_true",
                         help="draw a progress bar on stderr even when it is not a terminal")
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlmon.batch.run import BatchRun, PushError
     from mlmon.exporter.profile import Profile
-    from mlmon.exporter.pushgateway import check_reachable
+    from mlmon.exporter.pushgateway import check_reachable, printable_url
     from mlmon.profiling.columns import ProfilingError
 
     if args.chunk_rows < 1:
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     except PushError as exc:
         raise CliError(str(exc)) from exc
     print(f"mlmon batch: {run_.rows:,} rows of {profile.model_name} version "
-          f"{profile.model_version} pushed to {url} as job {run_.job!r}")
+          f"{profile.model_version} pushed to {printable_url(url)} as job {run_.job!r}")
     return 0
 
 

@@ -13,7 +13,9 @@ reporting to the Pushgateway as a production pipeline would:
   reference data, reported with its profile and its R^2.
 
 A job that fails is reported as failed by its own API and logged; the loop goes on, as a
-scheduler does. A heartbeat file is touched after each round (the compose healthcheck).
+scheduler does. A heartbeat file is touched after each round whose two reports reached the
+Pushgateway (the compose healthcheck: a job that reports nothing turns unhealthy);
+`--rounds N` exits 1 when the last round's reports did not.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from mlmon.demo.rounds import add_round_arguments, run_rounds
 from mlmon.demo.scenario import HEALTHY, Schedule, next_record
-from mlmon.exporter.cli_training import PUSHGATEWAY_ENV
+from mlmon.exporter.pushgateway import PUSHGATEWAY_ENV
 
 BATCH_JOB = "demo-scoring"
 TRAINING_JOB = "retrain"
@@ -78,6 +80,7 @@ def retrain(pushgateway: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlmon.demo.model import build_profile, train
     from mlmon.errors import CliError
+    from mlmon.exporter.pushgateway import Pushgateway
     from mlmon.exporter.training import TrainingReportError
 
     if not args.pushgateway:
@@ -88,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         schedule = Schedule(healthy_s=args.healthy_s, drift_s=args.drift_s)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    try:  # each round's runs build their client from the URL: refuse a bad one once, here
+        Pushgateway(args.pushgateway)
+    except ValueError as exc:
+        raise CliError(f"--pushgateway {exc}") from exc
     logging.basicConfig(level=logging.INFO, format="mlmon demo-jobs: %(message)s")
     model = train()
     profile = build_profile(model)
@@ -95,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     started = time.monotonic()
 
-    def one_round() -> None:
+    def one_round() -> bool:
         phase = schedule.phase(time.monotonic() - started) or HEALTHY
         batch = score_batch(model, profile, records, phase, args.rows, args.pushgateway, rng)
         _log.info("batch %s (%s): %s, %d rows%s", BATCH_JOB, phase, batch.outcome, batch.rows,
@@ -105,5 +112,7 @@ def run(args: argparse.Namespace) -> int:
             _log.info("training %s: reported", TRAINING_JOB)
         except TrainingReportError as exc:
             _log.error("training %s: %s", TRAINING_JOB, exc)
+            return False
+        return batch.push_error is None
 
     return run_rounds(one_round, args)

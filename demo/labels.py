@@ -17,7 +17,9 @@ label waits behind one that arrives later, as in a feed delivered in order). A r
 feeds the same rows again: the labels it had written count as `duplicate` then, as when a user
 runs the command again. The cursor (a byte offset) is kept in `--state-dir`, so a restarted job
 does not feed the file again; a round with nothing arrived runs nothing (no empty group).
-A heartbeat file is touched after each round (the compose healthcheck).
+A heartbeat file is touched after each round that fed its rows or had none to feed (the
+compose healthcheck: a job whose every run fails turns unhealthy); `--rounds N` exits 1 when
+its last run failed.
 `--model risk` feeds the classifier demo's labels (`mlmon traffic --model risk` writes its
 classes) with its two profiles, as `--model` selects the model of `mlmon demo`.
 """
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING
 from mlmon.demo.cli import PROGRESSION, RISK
 from mlmon.demo.rounds import add_round_arguments, run_rounds
 from mlmon.demo.traffic import LABEL_COLUMNS
-from mlmon.exporter.cli_training import PUSHGATEWAY_ENV
+from mlmon.exporter.pushgateway import PUSHGATEWAY_ENV
 
 if TYPE_CHECKING:
     from mlmon.exporter.profile import Profile
@@ -73,7 +75,11 @@ def arrived(labels: Path, offset: int, now: float) -> tuple[bytes, int]:
     the offset after them. Only whole lines (the writer may be halfway through one), up to the
     first label not arrived yet. A row whose arrival is not a number counts as arrived: the
     command counts it (`bad_arrival`) rather than this job holding the feed behind it. At
-    offset 0 the header is skipped; a file shorter than `offset` (replaced) starts over."""
+    offset 0 the header is skipped; a file shorter than `offset` (replaced) starts over.
+    A file that cannot be read (a directory, no permission) raises CliError naming --labels:
+    no later round would read it either."""
+    from mlmon.errors import CliError
+
     try:
         with open(labels, "rb") as fh:
             if offset > os.fstat(fh.fileno()).st_size:
@@ -84,6 +90,8 @@ def arrived(labels: Path, offset: int, now: float) -> tuple[bytes, int]:
             data = fh.read()
     except FileNotFoundError:  # the traffic has not answered a request yet
         return b"", offset
+    except OSError as exc:
+        raise CliError(f"--labels {labels}: {exc.strerror or exc}") from exc
     start = 0
     if offset == 0:
         start = data.find(b"\n") + 1
@@ -194,8 +202,20 @@ def run(args: argparse.Namespace) -> int:
         paths.append(path)
     command = outcomes_command(state / ARRIVED_FILE, paths, args.es_url, args.pushgateway)
 
-    def one_round() -> None:
-        if feed(args.labels, state, command, time.time()) == 0:
+    missing = [False]  # said once that the file is not there, until it is
+
+    def one_round() -> bool:
+        if not args.labels.exists():
+            if not missing[0]:
+                _log.warning("--labels %s does not exist (yet): waiting for `mlmon traffic "
+                             "--labels-out` to write it (check the path if it never comes)",
+                             args.labels)
+            missing[0] = True
+            return True  # nothing to do
+        missing[0] = False
+        fed = feed(args.labels, state, command, time.time())
+        if fed == 0:
             _log.info("no label arrived since the last run")
+        return fed is not None
 
     return run_rounds(one_round, args)

@@ -12,7 +12,8 @@ service answered, its true target and when that truth becomes known
 demo's labelling job (`mlmon demo-labels`) feeds as they arrive. `--label-delay-s D` puts each
 arrival D/2 to 3D/2 after the answer (uniform; 0: at the answer), as truth that trickles in.
 The truth is the one the served model is trained on (`--model`, as `mlmon demo --model`): the
-regression's target, or the classifier's class ("high" or "low", demo/model.py `risk_labels`).
+regression's target, or the classifier's class ("high" or "low", demo/model.py `risk_labels`);
+a service whose /healthz names another model is refused, one line, before any request.
 """
 
 from __future__ import annotations
@@ -160,10 +161,14 @@ def with_labels(send: Sender, path: Path, prefix: str,
     """`send`, each record with a request id `<prefix>-<n>`; for each one answered, its
     `TARGET` is appended to the CSV `path` with its arrival, `clock()` + `delay()` when the
     answer came (header `LABEL_COLUMNS` when the file is new). Raises CliError when `path`
-    holds another header (an older file: its rows would not line up)."""
+    holds another header (an older file: its rows would not line up), or cannot be opened
+    for appending (a missing folder, no permission)."""
     from mlmon.errors import CliError
 
-    fh = open(path, "a+", newline="", encoding="utf-8")  # noqa: SIM115 - lives with the sender
+    try:
+        fh = open(path, "a+", newline="", encoding="utf-8")  # noqa: SIM115 - lives with the sender
+    except OSError as exc:
+        raise CliError(f"--labels-out {path}: {exc.strerror or exc}") from exc
     fh.seek(0)
     header = fh.readline().rstrip("\r\n")
     if header and header != ",".join(LABEL_COLUMNS):
@@ -211,19 +216,41 @@ def with_heartbeat(send: Sender, path: Path, every_s: float = 1.0,
     return send_and_beat
 
 
-def wait_ready(url: str, timeout_s: float) -> bool:
+def wait_ready(url: str, timeout_s: float) -> dict[str, Any] | None:
+    """The service's /healthz answer (its `model` names the model it serves; {} when the
+    answer is not a JSON object), or None when it did not answer within `timeout_s`."""
     import requests
 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if requests.get(url.rstrip("/") + "/healthz", timeout=2).ok:
-                return True
+            answer = requests.get(url.rstrip("/") + "/healthz", timeout=2)
+            if answer.ok:
+                try:
+                    body = answer.json()
+                except ValueError:
+                    body = None
+                return body if isinstance(body, dict) else {}
         except requests.RequestException:
             pass
         if time.monotonic() >= deadline:
-            return False
+            return None
         time.sleep(0.5)
+
+
+def check_model(health: dict[str, Any], model: str, url: str) -> None:
+    """Refuse a service that serves another model than `--model`: its labels would be the
+    other model's truth (a regression's targets for a classifier), every one rejected."""
+    from mlmon.demo.model import MODEL_NAME, RISK_MODEL_NAME
+    from mlmon.errors import CliError
+
+    names = {PROGRESSION: MODEL_NAME, RISK: RISK_MODEL_NAME}
+    served = health.get("model")
+    if served != names[model]:
+        hint = next((f"; pass --model {choice}" for choice, name in names.items()
+                     if name == served), "")
+        raise CliError(f"--model {model}: the service at {url} serves model {served!r}, not "
+                       f"{names[model]!r}{hint}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -239,8 +266,6 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--rate must be > 0, got {args.rate}")
     if not args.label_delay_s >= 0:
         raise CliError(f"--label-delay-s must be >= 0, got {args.label_delay_s}")
-    if not wait_ready(args.url, args.wait_ready_s):
-        raise CliError(f"{args.url}/healthz did not answer within {args.wait_ready_s:g} s")
     frame = reference_frame()
     records = frame[list(FEATURES)].to_dict(orient="records")
 
@@ -259,6 +284,11 @@ def run(args: argparse.Namespace) -> int:
                            delay=lambda: delays.uniform(0.5 * mean, 1.5 * mean))
     if args.heartbeat is not None:
         send = with_heartbeat(send, args.heartbeat)
+    # After every argument is checked (the labels file opened): a wrong one fails at once.
+    health = wait_ready(args.url, args.wait_ready_s)
+    if health is None:
+        raise CliError(f"{args.url}/healthz did not answer within {args.wait_ready_s:g} s")
+    check_model(health, args.model, args.url)
     counts = drive(send, records, schedule, args.rate,
                    random.Random(args.seed), on_phase=announce)
     print("mlmon traffic: done " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())),

@@ -35,8 +35,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mlmon.errors import CliError
-
-PUSHGATEWAY_ENV = "MLMON_PUSHGATEWAY_URL"
+from mlmon.exporter.pushgateway import PUSHGATEWAY_ENV
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +126,7 @@ def _load_profile(path: str) -> tuple[Any, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlmon.exporter.pushgateway import check_reachable
+    from mlmon.exporter.pushgateway import check_reachable, printable_url
     from mlmon.exporter.training import (
         PUSH_TIMEOUT_S,
         TrainedModel,
@@ -178,5 +177,6 @@ def run(args: argparse.Namespace) -> int:
     if unreadable:  # exited 0 but left no readable profile: no model to deploy, a failure
         raise CliError(f"{unreadable} (reported as a failed run of {args.job}/{model_name})")
     outcome = (f"succeeded: version {model.version}" if model else "failed")
-    print(f"training-run {args.job}/{model_name} {outcome} ({duration_s:.0f} s) pushed to {url}")
+    print(f"training-run {args.job}/{model_name} {outcome} ({duration_s:.0f} s) pushed to "
+          f"{printable_url(url)}")
     return status

@@ -13,12 +13,17 @@ answer is sent again, up to `attempts` requests in all, `backoff_s` apart and tw
 time (at most `max_backoff_s`): a Pushgateway restarting, or behind a proxy that lost it for a
 moment, takes the push a second later. Sending a push again is safe: a PUT replaces the whole
 group and a POST the families it carries, so a push that arrived twice leaves what one would.
-A 4xx is not retried: the Pushgateway understood the request and refused it (a URL whose path
-is wrong, series whose type conflicts with what another group holds), so the same request would
-be refused again; the error says so. The longest a request can take is
+A TLS error is not retried (https to an http port, a certificate not trusted): the handshake
+would fail again. Nor is a 4xx: the Pushgateway understood the request and refused it (a URL
+whose path is wrong, series whose type conflicts with what another group holds), so the same
+request would be refused again; the error says so. The longest a request can take is
 `attempts * timeout_s` plus the backoffs.
 
 Whatever fails is one `PushError`, whose message is one line naming the URL.
+
+Basic auth: a URL with `user:password@` (as Prometheus's own clients accept it; percent-encode
+`@`, `:` or `/` in either) sends them in an Authorization header; every message and log line
+names the URL with the password as `***` (`http://user:***@pgw:9091`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import base64
 import http.client
 import json
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -36,6 +42,7 @@ from typing import Any
 
 from mlmon.errors import CliError
 
+PUSHGATEWAY_ENV = "MLMON_PUSHGATEWAY_URL"  # every CLI's --pushgateway default
 TIMEOUT_S = 10.0  # seconds per request
 ATTEMPTS = 3  # requests in all, the first included
 BACKOFF_S = 0.5  # before the first retry; doubled before each next one
@@ -43,6 +50,8 @@ MAX_BACKOFF_S = 5.0
 # The format generate_latest writes. Not imported: newer prometheus_client releases name it
 # CONTENT_TYPE_PLAIN_0_0_4 and made CONTENT_TYPE_LATEST 1.0.0; older ones lack the first name.
 _TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
+_MASK = "***"  # a password's place in a printed URL (fixed: its length does not show either)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +85,8 @@ class Pushgateway:
             raise ValueError(f"attempts must be at least 1, got {attempts}")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-        self.url = _checked_url(url)
+        self._base, self.url, auth = _checked_url(url)
+        self._headers = {"Authorization": auth} if auth else {}
         self.timeout_s, self.attempts = timeout_s, attempts
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.sleep = sleep
@@ -126,8 +136,8 @@ class Pushgateway:
                  headers: dict[str, str] | None = None) -> tuple[bytes, int]:
         """The answer's body and the requests it took; retried as the module says.
         `action` ("push job=... model=..."): what the error line says was not done."""
-        request = urllib.request.Request(self.url + path, data=body, method=method,
-                                         headers=headers or {})
+        request = urllib.request.Request(self._base + path, data=body, method=method,
+                                         headers={**self._headers, **(headers or {})})
         attempt = 0
         error: Exception
         while True:
@@ -151,6 +161,12 @@ class Pushgateway:
                                 url=self.url, attempts=attempt) from exc
             except (OSError, http.client.HTTPException) as exc:  # no answer, or half of one
                 to = f" to {action}" if action else ""
+                tls = getattr(exc, "reason", exc)  # URLError wraps the socket's error
+                if isinstance(tls, ssl.SSLError):  # the same handshake would fail again
+                    raise PushError(
+                        f"TLS error with the Pushgateway {self.url}{to}: {_one_line(tls)} (not "
+                        "retried: an https URL to an http port, or a certificate this host "
+                        "does not trust)", url=self.url, attempts=attempt) from exc
                 status, error = None, exc
                 message = f"cannot reach the Pushgateway {self.url}{to}: {self._reason(exc)}"
             if attempt >= self.attempts:
@@ -182,31 +198,54 @@ def _describe_group(job: str, grouping_key: Mapping[str, str] | None = None) -> 
 
 
 def check_reachable(url: str, timeout: float) -> None:
-    """GET the Pushgateway's /-/ready: a wrong URL fails before the job's work, as one line."""
+    """GET the Pushgateway's /-/ready: a wrong URL fails before the job's work, as one line.
+    (`timeout` is the caller's to check: an argument error, not the URL's.)"""
     try:
-        gateway = Pushgateway(url, timeout_s=timeout)
+        _checked_url(url)
     except ValueError as exc:
         raise CliError(f"--pushgateway {exc}") from exc
     try:
-        gateway.ready()
+        Pushgateway(url, timeout_s=timeout).ready()
     except PushError as exc:
         raise CliError(str(exc)) from exc
 
 
-def _checked_url(url: str) -> str:
-    """`url` without a trailing slash, http:// added to a bare host:port; ValueError if it
-    cannot be a Pushgateway's."""
+def _checked_url(url: str) -> tuple[str, str, str | None]:
+    """(the URL requests go to, the URL as messages print it, the Authorization header or
+    None): `url` without a trailing slash, http:// added to a bare host:port, its
+    `user:password@` taken out into basic auth; ValueError if it cannot be a Pushgateway's."""
     text = url.strip().rstrip("/")
     full = text if "://" in text else "http://" + text
+    parts = None
     try:  # urlsplit raises for a bad IPv6 host, .port for a port that is not a number
         parts = urllib.parse.urlsplit(full)
         usable = (parts.scheme in ("http", "https") and bool(parts.hostname)
                   and (parts.port is None or parts.port > 0))
     except ValueError:
         usable = False
-    if not (usable and full.isprintable() and " " not in full):
-        raise ValueError(f"{url!r}: not a Pushgateway URL (expected http://host:port)")
-    return full
+    if parts is None or not (usable and full.isprintable() and " " not in full):
+        raise ValueError(f"{printable_url(url)!r}: not a Pushgateway URL "
+                         "(expected http://host:port)")
+    userinfo, _, host = parts.netloc.rpartition("@")
+    base = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    if not userinfo:
+        return base, base, None
+    user, colon, password = userinfo.partition(":")
+    shown = urllib.parse.urlunsplit(parts._replace(netloc=f"{user}{colon and ':' + _MASK}@{host}"))
+    token = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    return base, shown, "Basic " + base64.b64encode(token.encode()).decode()
+
+
+def printable_url(url: str) -> str:
+    """`url` as a message may print it: the password of its `user:password@` as `***`. Also
+    for a URL that does not parse: everything between the user and the last `@` is hidden."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:{_MASK}@{host}"
 
 
 def _b64(value: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from mlmon.errors import CliError
 from mlmon.exporter.profile import Profile
+from mlmon.exporter.pushgateway import printable_url
 from mlmon.log_shipper.es_assets import DEFAULT_RETENTION, AssetError, index_template, install
 
 
@@ -37,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def connect(url: str, *, user: str | None = None, ca_certs: str | None = None,
             timeout: float = 30.0) -> Any:
-    """An `Elasticsearch` client with credentials from the environment."""
+    """An `Elasticsearch` client with credentials from the environment; CliError naming `url`
+    (its password hidden) when it is not one."""
     from elasticsearch import Elasticsearch
 
     options: dict[str, Any] = {"request_timeout": timeout, "max_retries": 2,
@@ -49,7 +51,11 @@ def connect(url: str, *, user: str | None = None, ca_certs: str | None = None,
         options["basic_auth"] = (user, os.environ.get("MLMON_ES_PASSWORD", ""))
     if ca_certs:
         options["ca_certs"] = ca_certs
-    return Elasticsearch(url, **options)
+    try:
+        return Elasticsearch(url, **options)
+    except ValueError as exc:  # the client's message repeats the URL, password included
+        raise CliError(f"--es-url {printable_url(url)!r}: not an Elasticsearch URL (expected "
+                       "http(s)://host:port)") from exc
 
 
 def run(args: argparse.Namespace) -> int:

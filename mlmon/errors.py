@@ -9,6 +9,21 @@ class CliError(Exception):
     """An error the user can act on; printed as one line without a traceback."""
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse `type` for a duration such as a request timeout: a number > 0, or the
+    parser's one-line error naming the option (`argument --timeout: must be ...`)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 def cannot_listen(host: str, port: int, exc: OSError | OverflowError) -> CliError:
     """The one line for an address a server cannot bind: a port outside 0-65535 (bind raises
     OverflowError), a port in use, a host that does not resolve."""

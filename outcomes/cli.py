@@ -34,9 +34,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mlmon.errors import CliError
+from mlmon.errors import CliError, positive_seconds
 from mlmon.exporter.layout import ES_UNAVAILABLE, UNKNOWN_ID
 from mlmon.exporter.profile import CLASSIFICATION, Profile
+from mlmon.exporter.pushgateway import PUSHGATEWAY_ENV
 from mlmon.log_shipper.cli_es import connect
 from mlmon.log_shipper.es_assets import AssetError, data_stream_name
 from mlmon.log_shipper.join import COUNTED, Label, OutcomeJoiner
@@ -69,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", default=os.environ.get("MLMON_ES_USER"),
                         help="basic-auth user (env MLMON_ES_USER); password from MLMON_ES_PASSWORD")
     parser.add_argument("--ca-certs", help="CA bundle for an https URL")
-    parser.add_argument("--pushgateway", default=os.environ.get("MLMON_PUSHGATEWAY_URL"),
-                        help="Pushgateway URL (env MLMON_PUSHGATEWAY_URL)")
+    parser.add_argument("--pushgateway", default=os.environ.get(PUSHGATEWAY_ENV),
+                        help=f"Pushgateway URL (env {PUSHGATEWAY_ENV})")
     parser.add_argument("--prune-after",
                         help="delete earlier runs' groups last pushed longer ago than this, e.g. "
                              "8d (default: the longest outcome window + restart_grace of the "
@@ -82,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", help="this run's Pushgateway instance label, unique per run "
                         "(another run's group with the same id would be replaced; default: the "
                         "start time and a random suffix)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="request timeout, seconds")
+    parser.add_argument("--timeout", type=positive_seconds, default=30.0,
+                        help="request timeout, seconds")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.es_url:
         raise CliError("no Elasticsearch URL: pass --es-url or set MLMON_ES_URL")
     if not args.pushgateway:
-        raise CliError("no Pushgateway: pass --pushgateway URL (or set MLMON_PUSHGATEWAY_URL); "
+        raise CliError(f"no Pushgateway: pass --pushgateway URL (or set {PUSHGATEWAY_ENV}); "
                        "outcomes are counted through it, so none are written without one")
     prune_after = _prune_after(args)
     _check_columns(args)  # a typo in a column name fails before anything is contacted
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     # one version: no challenger to score (its records would be unknown_model)
     shadow: Counter[str] | None = Counter() if len(profiles) > 1 else None
     tally = _join_file(args, joiner, main, group, run_id, shadow)
-    print(f"{_summary(args.labels, tally, shadow)}; pushed to {args.pushgateway} "
+    print(f"{_summary(args.labels, tally, shadow)}; pushed to {group.url} "
           f"(job={OUTCOMES_PUSH_JOB}, instance={run_id})")
     unjoined = tally[ES_UNAVAILABLE] + (shadow or Counter())[ES_UNAVAILABLE]
     if unjoined:

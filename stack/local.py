@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import shutil
 import socket
@@ -502,6 +503,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_timing(args: argparse.Namespace) -> None:
+    """Refuse the timings the demo's processes would refuse: they would exit right after `up`
+    reported them started."""
+    positive = {"--rate": args.rate, "--jobs-every-s": args.jobs_every_s,
+                "--labels-every-s": args.labels_every_s}
+    at_least_zero = {"--healthy-s": args.healthy_s, "--drift-s": args.drift_s,
+                     "--label-delay-s": args.label_delay_s}
+    for option, value in positive.items():
+        if not (math.isfinite(value) and value > 0):
+            raise RuntimeError(f"{option} {value:g}: must be a number > 0")
+    for option, value in at_least_zero.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise RuntimeError(f"{option} {value:g}: must be a number >= 0")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ports = dict(SERVICE_PORTS)
@@ -517,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
                         discard_spool=args.discard_spool)
     try:
         if args.action == "up":
+            _check_timing(args)
             note = spool_note(settings)
             if note:
                 print(f"stack: {note}")

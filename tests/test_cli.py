@@ -58,3 +58,21 @@ def test_a_missing_mlmon_module_is_a_bug_and_raises(monkeypatch):
     monkeypatch.setitem(cli.SUBCOMMANDS, "serve", ("mlmon.no_such_module", "help"))
     with pytest.raises(ModuleNotFoundError, match="mlmon.no_such_module"):
         cli.main(["serve"])
+
+
+@pytest.mark.parametrize("command", [
+    ["outcomes", "labels.csv", "--id-column", "id", "--label-column", "y", "--profile", "p.json",
+     "--es-url", "http://127.0.0.1:9", "--pushgateway", "http://127.0.0.1:9"],
+    ["batch", "scored.csv", "--profile", "p.json", "--pushgateway", "http://127.0.0.1:9"],
+])
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_a_timeout_that_is_no_duration_is_an_argument_error_not_the_urls(
+        command: list[str], timeout: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlmon.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--timeout", timeout])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.splitlines()[-1] == (f"mlmon {command[0]}: error: argument --timeout: must be a "
+                                    f"number of seconds > 0, got {timeout!r}"), err

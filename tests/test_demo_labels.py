@@ -6,8 +6,11 @@ here the command is a small Python program that copies the rows it was given, or
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
+
+import pytest
 
 from mlmon.demo.labels import ARRIVED_FILE, CURSOR_FILE, arrived, feed, outcomes_command
 from mlmon.demo.traffic import LABEL_COLUMNS
@@ -105,3 +108,46 @@ def test_each_demo_model_is_fed_with_its_champions_and_challengers_profiles() ->
     for profile in profiles(RISK):
         assert isinstance(profile.prediction, ClassificationPrediction)
         assert set(profile.prediction.classes) == set(RISK_CLASSES)
+
+
+def _run_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, labels: Path, status: int,
+             rounds: int = 1) -> int:
+    """`mlmon demo-labels --rounds N` with a stand-in for `mlmon outcomes` exiting `status`
+    (and a test profile instead of the demo's trained ones)."""
+    from mlmon.cli import main
+    from mlmon.demo import labels as job
+    from mlmon.exporter.profile import Profile
+    from tests.profiles import sample_profile_dict
+
+    monkeypatch.setattr(job, "profiles", lambda model: [Profile.from_dict(sample_profile_dict())])
+    monkeypatch.setattr(job, "outcomes_command",
+                        lambda rows, *a: [*_copy_to(tmp_path / "copied.csv", status),
+                                          str(rows)])
+    return main(["demo-labels", "--labels", str(labels), "--state-dir", str(tmp_path / "state"),
+                 "--es-url", "http://127.0.0.1:9", "--pushgateway", "http://127.0.0.1:9",
+                 "--every-s", "0.01", "--rounds", str(rounds),
+                 "--heartbeat", str(tmp_path / "heartbeat")])
+
+
+def test_a_failed_run_leaves_the_heartbeat_alone_and_exits_non_zero(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _labels(tmp_path, "a,1.5,100\n")
+    assert _run_job(tmp_path, monkeypatch, path, status=2) == 1
+    assert not (tmp_path / "heartbeat").exists()
+    assert _run_job(tmp_path, monkeypatch, path, status=0) == 0  # fed: beats
+    assert (tmp_path / "heartbeat").exists()
+
+
+def test_labels_that_cannot_be_read_are_one_line_and_a_missing_file_is_said_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert _run_job(tmp_path, monkeypatch, folder, status=0) == 2
+    err = capsys.readouterr().err
+    assert err == f"mlmon demo-labels: error: --labels {folder}: Is a directory\n", err
+    missing = tmp_path / "typo.csv"
+    with caplog.at_level(logging.INFO, logger="mlmon.demo.labels"):
+        assert _run_job(tmp_path, monkeypatch, missing, status=0, rounds=3) == 0
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        f"--labels {missing} does not exist (yet)"]

@@ -163,3 +163,68 @@ def test_the_truth_is_the_served_models_target_or_class() -> None:
     add_arguments(parser)
     assert parser.parse_args([]).model == PROGRESSION  # the regression demo, as before
     assert parser.parse_args(["--model", RISK]).model == RISK
+
+
+def test_a_labels_out_that_cannot_be_written_is_one_line_before_waiting_for_the_service(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from mlmon.cli import main
+
+    with socket.socket() as s:  # a port nobody listens on: the service would never be ready
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    labels = tmp_path / "no-such-folder" / "labels.csv"
+    assert main(["traffic", "--url", f"http://127.0.0.1:{port}", "--labels-out", str(labels),
+                 "--wait-ready-s", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"mlmon traffic: error: --labels-out {labels}: No such file or "
+                   "directory\n"), err
+
+
+def test_a_service_serving_another_model_than_model_is_refused_in_one_line(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mlmon.cli import main
+    from mlmon.demo.model import RISK_MODEL_NAME
+
+    posts: list[str] = []
+
+    class Classifier(BaseHTTPRequestHandler):  # the classifier demo's /healthz, as it answers
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = json.dumps({"status": "ok", "model": RISK_MODEL_NAME}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:  # noqa: N802
+            posts.append(self.path)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Classifier)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    labels = tmp_path / "labels.csv"
+    run = ["traffic", "--url", url, "--labels-out", str(labels), "--healthy-s", "0.3",
+           "--drift-s", "0", "--rate", "10"]
+    try:
+        assert main(run) == 2  # --model progression (the default)
+        err = capsys.readouterr().err
+        assert err == (f"mlmon traffic: error: --model progression: the service at {url} "
+                       f"serves model '{RISK_MODEL_NAME}', not 'diabetes'; pass --model "
+                       "risk\n"), err
+        assert posts == [] and labels.read_text() == "request_id,target,arrived_at\n"
+        assert main([*run, "--model", "risk"]) == 0
+    finally:
+        server.shutdown()
+    assert posts and labels.read_text().splitlines()[1].split(",")[1] in ("high", "low")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mlmon.alerting import generate
-from stack import processes
+from stack import local, processes
 from stack.fast_rules import fast_config
 from stack.local import (
     PIDS,
@@ -319,3 +319,16 @@ def test_up_refuses_to_start_beside_a_running_stack_and_forgets_a_dead_one(
         with pytest.raises(RuntimeError, match="ports in use: sink"):
             up(Settings(run_dir=tmp_path, ports=ports))
     assert not (tmp_path / PIDS).exists()
+
+
+@pytest.mark.parametrize(("option", "value", "rule"), [
+    ("--labels-every-s", "0", "> 0"), ("--labels-every-s", "-5", "> 0"),
+    ("--label-delay-s", "-1", ">= 0"), ("--jobs-every-s", "0", "> 0"), ("--rate", "nan", "> 0"),
+])
+def test_a_timing_its_processes_would_refuse_is_one_line_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str,
+        rule: str) -> None:
+    assert local.main(["up", "--run-dir", str(tmp_path / "run"), option, value]) == 2
+    err = capsys.readouterr().err
+    assert err == f"stack: error: {option} {float(value):g}: must be a number {rule}\n", err
+    assert not (tmp_path / "run").exists()  # nothing started

@@ -23,6 +23,7 @@ by `observe_outcome`) through `exporter.ModelMonitor`, then serves /metrics unti
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import re
 import shutil
@@ -53,18 +54,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+def _get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> bytes:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback)
         return response.read()
 
 
 def wait_http(url: str, timeout: float = 15.0,
-              process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll `url` until it answers; give up early when `process` has exited."""
+              process: subprocess.Popen[bytes] | None = None,
+              headers: dict[str, str] | None = None) -> None:
+    """Poll `url` (sending `headers`) until it answers; give up early when `process` exited."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            _get(url, timeout=1.0)
+            _get(url, timeout=1.0, headers=headers)
             return
         except OSError:
             if time.monotonic() > deadline or (process is not None and process.poll() is not None):
@@ -263,12 +266,13 @@ def _binary(name: str) -> str:
 
 
 def _launch(kind: type[ServerT], cmd: list[str], workdir: Path, name: str,
-            address: str) -> ServerT:
-    """Start `cmd`, wait until `/-/ready` answers on `address`, or stop it and say why."""
+            address: str, headers: dict[str, str] | None = None) -> ServerT:
+    """Start `cmd`, wait until `/-/ready` answers on `address` (asked with `headers`), or stop
+    it and say why."""
     process, log = _start(cmd, workdir, name)
     server = kind(process, f"http://{address}", log)
     try:
-        wait_http(f"{server.url}/-/ready", process=process)
+        wait_http(f"{server.url}/-/ready", process=process, headers=headers)
     except TimeoutError:
         server.stop()
         raise RuntimeError(f"{name} did not start: {log.read_text()[-2000:]}") from None
@@ -306,16 +310,30 @@ def start_prometheus(workdir: Path, targets: dict[str, list[str]],
         address)
 
 
-def start_pushgateway(workdir: Path) -> Server:
+def start_pushgateway(workdir: Path, basic_auth: tuple[str, str, str] | None = None) -> Server:
     """A Pushgateway persisting into `workdir` (its default path is the system's); Prometheus
     scrapes it with `honor_labels: true` (the pushed job/instance labels win), as the stack does.
-    """
+    `basic_auth`: (user, password, the password's bcrypt hash): every request must carry them
+    (its --web.config.file's basic_auth_users)."""
     binary = _binary("prometheus-pushgateway")
     workdir.mkdir(parents=True, exist_ok=True)
     address = f"127.0.0.1:{free_port()}"
-    return _launch(Server, [
-        binary, f"--web.listen-address={address}",
-        f"--persistence.file={workdir / 'pushgateway.data'}"], workdir, "pushgateway", address)
+    cmd = [binary, f"--web.listen-address={address}",
+           f"--persistence.file={workdir / 'pushgateway.data'}"]
+    headers = None
+    if basic_auth is not None:
+        user, password, bcrypt_hash = basic_auth
+        web_config = workdir / "web.yml"
+        web_config.write_text(yaml.safe_dump({"basic_auth_users": {user: bcrypt_hash}}),
+                              encoding="utf-8")
+        cmd.append(f"--web.config.file={web_config}")
+        headers = {"Authorization": basic_authorization(user, password)}
+    return _launch(Server, cmd, workdir, "pushgateway", address, headers)
+
+
+def basic_authorization(user: str, password: str) -> str:
+    """The Authorization header's value for HTTP basic auth."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _servers(tmp_path: Path, name: str,
@@ -348,7 +366,8 @@ def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
 @pytest.fixture
 def pushgateway_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """`make()`: a Pushgateway on a free loopback port, persisting under tmp_path."""
+    """`make(basic_auth=None)`: a Pushgateway on a free loopback port, persisting under
+    tmp_path; with basic_auth=(user, password, bcrypt hash), only for requests that carry them."""
     yield from _servers(tmp_path, "pushgateway", start_pushgateway)
 
 

@@ -61,3 +61,17 @@ def test_one_round_pushes_a_batch_run_and_a_training_run(tmp_path: Path,
     drifted = _samples(gateway)
     assert 0 < drifted[unseen] < 400
     assert drifted[f"{N.BATCH_RUN_ROWS.name}{{{group}}}"] == 400  # replaced, not added
+
+
+def test_a_round_whose_reports_do_not_arrive_beats_not_and_exits_1(
+        tmp_path: Path, pushgateway_factory) -> None:
+    pgw = pushgateway_factory()
+    pgw.stop()  # its port answers no more: every push fails, after its retries
+    heartbeat = tmp_path / "heartbeat"
+    done = subprocess.run([sys.executable, "-m", "mlmon.cli", "demo-jobs", "--pushgateway",
+                           pgw.url, "--rounds", "1", "--rows", "50", "--heartbeat",
+                           str(heartbeat)], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+    assert done.returncode == 1, done.stderr
+    assert "cannot reach the Pushgateway" in done.stderr and "Traceback" not in done.stderr
+    assert not heartbeat.exists()

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -245,3 +246,57 @@ def test_the_batch_cli_exits_2_with_one_line_on_a_refused_push(
                           f"job={N.BATCH_PUSH_JOB} batch_job=nightly model=churn "
                           "model_version=3: HTTP 400: "), err
     assert "(not retried: a 400 means the URL or what was sent is wrong" in err
+
+
+# ---- basic auth, from the URL's user:password@ --------------------------------------------
+
+# A test password (with a `:`, percent-encoded in the URL) and its bcrypt hash (cost 4), which
+# the Pushgateway's web config holds.
+AUTH_USER, AUTH_PASSWORD = "mlmon", "s3cret:pw"
+AUTH_HASH = "$2b$04$j25JRiiOfFN99bItmj7VReqFXwmpZFp6OIT9Sp07V23hobZpLFlcy"
+
+
+def test_basic_auth_from_the_url_reaches_a_protected_pushgateway_and_hides_the_password(
+        pushgateway_factory: Callable[..., Server], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    pgw = pushgateway_factory(basic_auth=(AUTH_USER, AUTH_PASSWORD, AUTH_HASH))
+    host = pgw.url.removeprefix("http://")
+    url = f"http://{AUTH_USER}:{urllib.parse.quote(AUTH_PASSWORD, safe='')}@{host}"
+    gateway = Pushgateway(url)
+    assert gateway.url == f"http://{AUTH_USER}:***@{host}"
+    assert gateway.push("retrain", _gauges(x=4), {"model": "churn"}, replace=False) == 1
+    [group] = gateway.groups()
+    assert group["labels"] == {"job": "retrain", "model": "churn"}
+    check_reachable(url, timeout=5)
+    for wrong, shown in ((f"http://{AUTH_USER}:wrong-pw@{host}", f"http://{AUTH_USER}:***@{host}"),
+                         (pgw.url, pgw.url)):  # a wrong password, none: refused, not retried
+        with pytest.raises(PushError) as raised:
+            Pushgateway(wrong, sleep=lambda s: None).push("retrain", _gauges(x=5),
+                                                          replace=False)
+        assert (raised.value.status, raised.value.attempts) == (401, 1)
+        assert str(raised.value).startswith(f"the Pushgateway {shown} refused to push "
+                                            "job=retrain: HTTP 401"), str(raised.value)
+    # the CLI prints the URL it pushed to without the password
+    profile = tmp_path / "p.json"
+    profile.write_text(json.dumps(sample_profile_dict()), encoding="utf-8")
+    data = tmp_path / "scored.csv"
+    data.write_text("age,pred\n30,0.5\n", encoding="utf-8")
+    assert main(["batch", str(data), "--profile", str(profile), "--prediction-column", "pred",
+                 "--pushgateway", url, "--job", "nightly"]) == 0
+    out, err = capsys.readouterr()
+    assert f"pushed to http://{AUTH_USER}:***@{host} as job 'nightly'" in out, out + err
+    assert "s3cret" not in out + err and "s3cret%3Apw" not in out + err
+
+
+def test_a_tls_error_is_not_retried_and_says_it_is_tls(pgw: Server) -> None:
+    sleeps: list[float] = []
+    url = pgw.url.replace("http://", "https://")  # the Pushgateway speaks http on that port
+    with pytest.raises(PushError) as raised:
+        Pushgateway(url, attempts=3, sleep=sleeps.append).push("retrain", _gauges(x=4),
+                                                               replace=False)
+    message = str(raised.value)
+    assert message.startswith(f"TLS error with the Pushgateway {url} to push job=retrain: "), \
+        message
+    assert message.endswith("(not retried: an https URL to an http port, or a certificate this "
+                            "host does not trust)") and "\n" not in message
+    assert raised.value.attempts == 1 and sleeps == []

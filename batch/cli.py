@@ -49,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mlmon.batch.run import BatchRun, PushError
+    from mlmon.errors import printable_url
     from mlmon.exporter.profile import Profile
-    from mlmon.exporter.pushgateway import check_reachable, printable_url
+    from mlmon.exporter.pushgateway import check_reachable
     from mlmon.profiling.columns import ProfilingError
 
     if args.chunk_rows < 1:

@@ -58,12 +58,6 @@ def es_url_with_credentials(url: str, user: str | None, password: str | None) ->
     return urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc.rsplit('@', 1)[-1]}"))
 
 
-def _without_credentials(url: str) -> str:
-    """The URL as it may be printed: without a user or password that it carries."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
-
-
 def _champion(kind: str) -> tuple[DemoModel | DemoClassifier, Profile]:
     from mlmon.demo import model as demo
 
@@ -81,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         train_challenger,
         train_risk_challenger,
     )
-    from mlmon.errors import CliError
+    from mlmon.errors import CliError, printable_url
 
     model, profile = _champion(args.model)
     if args.write_profile is not None:
@@ -116,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(model, logger, REGISTRY)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=False)
-    shipping = f"records to {_without_credentials(args.es_url)}" if args.es_url \
+    shipping = f"records to {printable_url(args.es_url)}" if args.es_url \
         else "records not shipped (no --es-url)"
     AnnouncingServer(config, "mlmon demo", f"(POST /predict, GET /metrics, GET /healthz); "
                      f"{challenger}{shipping}; Ctrl+C stops").run(sockets=[sock])

@@ -126,7 +126,8 @@ def _load_profile(path: str) -> tuple[Any, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlmon.exporter.pushgateway import check_reachable, printable_url
+    from mlmon.errors import printable_url
+    from mlmon.exporter.pushgateway import check_reachable
     from mlmon.exporter.training import (
         PUSH_TIMEOUT_S,
         TrainedModel,

@@ -40,7 +40,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mlmon.errors import CliError
+from mlmon.errors import PASSWORD_MASK, CliError, printable_url
 
 PUSHGATEWAY_ENV = "MLMON_PUSHGATEWAY_URL"  # every CLI's --pushgateway default
 TIMEOUT_S = 10.0  # seconds per request
@@ -51,7 +51,6 @@ MAX_BACKOFF_S = 5.0
 # CONTENT_TYPE_PLAIN_0_0_4 and made CONTENT_TYPE_LATEST 1.0.0; older ones lack the first name.
 _TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
-_MASK = "***"  # a password's place in a printed URL (fixed: its length does not show either)
 
 log = logging.getLogger(__name__)
 
@@ -231,21 +230,10 @@ def _checked_url(url: str) -> tuple[str, str, str | None]:
     if not userinfo:
         return base, base, None
     user, colon, password = userinfo.partition(":")
-    shown = urllib.parse.urlunsplit(parts._replace(netloc=f"{user}{colon and ':' + _MASK}@{host}"))
+    masked = f"{user}{colon and ':' + PASSWORD_MASK}@{host}"
+    shown = urllib.parse.urlunsplit(parts._replace(netloc=masked))
     token = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
     return base, shown, "Basic " + base64.b64encode(token.encode()).decode()
-
-
-def printable_url(url: str) -> str:
-    """`url` as a message may print it: the password of its `user:password@` as `***`. Also
-    for a URL that does not parse: everything between the user and the last `@` is hidden."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.partition(':')[0]}:{_MASK}@{host}"
 
 
 def _b64(value: str) -> str:

@@ -15,9 +15,8 @@ import os
 import sys
 from typing import Any
 
-from mlmon.errors import CliError
+from mlmon.errors import CliError, printable_url
 from mlmon.exporter.profile import Profile
-from mlmon.exporter.pushgateway import printable_url
 from mlmon.log_shipper.es_assets import DEFAULT_RETENTION, AssetError, index_template, install
 
 

@@ -28,3 +28,18 @@ def cannot_listen(host: str, port: int, exc: OSError | OverflowError) -> CliErro
     """The one line for an address a server cannot bind: a port outside 0-65535 (bind raises
     OverflowError), a port in use, a host that does not resolve."""
     return CliError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}")
+
+
+PASSWORD_MASK = "***"  # a password's place in a printed URL (its length does not show either)
+
+
+def printable_url(url: str) -> str:
+    """`url` as a message may print it: the password of its `user:password@` as `***`. Also
+    for a URL that does not parse: everything between the user and the last `@` is hidden."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:{PASSWORD_MASK}@{host}"

@@ -27,6 +27,7 @@ from mlmon.demo.service import create_app
 from mlmon.exporter.profile import ClassificationPrediction, Profile
 from mlmon.log_shipper.facade import PredictionLogger
 from tests.estimation_data import calibrated_probabilities
+from tests.integration.prom_servers import wait_until
 
 MODEL = train_risk()
 PROFILE = build_risk_profile(MODEL)
@@ -100,7 +101,11 @@ def test_predict_answers_a_class_and_its_score_and_counts_the_estimate() -> None
             assert (body["model"], body["model_version"]) == (RISK_MODEL_NAME, "1")
             if i == 0:
                 assert client.get("/healthz").json()["model"] == RISK_MODEL_NAME
-    # leaving the client closed the logger: the challenger finished every request
+        # the challenger's child process starts with the first request, at a lower priority:
+        # on a loaded machine that can outlast close()'s drain, so wait for it here
+        wait_until(lambda: registry.get_sample_value("mlmon_observations_total", {
+            "model": RISK_MODEL_NAME, "model_version": "2"}) == len(records), 120,
+            "the challenger's observations", interval_s=0.2)
     frame = to_frame(records)
     for version, model, profile in (("1", MODEL, PROFILE), ("2", CHALLENGER, CHALLENGER_PROFILE)):
         assert _sample(registry, "mlmon_estimation_info", model_version=version,

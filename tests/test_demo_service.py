@@ -17,13 +17,14 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from mlmon.cli import main
-from mlmon.demo.cli import _without_credentials, es_url_with_credentials
+from mlmon.demo.cli import es_url_with_credentials
 from mlmon.demo.model import build_profile, train
 from mlmon.demo.scenario import drifted
 from mlmon.demo.service import create_app
 from mlmon.exporter.profile import Profile
 from mlmon.log_shipper.facade import PredictionLogger
 from mlmon.log_shipper.logging_sink import JsonLinesSink
+from tests.integration.prom_servers import wait_until
 
 MODEL = train()
 PROFILE = build_profile(MODEL)
@@ -183,11 +184,6 @@ def test_mlmon_demo_port_in_use_is_one_line() -> None:
             f"mlmon demo: error: cannot listen on 127.0.0.1:{port}: Address already in use\n")
 
 
-def test_a_printed_es_url_carries_no_credentials() -> None:
-    assert _without_credentials("https://elastic:secret@es:9200/x") == "https://es:9200/x"
-    assert _without_credentials("http://es:9200") == "http://es:9200"
-
-
 def test_the_challenger_answers_in_shadow_under_its_own_version() -> None:
     from mlmon.demo.model import train_challenger
 
@@ -197,15 +193,23 @@ def test_the_challenger_answers_in_shadow_under_its_own_version() -> None:
     challenger = train_challenger()
     logger.add_challenger(build_profile(challenger), challenger.predict_one)
     records = MODEL.records()[:20]
+    at = {"model": "diabetes", "model_version": "2", "champion_version": "1"}
+
+    def compared() -> float:
+        return sum(registry.get_sample_value("mlmon_challenger_compared_total",
+                                             at | {"agreement": a}) or 0.0
+                   for a in ("agree", "disagree"))
+
     with TestClient(create_app(MODEL, logger, registry)) as client:
         for record in records:
             body = client.post("/predict", json={"features": record}).json()
             assert body["model_version"] == "1"  # the champion answers
-    # leaving the client closed the logger: the challenger finished every request
-    at = {"model": "diabetes", "model_version": "2", "champion_version": "1"}
-    compared = sum(registry.get_sample_value("mlmon_challenger_compared_total",
-                                             at | {"agreement": a}) for a in ("agree", "disagree"))
-    assert compared == len(records)
+        # The challenger's child process starts with the first request, at a lower priority:
+        # on a loaded machine it can take longer than close()'s drain (then counted `closed`,
+        # tests/test_shadow_process.py), so the test waits for it here, generously.
+        wait_until(lambda: compared() >= len(records), 120, "the challenger's comparisons",
+                   interval_s=0.2)
+    assert compared() == len(records)
     assert registry.get_sample_value("mlmon_observations_total",
                                      {"model": "diabetes", "model_version": "2"}) == len(records)
     diff_sum = registry.get_sample_value("mlmon_challenger_difference_sum", at)

@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from mlmon.errors import CliError
-from mlmon.exporter.pushgateway import PushError, Pushgateway, check_reachable, printable_url
+from mlmon.errors import CliError, printable_url
+from mlmon.exporter.pushgateway import PushError, Pushgateway, check_reachable
 
 
 def test_user_and_password_in_the_url_become_basic_auth_and_are_never_printed() -> None:

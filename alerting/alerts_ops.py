@@ -1,9 +1,11 @@
-"""Serving alerts: latency against its SLO, failed requests, no traffic, and exporters that
-cannot be scraped (which blinds every other alert)."""
+"""Serving alerts: latency against its SLO, failed requests, no traffic, exporters that
+cannot be scraped (which blinds every other alert), and workers counting in memory because
+they cannot open their multi-process file."""
 
 from __future__ import annotations
 
 import mlmon.names as N
+from mlmon.alerting import promql as q
 from mlmon.alerting.alerts_base import AlertBuilder
 from mlmon.alerting.alerts_text import WHERE, pct
 from mlmon.alerting.config import QUANTILES
@@ -14,9 +16,10 @@ def group(a: AlertBuilder) -> Group:
     slo = a.c.alert("MlmonLatencySLOBreach")
     err = a.c.alert("MlmonHighErrorRatio")
     zero = a.c.alert("MlmonThroughputZero")
+    files = a.c.alert("MlmonWorkerFileErrors")
     sel = a.c.exporter_selector
     assert slo["quantile"] in QUANTILES
-    return Group("mlmon.alerts.ops", "Serving: latency, errors, traffic, scrapes.", (
+    return Group("mlmon.alerts.ops", "Serving: latency, errors, traffic, scrapes, worker files.", (
         a.rule(
             "MlmonLatencySLOBreach",
             f"{N.latency_quantile(slo['quantile']).at(slo['window'])} > "
@@ -46,4 +49,16 @@ def group(a: AlertBuilder) -> Group:
             "{{ if $labels.instance }}Target {{ $labels.instance }} of job {{ $labels.job }} "
             "is down.{{ else }}Job {{ $labels.job }} has no target at all.{{ end }}",
             "Without scrapes every other mlmon alert is blind."),
+        a.rule(
+            "MlmonWorkerFileErrors",
+            # any rise: only the scrapes the failing worker answers show its failures, so the
+            # counter also steps down (read as a reset, which adds nothing) while it lasts
+            f"increase({q.online(N.WORKER_FILE_ERRORS.sample)}[{files['lookback']}]) > 0",
+            "A worker process cannot open its multi-process file and counts in memory.",
+            f"Model {WHERE} on {{{{ $labels.instance }}}}: a worker process failed to open its "
+            f"file in the multi-process directory within the last {files['lookback']} (reason "
+            "{{ $labels.reason }}). It counts in memory and retries; if it exits before a "
+            "retry succeeds, what it counted is lost. Free disk space or inodes, make the "
+            "directory writable, or raise the open-files limit, as the reason says.",
+            "A worker's counts are at risk until its file opens."),
     ))

@@ -43,6 +43,7 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "MlmonHighErrorRatio": ("window", "max_ratio"),
     "MlmonThroughputZero": ("window",),
     "MlmonExporterDown": (),
+    "MlmonWorkerFileErrors": ("lookback",),
     "MlmonChallengerDisagreement": ("window", "max_disagreement"),
     "MlmonPerformanceBelowBaseline": ("window", "min_labelled", "accuracy_drop", "mae_increase"),
     "MlmonLabelsStopped": ("window", "lookback"),

@@ -13,9 +13,10 @@ difference edges), so a comparison with other slots never reads them. Exited wor
 are compacted, never dropped, so the summed counters never go backwards; files named
 `mlmon_challenger_<key>_<pid>.db` (mlmon versions before worker locks) are summed as they are.
 
-A forked worker opens a file of its own. When it cannot, it counts in memory, retries with
-backoff and moves its counts into the file once it opens; each failed open is counted under
-the champion monitor's `mlmon_worker_file_errors_total{reason}` (`file_errors`).
+A forked worker opens a file of its own. When it cannot, it counts in memory (added to the
+scrapes it answers), retries with backoff and moves its counts into the file once it opens;
+each failed open is counted under the champion monitor's `mlmon_worker_file_errors_total{reason}`
+(`file_errors`).
 """
 
 from __future__ import annotations
@@ -73,12 +74,13 @@ class Counts(WorkerArray):
             self.values[slot] += value
 
     def totals(self) -> np.ndarray:
-        """The counters summed over this process, or over every worker file (while this
-        process has none, its own counts join the sum once its file opens)."""
-        if self.directory is None:
+        """The counters summed over this process, or over every worker file (and this
+        process's memory while it has no file)."""
+        directory = self.directory
+        if directory is None:
             with self.lock:
                 return np.array(self.values)
         total = np.zeros(self.size)
-        for data in read_totals(self.directory, [self.key], self):
+        for data in self.read_with_memory(lambda: read_totals(directory, [self.key], self)):
             total += data
         return total

@@ -90,7 +90,7 @@ class Storage(WorkerArray):
 
     A forked child that cannot open a file of its own counts in memory and retries
     (`WorkerArray`); its failed opens are counted under `mlmon_worker_file_errors_total{reason}`.
-    Until it has its file, scrapes show the files only.
+    Until it has its file, the scrapes it answers add those counts to the files'.
     """
 
     def __init__(self, layout: Layout, directory: str | None = None) -> None:
@@ -172,8 +172,10 @@ class Storage(WorkerArray):
             for start, seg in self._segments:
                 array[start:start + len(seg)] = seg
             return Totals([array], None)
-        shas, started_at = _compatible(self.directory, self.layout)
-        return Totals(read_totals(self.directory, shas, self.layout), started_at)
+        directory = self.directory
+        shas, started_at = _compatible(directory, self.layout)
+        return Totals(self.read_with_memory(lambda: read_totals(directory, shas, self.layout)),
+                      started_at)
 
 
 _SHARED: dict[tuple[str, str], Storage] = {}

@@ -10,6 +10,9 @@ read-only directory) never writes into its parent's: it counts into process memo
 the file, counts the failure (`_count_error`, by `error_reason`), and whoever takes `lock`
 after a capped exponential backoff retries; the file that opens then takes every count made
 meanwhile. At interpreter exit a process still without its file tries once more.
+
+Scrapes read the files (`read_with_memory`): a process without its file adds what it holds in
+memory to the scrapes it answers, so its counts and its failures show while the fault lasts.
 """
 
 from __future__ import annotations
@@ -134,6 +137,23 @@ class WorkerArray:
         self.lock = self._mutex
         _log.info("mlmon: process %d opened its file %s", os.getpid(), self.path)
         self._reopened()
+
+    def read_with_memory(self, read: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+        """The arrays `read` returns (the worker files'), plus, while this process has no file,
+        a copy of the counts it holds in memory, which no file holds.
+
+        Without a file, both are read holding `lock`, which the catch-up into a new file holds
+        too (`_retry`): a count is either still in memory or already in the file, so it is
+        summed once. Taking it may itself retry the open, past the backoff, before reading. The
+        hot path of this process waits for the read meanwhile, only while it has no file."""
+        if self._file is not None or self.directory is None:
+            return read()  # a file, once open, is this process's until it exits
+        with self.lock:
+            arrays = read()
+            if self._file is None:
+                assert self.array is not None
+                arrays.append(self.array.copy())
+            return arrays
 
     def reopen_after_fork(self) -> None:
         """A forked child must not write into its parent's file: start its own.

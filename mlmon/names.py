@@ -103,7 +103,8 @@ WORKER_FILE_ERRORS = Series(
     "Failed attempts of a worker process to open its own multi-process file.", ("reason",),
     "failed attempts of a worker process to open its own file in the multi-process directory: "
     "`no_space` (disk, inodes or quota full), `not_writable`, `no_file_descriptors`, `other`; "
-    "counted in the process's memory, with its records, until a retry opens the file; a "
+    "counted in the process's memory, with its records, until a retry opens the file (the "
+    "scrapes that process answers show them meanwhile, alert MlmonWorkerFileErrors); a "
     "challenger comparison's file counts under its champion's version "
     "([multi-worker servers](multi-worker.md#when-a-worker-cannot-open-its-file))")
 FEATURE_MISSING = Series("mlmon_feature_missing", "counter", "Feature values absent or None.",

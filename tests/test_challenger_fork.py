@@ -26,7 +26,8 @@ PARENT_PAIRS, CHILD_PAIRS, HEALED_PAIRS = 3, 40, 5
 
 # The parent (a gunicorn --preload master) creates the champion's logger with a challenger and
 # compares PARENT_PAIRS; then the fault starts and it forks. The child compares CHILD_PAIRS + 2
-# pairs (and skips one request) and says so; the parent reads its own comparison file; then the
+# pairs (and skips one request), answers a scrape (written to `scrapes`, outside the directory)
+# and says so; the parent reads its own comparison file; then the
 # fault ends and the child, after its backoff, compares HEALED_PAIRS more (or exits at once:
 # `ending`). The clocks are a number the child moves. Prints one JSON line.
 SCENARIO = """
@@ -41,7 +42,7 @@ from mlmon.log_shipper.facade import PredictionLogger
 from mlmon.log_shipper.record import RecordBuilder
 profile_path, mp, fault = sys.argv[1:4]
 parent_n, child_n, healed_n = (int(v) for v in sys.argv[4:7])
-ending = sys.argv[7]
+ending, scrapes_path = sys.argv[7:9]
 champion = Profile.load(profile_path)
 registry = CollectorRegistry()
 monitor = ModelMonitor(champion, registry, multiproc_directory=mp)
@@ -65,6 +66,13 @@ own_file = lambda pid: [p for p in glob.glob(os.path.join(mp, "mlmon_challenger_
 to_parent, from_child = os.pipe()
 to_child, from_parent = os.pipe()
 fillers = []
+get = lambda name, **labels: registry.get_sample_value(name, {"model": "churn", **labels})
+at = {"model_version": "4", "champion_version": "3"}
+scrape = lambda: {
+    "agree": get(N.CHALLENGER_COMPARED.sample, agreement="agree", **at),
+    "disagree": get(N.CHALLENGER_COMPARED.sample, agreement="disagree", **at),
+    "errors": {r: get(N.WORKER_FILE_ERRORS.sample, model_version="3", reason=r)
+               for r in WORKER_FILE_ERRORS}}
 
 
 def fill():
@@ -106,10 +114,13 @@ if pid == 0:
     comparison.compare(1.0, 5.0)
     now[0] += 1.5  # not past the second (2 s): no retry
     comparison.compare(1.0, 1.0)
+    during = scrape()
     os.write(from_child, b"counted\\n")
     os.read(to_child, 1)  # the parent ended the fault
     if fault == "no_fds":
         resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+    with open(scrapes_path, "w") as fh:
+        json.dump(during, fh)
     if ending == "exit":
         sys.exit(0)  # a worker stopped before its backoff ran out
     now[0] += 1.0  # past the second backoff
@@ -140,8 +151,6 @@ except BrokenPipeError:
 _, status = os.waitpid(pid, 0)
 child_files = own_file(pid)  # before a scrape compacts it
 child = np.fromfile(child_files[0]) if len(child_files) == 1 else None
-get = lambda name, **labels: registry.get_sample_value(name, {"model": "churn", **labels})
-at = {"model_version": "4", "champion_version": "3"}
 print(json.dumps({
     "child_said": child_said.decode(), "status": status, "parent_file": parent_file,
     "child_files": len(child_files),
@@ -149,8 +158,8 @@ print(json.dumps({
     "agree": get(N.CHALLENGER_COMPARED.sample, agreement="agree", **at),
     "disagree": get(N.CHALLENGER_COMPARED.sample, agreement="disagree", **at),
     "queue_full": get(N.CHALLENGER_SKIPPED.sample, reason="queue_full", **at),
-    "errors": {r: get(N.WORKER_FILE_ERRORS.sample, model_version="3", reason=r)
-               for r in WORKER_FILE_ERRORS},
+    "errors": scrape()["errors"],
+    "child_scrape": json.load(open(scrapes_path)) if os.path.exists(scrapes_path) else None,
 }), flush=True)
 """
 
@@ -165,7 +174,7 @@ def profile(tmp_path: Path) -> Path:
 def run(profile: Path, mp: Path, fault: str, tmpfs: str | None = None,
         ending: str = "observe", healed: int = HEALED_PAIRS) -> dict[str, Any]:
     args = [str(profile), str(mp), fault, str(PARENT_PAIRS), str(CHILD_PAIRS), str(healed),
-            ending]
+            ending, str(mp.parent / "scrape.json")]
     command = [sys.executable, "-c", SCENARIO, *args]
     if tmpfs is not None:
         mp.mkdir()
@@ -189,7 +198,7 @@ def run(profile: Path, mp: Path, fault: str, tmpfs: str | None = None,
 def test_a_child_without_its_own_comparison_file_never_writes_its_parents(
         profile, tmp_path, fault, tmpfs, reason):
     report = run(profile, tmp_path / "mp", fault, tmpfs)
-    assert report["child_said"] == "counted\n" and report["status"] == 0, report
+    assert report["child_said"] == "counted\n" and report["status"] == 0, report["stderr"]
     # the parent's file holds the parent's comparisons only (agree, disagree)
     assert report["parent_file"] == [PARENT_PAIRS, 0.0], report
     # once the fault is gone, the child's counts are in a file of its own, none lost
@@ -200,7 +209,14 @@ def test_a_child_without_its_own_comparison_file_never_writes_its_parents(
     # counted under the champion's series: right after the fork its monitor's file and the
     # comparison's failed to open; after the first backoff the comparison retried and failed,
     # and so did the monitor's, retried when the comparison took its lock to count that
-    assert report["errors"] == {r: 4.0 if r == reason else 0.0 for r in report["errors"]}, report
+    errors = {r: 4.0 if r == reason else 0.0 for r in report["errors"]}
+    assert report["errors"] == errors, report
+    # during the fault, the child's own scrape showed the parent's file plus the comparisons and
+    # the failures it held in memory; with no descriptor at all (a limit of 3) it cannot read
+    # the files (nor, in a server, accept a scrape's connection): its memory only
+    files = 0 if fault == "no_fds" else PARENT_PAIRS
+    assert report["child_scrape"] == {"agree": files + CHILD_PAIRS + 1, "disagree": 1.0,
+                                      "errors": errors}, report
 
 
 def test_threads_comparing_while_the_file_opens_lose_no_count(profile, tmp_path):

@@ -1,6 +1,7 @@
 """A forked worker that cannot open its own worker file (a full disk, no inodes left, no file
 descriptors left): it never writes into its parent's file, keeps its counts in memory, counts
-each failed open by reason, and moves them into a file of its own once the fault is gone.
+each failed open by reason, shows both in the scrapes it answers meanwhile, and moves them into
+a file of its own once the fault is gone, counting nothing twice.
 
 The faults are real: a small tmpfs filled up (in a private mount namespace, `unshare -rm`, as
 test_multiprocess_compaction's read-only mount) and a lowered RLIMIT_NOFILE.
@@ -24,9 +25,11 @@ PARENT_RECORDS, CHILD_RECORDS, HEALED_RECORDS = 3, 40, 5
 
 # The parent (a gunicorn --preload master) creates the monitor and counts PARENT_RECORDS; then
 # the fault starts and it forks. The child counts CHILD_RECORDS + 2 records, a request and a
-# label, and says so; the parent reads its own file; then the fault ends and the child, after
-# its backoff, counts HEALED_RECORDS more (or exits at once: `ending`). The storage's clock is
-# a number the child moves, so which observation retries is known. Prints one JSON line.
+# label, answers a scrape and says so; the parent reads its own file; then the fault ends and
+# the child, after its backoff, counts HEALED_RECORDS more (or exits at once, or first answers
+# a scrape, which opens the file: `ending`) and answers a scrape. The storage's clock is a
+# number the child moves, so which observation retries is known. The child writes its scrapes
+# to `scrapes` (outside the directory); the parent prints one JSON line.
 SCENARIO = """
 import errno, glob, json, os, resource, sys, threading
 import numpy as np
@@ -36,7 +39,7 @@ from mlmon.exporter import ModelMonitor
 from mlmon.exporter.layout import WORKER_FILE_ERRORS
 profile, mp, fault = sys.argv[1:4]
 parent_n, child_n, healed_n = (int(v) for v in sys.argv[4:7])
-ending = sys.argv[7]
+ending, scrapes_path = sys.argv[7:9]
 registry = CollectorRegistry()
 monitor = ModelMonitor.from_profile(profile, registry, multiproc_directory=mp)
 now = [0.0]
@@ -50,6 +53,17 @@ slot = monitor.layout.observations
 to_parent, from_child = os.pipe()
 to_child, from_parent = os.pipe()
 fillers = []
+get = lambda name, **labels: registry.get_sample_value(
+    name, {"model": "churn", "model_version": "3", **labels})
+scrape = lambda: {
+    "total": get(N.OBSERVATIONS.sample),
+    "errors": {r: get(N.WORKER_FILE_ERRORS.sample, reason=r) for r in WORKER_FILE_ERRORS}}
+scrapes = {}
+
+
+def save_scrapes():
+    with open(scrapes_path, "w") as fh:
+        json.dump(scrapes, fh)
 
 
 def fill():
@@ -93,24 +107,41 @@ if pid == 0:
     monitor.observe({"age": 30.0, "city": "paris"}, 0.5)
     now[0] += 1.5  # not past the second (2 s): no retry
     monitor.observe({"age": 30.0, "city": "paris"}, 0.5)
+    scrapes["during"] = scrape()  # the fault lasts: still no file
     os.write(from_child, b"counted\\n")
     os.read(to_child, 1)  # the parent ended the fault
     if fault == "no_fds":
         resource.setrlimit(resource.RLIMIT_NOFILE, limits)
     if ending == "exit":
+        save_scrapes()
         sys.exit(0)  # a worker stopped (recycled, scaled down) before its backoff ran out
     now[0] += 1.0  # past the second backoff
+    if ending == "scrape":
+        # the first to take the lock after the backoff is a scrape: it moves the counts into
+        # the file that now opens, then reads the files
+        scrapes["catch_up"] = scrape()
+        scrapes["catch_up"]["own_files"] = len(own_file())
 
     def count():
         for _ in range(healed_n):
             monitor.observe({"age": 30.0, "city": "paris"}, 0.5)
 
     # "threads": threads of a worker observe while one of them moves the counts to the file
-    threads = [threading.Thread(target=count) for _ in range(4 if ending == "threads" else 1)]
+    counters = [threading.Thread(target=count) for _ in range(4 if ending == "threads" else 1)]
+    seen = []
+
+    def scrape_meanwhile():
+        while any(thread.is_alive() for thread in counters) or not seen:
+            seen.append(get(N.OBSERVATIONS.sample))
+
+    threads = counters + [threading.Thread(target=scrape_meanwhile)] * (ending == "threads")
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    scrapes["after"] = scrape()
+    scrapes["meanwhile"] = seen
+    save_scrapes()
     os._exit(0)
 resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 os.close(from_child)  # so that a dead child reads as end of file
@@ -126,8 +157,6 @@ except BrokenPipeError:
 _, status = os.waitpid(pid, 0)
 child_files = glob.glob(os.path.join(mp, f"mlmon_*_{pid}_*.db"))  # before a scrape compacts it
 own_counts = np.fromfile(child_files[0]) if len(child_files) == 1 else None
-get = lambda name, **labels: registry.get_sample_value(
-    name, {"model": "churn", "model_version": "3", **labels})
 print(json.dumps({
     "child_said": child_said.decode(), "status": status, "parent_file": parent_file,
     "child_files": len(child_files),
@@ -137,7 +166,8 @@ print(json.dumps({
         "label_error": float(own_counts[monitor.layout.outcomes.absolute]),
     },
     "total": get(N.OBSERVATIONS.sample),
-    "errors": {r: get(N.WORKER_FILE_ERRORS.sample, reason=r) for r in WORKER_FILE_ERRORS},
+    "errors": scrape()["errors"],
+    "child_scrapes": json.load(open(scrapes_path)) if os.path.exists(scrapes_path) else None,
 }), flush=True)
 """
 
@@ -152,7 +182,7 @@ def profile(tmp_path: Path) -> Path:
 def run(profile: Path, mp: Path, fault: str, tmpfs: str | None = None,
         ending: str = "observe", healed: int = HEALED_RECORDS) -> dict[str, Any]:
     args = [str(profile), str(mp), fault, str(PARENT_RECORDS), str(CHILD_RECORDS), str(healed),
-            ending]
+            ending, str(mp.parent / "scrapes.json")]
     command = [sys.executable, "-c", SCENARIO, *args]
     if tmpfs is not None:
         mp.mkdir()
@@ -186,13 +216,40 @@ def test_a_child_without_its_own_file_never_writes_its_parents(profile, tmp_path
                                     "label_error": 0.25}, report
     assert report["total"] == PARENT_RECORDS + child_records
     # two failed opens: right after the fork, and the retry after the first backoff
-    assert report["errors"] == {r: 2.0 if r == reason else 0.0 for r in report["errors"]}
+    errors = {r: 2.0 if r == reason else 0.0 for r in report["errors"]}
+    assert report["errors"] == errors, report
+    # while the fault lasted, the child's own scrape showed the files (the parent's) plus what
+    # it counted in memory, its failures included (at the open-files limit too: the descriptor
+    # of the parent's lock it closed reads the files one at a time, but cannot create its own)
+    scrapes = report["child_scrapes"]
+    assert scrapes["during"] == {"total": PARENT_RECORDS + CHILD_RECORDS + 2, "errors": errors}
+    # after the catch-up, from the file: nothing counted twice
+    assert scrapes["after"] == {"total": PARENT_RECORDS + child_records, "errors": errors}
+
+
+def test_a_scrape_that_opens_the_file_counts_everything_once(profile, tmp_path):
+    """The first to take the lock once the backoff passed is a scrape: it moves the counts
+    into the new file and sums the files, under the same lock."""
+    report = run(profile, tmp_path / "mp", "no_space", "size=256k", ending="scrape")
+    errors = {r: 2.0 if r == NO_SPACE else 0.0 for r in report["errors"]}
+    scrapes = report["child_scrapes"]
+    assert scrapes["catch_up"] == {"total": PARENT_RECORDS + CHILD_RECORDS + 2, "errors": errors,
+                                   "own_files": 1}, report
+    child_records = CHILD_RECORDS + 2 + HEALED_RECORDS
+    assert scrapes["after"] == {"total": PARENT_RECORDS + child_records, "errors": errors}
+    assert report["child_file"]["observations"] == child_records, report
 
 
 def test_threads_observing_while_the_file_opens_lose_no_count(profile, tmp_path):
     report = run(profile, tmp_path / "mp", "no_fds", ending="threads", healed=2000)
     assert report["status"] == 0 and report["parent_file"] == PARENT_RECORDS, report
     assert report["child_file"]["observations"] == CHILD_RECORDS + 2 + 4 * 2000, report
+    # a scraping thread meanwhile, across the catch-up: never a count twice (a total above the
+    # final one, or one that goes down) nor a count missing (a total that goes down)
+    final = PARENT_RECORDS + CHILD_RECORDS + 2 + 4 * 2000
+    seen = report["child_scrapes"]["meanwhile"]
+    assert seen and seen == sorted(seen) and seen[-1] <= final, seen
+    assert report["child_scrapes"]["after"]["total"] == final, report
 
 
 def test_a_child_that_exits_without_its_file_tries_once_more(profile, tmp_path):

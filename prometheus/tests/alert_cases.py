@@ -536,6 +536,38 @@ def exporter_absent() -> Case:
         "Job mlmon has no target at all.", "MlmonExporterDown")])
 
 
+def worker_file_errors() -> Case:
+    # churn on instance a: from minute 10 to 39 a worker without its file answers every third
+    # scrape, showing its failures (2 at first, one more at each failed retry); the other
+    # workers answer with the files' 0. At minute 40 its file opens: every worker shows 12.
+    # fraud: 3 failures long ago, already in the files: nothing new, no alert.
+    case = Case("MlmonWorkerFileErrors fires at once while a worker's failures show now and "
+                "then, and resolves within 15m of its file opening", demo="skip")
+    flapping = [0.0] * 10 + [2.0 + minute // 3 if minute % 3 == 0 else 0.0
+                             for minute in range(30)] + [12.0] * (MINUTES - 39)
+    case.add(N.WORKER_FILE_ERRORS.sample, CHURN | {"reason": "no_space", "instance": "a",
+                                                   "job": "mlmon"},
+             " ".join(f"{v!r}" for v in flapping))
+    case.add(N.WORKER_FILE_ERRORS.sample, FRAUD | {"reason": "no_space", "instance": "a",
+                                                   "job": "mlmon"}, _const(3.0))
+    alert = [_alert(
+        {"severity": "warning", **CHURN, "reason": "no_space", "instance": "a", "job": "mlmon"},
+        "A worker process cannot open its multi-process file and counts in memory.",
+        "Model churn version 3 on a: a worker process failed to open its file in the "
+        "multi-process directory within the last 15m (reason no_space). It counts in memory "
+        "and retries; if it exits before a retry succeeds, what it counted is lost. Free disk "
+        "space or inodes, make the directory writable, or raise the open-files limit, as the "
+        "reason says.", "MlmonWorkerFileErrors")]
+    case.expect("MlmonWorkerFileErrors", "9m", "10m", alert)
+    # still firing between the scrapes that worker answers (each 15m window holds rises); the
+    # last rise is from minute 39 to 40 (0 to 12): within the window at 53m, out of it at 55m
+    # (at 54m it depends on whether the window includes its start, which Prometheus 3 changed)
+    for minute, expected in ((35, alert), (53, alert), (55, [])):
+        case.checks.append({"eval_time": f"{minute}m", "alertname": "MlmonWorkerFileErrors",
+                            "exp_alerts": expected})
+    return case
+
+
 def healthy() -> Case:
     """No alert of any kind on a healthy model (other than the listed ones)."""
     case = Case("a healthy, busy model raises no alert", demo="as_is")
@@ -551,9 +583,11 @@ def healthy() -> Case:
     case.add(N.FEATURE_REFERENCE_COUNT.name, at | {"feature": "age"}, _const(1000.0))
     case.histogram(PREDICTION_HIST, at, [0.0], [0.5, 0.5], [100, 100])
     case.add(N.REFERENCE_ROWS.name, at, _const(1000.0))
+    case.add(N.WORKER_FILE_ERRORS.sample, at | {"reason": "no_space"}, _const(0.0))
     for alert in ("MlmonFeatureDrift", "MlmonPredictionDrift", "MlmonNotEnoughData",
                   "MlmonThroughputZero", "MlmonExporterDown", "MlmonMultipleModelVersions",
-                  "MlmonUnexpectedModelVersion", "MlmonModelStale", "MlmonHighErrorRatio"):
+                  "MlmonUnexpectedModelVersion", "MlmonModelStale", "MlmonHighErrorRatio",
+                  "MlmonWorkerFileErrors"):
         case.checks.append({"eval_time": "65m", "alertname": alert, "exp_alerts": []})
     return case
 
@@ -636,7 +670,8 @@ CASES = (feature_drift, feature_drift_through_failed_scrapes, feature_drift_cate
          drift_held_while_window_thins, prediction_drift, prediction_drift_classes,
          not_enough_data, feature_missing, unseen_categories, invalid_values, invalid_all_inf,
          text_oov, prediction_nan, multiple_versions, unexpected_version, model_stale,
-         latency_slo, error_ratio, throughput_zero, exporter_down, exporter_absent, healthy,
+         latency_slo, error_ratio, throughput_zero, exporter_down, exporter_absent,
+         worker_file_errors, healthy,
          performance_below_baseline, performance_mae_above_baseline, prediction_out_of_range)
 
 
